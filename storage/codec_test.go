@@ -67,7 +67,9 @@ func TestCodecRoundTrips(t *testing.T) {
 		roundTrip[string](t, StringCodec{}, []string{"", "a", string(make([]byte, 300)), "héllo"})
 	})
 	t.Run("alias string", func(t *testing.T) { roundTrip[string](t, AliasStringCodec{}, []string{"", "abc"}) })
-	t.Run("bytes", func(t *testing.T) { roundTrip[[]byte](t, BytesCodec{}, [][]byte{nil, {1}, bytes.Repeat([]byte{7}, 200)}) })
+	t.Run("bytes", func(t *testing.T) {
+		roundTrip[[]byte](t, BytesCodec{}, [][]byte{nil, {1}, bytes.Repeat([]byte{7}, 200)})
+	})
 	t.Run("alias bytes", func(t *testing.T) { roundTrip[[]byte](t, AliasBytesCodec{}, [][]byte{nil, {1, 2}}) })
 	t.Run("pair", func(t *testing.T) {
 		c := NewPairCodec[int64, string](VarintCodec[int64]{}, StringCodec{})

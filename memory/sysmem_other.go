@@ -1,0 +1,10 @@
+//go:build !linux
+
+package memory
+
+import "errors"
+
+// physicalMemory is only implemented on Linux; elsewhere set Config.SystemMemory or a Go memory limit.
+func physicalMemory() (int64, error) {
+	return 0, errors.New("memory: physical memory size is unknown on this platform; set Config.SystemMemory or a Go memory limit (debug.SetMemoryLimit)")
+}

@@ -1,0 +1,330 @@
+package collection
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+)
+
+// Iterator is the pull iterator every collection in this package returns: Spark's Scala
+// Iterator (hasNext/next) made explicit about errors and resources, because an iterator may be
+// reading spill files and may be abandoned early.
+//
+// The protocol, which every implementation follows:
+//
+//   - Next advances to the next element and reports whether there is one. It returns false at
+//     the end, after an error, and after Close, and keeps returning false from then on.
+//   - Value returns the element Next advanced to. It may be called several times and is only
+//     meaningful after Next returned true. The element is owned by the caller: it stays valid
+//     after later calls to Next and Close (implementations never hand out memory they reuse, so
+//     a k-way merge may buffer elements of one input while advancing it).
+//   - Err returns the error that stopped the iteration, or nil after a normal end or Close. Check
+//     it after Next returns false.
+//   - Close releases what the iterator holds (in-memory slices become unreachable, files are
+//     closed and, for spill readers, deleted). It may be called at any time, more than once, and
+//     from a deferred call; later calls return nil. A reader that stops early must call Close.
+//
+// Iterators are not safe for concurrent use.
+//
+// The usual loop:
+//
+//	defer it.Close()
+//	for it.Next() {
+//		use(it.Value())
+//	}
+//	if err := it.Err(); err != nil { ... }
+type Iterator[T any] interface {
+	Next() bool
+	Value() T
+	Err() error
+	Close() error
+}
+
+// Pair is a key and its value as the iterators of maps yield them; Spark's Scala tuple (K, V).
+type Pair[K, V any] struct {
+	Key   K
+	Value V
+}
+
+// PartitionedPair is a record of the in-memory collections of ExternalSorter: a key and value
+// with the partition they belong to; Spark's ((Int, K), V).
+type PartitionedPair[K, V any] struct {
+	Partition int32
+	Key       K
+	Value     V
+}
+
+// All adapts it to a range-over-func sequence over its remaining elements. The loop stops at the
+// end, at an error or when the body breaks. All does not close it and cannot report errors: defer
+// it.Close() and check it.Err() after the loop.
+func All[T any](it Iterator[T]) iter.Seq[T] {
+	return func(yield func(T) bool) {
+		for it.Next() {
+			if !yield(it.Value()) {
+				return
+			}
+		}
+	}
+}
+
+// AllPairs is All for iterators of pairs, as an iter.Seq2 of key and value.
+func AllPairs[K, V any](it Iterator[Pair[K, V]]) iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		for it.Next() {
+			p := it.Value()
+			if !yield(p.Key, p.Value) {
+				return
+			}
+		}
+	}
+}
+
+// Collect drains it into a slice and closes it. It returns the elements read so far and the
+// first error of the iteration or of Close.
+func Collect[T any](it Iterator[T]) ([]T, error) {
+	var out []T
+	for it.Next() {
+		out = append(out, it.Value())
+	}
+	return out, errors.Join(it.Err(), it.Close())
+}
+
+// SliceIterator returns an Iterator over the elements of s, in order. It holds s until it ends or
+// is closed, and then drops it; it never modifies s.
+func SliceIterator[T any](s []T) Iterator[T] { return &sliceIterator[T]{s: s, i: -1} }
+
+type sliceIterator[T any] struct {
+	s []T
+	i int
+}
+
+func (it *sliceIterator[T]) Next() bool {
+	if it.i+1 >= len(it.s) {
+		it.s = nil
+		return false
+	}
+	it.i++
+	return true
+}
+
+func (it *sliceIterator[T]) Value() T {
+	var zero T
+	if it.i < 0 || it.i >= len(it.s) {
+		return zero
+	}
+	return it.s[it.i]
+}
+
+func (it *sliceIterator[T]) Err() error { return nil }
+
+func (it *sliceIterator[T]) Close() error {
+	it.s = nil
+	return nil
+}
+
+// Concat returns an Iterator over the elements of its, one input after the other (Spark's
+// Iterator ++, used by ExternalSorter when there is neither aggregation nor ordering). It stops
+// at the first input error. Close closes every input not yet closed and joins their errors;
+// an input is closed as soon as it is exhausted.
+func Concat[T any](its ...Iterator[T]) Iterator[T] {
+	return &concatIterator[T]{its: its}
+}
+
+type concatIterator[T any] struct {
+	its []Iterator[T]
+	cur T
+	err error
+}
+
+func (c *concatIterator[T]) Next() bool {
+	for len(c.its) > 0 && c.err == nil {
+		it := c.its[0]
+		if it.Next() {
+			c.cur = it.Value()
+			return true
+		}
+		c.err = it.Err()
+		if cerr := it.Close(); c.err == nil {
+			c.err = cerr
+		}
+		c.its[0] = nil
+		c.its = c.its[1:]
+	}
+	var zero T
+	c.cur = zero
+	return false
+}
+
+func (c *concatIterator[T]) Value() T   { return c.cur }
+func (c *concatIterator[T]) Err() error { return c.err }
+
+func (c *concatIterator[T]) Close() error {
+	var errs []error
+	for _, it := range c.its {
+		errs = append(errs, it.Close())
+	}
+	c.its = nil
+	var zero T
+	c.cur = zero
+	return errors.Join(errs...)
+}
+
+// Merge returns a k-way merge of the inputs, each sorted by cmp, as one Iterator sorted by cmp
+// (Spark's ExternalSorter.mergeSort, and the skeleton of ExternalIterator's merge by hash).
+// Elements that compare equal come out in the order of their inputs (input 0 first), so the merge
+// is stable. cmp returns a negative number, zero or a positive number as a < b, a == b, a > b, like
+// cmp.Compare; it must be a strict weak order consistent with how the inputs were sorted.
+//
+// Inputs are advanced lazily: Next reads one element from the input whose element it returned
+// last, and the first Next reads one element from every input. Merge stops at the first input
+// error, which Err returns wrapped with the input's index. Close closes every input and joins
+// their errors; an exhausted input is closed as soon as it ends.
+//
+// The merge keeps the current element of each input in a binary heap: O(log k) comparisons per
+// element. Merge panics if cmp is nil.
+func Merge[T any](cmp func(a, b T) int, its ...Iterator[T]) Iterator[T] {
+	if cmp == nil {
+		panic("collection: Merge with a nil comparator")
+	}
+	return &mergeIterator[T]{cmp: cmp, its: its, last: -1}
+}
+
+type mergeEntry[T any] struct {
+	val T
+	src int
+}
+
+type mergeIterator[T any] struct {
+	cmp     func(a, b T) int
+	its     []Iterator[T] // nil entries are closed inputs
+	heap    []mergeEntry[T]
+	started bool
+	last    int // input whose element Next returned last; -1 if none
+	err     error
+	closed  bool
+}
+
+// less orders heap entries by value, then by input index (stability).
+func (m *mergeIterator[T]) less(a, b *mergeEntry[T]) bool {
+	if c := m.cmp(a.val, b.val); c != 0 {
+		return c < 0
+	}
+	return a.src < b.src
+}
+
+func (m *mergeIterator[T]) Next() bool {
+	if m.closed || m.err != nil {
+		return false
+	}
+	if !m.started {
+		m.started = true
+		m.heap = make([]mergeEntry[T], 0, len(m.its))
+		for i, it := range m.its {
+			if it.Next() {
+				m.heap = append(m.heap, mergeEntry[T]{val: it.Value(), src: i})
+				m.up(len(m.heap) - 1)
+			} else if !m.finish(i) {
+				return false
+			}
+		}
+	} else if m.last >= 0 {
+		it := m.its[m.last]
+		if it.Next() {
+			m.heap[0].val = it.Value()
+			m.down(0)
+		} else {
+			n := len(m.heap) - 1
+			m.heap[0] = m.heap[n]
+			m.heap[n] = mergeEntry[T]{}
+			m.heap = m.heap[:n]
+			if n > 0 {
+				m.down(0)
+			}
+			if !m.finish(m.last) {
+				return false
+			}
+		}
+	}
+	if len(m.heap) == 0 {
+		m.last = -1
+		return false
+	}
+	m.last = m.heap[0].src
+	return true
+}
+
+// finish closes the exhausted input i and records its error; it reports whether merging goes on.
+func (m *mergeIterator[T]) finish(i int) bool {
+	it := m.its[i]
+	m.its[i] = nil
+	err := it.Err()
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		m.err = fmt.Errorf("collection: merge input %d of %d: %w", i, len(m.its), err)
+		m.heap = nil
+		m.last = -1
+		return false
+	}
+	return true
+}
+
+func (m *mergeIterator[T]) up(i int) {
+	h := m.heap
+	for i > 0 {
+		p := (i - 1) / 2
+		if !m.less(&h[i], &h[p]) {
+			return
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+}
+
+func (m *mergeIterator[T]) down(i int) {
+	h := m.heap
+	n := len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && m.less(&h[r], &h[l]) {
+			c = r
+		}
+		if !m.less(&h[c], &h[i]) {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+func (m *mergeIterator[T]) Value() T {
+	if m.last < 0 || len(m.heap) == 0 {
+		var zero T
+		return zero
+	}
+	return m.heap[0].val
+}
+
+func (m *mergeIterator[T]) Err() error { return m.err }
+
+func (m *mergeIterator[T]) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	var errs []error
+	for i, it := range m.its {
+		if it != nil {
+			errs = append(errs, it.Close())
+			m.its[i] = nil
+		}
+	}
+	m.heap = nil
+	m.last = -1
+	return errors.Join(errs...)
+}

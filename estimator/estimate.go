@@ -1,0 +1,319 @@
+package estimator
+
+import (
+	"cmp"
+	"reflect"
+	"runtime"
+	"slices"
+	"sync"
+	"unsafe"
+)
+
+// Sizer mirrors Spark's KnownSizeEstimation: a value that reports its own deep size. The
+// estimator adds EstimatedSize and does not look inside the value. It is honoured for the value
+// passed to Estimate, for objects reached through a pointer (when the pointer type implements
+// it, which includes value-receiver methods) and for values held in interfaces.
+type Sizer interface {
+	// EstimatedSize returns the bytes the value and everything only it references hold.
+	EstimatedSize() int64
+}
+
+// Estimator mirrors Spark's SizeEstimator, for the Go heap: it computes the bytes the Go
+// runtime has allocated for the objects a value reaches. It caches the layout of every type it
+// meets; the zero value is ready to use and an Estimator is safe for concurrent use.
+//
+// Keep one Estimator for repeated estimates of similar values (a collection's Tracker samples,
+// a memory store's unrolling): the package-level Estimate builds its layouts afresh each call.
+type Estimator struct {
+	layouts sync.Map // reflect.Type → *layout
+}
+
+// Estimate returns the deep heap footprint of the objects v reaches, as (*Estimator).Estimate,
+// with a fresh type-layout cache. See the package documentation for what is counted.
+func Estimate(v any) int64 {
+	var e Estimator
+	return e.Estimate(v)
+}
+
+// Estimate returns the bytes of Go heap held by the objects reachable from v, counted once
+// each, rounded as the runtime's allocator rounds them. If v is a pointer, map or channel the
+// object it points to counts; if v is any other value (a struct, slice, string, array) its own
+// bytes do not count, only what it references: that is the heap growth of building v into a
+// variable. A nil v is 0.
+func (e *Estimator) Estimate(v any) int64 {
+	if v == nil {
+		return 0
+	}
+	if s, ok := v.(Sizer); ok {
+		return s.EstimatedSize()
+	}
+	l := e.layoutOf(reflect.TypeOf(v))
+	w := walker{e: e, seen: map[uintptr]struct{}{}, slices: map[uintptr]int{}}
+	w.acc = &w.top
+	// The data word of the interface v is the value itself for pointer-shaped types, else a
+	// pointer to a copy of it (which Estimate's caller did not build, so it is not counted).
+	data := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
+	if l.box == boxDirect {
+		w.inline(unsafe.Pointer(&data), l)
+	} else {
+		w.inline(data, l)
+	}
+	w.drain(0)
+	total := w.top.cost()
+	runtime.KeepAlive(v)
+	return total
+}
+
+// walker is the state of one Estimate call: Spark's SearchState, with an explicit stack so
+// long chains of objects do not deepen the Go stack.
+type walker struct {
+	e *Estimator
+	// seen holds the addresses of objects reached through a pointer, map or channel word or an
+	// interface box, so shared objects and cycles count once.
+	seen map[uintptr]struct{}
+	// slices maps a walked slice backing array to the longest length walked from it.
+	slices map[uintptr]int
+	stack  []item
+	top    accum
+	acc    *accum // where objects found now are recorded: top, or a sampling pass's own
+}
+
+// item is work on the stack: n consecutive values of layout l at addr to walk, or the map
+// whose runtime header is at addr (n == mapItem).
+type item struct {
+	addr unsafe.Pointer
+	l    *layout
+	n    int
+}
+
+const mapItem = -1
+
+// accum collects the heap objects found (as address ranges, merged before costing) and sizes
+// known without an address (Sizer results, extrapolated samples).
+type accum struct {
+	objs  []object
+	extra int64
+}
+
+type object struct {
+	start uintptr
+	size  int64
+	scan  bool
+}
+
+func (a *accum) add(p unsafe.Pointer, size int64, scan bool) {
+	if size > 0 {
+		a.objs = append(a.objs, object{start: uintptr(p), size: size, scan: scan})
+	}
+}
+
+// mergeGap is the largest gap between two recorded ranges that are costed as one run. Every
+// heap object starts at least 8-byte aligned and consecutive objects of one size class lie
+// back to back, so ranges closer than this either belong to one allocation (substrings and
+// subslices of one backing array, pointers into an array) or are neighbours whose true cost
+// is the run's length including the small tails between them (tiny-allocator blocks, size-class
+// rounding).
+const mergeGap = 16
+
+// cost returns the bytes a's objects hold. Overlapping or nearly adjacent ranges are merged
+// into runs: a lone range costs its allocation size (allocSize); a run of several costs its
+// length (in whole 16-byte blocks if it holds tiny objects, which pin their block), or the
+// allocation size of its largest range if that is more (one array holding the others).
+func (a *accum) cost() int64 {
+	total := a.extra
+	objs := a.objs
+	slices.SortFunc(objs, func(x, y object) int { return cmp.Compare(x.start, y.start) })
+	for i := 0; i < len(objs); {
+		start, end := objs[i].start, objs[i].start+uintptr(objs[i].size)
+		largest := allocSize(objs[i].size, objs[i].scan)
+		align := uintptr(8)
+		if isTiny(objs[i].size, objs[i].scan) {
+			align = tinySize
+		}
+		j := i + 1
+		for ; j < len(objs) && objs[j].start < end+mergeGap; j++ {
+			end = max(end, objs[j].start+uintptr(objs[j].size))
+			largest = max(largest, allocSize(objs[j].size, objs[j].scan))
+			if isTiny(objs[j].size, objs[j].scan) {
+				align = tinySize
+			}
+		}
+		if j == i+1 {
+			total += largest
+		} else {
+			span := (end+align-1)&^(align-1) - start&^(align-1)
+			total += max(largest, int64(span))
+		}
+		i = j
+	}
+	return total
+}
+
+// visit marks p seen and reports whether it was new.
+func (w *walker) visit(p unsafe.Pointer) bool {
+	if _, ok := w.seen[uintptr(p)]; ok {
+		return false
+	}
+	w.seen[uintptr(p)] = struct{}{}
+	return true
+}
+
+// inline walks the value of layout l stored at addr, whose own bytes are already counted (or
+// deliberately not). Heap objects it references are recorded; their contents are pushed on
+// the stack rather than walked here, so the recursion depth is bounded by the type's nesting.
+func (w *walker) inline(addr unsafe.Pointer, l *layout) {
+	switch l.kind {
+	case kindPointer:
+		w.pointee(*(*unsafe.Pointer)(addr), l)
+	case kindString:
+		s := (*stringHeader)(addr)
+		w.acc.add(s.data, int64(s.len), false)
+	case kindSlice:
+		s := (*sliceHeader)(addr)
+		if s.data == nil || s.cap == 0 {
+			return
+		}
+		w.acc.add(s.data, int64(s.cap)*l.elem.size, l.elem.scan)
+		if l.elem.follow && s.len > 0 && w.slices[uintptr(s.data)] < s.len {
+			w.slices[uintptr(s.data)] = s.len
+			w.stack = append(w.stack, item{addr: s.data, l: l.elem, n: s.len})
+		}
+	case kindInterface:
+		w.iface(addr, l)
+	case kindMap:
+		if m := *(*unsafe.Pointer)(addr); m != nil && w.visit(m) {
+			w.stack = append(w.stack, item{addr: m, l: l, n: mapItem})
+		}
+	case kindChan:
+		if c := *(*unsafe.Pointer)(addr); c != nil && w.visit(c) {
+			w.channel(c, addr, l)
+		}
+	case kindStruct:
+		for _, f := range l.fields {
+			w.inline(unsafe.Add(addr, f.off), f.l)
+		}
+	case kindArray:
+		w.elements(addr, l.length, l.elem)
+	}
+}
+
+// pointee records the object of pointer layout pl at p and pushes its contents.
+func (w *walker) pointee(p unsafe.Pointer, pl *layout) {
+	el := pl.elem
+	if p == nil || el.size == 0 || !w.visit(p) {
+		return // zero-size objects are not allocated (the runtime returns &zerobase)
+	}
+	if pl.sizer {
+		w.acc.extra += reflect.NewAt(el.typ, p).Interface().(Sizer).EstimatedSize()
+		return
+	}
+	w.acc.add(p, el.size, el.scan)
+	if el.follow {
+		w.stack = append(w.stack, item{addr: p, l: el, n: 1})
+	}
+}
+
+// iface walks the interface value of layout l at addr: the dynamic value's box, as the
+// runtime allocates it (boxRule), and what the value references.
+func (w *walker) iface(addr unsafe.Pointer, l *layout) {
+	words := (*[2]unsafe.Pointer)(addr)
+	if words[0] == nil {
+		return
+	}
+	iv := reflect.NewAt(l.typ, addr).Elem()
+	dl := w.e.layoutOf(iv.Elem().Type())
+	data := words[1]
+	if dl.box == boxDirect {
+		w.inline(unsafe.Pointer(&words[1]), dl) // a pointer's Sizer is honoured by pointee
+		return
+	}
+	if data == nil || !w.visit(data) {
+		return
+	}
+	if dl.sizer {
+		w.acc.extra += iv.Interface().(Sizer).EstimatedSize()
+		return
+	}
+	switch dl.box {
+	case boxAlloc:
+		w.acc.add(data, dl.size, dl.scan)
+	case boxSmall:
+		if !smallStatic(data, dl.size) {
+			w.acc.add(data, dl.size, false)
+		}
+	case boxString, boxSlice:
+		// convTstring and convTslice return a static zero value for "" and nil slices.
+		if *(*unsafe.Pointer)(data) != nil {
+			w.acc.add(data, dl.size, true)
+		}
+	}
+	if dl.follow {
+		w.stack = append(w.stack, item{addr: data, l: dl, n: 1})
+	}
+}
+
+// smallStatic reports whether convT16/32/64 returned a pointer into the runtime's static
+// staticuint64s table instead of allocating: values below 256.
+func smallStatic(p unsafe.Pointer, size int64) bool {
+	switch size {
+	case 2:
+		return *(*uint16)(p) < 256
+	case 4:
+		return *(*uint32)(p) < 256
+	}
+	return *(*uint64)(p) < 256
+}
+
+// hchanSize is the size of the runtime's hchan (runtime/chan.go, hchanSize) on 64-bit
+// platforms; the test suite checks it against the heap.
+const hchanSize = 112
+
+// hchanBufOffset is the offset of hchan.buf (after qcount and dataqsiz).
+const hchanBufOffset = 16
+
+// channel records the channel at c (whose word is at addr): its hchan and buffer, allocated
+// together when the element type has no pointers (runtime.makechan). What buffered elements
+// reference is not walked: reading a buffer another goroutine may be using would race.
+func (w *walker) channel(c, addr unsafe.Pointer, l *layout) {
+	buf := int64(reflect.NewAt(l.typ, addr).Elem().Cap()) * l.elem.size
+	if !l.elem.scan {
+		w.acc.add(c, hchanSize+buf, false)
+		return
+	}
+	w.acc.add(c, hchanSize, false)
+	w.acc.add(*(*unsafe.Pointer)(unsafe.Add(c, hchanBufOffset)), buf, true)
+}
+
+// drain processes the stack down to height mark.
+func (w *walker) drain(mark int) {
+	for len(w.stack) > mark {
+		it := w.stack[len(w.stack)-1]
+		w.stack = w.stack[:len(w.stack)-1]
+		if it.n == mapItem {
+			w.mapObject(it.addr, it.l)
+		} else {
+			w.elements(it.addr, it.n, it.l)
+		}
+	}
+}
+
+// elements walks n consecutive values of layout el at base, sampling when there are many.
+func (w *walker) elements(base unsafe.Pointer, n int, el *layout) {
+	if n > sampleThreshold {
+		w.sample(n, n, el, func(i int) unsafe.Pointer { return unsafe.Add(base, uintptr(i)*uintptr(el.size)) })
+		return
+	}
+	for i := range n {
+		w.inline(unsafe.Add(base, uintptr(i)*uintptr(el.size)), el)
+	}
+}
+
+type stringHeader struct {
+	data unsafe.Pointer
+	len  int
+}
+
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
+}

@@ -182,11 +182,20 @@ func (c Config) size() (sizing, error) {
 		return sizing{}, &InsufficientMemoryError{Class: "INVALID_EXECUTOR_MEMORY.CONFIG_MEMORY", Field: "ExecutorMemory", Memory: c.ExecutorMemory, Minimum: minSystem}
 	}
 	var s sizing
-	s.maxHeap = int64(float64(system-reserved) * c.fraction())
-	s.heapRegion = int64(float64(s.maxHeap) * c.storageFraction())
+	s.maxHeap = scale(system-reserved, c.fraction())
+	s.heapRegion = scale(s.maxHeap, c.storageFraction())
 	s.maxOffHeap = c.OffHeapSize
-	s.offHeapRegion = int64(float64(s.maxOffHeap) * c.storageFraction())
+	s.offHeapRegion = scale(s.maxOffHeap, c.storageFraction())
 	return s, nil
+}
+
+// scale is Scala's (x * f).toLong for f in [0, 1]: truncation, saturating at math.MaxInt64
+// (float64(math.MaxInt64) rounds up to 2^63, which int64 cannot hold).
+func scale(x int64, f float64) int64 {
+	if r := float64(x) * f; r < math.MaxInt64 {
+		return int64(r)
+	}
+	return math.MaxInt64
 }
 
 // defaultPageSize is MemoryManager.defaultPageSizeBytes for a Tungsten pool of the given size.

@@ -1,0 +1,361 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+)
+
+// TaskConfig configures a TaskManager; its zero value is Spark's behaviour.
+type TaskConfig struct {
+	// VictimOrder picks which consumer spills next. nil means SparkOrder.
+	VictimOrder VictimOrder
+	// Logger receives the task's logs under the name "memory". nil means the manager's logger.
+	Logger *zap.Logger
+}
+
+// TaskManager is Spark's TaskMemoryManager: the per-task front of a UnifiedManager. It hands
+// execution memory to the task's consumers, asks them to spill when memory is short, keeps the
+// task's page table, and frees everything the task still holds when it ends. All methods are safe
+// for concurrent use by the task's goroutines.
+type TaskManager struct {
+	m     *UnifiedManager
+	id    TaskID
+	mode  Mode // tungstenMemoryMode
+	order VictimOrder
+	log   *zap.Logger
+
+	// mu serialises acquisitions and is held across Spill calls (Spark: synchronized on the TMM).
+	// Releases never take it.
+	mu      sync.Mutex
+	victims *Victims // guarded by mu
+
+	// state guards the consumer list and the page table; it is a leaf lock, never held while
+	// calling out, so Spill implementations may free pages.
+	state     sync.Mutex
+	consumers []Consumer
+	pages     [PageTableSize]*Page
+	allocated [PageTableSize / 64]uint64
+
+	current [2]atomic.Int64 // execution bytes per mode acquired through this manager
+	peak    [2]atomic.Int64
+}
+
+// NewTaskManager returns the memory manager of one task (new TaskMemoryManager(mm, taskAttemptId)).
+func NewTaskManager(m *UnifiedManager, task TaskID, cfg TaskConfig) *TaskManager {
+	if m == nil {
+		panic("memory: NewTaskManager needs a UnifiedManager")
+	}
+	t := &TaskManager{m: m, id: task, mode: m.tungsten, order: cfg.VictimOrder, log: m.log, victims: newVictims()}
+	if t.order == nil {
+		t.order = SparkOrder{}
+	}
+	if cfg.Logger != nil {
+		t.log = cfg.Logger.Named("memory")
+	}
+	t.log = t.log.With(zap.Int64("task", int64(task)))
+	return t
+}
+
+// ID is the task's id (taskAttemptId).
+func (t *TaskManager) ID() TaskID { return t.id }
+
+// Manager is the UnifiedManager the task draws from.
+func (t *TaskManager) Manager() *UnifiedManager { return t.m }
+
+// PeakExecution is the most execution memory of mode this task held through this manager at once
+// (getPeakOnHeapExecutionMemory / getPeakOffHeapExecutionMemory; the PeakExecutionBytes metric).
+func (t *TaskManager) PeakExecution(mode Mode) int64 {
+	mode.check()
+	return t.peak[mode].Load()
+}
+
+// AcquireExecution acquires up to required bytes of execution memory in c's mode on behalf of c
+// (TaskMemoryManager.acquireExecutionMemory, reference §7.1). When the pool grants less, it asks
+// the task's consumers of that mode to spill in the VictimOrder (Spark's: the smallest that covers
+// the shortfall, else the largest, the requester last), re-acquiring after each spill. It returns
+// the bytes granted, possibly fewer than required. A spill error or a cancellation returns 0 with
+// the error (wrapped, or ctx.Err()) after giving back what this call had acquired.
+func (t *TaskManager) AcquireExecution(ctx context.Context, required int64, c Consumer) (int64, error) {
+	checkSize("AcquireExecution", required)
+	if required == 0 {
+		return 0, nil
+	}
+	mode := c.Mode()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	got, err := t.m.AcquireExecution(ctx, required, t.id, mode)
+	if err != nil {
+		return 0, err
+	}
+	if got < required {
+		if got, err = t.spill(ctx, required, got, c, mode); err != nil {
+			return 0, err
+		}
+	}
+	t.addConsumer(c)
+	if cur := t.current[mode].Add(got); cur > t.peak[mode].Load() {
+		t.peak[mode].Store(cur) // only acquisitions raise the peak, and they hold mu
+	}
+	return got, nil
+}
+
+// spill runs Spark's spill loop; mu is held.
+func (t *TaskManager) spill(ctx context.Context, required, got int64, requester Consumer, mode Mode) (int64, error) {
+	v := t.victims
+	v.reset()
+	t.state.Lock()
+	for _, c := range t.consumers {
+		if c.Mode() != mode {
+			continue
+		}
+		if used := c.Used(); used > 0 {
+			v.add(c, t.order.Rank(c, used, requester))
+		}
+	}
+	t.state.Unlock()
+	for got < required && v.Len() > 0 {
+		need := required - got
+		victim := t.order.Choose(v, need)
+		released, err := victim.Consumer.Spill(need, requester)
+		t.m.spills.Add(1)
+		if err != nil {
+			t.m.releaseExecution(got, t.id, mode)
+			return 0, fmt.Errorf("memory: task %d: error while calling Spill on %v for %s: %w",
+				t.id, victim.Consumer, ibytes(need), err)
+		}
+		if released < 0 {
+			panic(fmt.Sprintf("memory: %v.Spill returned negative %d", victim.Consumer, released))
+		}
+		t.m.spilledBytes.Add(released)
+		if released == 0 {
+			v.remove(victim)
+			continue
+		}
+		t.log.Debug("released memory by spilling",
+			zap.Stringer("consumer", stringer{victim.Consumer}), zap.String("bytes", ibytes(released)),
+			zap.Stringer("for", stringer{requester}))
+		// Another task may take some of what was released first (SPARK-35486); the victim stays
+		// under its old rank and may be asked again.
+		more, err := t.m.AcquireExecution(ctx, need, t.id, mode)
+		if err != nil {
+			t.m.releaseExecution(got, t.id, mode)
+			return 0, err
+		}
+		got += more
+	}
+	return got, nil
+}
+
+func (t *TaskManager) addConsumer(c Consumer) {
+	t.state.Lock()
+	defer t.state.Unlock()
+	for _, x := range t.consumers {
+		if x == c {
+			return
+		}
+	}
+	t.consumers = append(t.consumers, c)
+}
+
+// ReleaseExecution releases size bytes that c acquired (releaseExecutionMemory). It never takes
+// the task's acquisition lock, so a consumer can release while another consumer of the same task
+// waits inside the pool.
+func (t *TaskManager) ReleaseExecution(size int64, c Consumer) {
+	mode := c.Mode()
+	released := t.m.releaseExecution(size, t.id, mode)
+	t.current[mode].Add(-released)
+}
+
+// AllocatePage acquires size bytes for c and returns them as a page of the Tungsten mode
+// (TaskMemoryManager.allocatePage): a []byte on-heap, an anonymous mapping off-heap. When memory is
+// short the page can be smaller than size (check Page.Size); when nothing can be had it returns an
+// error wrapping ErrOutOfMemory with the usage report. It returns ErrPageTooLarge above
+// MaxPageSize and ErrPageTableFull when the task already holds PageTableSize pages. c's mode must
+// be the Tungsten mode and size must be positive (else it panics).
+func (t *TaskManager) AllocatePage(ctx context.Context, size int64, c Consumer) (*Page, error) {
+	p, err := t.allocatePage(ctx, size, c)
+	if err == nil && p == nil {
+		err = t.outOfMemory(size, 0)
+	}
+	return p, err
+}
+
+// allocatePage is AllocatePage returning (nil, nil) when nothing could be acquired.
+func (t *TaskManager) allocatePage(ctx context.Context, size int64, c Consumer) (*Page, error) {
+	if size <= 0 {
+		panic(fmt.Sprintf("memory: AllocatePage of %d bytes", size))
+	}
+	if m := c.Mode(); m != t.mode {
+		panic(fmt.Sprintf("memory: AllocatePage for %s consumer %v in a task whose pages are %s", m, c, t.mode))
+	}
+	if size > MaxPageSize {
+		return nil, fmt.Errorf("%w: cannot allocate a page of %d bytes, the maximum is %d bytes", ErrPageTooLarge, size, MaxPageSize)
+	}
+	acquired, err := t.AcquireExecution(ctx, size, c)
+	if err != nil || acquired == 0 {
+		return nil, err
+	}
+	t.state.Lock()
+	number := t.takePageNumberLocked()
+	t.state.Unlock()
+	if number < 0 {
+		t.ReleaseExecution(acquired, c)
+		return nil, fmt.Errorf("%w: have already allocated a maximum of %d pages (task %d)", ErrPageTableFull, PageTableSize, t.id)
+	}
+	p, err := NewPage(t.mode, acquired)
+	t.state.Lock()
+	if err != nil {
+		t.allocated[number/64] &^= 1 << (number % 64)
+	} else {
+		p.number, p.owner = number, t
+		t.pages[number] = p
+	}
+	t.state.Unlock()
+	if err != nil {
+		t.ReleaseExecution(acquired, c)
+		return nil, fmt.Errorf("memory: task %d: allocating a page of %s: %w", t.id, ibytes(acquired), err)
+	}
+	return p, nil
+}
+
+// takePageNumberLocked marks and returns the lowest free page number, or -1 when all are taken.
+func (t *TaskManager) takePageNumberLocked() int {
+	for i, w := range t.allocated {
+		if w != ^uint64(0) {
+			bit := bits.TrailingZeros64(^w)
+			t.allocated[i] |= 1 << bit
+			return i*64 + bit
+		}
+	}
+	return -1
+}
+
+// FreePage frees a page c allocated through this TaskManager and releases its memory
+// (TaskMemoryManager.freePage). It panics for a page not allocated by AllocatePage, a page
+// already freed, and a page of another task.
+func (t *TaskManager) FreePage(p *Page, c Consumer) {
+	t.state.Lock()
+	switch {
+	case p.number == NoPageNumber:
+		t.state.Unlock()
+		panic("memory: FreePage called on memory that was not allocated with AllocatePage")
+	case p.number == FreedInTaskManagerPageNumber || p.number == FreedInAllocatorPageNumber:
+		t.state.Unlock()
+		panic("memory: FreePage called on a page that has already been freed")
+	case p.owner != t:
+		t.state.Unlock()
+		panic(fmt.Sprintf("memory: FreePage of a page of task %d called on task %d", p.owner.id, t.id))
+	}
+	t.pages[p.number] = nil
+	t.allocated[p.number/64] &^= 1 << (p.number % 64)
+	p.number = FreedInTaskManagerPageNumber
+	p.owner = nil
+	t.state.Unlock()
+	t.releasePage(p)
+	t.ReleaseExecution(p.Size(), c)
+}
+
+// releasePage gives a page's memory back; an munmap failure (the mapping is then lost, not
+// reusable) is logged, since the accounting is released either way.
+func (t *TaskManager) releasePage(p *Page) {
+	if err := p.release(); err != nil {
+		t.log.Error("freeing a page", zap.Error(err))
+	}
+}
+
+// EncodePageNumberAndOffset packs p's page number and an offset inside p into one address
+// (encodePageNumberAndOffset): page number in the high 13 bits, offset in the low 51.
+func (t *TaskManager) EncodePageNumberAndOffset(p *Page, offset int64) int64 {
+	if p.number < 0 {
+		panic("memory: EncodePageNumberAndOffset of a page that is not in a page table")
+	}
+	return EncodePageNumberAndOffset(p.number, offset)
+}
+
+// Page returns the page an address points into, or nil when no page of this task has that
+// number (getPage).
+func (t *TaskManager) Page(address int64) *Page {
+	t.state.Lock()
+	defer t.state.Unlock()
+	return t.pages[DecodePageNumber(address)]
+}
+
+// OffsetInPage is the offset part of an address (getOffsetInPage).
+func (t *TaskManager) OffsetInPage(address int64) int64 { return DecodeOffset(address) }
+
+// Close frees everything the task still holds (cleanUpAllAllocatedMemory): it forgets its
+// consumers, frees every page left in the page table, releases all the task's execution memory in
+// both modes, and returns the bytes released. A positive result is a leak: Close logs "Managed
+// memory leak detected" with the size. The TaskManager stays usable.
+func (t *TaskManager) Close() (leaked int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.state.Lock()
+	for _, c := range t.consumers {
+		if used := c.Used(); used > 0 {
+			t.log.Debug("unreleased memory from consumer", zap.Stringer("consumer", stringer{c}), zap.String("bytes", ibytes(used)))
+		}
+	}
+	t.consumers = nil
+	var pages []*Page
+	for i, p := range t.pages {
+		if p != nil {
+			t.log.Debug("unreleased page", zap.Int("page", i), zap.String("bytes", ibytes(p.Size())))
+			p.number, p.owner = FreedInTaskManagerPageNumber, nil
+			t.pages[i] = nil
+			pages = append(pages, p)
+		}
+	}
+	clear(t.allocated[:])
+	t.state.Unlock()
+	for _, p := range pages {
+		t.releasePage(p)
+	}
+	leaked = t.m.ReleaseAllExecutionForTask(t.id)
+	t.current[OnHeap].Store(0)
+	t.current[OffHeap].Store(0)
+	if leaked > 0 {
+		t.log.Warn("Managed memory leak detected", zap.String("bytes", ibytes(leaked)), zap.Int64("size", leaked))
+	}
+	return leaked
+}
+
+// UsageReport describes the task's memory like Spark's showMemoryUsage, with human-readable sizes.
+func (t *TaskManager) UsageReport() string {
+	t.state.Lock()
+	consumers := append([]Consumer(nil), t.consumers...)
+	t.state.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Memory used in task %d\n", t.id)
+	var sum int64
+	for _, c := range consumers {
+		if used := c.Used(); used > 0 {
+			sum += used
+			fmt.Fprintf(&b, "Acquired by %v: %s\n", c, ibytes(used))
+		}
+	}
+	task := t.m.ExecutionUsedForTask(t.id)
+	fmt.Fprintf(&b, "%s of memory were used by task %d but are not associated with specific consumers\n", ibytes(task-sum), t.id)
+	fmt.Fprintf(&b, "%s of memory are used for execution and %s of memory are used for storage",
+		ibytes(t.m.ExecutionUsed()), ibytes(t.m.StorageUsed()))
+	return b.String()
+}
+
+// outOfMemory logs the usage report and returns the ErrOutOfMemory a consumer reports when it
+// got less than required (MemoryConsumer.throwOom).
+func (t *TaskManager) outOfMemory(required, got int64) error {
+	report := t.UsageReport()
+	t.log.Info("memory usage before out of memory", zap.String("report", report))
+	return fmt.Errorf("%w: unable to acquire %s of memory, got %s\n%s", ErrOutOfMemory, ibytes(required), ibytes(got), report)
+}
+
+// stringer formats a Consumer with %v for zap.
+type stringer struct{ v any }
+
+func (s stringer) String() string { return fmt.Sprint(s.v) }

@@ -53,6 +53,20 @@ func BenchmarkAggregate(b *testing.B) {
 			}
 		}
 	})
+	b.Run("int64/SizeTrackingMap", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m := NewSizeTrackingMap[int64, int64](DefaultInitialCapacity, Hasher[int64]{})
+			for _, i := range idx {
+				if _, err := m.ChangeValue(ints[i], addOne); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if m.Len() != benchKeys || m.EstimateSize() <= 0 {
+				b.Fatal(m.Len())
+			}
+		}
+	})
 	b.Run("int64/builtin", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -75,6 +89,20 @@ func BenchmarkAggregate(b *testing.B) {
 				}
 			}
 			if m.Len() != benchKeys {
+				b.Fatal(m.Len())
+			}
+		}
+	})
+	b.Run("string/SizeTrackingMap", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m := NewSizeTrackingMap[string, int64](DefaultInitialCapacity, Hasher[string]{})
+			for _, i := range idx {
+				if _, err := m.ChangeValue(strs[i], addOne); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if m.Len() != benchKeys || m.EstimateSize() <= 0 {
 				b.Fatal(m.Len())
 			}
 		}
@@ -156,6 +184,55 @@ func BenchmarkDestructiveSort(b *testing.B) {
 			}
 			b.StartTimer()
 			slices.SortFunc(pairs, func(a, b Pair[int64, int64]) int { return cmp.Compare(a.Key, b.Key) })
+		}
+	})
+}
+
+// BenchmarkPartitionedPairBufferSort sorts 1M records of 16 partitions by (partition, key): the
+// buffer's destructive sorted iterator (sort in place, then read) against slices.SortFunc on a
+// slice of the same records. Filling is not timed.
+//
+//	go test -run '^$' -bench 'PartitionedPairBufferSort' -benchtime 5x ./collection/
+func BenchmarkPartitionedPairBufferSort(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	recs := make([]PartitionedPair[int64, int64], benchKeys)
+	for i := range recs {
+		recs[i] = PartitionedPair[int64, int64]{Partition: int32(rng.IntN(16)), Key: rng.Int64(), Value: int64(i)}
+	}
+	b.Run("PartitionedPairBuffer", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			buf := NewPartitionedPairBuffer[int64, int64]()
+			for _, r := range recs {
+				if err := buf.Insert(r.Partition, r.Key, r.Value); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+			it := buf.PartitionedDestructiveSortedIterator(cmp.Compare[int64])
+			n := 0
+			for it.Next() {
+				n++
+			}
+			if n != len(recs) {
+				b.Fatal(n)
+			}
+		}
+	})
+	b.Run("slices.SortFunc", func(b *testing.B) {
+		b.ReportAllocs()
+		s := make([]PartitionedPair[int64, int64], len(recs))
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			copy(s, recs)
+			b.StartTimer()
+			slices.SortFunc(s, func(x, y PartitionedPair[int64, int64]) int {
+				if c := cmp.Compare(x.Partition, y.Partition); c != 0 {
+					return c
+				}
+				return cmp.Compare(x.Key, y.Key)
+			})
 		}
 	})
 }

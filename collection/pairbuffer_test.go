@@ -1,0 +1,176 @@
+package collection
+
+import (
+	"cmp"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+	"weak"
+
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	_ PartitionedCollection[string, int] = (*PartitionedPairBuffer[string, int])(nil)
+	_ PartitionedCollection[string, int] = (*PartitionedAppendOnlyMap[string, int])(nil)
+)
+
+func comparePartitioned[K cmp.Ordered, V any](a, b PartitionedPair[K, V]) int {
+	if c := cmp.Compare(a.Partition, b.Partition); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Key, b.Key)
+}
+
+func TestPartitionedPairBuffer_Sorted(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 2))
+	for _, byKey := range []bool{true, false} {
+		b := NewPartitionedPairBuffer[int, int]()
+		var want []PartitionedPair[int, int]
+		for i := range 1000 {
+			p := PartitionedPair[int, int]{Partition: int32(rng.IntN(5)), Key: rng.IntN(100), Value: i}
+			require.NoError(t, b.Insert(p.Partition, p.Key, p.Value))
+			want = append(want, p)
+		}
+		require.Equal(t, 1000, b.Len())
+		var keyCmp func(a, b int) int
+		if byKey {
+			keyCmp = cmp.Compare[int]
+		}
+		got, err := Collect(b.PartitionedDestructiveSortedIterator(keyCmp))
+		require.NoError(t, err)
+		if byKey {
+			require.True(t, slices.IsSortedFunc(got, comparePartitioned[int, int]))
+		} else {
+			require.True(t, slices.IsSortedFunc(got, func(a, b PartitionedPair[int, int]) int { return cmp.Compare(a.Partition, b.Partition) }))
+		}
+		byValue := func(a, b PartitionedPair[int, int]) int { return cmp.Compare(a.Value, b.Value) }
+		slices.SortFunc(got, byValue)
+		require.Equal(t, want, got, "the same records")
+		require.PanicsWithValue(t, "collection: buffer state is invalid from destructive sorting", func() { _ = b.Insert(0, 0, 0) })
+		require.Panics(t, func() { b.PartitionedDestructiveSortedIterator(nil) })
+	}
+}
+
+func TestPartitionedPairBuffer_Full(t *testing.T) {
+	b := NewPartitionedPairBuffer[int, int]()
+	b.vec.maxCapacity = 100
+	for i := range 100 {
+		require.NoError(t, b.Insert(0, i, i))
+	}
+	err := b.Insert(0, 100, 100)
+	require.ErrorIs(t, err, ErrBufferFull)
+	require.ErrorContains(t, err, "can't insert more than 100 elements")
+	require.Equal(t, 100, b.Len())
+}
+
+// The buffer's destructive iterator releases the records it has passed (SPARK-22713).
+func TestPartitionedPairBuffer_IteratorReleases(t *testing.T) {
+	type big struct{ payload [1 << 10]byte }
+	b := NewPartitionedPairBuffer[int, *big]()
+	weaks := make([]weak.Pointer[big], 100)
+	for i := range weaks {
+		x := &big{}
+		weaks[i] = weak.Make(x)
+		require.NoError(t, b.Insert(int32(i%3), i, x))
+	}
+	it := b.PartitionedDestructiveSortedIterator(cmp.Compare[int])
+	var read []int
+	for range 40 {
+		require.True(t, it.Next())
+		read = append(read, it.Value().Key)
+	}
+	require.True(t, it.Next())
+	runtime.GC()
+	for _, k := range read {
+		require.Nil(t, weaks[k].Value(), "record %d still reachable", k)
+	}
+	require.NoError(t, it.Close())
+	runtime.GC()
+	for i, w := range weaks {
+		require.Nil(t, w.Value(), "record %d reachable after Close", i)
+	}
+}
+
+func TestPartitionedAppendOnlyMap_Model(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 3))
+	type pk struct {
+		p int32
+		k string
+	}
+	hashers := map[string]Hasher[string]{
+		"seeded":    {},
+		"collide":   HasherFunc(func(s string) uint64 { return uint64(len(s) % 2) }),
+		"constant0": HasherFunc(func(string) uint64 { return 0 }),
+	}
+	for name, h := range hashers {
+		for _, ord := range []string{"partition", "key", "hash"} {
+			t.Run(name+"/"+ord, func(t *testing.T) {
+				m := NewPartitionedAppendOnlyMap[string, int](h)
+				model := map[pk]int{}
+				for i := range 1500 {
+					p, k := int32(rng.IntN(4)), strconv.Itoa(rng.IntN(300))
+					switch rng.IntN(3) {
+					case 0:
+						require.NoError(t, m.Update(p, k, i))
+						model[pk{p, k}] = i
+					case 1:
+						old, had := model[pk{p, k}]
+						got, err := m.ChangeValue(p, k, func(mhad bool, mold int) int {
+							require.Equal(t, had, mhad)
+							require.Equal(t, old, mold)
+							return mold + i
+						})
+						require.NoError(t, err)
+						model[pk{p, k}] = old + i
+						require.Equal(t, old+i, got)
+					case 2:
+						got, ok := m.Get(p, k)
+						want, had := model[pk{p, k}]
+						require.Equal(t, had, ok)
+						require.Equal(t, want, got)
+					}
+				}
+				require.Equal(t, len(model), m.Len())
+				require.Positive(t, m.EstimateSize())
+				hh := m.Hasher()
+				require.Equal(t, hh.Hash("42"), m.HashOf("42"))
+				var it Iterator[PartitionedPair[string, int]]
+				var order func(a, b PartitionedPair[string, int]) int
+				switch ord {
+				case "partition":
+					it = m.PartitionedDestructiveSortedIterator(nil)
+					order = func(a, b PartitionedPair[string, int]) int { return cmp.Compare(a.Partition, b.Partition) }
+				case "key":
+					it = m.PartitionedDestructiveSortedIterator(cmp.Compare[string])
+					order = comparePartitioned[string, int]
+				case "hash":
+					it = m.PartitionedDestructiveSortedByHash()
+					order = func(a, b PartitionedPair[string, int]) int {
+						if c := cmp.Compare(a.Partition, b.Partition); c != 0 {
+							return c
+						}
+						return cmp.Compare(hh.Hash(a.Key), hh.Hash(b.Key))
+					}
+				}
+				got, err := Collect(it)
+				require.NoError(t, err)
+				require.True(t, slices.IsSortedFunc(got, order))
+				gotMap := map[pk]int{}
+				for _, r := range got {
+					gotMap[pk{r.Partition, r.Key}] = r.Value
+				}
+				require.Len(t, got, len(model))
+				require.Equal(t, model, gotMap)
+				require.PanicsWithValue(t, destroyedMsg, func() { m.Get(0, "1") })
+			})
+		}
+	}
+}

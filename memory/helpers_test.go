@@ -95,22 +95,38 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// waitHook installs mon.onWait and returns a channel receiving one value per wait that begins.
-// It must be called before any goroutine uses the monitor.
-func waitHook(mon *monitor) <-chan struct{} {
-	ch := make(chan struct{}, 1024)
-	mon.onWait = func() { ch <- struct{}{} }
+// waitHook installs mon.onWait and returns a channel receiving, for every wait that begins, the
+// number of goroutines waiting at that moment. It must be called before any goroutine uses the
+// monitor. The hook sends with the lock held, so the channel is large enough never to block.
+func waitHook(mon *monitor) <-chan int {
+	ch := make(chan int, 1<<16)
+	mon.onWait = func(waiting int) { ch <- waiting }
 	return ch
 }
 
 // awaitWaits blocks until n more waits have begun: the proof that a request "blocks".
-func awaitWaits(t *testing.T, ctx context.Context, ch <-chan struct{}, n int) {
+func awaitWaits(t *testing.T, ctx context.Context, ch <-chan int, n int) {
 	t.Helper()
 	for range n {
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			t.Fatalf("no waiter appeared: %v", ctx.Err())
+		}
+	}
+}
+
+// awaitWaiting blocks until a wait begins with exactly k goroutines waiting.
+func awaitWaiting(t *testing.T, ctx context.Context, ch <-chan int, k int) {
+	t.Helper()
+	for {
+		select {
+		case n := <-ch:
+			if n == k {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d waiters never appeared: %v", k, ctx.Err())
 		}
 	}
 }

@@ -16,7 +16,7 @@ type monitor struct {
 	gen     chan struct{} // closed by notifyLocked; nil while nobody waits
 	waiting int           // goroutines currently inside waitLocked
 	waits   int64         // waits so far (Metrics.Waits)
-	onWait  func()        // test hook: called with mu held just before a goroutine waits
+	onWait  func(waiting int) // test hook: called with mu held as a goroutine starts waiting
 }
 
 // notifyLocked wakes every waiter (Object.notifyAll). mu must be held.
@@ -40,7 +40,7 @@ func (m *monitor) waitLocked(ctx context.Context) error {
 	m.waiting++
 	m.waits++
 	if m.onWait != nil {
-		m.onWait()
+		m.onWait(m.waiting)
 	}
 	m.mu.Unlock()
 	select {
@@ -66,6 +66,8 @@ type executionPool struct {
 	grow func(extra int64) error
 	// maxSize is computeMaxPoolSize: the size this pool could reach by evicting cached blocks.
 	maxSize func() int64
+	// onGrant is a test hook called with mon.mu held after every grant.
+	onGrant func(task TaskID, granted int64)
 }
 
 func newExecutionPool(mon *monitor, mode Mode, log *zap.Logger) *executionPool {
@@ -112,6 +114,9 @@ func (p *executionPool) acquireLocked(ctx context.Context, n int64, task TaskID)
 		}
 		p.tasks[task] = cur + toGrant
 		p.used += toGrant
+		if p.onGrant != nil {
+			p.onGrant(task, toGrant)
+		}
 		return toGrant, nil
 	}
 }

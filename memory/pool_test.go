@@ -15,7 +15,7 @@ import (
 type rawPool struct {
 	mon   monitor
 	p     *executionPool
-	waits <-chan struct{}
+	waits <-chan int
 	logs  *observer.ObservedLogs
 }
 

@@ -13,9 +13,9 @@ import (
 // path never allocates.
 type monitor struct {
 	mu      sync.Mutex
-	gen     chan struct{} // closed by notifyLocked; nil while nobody waits
-	waiting int           // goroutines currently inside waitLocked
-	waits   int64         // waits so far (Metrics.Waits)
+	gen     chan struct{}     // closed by notifyLocked; nil while nobody waits
+	waiting int               // goroutines currently inside waitLocked
+	waits   int64             // waits so far (Metrics.Waits)
 	onWait  func(waiting int) // test hook: called with mu held as a goroutine starts waiting
 }
 

@@ -99,7 +99,9 @@ func (w *walker) mapObject(m unsafe.Pointer, l *layout) {
 		w.acc.add(h.dirPtr, int64(h.dirLen)*ptrSize, true)
 	}
 	for _, g := range groups {
-		w.acc.add(g.table, mapTableSize, true)
+		if g.table != nil {
+			w.acc.add(g.table, mapTableSize, true)
+		}
 		w.acc.add(g.data, g.count*ml.group.size, ml.group.scan)
 	}
 	if !ml.slot.follow || n == 0 {

@@ -1,5 +1,0 @@
-//go:build !race
-
-package estimator_test
-
-const raceEnabled = false

@@ -62,7 +62,7 @@ func mapGroups(h *runtimeMap, n int) ([]groupArray, bool) {
 	if h.globalDepth >= 64 || h.dirLen != 1<<h.globalDepth {
 		return nil, false
 	}
-	var out []groupArray
+	out := make([]groupArray, 0, h.dirLen)
 	var used uint64
 	var prev unsafe.Pointer
 	for i := range h.dirLen {
@@ -94,15 +94,17 @@ func (w *walker) mapObject(m unsafe.Pointer, l *layout) {
 		w.mapModel(m, l, n)
 		return
 	}
+	// The directory, tables and groups belong to this map alone and are never reached
+	// otherwise, so they are costed directly rather than merged with other ranges.
 	w.acc.add(m, mapHeaderSize, true)
 	if h.dirLen > 0 {
-		w.acc.add(h.dirPtr, int64(h.dirLen)*ptrSize, true)
+		w.acc.extra += allocSize(int64(h.dirLen)*ptrSize, true)
 	}
 	for _, g := range groups {
 		if g.table != nil {
-			w.acc.add(g.table, mapTableSize, true)
+			w.acc.extra += allocSize(mapTableSize, true)
 		}
-		w.acc.add(g.data, g.count*ml.group.size, ml.group.scan)
+		w.acc.extra += allocSize(g.count*ml.group.size, ml.group.scan)
 	}
 	if !ml.slot.follow || n == 0 {
 		return

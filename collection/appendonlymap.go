@@ -62,7 +62,8 @@ type slot[K comparable, V any] struct {
 //     and the iterator clears each slot it has passed, so the memory becomes collectable as it
 //     is read (what SPARK-22713's fix needs).
 //
-// Using the map after a destructive iterator panics, as Spark's assertions fail. An AppendOnlyMap
+// Keys compare with ==, as in a Go map: a NaN float key never finds itself, so each insert of NaN
+// adds an entry. Using the map after a destructive iterator panics, as Spark's assertions fail. An AppendOnlyMap
 // is not safe for concurrent use.
 type AppendOnlyMap[K comparable, V any] struct {
 	data          []slot[K, V]

@@ -16,9 +16,18 @@
 // collisions. Merges of spills by hash need every map and every reader of a spill to use the same
 // Hasher value, so maps expose theirs (Hasher, HashOf).
 //
-// The size-tracking wrappers (SizeTrackingMap, SizeTrackingVector, PartitionedPairBuffer,
+// The size-tracking collections (SizeTrackingMap, SizeTrackingVector, PartitionedPairBuffer,
 // PartitionedAppendOnlyMap) add an estimator.Tracker so the spill policy can ask for their size
-// after every insert at the cost of an occasional sampled measurement.
+// after every insert at the cost of an occasional measurement: each keeps its own
+// estimator.Estimator (so type layouts are cached across samples) and measures its backing slice,
+// which costs O(1) for pointer-free elements and a bounded sample otherwise. Growth of a table or
+// slice resets the samples, as in Spark.
+//
+// ExternalSorter's in-memory collections implement PartitionedCollection: PartitionedPairBuffer
+// (records appended, no aggregation) and PartitionedAppendOnlyMap (aggregation keyed by
+// (partition, key), hashing the key only so its stored hash is the key hash ExternalSorter's
+// default order uses). Both sort destructively by partition, then by a key comparator or by
+// key hash.
 //
 // # Iteration
 //
@@ -36,6 +45,15 @@
 //   - Lookups report presence explicitly (Get returns value and found).
 //   - Growing beyond the maximum capacity returns an error wrapping ErrMapFull (Spark throws),
 //     and the map is left unchanged.
-//   - Destructive iterators drop the map's reference to its table and clear every slot they have
-//     passed, so memory a reader has consumed is collectable at once (SPARK-22713).
+//   - Destructive iterators drop the collection's reference to its memory and clear every slot
+//     or record they have passed, so memory a reader has consumed is collectable at once
+//     (SPARK-22713); the collection panics if used afterwards, the buffers included (Spark's
+//     PartitionedPairBuffer stays usable).
+//   - SizeTrackingVector holds any element type (Spark's PrimitiveVector holds primitives), and
+//     like PartitionedPairBuffer stops at MaxBufferCapacity with ErrBufferFull.
+//   - Sorting a PartitionedPairBuffer by partition only is not stable (Spark's TimSort keeps
+//     insertion order within a partition; nothing in Spark relies on it).
+//   - The hash is a seeded 64-bit hash (hash/maphash, or a Murmur3-finalizer for integer keys)
+//     instead of Murmur3 of the 32-bit hashCode; it is never 0, and a Hasher must be shared by
+//     all collections whose spills are merged by hash.
 package collection

@@ -54,7 +54,8 @@ type PartitionedPair[K, V any] struct {
 	Value     V
 }
 
-// All adapts it to a range-over-func sequence over its remaining elements. The loop stops at the
+// All adapts it to a range-over-func sequence over its remaining elements (a Go convenience with
+// no Spark counterpart). The loop stops at the
 // end, at an error or when the body breaks. All does not close it and cannot report errors: defer
 // it.Close() and check it.Err() after the loop.
 func All[T any](it Iterator[T]) iter.Seq[T] {
@@ -79,7 +80,7 @@ func AllPairs[K, V any](it Iterator[Pair[K, V]]) iter.Seq2[K, V] {
 	}
 }
 
-// Collect drains it into a slice and closes it. It returns the elements read so far and the
+// Collect drains it into a slice and closes it (Spark's Iterator.toArray). It returns the elements read so far and the
 // first error of the iteration or of Close.
 func Collect[T any](it Iterator[T]) ([]T, error) {
 	var out []T
@@ -89,7 +90,7 @@ func Collect[T any](it Iterator[T]) ([]T, error) {
 	return out, errors.Join(it.Err(), it.Close())
 }
 
-// SliceIterator returns an Iterator over the elements of s, in order. It holds s until it ends or
+// SliceIterator returns an Iterator over the elements of s, in order (Spark's Array.iterator). It holds s until it ends or
 // is closed, and then drops it; it never modifies s.
 func SliceIterator[T any](s []T) Iterator[T] { return &sliceIterator[T]{s: s, i: -1} }
 

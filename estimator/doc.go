@@ -1,3 +1,98 @@
 // Package estimator sizes Go values as the Go runtime really holds them (Spark's SizeEstimator)
 // and tracks the size of growing collections by sampling (Spark's SizeTracker).
+//
+// # Correspondence with Spark
+//
+//	Spark (org.apache.spark.util...)              Spillway
+//	SizeEstimator.estimate                        Estimate, (*Estimator).Estimate
+//	KnownSizeEstimation                           Sizer
+//	collection.SizeTracker                        Tracker (NewTracker, AfterUpdate,
+//	                                              ResetSamples, EstimateSize)
+//
+// # What Estimate counts
+//
+// Spark's SizeEstimator models the JVM's object layout. Estimate models the Go 1.26 heap on
+// 64-bit platforms instead, and the test suite proves it against the real heap: for every shape
+// in package estimatortest (slices, strings, maps of several kinds, lists, trees, padded structs,
+// shared pointers, substrings, nested maps, []any, a map that grew then shrank, cyclic graphs,
+// channels) the estimate is within 5% of the live-heap growth from building the value, 10% for
+// sampled shapes. Spark's JVM-model numbers (scenarios SE-01..SE-08) are therefore not ported;
+// SE-09 (KnownSizeEstimation) is.
+//
+// The value passed in: if it is a pointer, map or channel, the object it points to counts; for
+// any other value (a struct, slice, string or array) only what it references counts, not its own
+// bytes, because those live wherever the caller keeps the value (a variable, a field of an
+// object already counted). That is the heap growth of building the value into a variable.
+//
+// Everything reachable is visited once: objects are identified by address, so shared objects and
+// cycles count once. Each heap object is recorded as an address range; ranges that overlap or lie
+// within 16 bytes of each other are merged, which counts one backing array once however many
+// substrings or subslices point into it, and counts objects packed together by the allocator
+// (tiny-allocator blocks, consecutive objects of a size class) as the space they occupy.
+//
+//   - Structs and arrays: their bytes are part of the object holding them, padding included
+//     (offsets and sizes from reflect).
+//   - Pointers: the pointee, of the pointer's element type.
+//   - Strings: the backing bytes. Slices: the backing array by capacity; elements up to the
+//     length are walked (the runtime keeps those beyond it alive too, but they are normally zero).
+//   - Interfaces: the box the runtime allocates for the dynamic value (cmd/compile's dataWord
+//     rules): none for pointer-shaped values, zero-size values, bools and bytes, and 2-, 4- and
+//     8-byte values below 256 (runtime.staticuint64s), "" and nil slices; otherwise an object of
+//     the value's size. Values boxed by the compiler into read-only data (constants) are counted
+//     as if allocated.
+//   - Maps: read from the runtime's Swiss-table structures (internal/runtime/maps, Go 1.24+):
+//     the 48-byte header, the directory, each table (32 bytes) and its group array (an 8-byte
+//     control word and 8 slots per group, up to 1024 slots per table), a small map's single
+//     group, and keys or elements over 128 bytes stored indirectly. So a map that grew and
+//     shrank counts the tables it still holds. What is read is validated against the map's
+//     length and the runtime's invariants; if a future runtime's layout disagrees, the estimate
+//     falls back to a model of the tables a map of that length has after growing by insertion
+//     (load factor 7/8, doubling from 16 slots, splitting 1024-slot tables).
+//   - Channels: the 112-byte hchan and its buffer (one allocation for pointer-free elements, as
+//     runtime.makechan does). Buffered elements are not walked: reading a buffer in use by other
+//     goroutines would race.
+//   - Functions, unsafe.Pointers and uintptrs: their own word only; what a closure captures or an
+//     unsafe pointer addresses is unknowable and not counted. Pointers into non-heap memory
+//     (globals) are counted as if they were heap objects.
+//   - Allocation sizes: rounded to the runtime's size classes (the table is the runtime's data,
+//     checked against $GOROOT by a test), with the 8-byte malloc header of pointerful objects
+//     over 512 bytes, whole 8 KiB pages above 32 KiB, and 16-byte tiny-allocator blocks for
+//     pointer-free objects under 16 bytes (a block is freed only when everything in it is dead).
+//
+// A [Sizer] is not looked into: its EstimatedSize replaces its whole footprint. It is honoured for
+// the value passed to Estimate, for objects reached through a pointer whose type implements it,
+// and for dynamic values of interfaces.
+//
+// # Sampling and cost
+//
+// Pointer-free values and containers of pointer-free elements cost O(1) (maps: O(tables)).
+// Slices, arrays and maps of more than 400 elements that hold pointers are sampled as Spark does:
+// two passes of 100 distinct elements sharing the visited set, total
+// max(s1, s2) + min(s1, s2) × (n − 100) / 100. Deliberate differences from Spark: the ratio is
+// not truncated to an integer; a pass draws runs of 10 consecutive elements (so an element's
+// cost is measured beside its neighbours, see the merging above) from a fixed-seed PCG, so
+// estimates are deterministic; map elements are drawn from the table's slots, uniformly over full
+// ones. Like Spark's, the rule assumes elements share either almost nothing or a few objects:
+// many elements sharing a moderate number of objects (each pass finding mostly new ones) are
+// overestimated. Sharing between a sampled container's elements and objects outside it is
+// detected for identical pointers only, not for overlapping ranges.
+//
+// A 1M-element []int64 takes well under a microsecond; a 1M-element []*T or 1M-entry map about
+// 0.1–0.2 ms; a 10k-entry map of pointers walked exactly under 0.1 ms (estimator benchmarks).
+//
+// # State
+//
+// An [Estimator] caches the layout of each type it meets (sync.Map, safe for concurrent use);
+// its zero value is ready. The package has no mutable package-level state: the package-level
+// [Estimate] uses a fresh Estimator per call, so callers estimating repeatedly (a Tracker's
+// measure function) should keep an Estimator. Estimate reads memory through unsafe pointers
+// without synchronisation: the value must not be modified concurrently, as for any read.
+//
+// # Tracker
+//
+// [Tracker] is Spark's SizeTracker: the owner calls AfterUpdate after each insert or update and
+// ResetSamples after its storage is reallocated; the tracker measures at update counts
+// 1, 2, ..., 11, 13, 15, ... (each ceil(n × 1.1) in float64, as Spark) and extrapolates with the
+// bytes per update between the last two samples, clamped at zero. The measure function replaces
+// Spark's call to SizeEstimator on the collection itself.
 package estimator

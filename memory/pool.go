@@ -83,41 +83,48 @@ func (p *executionPool) free() int64 { return p.size - p.used }
 // at most enough to keep the task within 1/N of maxSize and waits while the task cannot reach 1/2N
 // of the current pool size. Cancellation returns ctx.Err() and keeps what the task already held.
 func (p *executionPool) acquireLocked(ctx context.Context, n int64, task TaskID) (int64, error) {
-	if _, ok := p.tasks[task]; !ok {
-		p.tasks[task] = 0
+	// The entry of a new task is written only when it waits or is granted, so the common path
+	// costs one map lookup and one assignment; peers cannot look before the lock is released.
+	cur, registered := p.tasks[task]
+	if !registered {
 		p.mon.notifyLocked() // N changed: waiters recompute their shares
 	}
 	for {
-		cur, ok := p.tasks[task]
-		if !ok {
-			// Invariant 5: another consumer of this waiting task released its last byte and
-			// removed the entry; re-register and let peers recompute their smaller 1/2N floor.
-			p.tasks[task] = 0
-			p.mon.notifyLocked()
-		}
 		if err := p.grow(n - p.free()); err != nil {
 			p.dropIfEmpty(task)
 			return 0, err
 		}
 		active := int64(len(p.tasks))
+		if !registered {
+			active++
+		}
 		maxPerTask := p.maxSize() / active
 		minPerTask := p.size / (2 * active)
 		toGrant := min(n, max(0, maxPerTask-cur), p.free())
-		if toGrant < n && cur+toGrant < minPerTask {
-			p.log.Info("waiting for at least 1/2N of the pool to be free",
-				zap.Int64("task", int64(task)), zap.String("pool", p.name))
-			if err := p.mon.waitLocked(ctx); err != nil {
-				p.dropIfEmpty(task)
-				return 0, err
+		if toGrant >= n || cur+toGrant >= minPerTask {
+			p.tasks[task] = cur + toGrant
+			p.used += toGrant
+			if p.onGrant != nil {
+				p.onGrant(task, toGrant)
 			}
-			continue
+			return toGrant, nil
 		}
-		p.tasks[task] = cur + toGrant
-		p.used += toGrant
-		if p.onGrant != nil {
-			p.onGrant(task, toGrant)
+		p.log.Info("waiting for at least 1/2N of the pool to be free",
+			zap.Int64("task", int64(task)), zap.String("pool", p.name))
+		if !registered {
+			p.tasks[task] = 0
+			registered = true
 		}
-		return toGrant, nil
+		err := p.mon.waitLocked(ctx)
+		if cur, registered = p.tasks[task]; !registered {
+			// Invariant 5: another consumer of this waiting task released its last byte and
+			// removed the entry; re-register and let peers recompute their smaller 1/2N floor.
+			p.mon.notifyLocked()
+		}
+		if err != nil {
+			p.dropIfEmpty(task)
+			return 0, err
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // TaskConfig configures a TaskManager; its zero value is Spark's behaviour.
@@ -137,9 +138,10 @@ func (t *TaskManager) spill(ctx context.Context, required, got int64, requester 
 			v.remove(victim)
 			continue
 		}
-		t.log.Debug("released memory by spilling",
-			zap.Stringer("consumer", stringer{victim.Consumer}), zap.String("bytes", ibytes(released)),
-			zap.Stringer("for", stringer{requester}))
+		if ce := t.log.Check(zapcore.DebugLevel, "released memory by spilling"); ce != nil {
+			ce.Write(zap.Stringer("consumer", stringer{victim.Consumer}), zap.String("bytes", ibytes(released)),
+				zap.Stringer("for", stringer{requester}))
+		}
 		// Another task may take some of what was released first (SPARK-35486); the victim stays
 		// under its old rank and may be asked again.
 		more, err := t.m.AcquireExecution(ctx, need, t.id, mode)

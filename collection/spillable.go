@@ -1,0 +1,331 @@
+package collection
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+)
+
+// Defaults of SpillConfig, Spark's values.
+const (
+	// DefaultInitialThreshold is spark.shuffle.spill.initialMemoryThreshold: the free allowance
+	// of every spillable collection (5 MiB).
+	DefaultInitialThreshold int64 = 5 << 20
+	// DefaultSpillBatchSize is spark.shuffle.spill.batchSize: records per spill-file batch.
+	DefaultSpillBatchSize = 10000
+	// DefaultSpillBatchBytes is the largest uncompressed batch of a spill file (1 MiB); it bounds
+	// the buffer each spill reader holds. Spark batches by record count only.
+	DefaultSpillBatchBytes = 1 << 20
+	// NoInitialThreshold in SpillConfig.InitialThreshold gives a collection no free allowance:
+	// every byte it holds is acquired from the memory manager.
+	NoInitialThreshold int64 = -1
+	// checkPeriod is how often (in elements read) maybeSpill asks for memory (Spark's 32).
+	checkPeriod = 32
+)
+
+// SpillConfig configures the spill policy shared by ExternalAppendOnlyMap, ExternalGrouper and
+// ExternalSorter (Spark's Spillable and the spill writers' settings). Its zero value means
+// Spark's defaults.
+type SpillConfig struct {
+	// InitialThreshold is the memory a collection may hold before it asks the memory manager for
+	// any (spark.shuffle.spill.initialMemoryThreshold). This allowance is free: it is never
+	// acquired, exactly as in Spark. 0 means 5 MiB; NoInitialThreshold means none.
+	InitialThreshold int64
+	// ForceSpillElements forces a spill once more than this many elements were read since the
+	// last spill, whatever the memory (spark.shuffle.spill.numElementsForceSpillThreshold).
+	// 0 means no limit (Spark: Int.MaxValue).
+	ForceSpillElements int64
+	// ForceSpillBytes forces a spill once the collection's estimated size exceeds this many bytes
+	// (spark.shuffle.spill.maxSizeInBytesForSpillThreshold). 0 means no limit (Spark:
+	// Long.MaxValue).
+	ForceSpillBytes int64
+	// BatchSize is the number of records per batch of a spill file, each batch independently
+	// readable (spark.shuffle.spill.batchSize). 0 means 10000.
+	BatchSize int
+	// BatchBytes also ends a spill batch once its uncompressed records reach this many bytes, so
+	// each spill reader holds at most about BatchBytes plus one record (twice that with
+	// compression). 0 means 1 MiB; at most 64 MiB. Spark has no byte limit.
+	BatchBytes int
+	// Compression of spill batches (spark.shuffle.spill.compress). The zero value is
+	// storage.CompressionDefault (S2); storage.CompressionNone turns it off.
+	Compression storage.Compression
+	// Logger receives spill start and finish at Info under the name "collection". nil means
+	// zap.NewNop().
+	Logger *zap.Logger
+}
+
+// Validate reports the first invalid field, naming it and its value.
+func (c SpillConfig) Validate() error {
+	switch {
+	case c.InitialThreshold < 0 && c.InitialThreshold != NoInitialThreshold:
+		return fmt.Errorf("collection: SpillConfig.InitialThreshold %d is negative (use NoInitialThreshold for none)", c.InitialThreshold)
+	case c.ForceSpillElements < 0:
+		return fmt.Errorf("collection: SpillConfig.ForceSpillElements %d is negative", c.ForceSpillElements)
+	case c.ForceSpillBytes < 0:
+		return fmt.Errorf("collection: SpillConfig.ForceSpillBytes %d is negative", c.ForceSpillBytes)
+	case c.BatchSize < 0:
+		return fmt.Errorf("collection: SpillConfig.BatchSize %d is negative", c.BatchSize)
+	case c.BatchBytes < 0 || c.BatchBytes > 64<<20:
+		return fmt.Errorf("collection: SpillConfig.BatchBytes %d is outside [0, 64 MiB]", c.BatchBytes)
+	case c.Compression > storage.CompressionZstd:
+		return fmt.Errorf("collection: SpillConfig.Compression %d is unknown", c.Compression)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c SpillConfig) withDefaults() SpillConfig {
+	switch c.InitialThreshold {
+	case 0:
+		c.InitialThreshold = DefaultInitialThreshold
+	case NoInitialThreshold:
+		c.InitialThreshold = 0
+	}
+	if c.ForceSpillElements == 0 {
+		c.ForceSpillElements = math.MaxInt64
+	}
+	if c.ForceSpillBytes == 0 {
+		c.ForceSpillBytes = math.MaxInt64
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultSpillBatchSize
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = DefaultSpillBatchBytes
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// recordWriterConfig is the storage configuration of this config's spill files.
+func (c SpillConfig) recordWriterConfig() storage.RecordWriterConfig {
+	return storage.RecordWriterConfig{Compression: c.Compression, BatchRecords: c.BatchSize, BatchBytes: c.BatchBytes}
+}
+
+// SpillMetrics is a value snapshot of a spillable collection's spill counters, with Spark's task
+// metric names.
+type SpillMetrics struct {
+	// Spills counts the spills the collection decided itself (Spark's spillCount, which leaves
+	// out forced spills).
+	Spills int64
+	// ForcedSpills counts spills the TaskManager asked for (Spark's forceSpill calls that
+	// spilled).
+	ForcedSpills int64
+	// MemoryBytesSpilled is the estimated in-memory size of everything spilled
+	// (memoryBytesSpilled).
+	MemoryBytesSpilled int64
+	// DiskBytesSpilled is the bytes written to spill files (diskBytesSpilled).
+	DiskBytesSpilled int64
+	// PeakMemoryUsedBytes is the largest estimated size of the in-memory collection
+	// (peakMemoryUsedBytes, reported as PeakExecutionBytes).
+	PeakMemoryUsedBytes int64
+}
+
+// Spillable is Spark's Spillable (core/src/main/scala/org/apache/spark/util/collection/
+// Spillable.scala): the spill policy and memory bookkeeping of one collection that holds
+// execution memory of a task and writes itself to disk when memory is short.
+//
+// A collection keeps a Spillable as a field, initialises it with Init, and forwards the
+// memory.Consumer methods (Spill, Used, Mode) to it, so the TaskManager sees the collection:
+//
+//	type myMap struct{ sp Spillable; ... }
+//	func (m *myMap) Spill(size int64, trigger memory.Consumer) (int64, error) { return m.sp.Spill(size, trigger) }
+//	func (m *myMap) Used() int64       { return m.sp.Used() }
+//	func (m *myMap) Mode() memory.Mode { return m.sp.Mode() }
+//
+// The policy (reference §9): the collection's first InitialThreshold bytes are free. Every 32
+// elements read, once the collection's estimated size reaches its threshold, MaybeSpill asks for
+// 2 × size − threshold more bytes; if the threshold still does not cover the size, the
+// collection spills and gives back everything it acquired. It also spills when more than
+// ForceSpillElements elements were read since the last spill or its size exceeds
+// ForceSpillBytes. When another consumer of the task is short, the TaskManager calls Spill and
+// the collection's forceSpill hook writes what it can to disk; a request the collection made
+// itself (trigger == the collection) returns 0, since it spills through MaybeSpill instead.
+//
+// Concurrency: the TaskManager may call Spill from any goroutine of the task. Lock and Unlock
+// guard the collection's state against that: the collection holds the lock in every method
+// that touches its data, and Spill takes it before calling forceSpill. MaybeSpill, called with
+// the lock held, releases it while it waits for memory (acquiring memory may spill this very
+// collection from the same goroutine) and takes it again before it returns. Nothing else may
+// be called with the lock held that acquires memory.
+//
+// Differences from Spark: Spark only force-spills when the task's Tungsten mode is on-heap;
+// Spillway force-spills in either mode (the collection's memory is on-heap in both). Forced
+// spills are counted (ForcedSpills) where Spark counts nothing. Spill errors are returned as
+// values, wrapped with the sizes involved.
+type Spillable struct {
+	base  memory.ConsumerBase
+	cfg   SpillConfig // defaults filled in
+	log   *zap.Logger
+	self  memory.Consumer
+	name  string
+	force func() (spilled bool, diskBytes int64, err error)
+
+	mu           sync.Mutex
+	threshold    int64 // myMemoryThreshold: InitialThreshold + the bytes acquired
+	elementsRead int64 // since the last spill
+	forcedGen    int64 // forced spills so far; MaybeSpill notices one that ran while it waited
+	metrics      SpillMetrics
+}
+
+// Init attaches the policy to its task. self is the collection (what the TaskManager calls Spill
+// on, and what Spill compares trigger with); name appears in logs and usage reports; forceSpill
+// is Spark's forceSpill: called with the lock held when the TaskManager asks the collection to
+// spill, it writes what it can to disk, drops every reference to the in-memory data it wrote,
+// and reports whether it spilled and the bytes it wrote. cfg must be valid (Init panics
+// otherwise: check it with Validate first).
+func (s *Spillable) Init(tm *memory.TaskManager, self memory.Consumer, name string, cfg SpillConfig,
+	forceSpill func() (spilled bool, diskBytes int64, err error)) {
+	if err := cfg.Validate(); err != nil {
+		panic(err.Error())
+	}
+	if forceSpill == nil {
+		panic("collection: Spillable.Init needs a forceSpill function")
+	}
+	s.base.Init(tm, memory.OnHeap, name, self)
+	s.cfg = cfg.withDefaults()
+	s.log = s.cfg.Logger.Named("collection").With(zap.Int64("task", int64(tm.ID())), zap.String("consumer", name))
+	s.self, s.name, s.force = self, name, forceSpill
+	s.threshold = s.cfg.InitialThreshold
+}
+
+// Config returns the configuration with defaults filled in.
+func (s *Spillable) Config() SpillConfig { return s.cfg }
+
+// Logger returns the collection's logger (named "collection", with the task and consumer).
+func (s *Spillable) Logger() *zap.Logger { return s.log }
+
+// Lock takes the collection's lock (see the type's doc).
+func (s *Spillable) Lock() { s.mu.Lock() }
+
+// Unlock releases the collection's lock.
+func (s *Spillable) Unlock() { s.mu.Unlock() }
+
+// Used is the execution memory the collection holds: what it acquired beyond its free allowance
+// (memory.Consumer).
+func (s *Spillable) Used() int64 { return s.base.Used() }
+
+// Mode is memory.OnHeap: spillable collections live in the Go heap (memory.Consumer).
+func (s *Spillable) Mode() memory.Mode { return s.base.Mode() }
+
+// AddElementsRead counts one element read (Spark's addElementsRead). Call with the lock held.
+func (s *Spillable) AddElementsRead() { s.elementsRead++ }
+
+// ElementsRead returns the elements read since the last spill.
+func (s *Spillable) ElementsRead() int64 { return s.elementsRead }
+
+// Threshold returns the current memory threshold (myMemoryThreshold): the free allowance plus
+// what the collection acquired.
+func (s *Spillable) Threshold() int64 { return s.threshold }
+
+// UpdatePeak records currentMemory as the peak if it is the largest seen. Call with the lock
+// held.
+func (s *Spillable) UpdatePeak(currentMemory int64) {
+	s.metrics.PeakMemoryUsedBytes = max(s.metrics.PeakMemoryUsedBytes, currentMemory)
+}
+
+// AddDiskBytesSpilled adds n bytes written to disk outside a spill (e.g. by a reader that was
+// force-spilled) to DiskBytesSpilled. Call with the lock held.
+func (s *Spillable) AddDiskBytesSpilled(n int64) { s.metrics.DiskBytesSpilled += n }
+
+// Metrics returns a snapshot of the spill counters. Call with the lock held, or after the
+// collection stopped changing.
+func (s *Spillable) Metrics() SpillMetrics { return s.metrics }
+
+// MaybeSpill is Spark's maybeSpill: given the collection's estimated size, it acquires more
+// memory or spills. It must be called with the lock held; it releases the lock while acquiring
+// memory. When it decides to spill it calls spill (with the lock held), which writes the
+// in-memory data to disk and returns the bytes written; the collection must then start a new,
+// empty in-memory structure. It reports whether spill ran. When a forced spill emptied the
+// collection while MaybeSpill waited for memory, it returns false: there is nothing left to
+// spill.
+//
+// The error is the memory manager's (cancellation, a failed spill of another consumer) or
+// spill's, wrapped with the sizes involved; the collection should then be closed.
+func (s *Spillable) MaybeSpill(ctx context.Context, currentMemory int64, spill func() (diskBytes int64, err error)) (bool, error) {
+	shouldSpill := false
+	if s.elementsRead%checkPeriod == 0 && currentMemory >= s.threshold {
+		// Claim up to double the current memory (Spark's amountToRequest).
+		request := 2*currentMemory - s.threshold
+		gen := s.forcedGen
+		s.mu.Unlock()
+		granted, err := s.base.Acquire(ctx, request)
+		s.mu.Lock()
+		s.threshold += granted
+		if err != nil {
+			return false, fmt.Errorf("collection: %s acquiring %s of execution memory for %s in memory: %w",
+				s.name, humanize.IBytes(uint64(request)), humanize.IBytes(uint64(currentMemory)), err)
+		}
+		if gen != s.forcedGen {
+			return false, nil
+		}
+		shouldSpill = currentMemory >= s.threshold
+	}
+	shouldSpill = shouldSpill || s.elementsRead > s.cfg.ForceSpillElements || currentMemory > s.cfg.ForceSpillBytes
+	if !shouldSpill {
+		return false, nil
+	}
+	s.metrics.Spills++
+	s.log.Info("spilling in-memory collection to disk",
+		zap.String("bytes", humanize.IBytes(uint64(currentMemory))), zap.Int64("spills", s.metrics.Spills))
+	disk, err := spill()
+	if err != nil {
+		return false, fmt.Errorf("collection: %s spilling %s of in-memory data (spill %d): %w",
+			s.name, humanize.IBytes(uint64(currentMemory)), s.metrics.Spills, err)
+	}
+	s.elementsRead = 0
+	s.metrics.MemoryBytesSpilled += currentMemory
+	s.metrics.DiskBytesSpilled += disk
+	s.log.Info("spilled in-memory collection to disk",
+		zap.String("bytes", humanize.IBytes(uint64(currentMemory))), zap.String("disk", humanize.IBytes(uint64(disk))),
+		zap.String("released", humanize.IBytes(uint64(s.threshold-s.cfg.InitialThreshold))))
+	s.ReleaseMemory()
+	return true, nil
+}
+
+// ReleaseMemory gives back everything acquired beyond the free allowance and resets the
+// threshold to it (Spark's releaseMemory). Call with the lock held.
+func (s *Spillable) ReleaseMemory() {
+	if acquired := s.threshold - s.cfg.InitialThreshold; acquired > 0 {
+		s.base.Free(acquired)
+	}
+	s.threshold = s.cfg.InitialThreshold
+}
+
+// Spill is the memory.Consumer callback (Spillable.spill(size, trigger)): when another consumer
+// of the task is short of memory, it takes the lock and runs the collection's forceSpill; if
+// that spilled, it gives back everything acquired and returns that amount. A request the
+// collection made itself (trigger == the collection) returns 0.
+func (s *Spillable) Spill(_ int64, trigger memory.Consumer) (int64, error) {
+	if trigger == s.self {
+		return 0, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	acquired := s.threshold - s.cfg.InitialThreshold
+	s.log.Info("force spilling in-memory collection to disk", zap.String("bytes", humanize.IBytes(uint64(acquired))))
+	spilled, disk, err := s.force()
+	s.metrics.DiskBytesSpilled += disk
+	if err != nil {
+		return 0, fmt.Errorf("collection: %s force spilling (holding %s): %w", s.name, humanize.IBytes(uint64(acquired)), err)
+	}
+	if !spilled {
+		return 0, nil
+	}
+	s.forcedGen++
+	s.metrics.ForcedSpills++
+	s.metrics.MemoryBytesSpilled += acquired
+	s.ReleaseMemory()
+	s.log.Info("force spilled in-memory collection to disk",
+		zap.String("released", humanize.IBytes(uint64(acquired))), zap.String("disk", humanize.IBytes(uint64(disk))))
+	return acquired, nil
+}

@@ -1,0 +1,143 @@
+// Package memory is Spillway's reimplementation of Apache Spark's memory manager: the unified
+// execution/storage region of one executor, its fair sharing among concurrently running tasks,
+// the per-task manager that asks consumers to spill, and pages on-heap and off-heap. Every other
+// Spillway package stands on it.
+//
+// # The model
+//
+// One process plays a Spark executor and owns one [UnifiedManager]. Its budget per [Mode] is a
+// unified region ((system memory − 300 MiB reserved) × 0.6 on-heap by default, [Config.OffHeapSize]
+// off-heap) split by a soft boundary into an execution pool and a storage pool. The storage pool
+// starts at the protected storage region (storage fraction 0.5 of the region), the execution pool
+// at the rest. Storage may borrow execution memory that is free; execution may take storage memory
+// that is free and evict cached blocks (through the [Evictor], implemented by storage.MemoryStore)
+// while the storage pool is larger than its protected region; storage never evicts execution.
+//
+// Execution memory is shared fairly among the N tasks that hold an entry in the execution pool: a
+// grant never lifts a task above 1/N of the size the pool could reach by evicting, and a task that
+// holds less than 1/2N of the current pool waits (cancellable through its ctx) until it can get its
+// whole request or reach 1/2N. Tasks reach the manager through a [TaskManager] (one per task),
+// which hands memory to [Consumer]s — sorters, maps, buffers — and, when the pool grants too
+// little, asks consumers of the same task and mode to spill in a [VictimOrder] (Spark's by
+// default), re-acquiring after each spill. Consumers embed [ConsumerBase] for the bookkeeping.
+// Pages ([Page]) are execution memory handed out as byte slices: Go []byte on-heap, anonymous
+// mappings outside the Go heap off-heap.
+//
+// # Invariants
+//
+// Code comments and tests refer to these by number.
+//
+//  1. For each mode, execution pool size + storage pool size = the mode's maximum, and every
+//     pool's use stays within [0, size]. Sizes move from one pool to the other in one step under
+//     the manager's lock; a failed eviction leaves both sizes unchanged (SPARK-15260).
+//  2. An execution pool's use is the sum of its per-task entries, none negative; storage use
+//     includes unroll memory.
+//  3. No grant lifts a task above maxPool/N, where maxPool = maximum − min(storage used, storage
+//     region) and N counts the tasks with an entry (SPARK-12155). A request is refused (granted
+//     less, possibly 0) rather than blocked once the task holds poolSize/2N; below that it waits.
+//  4. Storage never takes execution memory in use: a storage request larger than maximum −
+//     execution used fails at once without evicting anything. Execution evicts cached blocks only
+//     while the storage pool exceeds its protected region.
+//  5. A task has an entry exactly while it is active: the entry goes when its holding drops to 0
+//     on release; a waiting task whose entry vanished (another consumer of it released its last
+//     byte) re-registers and wakes its peers; a cancelled or failed acquire keeps what the task
+//     held before and leaves no empty entry behind.
+//  6. Consumer.Spill is never called with the manager's lock held, and releases never take a
+//     TaskManager's acquisition lock, so a consumer can release while another consumer of the
+//     same task waits inside the pool.
+//  7. Per task and mode, the bytes a TaskManager granted minus those it released equal the task's
+//     entry in the pool; with ConsumerBase they also equal the sum of the consumers' Used.
+//     TaskManager.Close releases the entry of both modes and returns it (a leak when positive).
+//  8. A page number is in use in a task's table exactly while its page is there; freed pages are
+//     numbered FreedInTaskManagerPageNumber, then FreedInAllocatorPageNumber, and freeing one
+//     again, or freeing another task's page, panics.
+//
+// # Lock order
+//
+//  1. TaskManager.mu — one task's acquisitions; held across Consumer.Spill calls.
+//  2. UnifiedManager lock (monitor.mu) — every pool field, task entry and counter; waiters
+//     release it while they wait on the generation channel.
+//  3. The Evictor's own locks — EvictBlocksToFreeSpace runs under the manager's lock.
+//
+// TaskManager.state (consumer list and page table) is a leaf: it is never held while another
+// lock is taken or a consumer is called. Hence: a Spill may call Free, FreePage and
+// ReleaseExecution of its own task but must not acquire memory for it (that deadlocks on
+// TaskManager.mu, as Spark's contract forbids it too); an Evictor must not call the
+// UnifiedManager; and code that calls the UnifiedManager must not hold a lock its Evictor takes.
+//
+// # Correspondence with Spark
+//
+// Spark paths are relative to the apache/spark repository; "memory/" stands for
+// core/src/main/scala/org/apache/spark/memory/ and "java memory/" for
+// core/src/main/java/org/apache/spark/memory/.
+//
+//	Spillway                            Spark                                           source
+//	UnifiedManager                      UnifiedMemoryManager + MemoryManager            memory/UnifiedMemoryManager.scala, memory/MemoryManager.scala
+//	NewUnifiedManager, Config.size      UnifiedMemoryManager.apply, getMaxMemory        memory/UnifiedMemoryManager.scala
+//	Config                              spark.memory.*, spark.testing.*, pageSize keys  core/src/main/scala/org/apache/spark/internal/config/package.scala
+//	InsufficientMemoryError             INVALID_DRIVER_MEMORY / INVALID_EXECUTOR_MEMORY common/utils/src/main/resources/error/error-conditions.json
+//	executionPool (unexported)          ExecutionMemoryPool                             memory/ExecutionMemoryPool.scala
+//	storagePool (unexported)            StorageMemoryPool                               memory/StorageMemoryPool.scala
+//	monitor (unexported)                MemoryPool's lock, wait/notifyAll               memory/MemoryPool.scala
+//	growExecutionLocked                 maybeGrowExecutionPool, freeSpaceToShrinkPool   memory/UnifiedMemoryManager.scala, memory/StorageMemoryPool.scala
+//	Mode                                MemoryMode                                      java memory/MemoryMode.java
+//	TaskID                              taskAttemptId                                   core/src/main/scala/org/apache/spark/TaskContext.scala
+//	Block                               BlockId                                         core/src/main/scala/org/apache/spark/storage/BlockId.scala
+//	Evictor, SetEvictor                 MemoryStore.evictBlocksToFreeSpace, setMemoryStore core/src/main/scala/org/apache/spark/storage/memory/MemoryStore.scala
+//	TransferUnrollToStorage             MemoryStore.transferUnrollToStorage             core/src/main/scala/org/apache/spark/storage/memory/MemoryStore.scala
+//	Metrics                             MemoryManager getters (executionMemoryUsed, …)  memory/MemoryManager.scala
+//	TaskManager                         TaskMemoryManager                               java memory/TaskMemoryManager.java
+//	TaskManager.Close                   cleanUpAllAllocatedMemory + Executor leak check java memory/TaskMemoryManager.java, core/src/main/scala/org/apache/spark/executor/Executor.scala
+//	TaskManager.UsageReport             showMemoryUsage                                 java memory/TaskMemoryManager.java
+//	TaskManager.PeakExecution           getPeakOnHeap/OffHeapExecutionMemory            java memory/TaskMemoryManager.java (Spark 4.0)
+//	VictimOrder, SparkOrder, Victims    the TreeMap in acquireExecutionMemory           java memory/TaskMemoryManager.java
+//	Consumer, ConsumerBase              MemoryConsumer                                  java memory/MemoryConsumer.java
+//	Page                                MemoryBlock                                     common/unsafe/src/main/java/org/apache/spark/unsafe/memory/MemoryBlock.java
+//	NewPage, Page.Free                  HeapMemoryAllocator, UnsafeMemoryAllocator      common/unsafe/src/main/java/org/apache/spark/unsafe/memory/
+//	EncodePageNumberAndOffset, Decode*  encodePageNumberAndOffset, decodePageNumber, …  java memory/TaskMemoryManager.java
+//	ErrOutOfMemory                      SparkOutOfMemoryError                           java memory/SparkOutOfMemoryError.java
+//	ErrPageTooLarge                     TooLargePageException                           java memory/TooLargePageException.java
+//	ErrPageTableFull                    IllegalStateException "… maximum of 8192 pages" java memory/TaskMemoryManager.java
+//	defaultPageSize, nextPowerOf2       defaultPageSizeBytes, ByteArrayMethods.nextPowerOf2 memory/MemoryManager.scala, common/unsafe/src/main/java/org/apache/spark/unsafe/array/ByteArrayMethods.java
+//
+// The tests port Spark's scenarios by id (see spark-scenarios.md): UMM-01..08 and UMM-11 from
+// UnifiedMemoryManagerSuite, MMS-01..08 from MemoryManagerSuite, EMP-01..05 from
+// ExecutionMemoryPoolSuite, TMM-01..12 from TaskMemoryManagerSuite, each test named after its id.
+//
+// # Deliberate differences from Spark
+//
+//   - Not implemented: unmanaged-memory tracking (Spark 4.1, SPARK-53001), optional admission and
+//     the ManagedConsumer SPI (unreleased Spark master). Their scenarios UMM-12..16 are not
+//     ported. Neither is the legacy StaticMemoryManager.
+//   - Waiting is cancelled through ctx instead of a thread interrupt; it returns ctx.Err(). A
+//     failed or cancelled acquire also removes an empty entry the task had (Spark leaves it until
+//     the task ends), so idle tasks do not shrink others' shares (invariant 5).
+//   - A request of 0 bytes returns 0 at once (Spark's pool asserts n > 0); negative sizes,
+//     invalid modes, double and foreign page frees panic with a "memory: " prefix.
+//   - The Evictor returns the bytes it freed and the manager releases them, instead of the store
+//     calling releaseStorageMemory from inside the eviction; the bytes of blocks dropped before an
+//     Evictor error are still released. When eviction fails during a storage acquisition, the
+//     execution memory borrowed for it goes back, so a failed call changes no pool size. Without
+//     an Evictor nothing can be evicted (Spark fails with "memory store not initialized yet").
+//   - Releasing storage memory and evicting wake waiting tasks too (Spark's storage pool does not
+//     notify; Java allows spurious wake-ups, so this only makes waiters re-check sooner).
+//   - TaskManager.AcquireExecution gives back what the call had acquired when a Spill fails or the
+//     context is cancelled, instead of leaving it charged to the task until cleanup. Every Spill
+//     error is returned wrapped (Spark turns IOExceptions into SparkOutOfMemoryError).
+//   - Page offsets are relative to Page.Bytes in both modes: Go has no raw addresses, so off-heap
+//     pages are not addressed absolutely (TMM-02 is adapted), and TaskManager.Page returns the
+//     page in both modes. On-heap pages are exactly the granted size (Spark uses long[] rounded to
+//     8 bytes, and subtracts 16 bytes from the default page size under G1).
+//   - When an off-heap mapping fails, the memory is released and the error returned; Spark keeps
+//     it as acquiredButNotUsed and retries (a JVM allocation failure is catchable; a Go one is not).
+//   - Config has no spark.unsafe.offHeap alias (TMM-11 uses OffHeapEnabled). There is no
+//     driver/executor role: setting ExecutorMemory makes the manager an executor's, so a small
+//     SystemMemory is reported as INVALID_EXECUTOR_MEMORY.SYSTEM_MEMORY (SPARK-58513, UMM-08).
+//     A storage fraction of exactly 0 cannot be expressed (0 means the default 0.5).
+//   - Close logs "Managed memory leak detected" itself and returns the size; there is no
+//     spark.unsafe.exceptionOnMemoryLeak switch — callers decide what a leak means.
+//   - The consumer set is a list in order of first acquisition (for stable usage reports);
+//     consumers must be comparable. The per-task current usage follows the bytes the pool really
+//     released, so a clamped over-release cannot make it negative.
+//   - Execution pool use is kept as a running sum instead of summing the task map on every read.
+package memory

@@ -241,9 +241,12 @@ func (w *walker) iface(addr unsafe.Pointer, l *layout) {
 		if !smallStatic(data, dl.size) {
 			w.acc.add(data, dl.size, false)
 		}
-	case boxString, boxSlice:
-		// convTstring and convTslice return a static zero value for "" and nil slices.
-		if *(*unsafe.Pointer)(data) != nil {
+	case boxString:
+		if (*stringHeader)(data).len != 0 { // convTstring returns a static zero value for ""
+			w.acc.add(data, dl.size, true)
+		}
+	case boxSlice:
+		if (*sliceHeader)(data).data != nil { // convTslice does for a nil data pointer
 			w.acc.add(data, dl.size, true)
 		}
 	}

@@ -58,6 +58,7 @@ func TestEstimate(t *testing.T) {
 		{"small int in interface: static", []any{int64(5)}, 16},
 		{"large int in interface: 8-byte box in a tiny block", []any{int64(1000)}, 32},
 		{"bool and zero-size in interface: static", []any{true, struct{}{}}, 32},
+		{"empty substring in interface: static, references nothing", []any{big[5:5]}, 16},
 		{"pointer in interface: no box", []any{&node{}}, 16 + 16},
 		{"func field: header only", struct{ f func() int }{func() int { return len(big) }}, 0},
 		{"map with one entry: header and one group", map[int64]int64{1: 1}, 48 + 144},

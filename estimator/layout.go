@@ -66,11 +66,10 @@ type field struct {
 // a group is an 8-byte control word followed by 8 slots, a slot is the key then the element,
 // and keys or elements over 128 bytes are stored as pointers to separate objects.
 type mapLayout struct {
-	group     *layout // struct{Ctrl uint64; Slots [8]slot}
-	slot      *layout // struct{Key K or *K; Elem V or *V}
-	slotsOff  uintptr
-	slotSize  uintptr
-	key, elem *layout // the map's own key and element types, for the reflect fallback
+	group    *layout // struct{Ctrl uint64; Slots [8]slot}
+	slot     *layout // struct{Key K or *K; Elem V or *V}
+	slotsOff uintptr
+	slotSize uintptr
 }
 
 const (
@@ -174,8 +173,6 @@ func (b *builder) mapLayout(t reflect.Type) *mapLayout {
 		slot:     b.build(slot),
 		slotsOff: group.Field(1).Offset,
 		slotSize: slot.Size(),
-		key:      b.build(t.Key()),
-		elem:     b.build(t.Elem()),
 	}
 }
 

@@ -143,7 +143,7 @@ func (p *executionPool) releaseLocked(n int64, task TaskID) int64 {
 	cur, ok := p.tasks[task]
 	if cur < n {
 		p.log.Warn("Internal error: release called on more bytes than the task holds",
-			zap.Int64("task", int64(task)), zap.Int64("bytes", n), zap.Int64("held", cur), zap.String("pool", p.name))
+			zap.Int64("task", int64(task)), zap.String("bytes", ibytes(n)), zap.String("held", ibytes(cur)), zap.String("pool", p.name))
 		n = cur
 	}
 	if ok {
@@ -194,7 +194,7 @@ func (p *storagePool) free() int64 { return p.size - p.used }
 func (p *storagePool) releaseLocked(n int64) int64 {
 	if n > p.used {
 		p.log.Warn("Attempted to release more storage memory than is used",
-			zap.Int64("bytes", n), zap.Int64("used", p.used), zap.String("pool", p.name))
+			zap.String("bytes", ibytes(n)), zap.String("used", ibytes(p.used)), zap.String("pool", p.name))
 		n = p.used
 	}
 	p.used -= n

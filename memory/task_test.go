@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -509,6 +510,38 @@ func TestVictimOrders(t *testing.T) {
 			r.use(t, 30)
 			require.Equal(t, tc.want, [3]int64{a.Used(), b.Used(), r.Used()})
 			require.Equal(t, tc.want[0]+tc.want[1]+tc.want[2], tm.Close())
+		})
+	}
+}
+
+// Honest memory: an on-heap page is Go heap memory, an off-heap page is not (the garbage
+// collector never sees it), and freeing it returns the mapping.
+func TestPageMemoryLivesWhereItsModeSays(t *testing.T) {
+	const size = 64 << 20
+	heapAlloc := func() int64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	for _, mode := range []Mode{OnHeap, OffHeap} {
+		t.Run(mode.String(), func(t *testing.T) {
+			runtime.GC()
+			before := heapAlloc()
+			p, err := NewPage(mode, size)
+			require.NoError(t, err)
+			b := p.Bytes()
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1 // touch every page of the mapping
+			}
+			grown := heapAlloc() - before
+			if mode == OnHeap {
+				require.Greater(t, grown, int64(size-size/8), "on-heap bytes are Go heap")
+			} else {
+				require.Less(t, grown, int64(size/8), "off-heap bytes are not in the Go heap")
+			}
+			p.Free()
+			require.Nil(t, p.Bytes())
+			require.EqualValues(t, size, p.Size())
 		})
 	}
 }

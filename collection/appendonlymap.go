@@ -62,6 +62,8 @@ type slot[K comparable, V any] struct {
 //     and the iterator clears each slot it has passed, so the memory becomes collectable as it
 //     is read (what SPARK-22713's fix needs).
 //
+// The map keeps keys and values as given, like a Go map: a key that aliases a reused buffer (a
+// string decoded without copying) must be cloned by the caller before it is inserted.
 // Keys compare with ==, as in a Go map: a NaN float key never finds itself, so each insert of NaN
 // adds an entry. Using the map after a destructive iterator panics, as Spark's assertions fail. An AppendOnlyMap
 // is not safe for concurrent use.

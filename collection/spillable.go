@@ -252,8 +252,19 @@ func (s *Spillable) Metrics() SpillMetrics { return s.metrics }
 // The error is the memory manager's (cancellation, a failed spill of another consumer) or
 // spill's, wrapped with the sizes involved; the collection should then be closed.
 func (s *Spillable) MaybeSpill(ctx context.Context, currentMemory int64, spill func() (diskBytes int64, err error)) (bool, error) {
+	return s.maybeSpill(ctx, currentMemory, s.elementsRead%checkPeriod == 0, spill)
+}
+
+// MaybeSpillNow is MaybeSpill checking the memory whatever the number of elements read: for a
+// collection about to grow by a large step (a table doubling), with currentMemory its size after
+// the step, so the step is granted or spilled before it happens.
+func (s *Spillable) MaybeSpillNow(ctx context.Context, currentMemory int64, spill func() (diskBytes int64, err error)) (bool, error) {
+	return s.maybeSpill(ctx, currentMemory, true, spill)
+}
+
+func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check bool, spill func() (int64, error)) (bool, error) {
 	shouldSpill := false
-	if s.elementsRead%checkPeriod == 0 && currentMemory >= s.threshold {
+	if check && currentMemory >= s.threshold {
 		// Claim up to double the current memory (Spark's amountToRequest).
 		request := 2*currentMemory - s.threshold
 		gen := s.forcedGen

@@ -491,4 +491,3 @@ func TestExternalMapArgs(t *testing.T) {
 	require.ErrorContains(t, err, "codec is nil")
 	require.ErrorContains(t, err, "BatchSize -1")
 }
-

@@ -1,0 +1,847 @@
+package collection
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"unsafe"
+
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+)
+
+const (
+	// groupChunkBytes ends a record of a grouping spill once its encoded values reach this many
+	// bytes: one key's values are spread over as many records as needed.
+	groupChunkBytes = 32 << 10
+	// maxListChunk is the largest chunk (in values) of an in-memory value list.
+	maxListChunk = 1024
+)
+
+// Group is one key of an ExternalGrouper's output with its values. Values is read lazily, from
+// memory and from every spill file holding the key; it is valid until the grouper's iterator
+// moves on (Next or Close), which skips whatever was not read.
+type Group[K, V any] struct {
+	Key    K
+	Values Iterator[V]
+}
+
+// valueList is the in-memory combiner of a grouper: a key's values in chunks of growing size,
+// so appending never copies a large array (Spark's CompactBuffer copies when it grows).
+type valueList[V any] struct {
+	chunks [][]V
+	n      int
+}
+
+func (l *valueList[V]) add(v V) {
+	if len(l.chunks) == 0 || len(l.chunks[len(l.chunks)-1]) == cap(l.chunks[len(l.chunks)-1]) {
+		size := min(maxListChunk, max(4, l.n))
+		l.chunks = append(l.chunks, make([]V, 0, size))
+	}
+	last := &l.chunks[len(l.chunks)-1]
+	*last = append(*last, v)
+	l.n++
+}
+
+// ExternalGrouper is groupByKey over a spillable collection, where one key's values may exceed
+// memory: the case Spark's ExternalAppendOnlyMap cannot handle (SPARK-1823, reference §12.7),
+// since it spills whole combiners and merges each key into one in-memory object.
+//
+// Values are kept in memory per key in chunked lists; when memory runs short the whole table is
+// spilled, each key's values in records of at most 32 KiB of encoded values, so a key's values
+// end up spread over any number of spill files. Reading merges the spill files and the
+// in-memory rest by (key hash, encoded key) and hands out each key once with a lazily read
+// value iterator that streams the key's values from every file and from memory, one record at a
+// time: no key's values are ever materialised together.
+//
+// Memory bound while reading: the in-memory table (accounted, and force-spillable like the
+// map's) plus, per spill file, one reader holding one batch, at most SpillConfig.BatchBytes of
+// records plus one record (≤ 32 KiB of values and the key) uncompressed, and about as much
+// compressed: roughly 2 × (BatchBytes + 32 KiB) per spill file, not accounted by the memory
+// manager (Spark does not account its readers either). Choose BatchBytes so that this times
+// the expected number of spills fits the slack you allow.
+//
+// Keys are ordered by their encoding among keys of equal hash, so the key codec must be
+// deterministic (equal keys encode to equal bytes), as every storage codec except GobCodec of
+// maps is. Like ExternalAppendOnlyMap it is a memory.Consumer; use Insert, then Iterator once,
+// then Close.
+type ExternalGrouper[K comparable, V any] struct {
+	sp     Spillable
+	keys   storage.Codec[K]
+	vals   storage.Codec[V]
+	keep   func(K, []byte) K
+	scope  *storage.Scope
+	hasher Hasher[K]
+
+	// Guarded by sp's lock.
+	current  *SizeTrackingMap[K, *valueList[V]]
+	spills   []spillFile
+	files    []storage.BlockID
+	numSpill int
+	reading  *memGroupSource[K, V]
+	out      *groupIterator[K, V]
+	iterated bool
+	closed   bool
+	err      error
+}
+
+// NewExternalGrouper returns an empty grouper of task tm spilling into scope, encoding keys and
+// values with the codecs (decoded values must not alias their source; keys must encode
+// deterministically).
+func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *storage.Scope, keys storage.Codec[K],
+	values storage.Codec[V], cfg ExternalMapConfig[K]) (*ExternalGrouper[K, V], error) {
+	if err := checkExternalArgs(tm, scope, keys, values, cfg.SpillConfig); err != nil {
+		return nil, err
+	}
+	if cfg.Hasher.IsZero() {
+		cfg.Hasher = NewHasher[K]()
+	}
+	if cfg.Name == "" {
+		cfg.Name = "ExternalGrouper"
+	}
+	g := &ExternalGrouper[K, V]{keys: keys, vals: values, keep: keeper[K](), scope: scope, hasher: cfg.Hasher}
+	g.sp.Init(tm, g, cfg.Name, cfg.SpillConfig, g.forceSpill)
+	g.current = g.newMap()
+	return g, nil
+}
+
+func (g *ExternalGrouper[K, V]) newMap() *SizeTrackingMap[K, *valueList[V]] {
+	return NewSizeTrackingMap[K, *valueList[V]](DefaultInitialCapacity, g.hasher)
+}
+
+// Spill implements memory.Consumer (a forced spill).
+func (g *ExternalGrouper[K, V]) Spill(size int64, trigger memory.Consumer) (int64, error) {
+	return g.sp.Spill(size, trigger)
+}
+
+// Used implements memory.Consumer.
+func (g *ExternalGrouper[K, V]) Used() int64 { return g.sp.Used() }
+
+// Mode implements memory.Consumer: memory.OnHeap.
+func (g *ExternalGrouper[K, V]) Mode() memory.Mode { return g.sp.Mode() }
+
+// String is the grouper's name.
+func (g *ExternalGrouper[K, V]) String() string { return g.sp.name }
+
+// Metrics returns a snapshot of the spill counters.
+func (g *ExternalGrouper[K, V]) Metrics() SpillMetrics {
+	g.sp.Lock()
+	defer g.sp.Unlock()
+	return g.sp.Metrics()
+}
+
+// NumSpills returns the number of spill files written so far.
+func (g *ExternalGrouper[K, V]) NumSpills() int {
+	g.sp.Lock()
+	defer g.sp.Unlock()
+	return g.numSpill
+}
+
+func (g *ExternalGrouper[K, V]) checkUsable() error {
+	switch {
+	case g.closed:
+		return ErrClosed
+	case g.err != nil:
+		return g.err
+	case g.iterated:
+		return ErrIterated
+	}
+	return nil
+}
+
+func (g *ExternalGrouper[K, V]) fail(err error) error {
+	if g.err == nil {
+		g.err = err
+	}
+	g.current = nil
+	return err
+}
+
+// Insert adds v to the values of k, after spilling if memory is short (see
+// ExternalAppendOnlyMap.Insert).
+func (g *ExternalGrouper[K, V]) Insert(ctx context.Context, k K, v V) error {
+	g.sp.Lock()
+	defer g.sp.Unlock()
+	if err := g.checkUsable(); err != nil {
+		return err
+	}
+	est := g.current.EstimateSize()
+	g.sp.UpdatePeak(est)
+	var err error
+	if g.current.AtGrowThreshold() {
+		grown := est + int64(g.current.Capacity())*int64(unsafe.Sizeof(slot[K, *valueList[V]]{}))
+		_, err = g.sp.MaybeSpillNow(ctx, grown, g.spillCurrent)
+	} else {
+		_, err = g.sp.MaybeSpill(ctx, est, g.spillCurrent)
+	}
+	if err != nil {
+		return g.fail(err)
+	}
+	if err := g.checkUsable(); err != nil {
+		return err
+	}
+	_, err = g.current.ChangeValue(k, func(had bool, l *valueList[V]) *valueList[V] {
+		if !had {
+			l = &valueList[V]{}
+		}
+		l.add(v)
+		return l
+	})
+	if err != nil {
+		return fmt.Errorf("collection: %s: %w", g.sp.name, err)
+	}
+	g.sp.AddElementsRead()
+	return nil
+}
+
+// InsertAll inserts every pair of it and closes it.
+func (g *ExternalGrouper[K, V]) InsertAll(ctx context.Context, it Iterator[Pair[K, V]]) error {
+	defer it.Close()
+	for it.Next() {
+		p := it.Value()
+		if err := g.Insert(ctx, p.Key, p.Value); err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("collection: reading the input of %s: %w", g.sp.name, err)
+	}
+	return nil
+}
+
+// sortedEntries takes the table over and returns its entries sorted by (hash, encoded key).
+func (g *ExternalGrouper[K, V]) sortedEntries(m *SizeTrackingMap[K, *valueList[V]]) []groupEntry[K, V] {
+	it := m.DestructiveSortedByHash()
+	defer it.Close()
+	entries := make([]groupEntry[K, V], 0, m.Len())
+	for it.Next() {
+		p := it.Value()
+		entries = append(entries, groupEntry[K, V]{hash: g.hasher.Hash(p.Key), key: p.Key, list: p.Value})
+	}
+	// Runs of equal hashes (collisions) are ordered by encoded key.
+	for i := 0; i < len(entries); {
+		j := i + 1
+		for j < len(entries) && entries[j].hash == entries[i].hash {
+			j++
+		}
+		if j-i > 1 {
+			run := entries[i:j]
+			for r := range run {
+				run[r].enc = g.keys.Append(nil, run[r].key)
+			}
+			slices.SortFunc(run, func(a, b groupEntry[K, V]) int { return bytes.Compare(a.enc, b.enc) })
+		}
+		i = j
+	}
+	return entries
+}
+
+// groupEntry is one key of a sorted in-memory table.
+type groupEntry[K comparable, V any] struct {
+	hash uint64
+	key  K
+	enc  []byte // encoded key, set for colliding hashes only
+	list *valueList[V]
+}
+
+// spillCurrent writes the in-memory table to a spill file and starts a new one.
+func (g *ExternalGrouper[K, V]) spillCurrent() (int64, error) {
+	cur := g.current
+	g.current = nil
+	entries := g.sortedEntries(cur)
+	src := &memGroupSource[K, V]{g: g, entries: entries, pos: -1}
+	f, err := g.writeSource(src, false)
+	if err != nil {
+		return 0, err
+	}
+	g.spills = append(g.spills, f)
+	g.current = g.newMap()
+	return f.size, nil
+}
+
+// writeSource writes the keys and values of src, from its current key on when fromCurrent (the
+// unread rest of a key being read included, even with no value left), to a new spill file.
+// Each record is: encoded key, uvarint count, count encoded values.
+func (g *ExternalGrouper[K, V]) writeSource(src *memGroupSource[K, V], fromCurrent bool) (spillFile, error) {
+	w, err := newSpillWriter(g.scope, g.scope.CreateTempLocal, g.sp.cfg, rawCodec{})
+	if err != nil {
+		return spillFile{}, err
+	}
+	var rec, vals []byte
+	writeKey := func() error {
+		keyBytes := g.keys.Append(rec[:0], src.key)
+		n := 0
+		vals = vals[:0]
+		flush := func(force bool) error {
+			if n == 0 && !force {
+				return nil
+			}
+			rec = binary.AppendUvarint(keyBytes, uint64(n))
+			rec = append(rec, vals...)
+			keyBytes = rec[:len(keyBytes)]
+			n, vals = 0, vals[:0]
+			return w.Write(rec)
+		}
+		wrote := false
+		for {
+			v, ok := src.nextValue()
+			if !ok {
+				break
+			}
+			vals = g.vals.Append(vals, v)
+			n++
+			if len(vals) >= groupChunkBytes {
+				if err := flush(false); err != nil {
+					return err
+				}
+				wrote = true
+			}
+		}
+		return flush(!wrote)
+	}
+	if fromCurrent && src.pos >= 0 && src.pos < len(src.entries) {
+		if err := writeKey(); err != nil {
+			return spillFile{}, errors.Join(err, w.Abort())
+		}
+	}
+	for src.advance() {
+		if err := writeKey(); err != nil {
+			return spillFile{}, errors.Join(err, w.Abort())
+		}
+	}
+	f, err := w.Commit()
+	if err != nil {
+		return spillFile{}, err
+	}
+	g.files = append(g.files, f.id)
+	g.numSpill++
+	return f, nil
+}
+
+// forceSpill spills the in-memory source being read, or the in-memory table.
+func (g *ExternalGrouper[K, V]) forceSpill() (bool, int64, error) {
+	switch {
+	case g.closed || g.err != nil:
+		return false, 0, nil
+	case g.reading != nil:
+		disk, spilled, err := g.reading.spill()
+		if err != nil {
+			if g.out != nil && g.out.err == nil {
+				g.out.err = err
+			}
+			return false, 0, g.fail(err)
+		}
+		return spilled, disk, nil
+	case g.iterated || g.current.Len() == 0:
+		return false, 0, nil
+	}
+	disk, err := g.spillCurrent()
+	if err != nil {
+		return false, 0, g.fail(err)
+	}
+	return true, disk, nil
+}
+
+// Iterator returns every key once with its values (see Group), merging the spill files and the
+// in-memory table; it takes the grouper over and may be called once. Close it (or the grouper)
+// when done.
+func (g *ExternalGrouper[K, V]) Iterator() (Iterator[Group[K, V]], error) {
+	g.sp.Lock()
+	defer g.sp.Unlock()
+	if err := g.checkUsable(); err != nil {
+		if errors.Is(err, ErrIterated) {
+			return nil, fmt.Errorf("%w: %s.Iterator is destructive and should only be called once", err, g.sp.name)
+		}
+		return nil, err
+	}
+	g.iterated = true
+	cur := g.current
+	g.current = nil
+	mem := &memGroupSource[K, V]{g: g, entries: g.sortedEntries(cur), pos: -1}
+	g.reading = mem
+	out := &groupIterator[K, V]{g: g, sources: []groupSource[K, V]{mem}}
+	g.out = out
+	spills := g.spills
+	g.spills = nil
+	for _, f := range spills {
+		raw, err := openRawSpill(g.scope, f)
+		if err != nil {
+			out.closeLocked()
+			g.out = nil
+			return nil, g.fail(err)
+		}
+		out.sources = append(out.sources, &diskGroupSource[K, V]{g: g, r: raw})
+	}
+	return out, nil
+}
+
+// Close releases the memory, closes the iterator and deletes every spill file.
+func (g *ExternalGrouper[K, V]) Close() error {
+	g.sp.Lock()
+	defer g.sp.Unlock()
+	if g.closed {
+		return nil
+	}
+	g.closed = true
+	var errs []error
+	if g.out != nil {
+		errs = append(errs, g.out.closeLocked())
+		g.out = nil
+	}
+	if g.reading != nil {
+		errs = append(errs, g.reading.close())
+	}
+	g.current, g.spills = nil, nil
+	g.sp.ReleaseMemory()
+	for _, id := range g.files {
+		if _, err := g.scope.Remove(id); err != nil {
+			errs = append(errs, fmt.Errorf("collection: deleting spill file %s: %w", id, err))
+		}
+	}
+	g.files = nil
+	return errors.Join(errs...)
+}
+
+// groupSource is one sorted input of the grouping merge, positioned on a key.
+type groupSource[K comparable, V any] interface {
+	// advance moves to the next key, skipping the unread values of the current one; false at
+	// the end or on error (see err).
+	advance() bool
+	head() (hash uint64, enc []byte, key K)
+	// nextValue returns the next value of the current key.
+	nextValue() (V, bool)
+	err() error
+	close() error
+}
+
+// memGroupSource reads a sorted in-memory table; a forced spill moves its unread rest to disk
+// (then it delegates to a diskGroupSource and holds no reference to the table).
+type memGroupSource[K comparable, V any] struct {
+	g       *ExternalGrouper[K, V]
+	entries []groupEntry[K, V]
+	pos     int
+	key     K
+	enc     []byte
+	chunk   int // next chunk of the current list
+	vi      int // next value in that chunk
+	disk    *diskGroupSource[K, V]
+	e       error
+	done    bool
+}
+
+func (s *memGroupSource[K, V]) advance() bool {
+	if s.disk != nil {
+		return s.disk.advance()
+	}
+	if s.done {
+		return false
+	}
+	if s.pos >= 0 && s.pos < len(s.entries) {
+		s.entries[s.pos] = groupEntry[K, V]{}
+	}
+	s.pos++
+	if s.pos >= len(s.entries) {
+		s.finish()
+		return false
+	}
+	e := &s.entries[s.pos]
+	s.key, s.chunk, s.vi = e.key, 0, 0
+	s.enc = e.enc
+	if s.enc == nil {
+		s.enc = s.g.keys.Append(s.enc[:0], e.key)
+	}
+	return true
+}
+
+func (s *memGroupSource[K, V]) head() (uint64, []byte, K) {
+	if s.disk != nil {
+		return s.disk.head()
+	}
+	return s.entries[s.pos].hash, s.enc, s.key
+}
+
+func (s *memGroupSource[K, V]) nextValue() (V, bool) {
+	if s.disk != nil {
+		return s.disk.nextValue()
+	}
+	var zero V
+	if s.done || s.pos < 0 || s.pos >= len(s.entries) {
+		return zero, false
+	}
+	l := s.entries[s.pos].list
+	for s.chunk < len(l.chunks) {
+		c := l.chunks[s.chunk]
+		if s.vi < len(c) {
+			v := c[s.vi]
+			c[s.vi] = zero
+			s.vi++
+			return v, true
+		}
+		l.chunks[s.chunk] = nil // read: collectable
+		s.chunk, s.vi = s.chunk+1, 0
+	}
+	return zero, false
+}
+
+func (s *memGroupSource[K, V]) err() error {
+	if s.disk != nil {
+		return errors.Join(s.e, s.disk.err())
+	}
+	return s.e
+}
+
+// finish drops the table and releases the grouper's memory, once.
+func (s *memGroupSource[K, V]) finish() {
+	s.entries, s.enc = nil, nil
+	var zero K
+	s.key = zero
+	if !s.done {
+		s.done = true
+		if s.g.reading == s {
+			s.g.reading = nil
+			s.g.sp.ReleaseMemory()
+		}
+	}
+}
+
+func (s *memGroupSource[K, V]) close() error {
+	s.finish()
+	if s.disk != nil {
+		return s.disk.close()
+	}
+	return nil
+}
+
+// spill writes the unread rest (from the current key on) to a spill file and reads on from it.
+func (s *memGroupSource[K, V]) spill() (int64, bool, error) {
+	if s.disk != nil || s.done {
+		return 0, false, nil
+	}
+	started := s.pos >= 0
+	f, err := s.g.writeSource(s, true)
+	s.finish()
+	if err != nil {
+		s.e = err
+		return 0, false, err
+	}
+	raw, err := openRawSpill(s.g.scope, f)
+	if err != nil {
+		s.e = err
+		return f.size, false, err
+	}
+	s.disk = &diskGroupSource[K, V]{g: s.g, r: raw}
+	if started && !s.disk.advance() { // back on the key being read
+		s.e = s.disk.err()
+	}
+	return f.size, true, nil
+}
+
+// diskGroupSource reads a grouping spill file: records of (key, count, values), a key's records
+// consecutive.
+type diskGroupSource[K comparable, V any] struct {
+	g       *ExternalGrouper[K, V]
+	r       *rawSpillReader
+	rec     []byte // values of the current record not yet read (aliases the reader's buffer)
+	left    int    // values left in rec
+	pending []byte // the first record of the next key, read ahead
+	hash    uint64
+	key     K
+	enc     []byte // the current key's encoding (owned copy)
+	e       error
+	ended   bool // no more records
+}
+
+// read returns the next record, or nil at the end or on error.
+func (s *diskGroupSource[K, V]) read() []byte {
+	if s.ended || s.e != nil {
+		return nil
+	}
+	rec, ok, err := s.r.next()
+	if !ok {
+		s.ended, s.e = true, err
+		return nil
+	}
+	return rec
+}
+
+// open parses rec as a record of the current key, or of a new key when newKey.
+func (s *diskGroupSource[K, V]) open(rec []byte, newKey bool) bool {
+	k, n, err := s.g.keys.Decode(rec)
+	if err != nil {
+		s.e = fmt.Errorf("collection: decoding a key of spill file %s: %w", s.r.file.id, err)
+		return false
+	}
+	if newKey {
+		if s.g.keep != nil {
+			k = s.g.keep(k, rec)
+		}
+		s.key, s.hash = k, s.g.hasher.Hash(k)
+		s.enc = append(s.enc[:0], rec[:n]...)
+	}
+	cnt, m := binary.Uvarint(rec[n:])
+	if m <= 0 || cnt > uint64(len(rec)) {
+		s.e = fmt.Errorf("collection: bad value count in spill file %s: %w", s.r.file.id, storage.ErrCorrupt)
+		return false
+	}
+	s.rec, s.left = rec[n+m:], int(cnt)
+	return true
+}
+
+// sameKey reports whether rec belongs to the current key.
+func (s *diskGroupSource[K, V]) sameKey(rec []byte) bool {
+	return len(rec) >= len(s.enc) && bytes.Equal(rec[:len(s.enc)], s.enc) && s.enc != nil
+}
+
+func (s *diskGroupSource[K, V]) advance() bool {
+	for s.pending == nil {
+		// Skip the rest of the current key.
+		rec := s.read()
+		if rec == nil {
+			s.enc, s.rec, s.left = nil, nil, 0
+			return false
+		}
+		if !s.sameKey(rec) {
+			s.pending = rec
+		}
+	}
+	rec := s.pending
+	s.pending = nil
+	return s.open(rec, true)
+}
+
+func (s *diskGroupSource[K, V]) head() (uint64, []byte, K) { return s.hash, s.enc, s.key }
+
+func (s *diskGroupSource[K, V]) nextValue() (V, bool) {
+	var zero V
+	for s.left == 0 {
+		if s.pending != nil || s.e != nil {
+			return zero, false
+		}
+		rec := s.read()
+		if rec == nil {
+			return zero, false
+		}
+		if !s.sameKey(rec) {
+			s.pending = rec
+			return zero, false
+		}
+		if !s.open(rec, false) {
+			return zero, false
+		}
+	}
+	v, n, err := s.g.vals.Decode(s.rec)
+	if err != nil {
+		s.e = fmt.Errorf("collection: decoding a value of spill file %s: %w", s.r.file.id, err)
+		return zero, false
+	}
+	s.rec, s.left = s.rec[n:], s.left-1
+	return v, true
+}
+
+func (s *diskGroupSource[K, V]) err() error { return s.e }
+
+func (s *diskGroupSource[K, V]) close() error {
+	s.rec, s.pending, s.enc = nil, nil, nil
+	return s.r.close()
+}
+
+// groupIterator merges the grouper's sources by (hash, encoded key), handing out each key once
+// with a value iterator over the sources holding it.
+type groupIterator[K comparable, V any] struct {
+	g       *ExternalGrouper[K, V]
+	sources []groupSource[K, V] // nil once closed
+	heap    []groupSource[K, V]
+	group   []groupSource[K, V] // sources on the current key
+	vals    *groupValues[K, V]
+	cur     Group[K, V]
+	err     error
+	started bool
+}
+
+func compareHeads[K comparable, V any](a, b groupSource[K, V]) int {
+	ha, ea, _ := a.head()
+	hb, eb, _ := b.head()
+	if c := cmp.Compare(ha, hb); c != 0 {
+		return c
+	}
+	return bytes.Compare(ea, eb)
+}
+
+func (it *groupIterator[K, V]) push(s groupSource[K, V]) {
+	it.heap = append(it.heap, s)
+	for i := len(it.heap) - 1; i > 0; {
+		p := (i - 1) / 2
+		if compareHeads(it.heap[p], it.heap[i]) <= 0 {
+			break
+		}
+		it.heap[i], it.heap[p] = it.heap[p], it.heap[i]
+		i = p
+	}
+}
+
+func (it *groupIterator[K, V]) pop() groupSource[K, V] {
+	h := it.heap
+	top := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h[n] = nil
+	h = h[:n]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		c := l
+		if r := l + 1; r < n && compareHeads(h[r], h[l]) < 0 {
+			c = r
+		}
+		if compareHeads(h[i], h[c]) <= 0 {
+			break
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+	it.heap = h
+	return top
+}
+
+// advance moves s to its next key and queues it; false means an error stopped the merge.
+func (it *groupIterator[K, V]) advance(s groupSource[K, V]) bool {
+	if s.advance() {
+		it.push(s)
+		return true
+	}
+	if err := s.err(); err != nil {
+		it.err = err
+		return false
+	}
+	return true
+}
+
+func (it *groupIterator[K, V]) Next() bool {
+	it.g.sp.Lock()
+	defer it.g.sp.Unlock()
+	it.cur = Group[K, V]{}
+	if it.vals != nil {
+		it.vals.stale = true
+		it.vals = nil
+	}
+	if it.sources == nil || it.err != nil {
+		return false
+	}
+	ok := true
+	if !it.started {
+		it.started = true
+		for _, s := range it.sources {
+			ok = ok && it.advance(s)
+		}
+	} else {
+		for i, s := range it.group {
+			ok = ok && it.advance(s)
+			it.group[i] = nil
+		}
+	}
+	it.group = it.group[:0]
+	if !ok || len(it.heap) == 0 {
+		it.closeLocked()
+		return false
+	}
+	first := it.pop()
+	it.group = append(it.group, first)
+	for len(it.heap) > 0 && compareHeads(it.heap[0], first) == 0 {
+		it.group = append(it.group, it.pop())
+	}
+	_, _, key := first.head()
+	it.vals = &groupValues[K, V]{it: it}
+	it.cur = Group[K, V]{Key: key, Values: it.vals}
+	return true
+}
+
+func (it *groupIterator[K, V]) Value() Group[K, V] { return it.cur }
+
+func (it *groupIterator[K, V]) Err() error {
+	it.g.sp.Lock()
+	defer it.g.sp.Unlock()
+	return it.err
+}
+
+func (it *groupIterator[K, V]) Close() error {
+	it.g.sp.Lock()
+	defer it.g.sp.Unlock()
+	return it.closeLocked()
+}
+
+func (it *groupIterator[K, V]) closeLocked() error {
+	it.cur = Group[K, V]{}
+	if it.vals != nil {
+		it.vals.stale = true
+		it.vals = nil
+	}
+	var errs []error
+	for _, s := range it.sources {
+		errs = append(errs, s.close())
+	}
+	it.sources, it.heap, it.group = nil, nil, nil
+	return errors.Join(errs...)
+}
+
+// groupValues is the lazy value iterator of one Group: it reads the current key's values from
+// each source of the group in turn.
+type groupValues[K comparable, V any] struct {
+	it    *groupIterator[K, V]
+	i     int // source of the group being read
+	cur   V
+	stale bool // the outer iterator moved on
+}
+
+func (v *groupValues[K, V]) Next() bool {
+	it := v.it
+	it.g.sp.Lock()
+	defer it.g.sp.Unlock()
+	var zero V
+	v.cur = zero
+	if v.stale || it.err != nil {
+		return false
+	}
+	for v.i < len(it.group) {
+		s := it.group[v.i]
+		if x, ok := s.nextValue(); ok {
+			v.cur = x
+			return true
+		}
+		if err := s.err(); err != nil {
+			it.err = err
+			return false
+		}
+		v.i++
+	}
+	return false
+}
+
+func (v *groupValues[K, V]) Value() V { return v.cur }
+
+// Err returns the error of the grouper's iteration.
+func (v *groupValues[K, V]) Err() error {
+	v.it.g.sp.Lock()
+	defer v.it.g.sp.Unlock()
+	return v.it.err
+}
+
+// Close stops reading the values; the rest is skipped by the grouper's next Next.
+func (v *groupValues[K, V]) Close() error {
+	var zero V
+	v.cur, v.stale = zero, true
+	return nil
+}
+
+// rawCodec writes byte slices as they are (records built by the caller).
+type rawCodec struct{}
+
+func (rawCodec) Append(dst, v []byte) []byte { return append(dst, v...) }
+func (rawCodec) Decode(src []byte) ([]byte, int, error) {
+	return src, len(src), nil
+}

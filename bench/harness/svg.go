@@ -15,7 +15,7 @@ import (
 
 // Chart geometry, in SVG user units.
 const (
-	svgWidth      = 1000
+	svgWidth      = 1080
 	svgHeight     = 520
 	plotLeft      = 90
 	plotRight     = 760 // the legend sits right of this

@@ -1,0 +1,240 @@
+// Command spillbench runs Spillway's benchmark workloads under several spill and unroll
+// strategies, each beside plain-Go baselines in the same process, and prints a table (or CSV or
+// JSON) with one SVG memory timeline per run.
+//
+//	go run ./bench/cmd/spillbench                      # every workload, default strategies
+//	go run ./bench/cmd/spillbench -workloads sort -records 2000000 -budget 64MiB
+//	go run ./bench/cmd/spillbench -workloads agg-zipf -strategies 'default;nocompress;victim=largest'
+//	go run ./bench/cmd/spillbench -format csv > results.csv
+//
+// Timelines go to -out (default bench-out/ in the current directory). Progress goes to stderr.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/spillway/spillway/bench/harness"
+	"github.com/spillway/spillway/bench/workload"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "spillbench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	records    int64
+	budget     int64
+	workloads  []string
+	strategies []harness.Strategy // nil: each workload's own
+	baselines  bool
+	format     string
+	out        string
+	seed       uint64
+	interval   time.Duration
+	verbose    bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("spillbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	var budget, workloads, strategies string
+	fs.Int64Var(&o.records, "records", 1_000_000, "input records per workload (PageRank derives its graph size from it)")
+	fs.StringVar(&budget, "budget", "16MiB", "memory budget: the unified region of Spillway's memory manager, and the run size of the hand-written external sort")
+	fs.StringVar(&workloads, "workloads", "all", "comma-separated workloads to run (see -list)")
+	fs.StringVar(&strategies, "strategies", "", "semicolon-separated strategies to run on every workload instead of each workload's defaults, e.g. 'default;nocompress;victim=largest;unroll=materialize'")
+	fs.BoolVar(&o.baselines, "baselines", true, "run the plain-Go baselines too")
+	fs.StringVar(&o.format, "format", "table", "output format: table, csv or json")
+	fs.StringVar(&o.out, "out", "bench-out", "directory for the SVG timelines (one per run); empty for none")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated data")
+	fs.DurationVar(&o.interval, "interval", harness.DefaultInterval, "memory sampling interval")
+	fs.BoolVar(&o.verbose, "v", false, "log Spillway's spill and unroll messages to stderr")
+	list := fs.Bool("list", false, "list the workloads and their default strategies, and exit")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	b, err := humanize.ParseBytes(budget)
+	if err != nil || b == 0 {
+		return o, fmt.Errorf("-budget %q: want a positive size such as 16MiB", budget)
+	}
+	o.budget = int64(b)
+	if o.records <= 0 {
+		return o, fmt.Errorf("-records %d: must be positive", o.records)
+	}
+	switch o.format {
+	case "table", "csv", "json":
+	default:
+		return o, fmt.Errorf("-format %q: want table, csv or json", o.format)
+	}
+	if strategies != "" {
+		for label := range strings.SplitSeq(strategies, ";") {
+			s, err := harness.ParseStrategy(label)
+			if err != nil {
+				return o, fmt.Errorf("-strategies: %w", err)
+			}
+			o.strategies = append(o.strategies, s)
+		}
+	}
+	all := workload.All(workload.Params{Records: o.records, Seed: o.seed})
+	if *list {
+		for _, w := range all {
+			var labels []string
+			for _, s := range w.Strategies {
+				labels = append(labels, s.Label())
+			}
+			fmt.Fprintf(stderr, "%-14s %s\n%-14s strategies: %s\n", w.Name, w.Description, "", strings.Join(labels, "; "))
+		}
+		return o, flag.ErrHelp
+	}
+	if workloads == "all" {
+		for _, w := range all {
+			o.workloads = append(o.workloads, w.Name)
+		}
+	} else {
+		for name := range strings.SplitSeq(workloads, ",") {
+			name = strings.TrimSpace(name)
+			if !slices.ContainsFunc(all, func(w workload.Workload) bool { return w.Name == name }) {
+				return o, fmt.Errorf("-workloads: unknown workload %q (see -list)", name)
+			}
+			o.workloads = append(o.workloads, name)
+		}
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := zap.NewNop()
+	if o.verbose {
+		if logger, err = zap.NewDevelopment(zap.ErrorOutput(zap.CombineWriteSyncers())); err != nil {
+			return err
+		}
+		defer logger.Sync()
+	}
+	if o.out != "" {
+		if err := os.MkdirAll(o.out, 0o755); err != nil {
+			return err
+		}
+	}
+
+	type job struct {
+		w    workload.Workload
+		spec harness.Spec
+	}
+	var jobs []job
+	for _, w := range workload.All(workload.Params{Records: o.records, Seed: o.seed}) {
+		if !slices.Contains(o.workloads, w.Name) {
+			continue
+		}
+		if o.baselines {
+			for _, b := range w.Baselines {
+				jobs = append(jobs, job{w, harness.Spec{Workload: w.Name, Baseline: b.Name, Budget: o.budget, Body: b.Body}})
+			}
+		}
+		strategies := w.Strategies
+		if o.strategies != nil {
+			strategies = o.strategies
+		}
+		for _, s := range strategies {
+			jobs = append(jobs, job{w, harness.Spec{Workload: w.Name, Strategy: s, Budget: o.budget, Body: w.Run}})
+		}
+	}
+
+	fmt.Fprintf(stderr, "spillbench: %d runs, %d records, budget %s, timelines in %q\n",
+		len(jobs), o.records, humanize.IBytes(uint64(o.budget)), o.out)
+	var rows []harness.Result
+	var failed int
+	for i, j := range jobs {
+		prefix := fmt.Sprintf("[%d/%d] %s %s", i+1, len(jobs), j.spec.Workload, label(j.spec))
+		cfg := harness.Config{Interval: o.interval, Logger: logger, Progress: func(p harness.Progress) {
+			fmt.Fprintf(stderr, "%s: %s, %s records\n", prefix, p.Elapsed.Round(time.Second), humanize.Comma(p.Records))
+		}}
+		res, tl, err := harness.Run(ctx, cfg, j.spec)
+		if err != nil {
+			failed++
+			fmt.Fprintf(stderr, "%s: FAILED: %v\n", prefix, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		} else {
+			fmt.Fprintf(stderr, "%s: %s, peak live heap %s\n", prefix, res.Wall.Round(time.Millisecond), humanize.IBytes(uint64(res.PeakLiveHeap)))
+		}
+		if o.out != "" && len(tl.Samples) > 0 {
+			name := filepath.Join(o.out, fileName(j.spec.Workload, label(j.spec))+".svg")
+			if err := writeSVG(name, tl); err != nil {
+				return err
+			}
+			res.Timeline = name
+		}
+		rows = append(rows, res)
+	}
+	harness.SetRatios(rows)
+	switch o.format {
+	case "csv":
+		err = harness.WriteCSV(stdout, rows)
+	case "json":
+		err = harness.WriteJSON(stdout, rows)
+	default:
+		err = harness.WriteTable(stdout, rows)
+	}
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d runs failed", failed, len(jobs))
+	}
+	return nil
+}
+
+func label(s harness.Spec) string {
+	if s.Baseline != "" {
+		return "baseline-" + s.Baseline
+	}
+	return s.Strategy.Label()
+}
+
+// fileName makes a file name of a workload and a run label.
+func fileName(workload, label string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.':
+			return r
+		}
+		return '_'
+	}, workload+"_"+label)
+}
+
+func writeSVG(name string, tl harness.Timeline) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	return errors.Join(harness.WriteSVG(f, tl), f.Close())
+}

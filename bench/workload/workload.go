@@ -1,0 +1,74 @@
+// Package workload defines the named workloads of spillbench: for each, the Spillway run (a
+// harness.Body that uses the run's memory manager, disk manager and strategy) and the plain-Go
+// baselines it is compared with. Inputs are generated on the fly from a seed, so neither kind of
+// run holds its input in the heap, and every run checks its own output.
+package workload
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spillway/spillway/bench/harness"
+	"github.com/spillway/spillway/collection"
+)
+
+// Params size the workloads.
+type Params struct {
+	// Records is the number of input records of the record-oriented workloads (aggregation,
+	// grouping, sort, cache); PageRank derives its graph size from it.
+	Records int64
+	// Seed selects the generated data.
+	Seed uint64
+	// InitialThreshold is the free allowance of every spillable collection
+	// (collection.SpillConfig.InitialThreshold). 0 means Spark's 5 MiB; tests lower it so tiny
+	// inputs spill.
+	InitialThreshold int64
+}
+
+// spillConfig is the spill configuration of a run.
+func (p Params) spillConfig(env *harness.Env) collection.SpillConfig {
+	return collection.SpillConfig{InitialThreshold: p.InitialThreshold, Compression: env.Strategy.Compression(), Logger: env.Logger}
+}
+
+// Validate reports a non-positive record count.
+func (p Params) Validate() error {
+	if p.Records <= 0 {
+		return fmt.Errorf("workload: Records must be positive, got %d", p.Records)
+	}
+	return nil
+}
+
+// Baseline is a plain-Go version of a workload.
+type Baseline struct {
+	Name string
+	Body harness.Body
+}
+
+// Workload is one named benchmark.
+type Workload struct {
+	Name        string
+	Description string
+	// Strategies is the default comparison: the knobs that matter to this workload.
+	Strategies []harness.Strategy
+	// Baselines run before the strategies; the first is the reference for ratios.
+	Baselines []Baseline
+	// Run is the Spillway version; it uses env.Strategy.
+	Run harness.Body
+}
+
+// All returns every workload, in the order spillbench runs them.
+func All(p Params) []Workload {
+	return []Workload{
+		aggregation("agg-uniform", "sum per key over uniformly distributed keys (ExternalAppendOnlyMap)", uniformKeys, p),
+		aggregation("agg-zipf", "sum per key over Zipf(1.1)-distributed keys (ExternalAppendOnlyMap)", zipfKeys, p),
+	}
+}
+
+// tick updates the run's progress every 4096 records and then reports whether ctx was cancelled.
+func tick(ctx context.Context, env *harness.Env, i int64) error {
+	if i&4095 != 4095 {
+		return nil
+	}
+	env.AddRecords(4096)
+	return ctx.Err()
+}

@@ -1,0 +1,78 @@
+package shuffle
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/storage"
+)
+
+// Aggregator is collection.Aggregator, Spark's Aggregator: how the values of a key are combined
+// (createCombiner, mergeValue, mergeCombiners).
+type Aggregator[K, V, C any] = collection.Aggregator[K, V, C]
+
+// Dependency mirrors Spark's ShuffleDependency: everything map and reduce tasks must agree on to
+// exchange the records of one shuffle. Map tasks read records of type (K, V); with an Aggregator
+// reduce tasks produce (K, C), without one C must be V.
+type Dependency[K comparable, V, C any] struct {
+	// ShuffleID identifies the shuffle (Runner.NewShuffleID gives a fresh one).
+	ShuffleID int
+	// Partitioner assigns keys to reduce partitions.
+	Partitioner Partitioner[K]
+	// Aggregator, if set, combines the values of each key (Spark's aggregator: reduceByKey,
+	// combineByKey, groupByKey).
+	Aggregator *Aggregator[K, V, C]
+	// MapSideCombine combines values on the map side before writing (Spark's mapSideCombine);
+	// it needs an Aggregator.
+	MapSideCombine bool
+	// KeyOrdering, if set, sorts each reduce partition by key (Spark's keyOrdering: sortByKey).
+	KeyOrdering func(a, b K) int
+	// KeyCodec, ValueCodec and CombinerCodec encode keys, values and combiners in shuffle and
+	// spill files (Spark's serializer). CombinerCodec is needed with an Aggregator; without one it
+	// is unused (ValueCodec encodes everything).
+	KeyCodec      storage.Codec[K]
+	ValueCodec    storage.Codec[V]
+	CombinerCodec storage.Codec[C]
+}
+
+// Validate reports what is missing or inconsistent (Spark's ShuffleDependency requires, and
+// "Map-side combine without Aggregator specified!").
+func (d *Dependency[K, V, C]) Validate() error {
+	switch {
+	case d.ShuffleID < 0:
+		return fmt.Errorf("shuffle: Dependency.ShuffleID %d is negative", d.ShuffleID)
+	case d.Partitioner == nil:
+		return errors.New("shuffle: Dependency.Partitioner is nil")
+	case d.Partitioner.NumPartitions() < 1:
+		return fmt.Errorf("shuffle: Dependency.Partitioner has %d partitions", d.Partitioner.NumPartitions())
+	case d.KeyCodec == nil:
+		return errors.New("shuffle: Dependency.KeyCodec is nil")
+	case d.ValueCodec == nil:
+		return errors.New("shuffle: Dependency.ValueCodec is nil")
+	case d.MapSideCombine && d.Aggregator == nil:
+		return errors.New("shuffle: map-side combine without Aggregator specified")
+	}
+	if d.Aggregator != nil {
+		if err := d.Aggregator.Validate(); err != nil {
+			return fmt.Errorf("shuffle: Dependency.Aggregator: %w", err)
+		}
+		if d.CombinerCodec == nil {
+			return errors.New("shuffle: Dependency.CombinerCodec is nil but an Aggregator is set")
+		}
+		return nil
+	}
+	if _, ok := any(d.ValueCodec).(storage.Codec[C]); !ok {
+		return fmt.Errorf("shuffle: without an Aggregator the combiner type must be the value type, got value codec %T", d.ValueCodec)
+	}
+	return nil
+}
+
+// outputCodec is the codec of the values reduce tasks produce: CombinerCodec with an
+// Aggregator, else ValueCodec (V is C then).
+func (d *Dependency[K, V, C]) outputCodec() storage.Codec[C] {
+	if d.Aggregator != nil {
+		return d.CombinerCodec
+	}
+	return any(d.ValueCodec).(storage.Codec[C])
+}

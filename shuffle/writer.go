@@ -1,0 +1,251 @@
+package shuffle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/storage"
+)
+
+// Writer is Spark's ShuffleWriter: it writes the records of one map task into the task's map
+// output, one data file holding every reduce partition's segment in partition order plus an
+// index file of their offsets. A Writer is used once.
+type Writer[K comparable, V any] interface {
+	// Write consumes and closes records, writes the map output and returns its status, which the
+	// caller registers (Spark's write + stop(success = true)). On error nothing written is left
+	// behind.
+	Write(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (MapStatus, error)
+	// Metrics returns the writer's task metrics so far.
+	Metrics() WriteMetrics
+}
+
+// WriteMetrics is a value snapshot of a map task's shuffle write metrics, with Spark's names
+// (ShuffleWriteMetrics and the task's spill metrics).
+type WriteMetrics struct {
+	// Writer names the writer used: "sort" or "bypass-merge".
+	Writer string
+	// RecordsWritten and BytesWritten count the records written and the data file's length.
+	RecordsWritten int64
+	BytesWritten   int64
+	// Spills counts the sorter's spills (its own and forced ones).
+	Spills int64
+	// MemoryBytesSpilled and DiskBytesSpilled are the task's spill metrics.
+	MemoryBytesSpilled int64
+	DiskBytesSpilled   int64
+	// PeakExecutionBytes is the peak memory of the sorter's in-memory collection.
+	PeakExecutionBytes int64
+}
+
+// BypassMergeWriter is Spark's BypassMergeSortShuffleWriter: it writes each record straight to a
+// temporary file of its reduce partition (one record writer per partition, opened when the
+// partition gets its first record), then concatenates the files into the data file and writes
+// the index. It sorts nothing and holds no execution memory; its buffers, like Spark's, are not
+// accounted by the memory manager: about 100 KiB per non-empty partition (a 32 KiB write
+// buffer, a batch of at most 32 KiB and its compressed copy).
+type BypassMergeWriter[K comparable, V any] struct {
+	tc        *TaskContext
+	shuffleID int
+	mapIndex  int
+	part      Partitioner[K]
+	codec     storage.PairCodec[K, V]
+	records   storage.RecordWriterConfig
+	metrics   WriteMetrics
+}
+
+// NewBypassMergeWriter returns a BypassMergeWriter for one map task of dep, which must not
+// combine on the map side.
+func NewBypassMergeWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V, C], mapIndex int) (*BypassMergeWriter[K, V], error) {
+	if err := dep.Validate(); err != nil {
+		return nil, err
+	}
+	if dep.MapSideCombine {
+		return nil, fmt.Errorf("shuffle: BypassMergeWriter cannot combine on the map side (shuffle %d)", dep.ShuffleID)
+	}
+	spill := tc.runner.cfg.Shuffle.Spill
+	return &BypassMergeWriter[K, V]{
+		tc:        tc,
+		shuffleID: dep.ShuffleID,
+		mapIndex:  mapIndex,
+		part:      dep.Partitioner,
+		codec:     storage.NewPairCodec(dep.KeyCodec, dep.ValueCodec),
+		records: storage.RecordWriterConfig{
+			Compression:  spill.Compression,
+			BatchRecords: spill.BatchSize,
+			BatchBytes:   min(bypassBatchBytes, batchBytes(spill)),
+		},
+		metrics: WriteMetrics{Writer: "bypass-merge"},
+	}, nil
+}
+
+// batchBytes is the spill configuration's batch byte limit with its default.
+func batchBytes(c collection.SpillConfig) int {
+	if c.BatchBytes == 0 {
+		return collection.DefaultSpillBatchBytes
+	}
+	return c.BatchBytes
+}
+
+// Metrics implements Writer.
+func (w *BypassMergeWriter[K, V]) Metrics() WriteMetrics { return w.metrics }
+
+// partitionFile is one reduce partition's temporary file.
+type partitionFile[K, V any] struct {
+	id storage.BlockID
+	f  storage.File
+	tw *storage.TypedWriter[storage.Pair[K, V]]
+}
+
+// Write implements Writer.
+func (w *BypassMergeWriter[K, V]) Write(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (status MapStatus, err error) {
+	defer func() { err = joinErrors(err, records.Close()) }()
+	n := w.part.NumPartitions()
+	files := make([]*partitionFile[K, V], n)
+	defer func() { err = joinErrors(err, w.removeTemp(files)) }()
+	var count int64
+	for records.Next() {
+		if count%cancelCheckPeriod == 0 && ctx.Err() != nil {
+			return MapStatus{}, ctx.Err()
+		}
+		kv := records.Value()
+		p := w.part.Partition(kv.Key)
+		if p < 0 || p >= n {
+			return MapStatus{}, fmt.Errorf("shuffle: partitioner returned partition %d, not in [0, %d)", p, n)
+		}
+		if files[p] == nil {
+			if files[p], err = w.openTemp(); err != nil {
+				return MapStatus{}, err
+			}
+		}
+		if err := files[p].tw.Write(storage.Pair[K, V]{First: kv.Key, Second: kv.Value}); err != nil {
+			return MapStatus{}, fmt.Errorf("shuffle: writing partition %d: %w", p, err)
+		}
+		count++
+	}
+	if err := records.Err(); err != nil {
+		return MapStatus{}, err
+	}
+	lengths := make([]int64, n)
+	for p, pf := range files {
+		if pf != nil {
+			if err := pf.tw.Writer().Close(); err != nil {
+				return MapStatus{}, fmt.Errorf("shuffle: writing partition %d: %w", p, err)
+			}
+			lengths[p] = pf.tw.Writer().BytesWritten()
+		}
+	}
+	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Lengths: lengths, Records: count}
+	err = commitMapOutput(w.tc, &status, func(out io.Writer) error {
+		buf := make([]byte, storage.DefaultBufferSize)
+		for p, pf := range files {
+			if pf == nil {
+				continue
+			}
+			if _, err := io.CopyBuffer(out, io.NewSectionReader(pf.f, 0, lengths[p]), buf); err != nil {
+				return fmt.Errorf("shuffle: concatenating partition %d: %w", p, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return MapStatus{}, err
+	}
+	w.metrics.RecordsWritten, w.metrics.BytesWritten = count, status.Bytes()
+	return status, nil
+}
+
+func (w *BypassMergeWriter[K, V]) openTemp() (*partitionFile[K, V], error) {
+	id, f, err := w.tc.disk.CreateTempShuffle()
+	if err != nil {
+		return nil, fmt.Errorf("shuffle: creating a partition file: %w", err)
+	}
+	rw, err := storage.NewRecordWriter(f, w.records)
+	if err != nil {
+		f.Close()
+		_, _ = w.tc.disk.Remove(id)
+		return nil, err
+	}
+	return &partitionFile[K, V]{id: id, f: f, tw: storage.NewTypedWriter(rw, w.codec)}, nil
+}
+
+// removeTemp closes and deletes the partition files.
+func (w *BypassMergeWriter[K, V]) removeTemp(files []*partitionFile[K, V]) error {
+	var errs []error
+	for _, pf := range files {
+		if pf != nil {
+			_, rmErr := w.tc.disk.Remove(pf.id)
+			errs = append(errs, pf.f.Close(), rmErr)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// commitMapOutput writes a map output's data file with write, checks that it holds the sum of
+// status.Lengths bytes (which write may set), and writes its index file (Spark's
+// IndexShuffleBlockResolver.writeMetadataFileAndCommit). On error both files are removed. The
+// files belong to the DiskBlockManager, not to the task: they outlive it until the shuffle is
+// unregistered.
+func commitMapOutput(tc *TaskContext, status *MapStatus, write func(io.Writer) error) (err error) {
+	disk := tc.disk.Manager()
+	dataID, indexID := status.DataBlock(), status.IndexBlock()
+	f, err := disk.Create(dataID)
+	if err != nil {
+		return fmt.Errorf("shuffle: creating data file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_, rmErr := disk.Remove(dataID)
+			err = joinErrors(err, rmErr)
+		}
+	}()
+	cw := &countingWriter{w: f}
+	if err = joinErrors(write(cw), f.Close()); err != nil {
+		return err
+	}
+	if want := status.Bytes(); cw.n != want {
+		return fmt.Errorf("shuffle: data file %s holds %d bytes, the partition lengths sum to %d", dataID, cw.n, want)
+	}
+	if err := writeIndexFile(disk, indexID, status.Lengths); err != nil {
+		return err
+	}
+	tc.log.Debug("wrote map output", zap.Stringer("block", dataID), zap.String("bytes", humanize.IBytes(uint64(cw.n))))
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// addSpills adds a spillable collection's metrics to the task's.
+func (m *WriteMetrics) addSpills(s collection.SpillMetrics) {
+	m.Spills += s.Spills + s.ForcedSpills
+	m.MemoryBytesSpilled += s.MemoryBytesSpilled
+	m.DiskBytesSpilled += s.DiskBytesSpilled
+	m.PeakExecutionBytes = max(m.PeakExecutionBytes, s.PeakMemoryUsedBytes)
+}
+
+// countingIterator counts the elements it passes on.
+type countingIterator[T any] struct {
+	collection.Iterator[T]
+	n int64
+}
+
+func (it *countingIterator[T]) Next() bool {
+	if it.Iterator.Next() {
+		it.n++
+		return true
+	}
+	return false
+}

@@ -35,7 +35,7 @@ type MapStatus struct {
 	MapIndex int
 	// Lengths is the size in bytes of each reduce partition's segment of the data file.
 	Lengths []int64
-	// Records is the number of records written (Spark's recordsWritten shuffle write metric).
+	// Records is the number of records the map task wrote (see WriteMetrics.RecordsWritten).
 	Records int64
 }
 

@@ -30,7 +30,9 @@ type Writer[K comparable, V any] interface {
 type WriteMetrics struct {
 	// Writer names the writer used: "sort" or "bypass-merge".
 	Writer string
-	// RecordsWritten and BytesWritten count the records written and the data file's length.
+	// RecordsWritten counts the records given to the writer: with map-side combine, the records
+	// before combining (Spark counts the combiners written; the sorter does not report them).
+	// BytesWritten is the data file's length.
 	RecordsWritten int64
 	BytesWritten   int64
 	// Spills counts the sorter's spills (its own and forced ones).

@@ -46,8 +46,16 @@ type Unsigned interface {
 }
 
 // decodeUvarint decodes a canonical (shortest-form) unsigned LEB128 varint. Non-canonical
-// encodings are rejected so that every accepted input re-encodes to the same bytes.
+// encodings are rejected so that every accepted input re-encodes to the same bytes. The one-byte
+// case is inlined.
 func decodeUvarint(src []byte) (uint64, int, error) {
+	if len(src) > 0 && src[0] < 0x80 {
+		return uint64(src[0]), 1, nil
+	}
+	return decodeUvarintSlow(src)
+}
+
+func decodeUvarintSlow(src []byte) (uint64, int, error) {
 	var x uint64
 	var s uint
 	for i := 0; i < len(src); i++ {

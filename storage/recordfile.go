@@ -141,6 +141,7 @@ type RecordWriter struct {
 	zenc    *zstd.Encoder
 	batch   []byte // uncompressed payload of the current batch
 	count   int    // records in the current batch
+	prefix  int    // length-prefix bytes beginRecord reserves
 	comp    []byte // compression scratch
 	hdr     [BatchHeaderSize]byte
 	written int64
@@ -156,7 +157,7 @@ func NewRecordWriter(w io.Writer, cfg RecordWriterConfig) (*RecordWriter, error)
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	rw := &RecordWriter{cfg: cfg, bw: bufio.NewWriterSize(w, cfg.BufferSize), crc: crc32.MakeTable(crc32.Castagnoli)}
+	rw := &RecordWriter{cfg: cfg, bw: bufio.NewWriterSize(w, cfg.BufferSize), crc: crc32.MakeTable(crc32.Castagnoli), prefix: 1}
 	if cfg.Compression == CompressionZstd {
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 		if err != nil {
@@ -169,6 +170,7 @@ func NewRecordWriter(w io.Writer, cfg RecordWriterConfig) (*RecordWriter, error)
 
 // Write appends one record (copied; rec may be reused after the call).
 func (w *RecordWriter) Write(rec []byte) error {
+	w.prefix = uvarintLen(len(rec))
 	start, err := w.beginRecord()
 	if err != nil {
 		return err
@@ -177,8 +179,10 @@ func (w *RecordWriter) Write(rec []byte) error {
 	return w.endRecord(start)
 }
 
-// beginRecord and endRecord bracket appending one record's bytes to w.batch; endRecord inserts
-// the length prefix in front of them and ends the batch when it is full.
+// beginRecord and endRecord bracket appending one record's bytes to w.batch. beginRecord reserves
+// room for the length prefix, guessing its size from the previous record (records tend to be
+// alike); endRecord writes the prefix, moving the record only when the guess was wrong, and ends
+// the batch when it is full.
 func (w *RecordWriter) beginRecord() (int, error) {
 	if w.err != nil {
 		return 0, w.err
@@ -186,25 +190,43 @@ func (w *RecordWriter) beginRecord() (int, error) {
 	if w.closed {
 		return 0, errors.New("storage: RecordWriter used after Close")
 	}
-	return len(w.batch), nil
+	if w.batch == nil {
+		w.batch = make([]byte, 0, min(w.cfg.BatchBytes+w.cfg.BatchBytes/8, 64<<10))
+	}
+	start := len(w.batch)
+	w.batch = append(w.batch, make([]byte, w.prefix)...)
+	return start, nil
 }
 
 func (w *RecordWriter) endRecord(start int) error {
-	l := len(w.batch) - start
+	reserved := w.prefix
+	l := len(w.batch) - start - reserved
 	if l > MaxRecordSize {
 		w.batch = w.batch[:start]
 		return fmt.Errorf("storage: record of %d bytes exceeds the maximum %d", l, MaxRecordSize)
 	}
-	var pre [binary.MaxVarintLen64]byte
-	p := binary.PutUvarint(pre[:], uint64(l))
-	w.batch = append(w.batch, pre[:p]...)
-	copy(w.batch[start+p:], w.batch[start:start+l])
-	copy(w.batch[start:], pre[:p])
+	if p := uvarintLen(l); p != reserved {
+		if p > reserved {
+			w.batch = append(w.batch, make([]byte, p-reserved)...)
+		}
+		copy(w.batch[start+p:], w.batch[start+reserved:start+reserved+l])
+		w.batch = w.batch[:start+p+l]
+		w.prefix = p
+	}
+	binary.PutUvarint(w.batch[start:], uint64(l))
 	w.count++
 	if w.count >= w.cfg.BatchRecords || len(w.batch) >= w.cfg.BatchBytes {
 		return w.EndBatch()
 	}
 	return nil
+}
+
+func uvarintLen(n int) int {
+	p := 1
+	for ; n >= 0x80; n >>= 7 {
+		p++
+	}
+	return p
 }
 
 // EndBatch writes the current batch, if it holds any record, so the next record starts a new

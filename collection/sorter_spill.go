@@ -1,0 +1,366 @@
+package collection
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spillway/spillway/storage"
+)
+
+// sorterSpill is Spark's SpilledFile: one spill file of an ExternalSorter, sorted by partition
+// (and key), with the records and the byte range of every partition. Each partition starts on a
+// batch boundary, so bytes [offsets[p], offsets[p+1]) of the file are an independent record
+// stream, exactly like a partition of WritePartitionedFile's output.
+type sorterSpill struct {
+	file    spillFile
+	counts  []int64 // records per partition (Spark's elementsPerPartition)
+	offsets []int64 // n+1 entries: partition p is [offsets[p], offsets[p+1])
+}
+
+// partitionWriter writes records partition by partition through a RecordWriter, ending a batch
+// at every partition boundary and recording each partition's record count and byte offset.
+type partitionWriter[K, C any] struct {
+	rw      *storage.RecordWriter
+	tw      *storage.TypedWriter[Pair[K, C]]
+	counts  []int64
+	offsets []int64
+	last    int // partition being written; -1 before the first
+}
+
+func newPartitionWriter[K, C any](rw *storage.RecordWriter, tw *storage.TypedWriter[Pair[K, C]], n int) *partitionWriter[K, C] {
+	return &partitionWriter[K, C]{rw: rw, tw: tw, counts: make([]int64, n), offsets: make([]int64, n+1), last: -1}
+}
+
+// start begins partition p, which must not come before the partition being written.
+func (w *partitionWriter[K, C]) start(p int) error {
+	if p < w.last || p >= len(w.counts) {
+		return fmt.Errorf("collection: partition %d written after partition %d (of %d): records out of order", p, w.last, len(w.counts))
+	}
+	if p == w.last {
+		return nil
+	}
+	if err := w.rw.EndBatch(); err != nil {
+		return err
+	}
+	for q := w.last + 1; q <= p; q++ {
+		w.offsets[q] = w.rw.BytesWritten()
+	}
+	w.last = p
+	return nil
+}
+
+// write appends one record to the partition being written.
+func (w *partitionWriter[K, C]) write(rec Pair[K, C]) error {
+	if err := w.tw.Write(rec); err != nil {
+		return err
+	}
+	w.counts[w.last]++
+	return nil
+}
+
+// finish closes the RecordWriter (flushing it) and fills in the offsets of the partitions after
+// the last one written.
+func (w *partitionWriter[K, C]) finish() error {
+	if err := w.rw.Close(); err != nil {
+		return err
+	}
+	for q := w.last + 1; q < len(w.offsets); q++ {
+		w.offsets[q] = w.rw.BytesWritten()
+	}
+	return nil
+}
+
+// writeSorterSpill drains it, sorted by partition, into a new temporary shuffle file of scope
+// (Spark's ExternalSorter.spillMemoryIteratorToDisk) and closes it. On error the file is
+// deleted.
+func writeSorterSpill[K, C any](scope *storage.Scope, cfg SpillConfig, codec storage.Codec[Pair[K, C]], n int,
+	it Iterator[PartitionedPair[K, C]]) (sorterSpill, error) {
+	defer it.Close()
+	w, err := newSpillWriter(scope, scope.CreateTempShuffle, cfg, codec)
+	if err != nil {
+		return sorterSpill{}, err
+	}
+	pw := newPartitionWriter(w.rw, w.tw, n)
+	fail := func(err error) (sorterSpill, error) {
+		return sorterSpill{}, errors.Join(fmt.Errorf("collection: writing spill file %s after %d records: %w",
+			w.id, w.rw.Records(), err), w.Abort())
+	}
+	for it.Next() {
+		r := it.Value()
+		if err := pw.start(int(r.Partition)); err != nil {
+			return fail(err)
+		}
+		if err := pw.write(Pair[K, C]{Key: r.Key, Value: r.Value}); err != nil {
+			return fail(err)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fail(err)
+	}
+	f, err := w.Commit()
+	if err != nil {
+		return sorterSpill{}, err
+	}
+	for q := pw.last + 1; q <= n; q++ {
+		pw.offsets[q] = f.size
+	}
+	return sorterSpill{file: f, counts: pw.counts, offsets: pw.offsets}, nil
+}
+
+// spillSource reads a sorterSpill from start to end as PartitionedPairs (Spark's SpillReader),
+// taking each record's partition from the recorded counts. Its reader deletes the file at the
+// end and on Close.
+type spillSource[K, C any] struct {
+	r      *spillReader[Pair[K, C]]
+	id     storage.BlockID
+	counts []int64
+	p      int   // partition of the next record
+	left   int64 // records of partition p still to read
+	cur    PartitionedPair[K, C]
+	err    error
+}
+
+func openSorterSpill[K, C any](scope *storage.Scope, sp sorterSpill, codec storage.Codec[Pair[K, C]],
+	keep func(Pair[K, C], []byte) Pair[K, C]) (*spillSource[K, C], error) {
+	r, err := openSpill(scope, sp.file, codec, keep)
+	if err != nil {
+		return nil, err
+	}
+	return &spillSource[K, C]{r: r, id: sp.file.id, counts: sp.counts, p: -1}, nil
+}
+
+func (s *spillSource[K, C]) Next() bool {
+	s.cur = PartitionedPair[K, C]{}
+	if s.r == nil {
+		return false
+	}
+	for s.left == 0 {
+		if s.p+1 >= len(s.counts) {
+			// Every recorded record was read: the file must end here (its reader then deletes it).
+			if s.r.Next() {
+				s.err = fmt.Errorf("collection: spill file %s holds more records than its %d partitions recorded: %w",
+					s.id, len(s.counts), storage.ErrCorrupt)
+			} else {
+				s.err = s.r.Err()
+			}
+			s.close()
+			return false
+		}
+		s.p++
+		s.left = s.counts[s.p]
+	}
+	if !s.r.Next() {
+		s.err = s.r.Err()
+		if s.err == nil {
+			s.err = fmt.Errorf("collection: spill file %s ends with %d records of partition %d missing: %w",
+				s.id, s.left, s.p, storage.ErrCorrupt)
+		}
+		s.close()
+		return false
+	}
+	s.left--
+	v := s.r.Value()
+	s.cur = PartitionedPair[K, C]{Partition: int32(s.p), Key: v.Key, Value: v.Value}
+	return true
+}
+
+func (s *spillSource[K, C]) Value() PartitionedPair[K, C] { return s.cur }
+func (s *spillSource[K, C]) Err() error                   { return s.err }
+
+func (s *spillSource[K, C]) Close() error {
+	s.cur = PartitionedPair[K, C]{}
+	return s.close()
+}
+
+func (s *spillSource[K, C]) close() error {
+	if s.r == nil {
+		return nil
+	}
+	err := s.r.Close()
+	s.r = nil
+	return err
+}
+
+// cursor reads one stream of PartitionedPairs sorted by partition, one partition at a time
+// (Spark's SpillReader.readNextPartition over a file, or the grouping of the in-memory
+// iterator by partition). It holds the next record read ahead.
+type cursor[K comparable, C any] struct {
+	it   Iterator[PartitionedPair[K, C]] // nil once ended and closed
+	head PartitionedPair[K, C]
+	has  bool // head holds an unconsumed record
+	err  error
+}
+
+// peek makes head the next record, reading it if needed, and reports whether there is one.
+func (c *cursor[K, C]) peek() bool {
+	if c.has {
+		return true
+	}
+	if c.it == nil {
+		return false
+	}
+	if c.it.Next() {
+		c.head, c.has = c.it.Value(), true
+		return true
+	}
+	c.err = c.it.Err()
+	if err := c.close(); c.err == nil {
+		c.err = err
+	}
+	return false
+}
+
+func (c *cursor[K, C]) close() error {
+	c.head, c.has = PartitionedPair[K, C]{}, false
+	if c.it == nil {
+		return nil
+	}
+	err := c.it.Close()
+	c.it = nil
+	return err
+}
+
+// view returns an Iterator over the cursor's records of partition p, skipping what is left of
+// earlier partitions. With a hasher it computes each record's key hash (for merges by hash).
+func (c *cursor[K, C]) view(p int32, hasher *Hasher[K]) *partitionView[K, C] {
+	return &partitionView[K, C]{c: c, p: p, hasher: hasher}
+}
+
+// keyed is a record with its key hash (0 unless the merge orders by hash).
+type keyed[K, C any] struct {
+	hash uint64
+	Pair[K, C]
+}
+
+// partitionView is the Iterator of one partition of a cursor. Closing it leaves the cursor
+// open: the cursor belongs to the PartitionIterator.
+type partitionView[K comparable, C any] struct {
+	c      *cursor[K, C]
+	p      int32
+	hasher *Hasher[K]
+	cur    keyed[K, C]
+	done   bool
+}
+
+func (v *partitionView[K, C]) Next() bool {
+	v.cur = keyed[K, C]{}
+	for !v.done && v.c.peek() {
+		h := &v.c.head
+		switch {
+		case h.Partition < v.p: // left unread by an earlier partition's reader
+			v.c.head, v.c.has = PartitionedPair[K, C]{}, false
+			continue
+		case h.Partition == v.p:
+			v.cur.Pair = Pair[K, C]{Key: h.Key, Value: h.Value}
+			if v.hasher != nil {
+				v.cur.hash = v.hasher.Hash(h.Key)
+			}
+			v.c.head, v.c.has = PartitionedPair[K, C]{}, false
+			return true
+		}
+		break
+	}
+	v.done = true
+	return false
+}
+
+func (v *partitionView[K, C]) Value() Pair[K, C] { return v.cur.Pair }
+func (v *partitionView[K, C]) Err() error        { return v.c.err }
+
+func (v *partitionView[K, C]) Close() error {
+	v.done, v.cur = true, keyed[K, C]{}
+	return nil
+}
+
+// keyedView is a partitionView yielding records with their hash, for the merges with
+// aggregation.
+type keyedView[K comparable, C any] struct{ *partitionView[K, C] }
+
+func (v keyedView[K, C]) Value() keyed[K, C] { return v.cur }
+
+// combineIterator is the grouping half of Spark's ExternalSorter.mergeWithAggregation: its
+// input is the k-way merge of one partition's streams sorted by cmp (the key ordering, or the
+// key hash), each stream combined already. It reads each run of records cmp calls equal,
+// combines the combiners of keys that are equal (==) and emits each key of the run once, in the
+// order the run met them. Keys an ordering calls equal but == tells apart stay distinct (Spark
+// would combine them when the ordering is total); distinct keys sharing a hash are never
+// combined (§13).
+type combineIterator[K comparable, C any] struct {
+	in      Iterator[keyed[K, C]]
+	cmp     func(a, b keyed[K, C]) int
+	merge   func(a, b C) C
+	run     []keyed[K, C] // the current run's distinct keys, combined
+	i       int           // next element of run to emit
+	ahead   keyed[K, C]   // first record of the next run, read ahead
+	hasNext bool
+	cur     Pair[K, C]
+	err     error
+}
+
+func (c *combineIterator[K, C]) Next() bool {
+	c.cur = Pair[K, C]{}
+	if c.i < len(c.run) {
+		c.cur = c.run[c.i].Pair
+		c.run[c.i] = keyed[K, C]{}
+		c.i++
+		return true
+	}
+	if c.err != nil || c.in == nil {
+		return false
+	}
+	c.run, c.i = c.run[:0], 0
+	switch {
+	case c.hasNext:
+		c.run = append(c.run, c.ahead)
+		c.ahead, c.hasNext = keyed[K, C]{}, false
+	case c.in.Next():
+		c.run = append(c.run, c.in.Value())
+	default:
+		c.err = c.in.Err()
+		return false
+	}
+	for c.in.Next() {
+		x := c.in.Value()
+		if c.cmp(x, c.run[0]) != 0 {
+			c.ahead, c.hasNext = x, true
+			break
+		}
+		c.add(x)
+	}
+	if !c.hasNext {
+		if c.err = c.in.Err(); c.err != nil {
+			clear(c.run)
+			c.run = c.run[:0]
+			return false
+		}
+	}
+	c.cur = c.run[0].Pair
+	c.run[0] = keyed[K, C]{}
+	c.i = 1
+	return true
+}
+
+// add merges x into the run's record with the same key, or appends it.
+func (c *combineIterator[K, C]) add(x keyed[K, C]) {
+	for j := range c.run {
+		if c.run[j].Key == x.Key {
+			c.run[j].Value = c.merge(c.run[j].Value, x.Value)
+			return
+		}
+	}
+	c.run = append(c.run, x)
+}
+
+func (c *combineIterator[K, C]) Value() Pair[K, C] { return c.cur }
+func (c *combineIterator[K, C]) Err() error        { return c.err }
+
+func (c *combineIterator[K, C]) Close() error {
+	clear(c.run)
+	c.run, c.ahead, c.cur = nil, keyed[K, C]{}, Pair[K, C]{}
+	if c.in == nil {
+		return nil
+	}
+	err := c.in.Close()
+	c.in = nil
+	return err
+}

@@ -13,7 +13,7 @@ import (
 // keyDist generates n key numbers from a seed.
 type keyDist func(seed uint64, n int64) iter.Seq[uint64]
 
-// distinctKeys is the key space of the aggregation workloads: one distinct key per four records.
+// distinctKeys is the key space of the uniform aggregation: one distinct key per four records.
 func distinctKeys(n int64) uint64 { return uint64(max(n/4, 2)) }
 
 func uniformKeys(seed uint64, n int64) iter.Seq[uint64] {
@@ -28,10 +28,12 @@ func uniformKeys(seed uint64, n int64) iter.Seq[uint64] {
 	}
 }
 
+// zipfKeys draws from Zipf(s = 1.1, v = 1) over a key space as large as the record count (2M
+// records hit about 260k distinct keys).
 func zipfKeys(seed uint64, n int64) iter.Seq[uint64] {
 	return func(yield func(uint64) bool) {
 		r := rand.New(rand.NewPCG(seed, 2))
-		z := rand.NewZipf(r, 1.1, 1, distinctKeys(n)-1)
+		z := rand.NewZipf(r, 1.1, 1, uint64(max(n, 2))-1)
 		for range n {
 			if !yield(z.Uint64()) {
 				return

@@ -1,0 +1,98 @@
+// Package storage is Spillway's block layer: Spark's BlockManager and what sits under it. It
+// names blocks (BlockID) and says where they may live (Level), locks them (BlockInfoManager),
+// keeps them in memory (MemoryStore) or on disk (DiskStore over a DiskBlockManager), and defines
+// the one record file format every spill and disk block uses (RecordWriter, RecordReader, Codec).
+//
+// # Its part of the model
+//
+// Execution memory (package memory) is what aggregation maps and sorters hold; when it runs out
+// they spill, and a spill is a record file written through this package: a Scope of the
+// DiskBlockManager creates a temp file, a RecordWriter (or TypedWriter) writes the sorted
+// records in checksummed batches, and the spilling collection drops every reference to what it
+// wrote. Later a RecordReader streams the file back one batch at a time, and the Scope deletes
+// the file when its owner finishes, whether it succeeded or failed. Storage memory holds
+// cached blocks. A block that does not fit in memory goes to the DiskStore as a stream of
+// records, so it never has to be held in memory whole. ChunkedBuffer holds a block's bytes as
+// many chunks, so no single slice limits a block's size.
+//
+// # Spark correspondence
+//
+//	Spark (org.apache.spark.…)                     Spillway
+//	storage.BlockId and subclasses                 BlockID, RDDBlockID, ShuffleBlockID, …, ParseBlockID
+//	storage.StorageLevel                           Level, MemoryOnly, …, NewLevel, ParseLevel
+//	storage.BlockInfo / BlockInfoManager           BlockInfo / BlockInfoManager
+//	storage.DiskBlockManager                       DiskBlockManager (+ Scope: per-owner cleanup)
+//	storage.DiskStore                              DiskStore
+//	storage.DiskBlockObjectWriter + serializer     RecordWriter, TypedWriter
+//	  stream, commitAndGet                           EndBatch
+//	ExternalAppendOnlyMap.DiskMapIterator,         RecordReader, TypedReader
+//	  ExternalSorter.SpillReader streams
+//	serializer.Serializer (per record type)        Codec[T] and the ready codecs
+//	util.io.ChunkedByteBuffer(+OutputStream)       ChunkedBuffer, ChunkedWriter
+//
+// # Record file format
+//
+// A record file (or a section of one: several partitions may share a file) is a sequence of
+// batches and nothing else: no file header or trailer, so an empty file holds no records, batches
+// can be read starting at any batch offset, and files can be concatenated. Each batch is:
+//
+//	offset  size  field
+//	0       2     magic "SW" (0x53 0x57)
+//	2       1     format version, 1
+//	3       1     codec of the payload: 0 none, 1 S2 (block format), 2 zstd (one frame)
+//	4       4     N, stored payload length in bytes (uint32, little-endian)
+//	8       4     R, uncompressed payload length (uint32 LE); R == N for codec 0, R > N otherwise
+//	12      4     C, record count (uint32 LE), 1 ≤ C ≤ R
+//	16      4     CRC-32C (Castagnoli) of the N stored payload bytes (uint32 LE)
+//	20      4     CRC-32C of header bytes 0..19 (uint32 LE)
+//	24      N     payload
+//
+// The uncompressed payload is exactly C records, each a canonical (shortest) unsigned LEB128
+// varint length L followed by L bytes. A record's bytes are whatever its Codec produced.
+// A writer ends a batch after BatchRecords records (Spark's spark.shuffle.spill.batchSize,
+// 10000) or once the payload reaches BatchBytes (1 MiB), on EndBatch and on Close; empty batches
+// are never written. It stores a batch uncompressed when compression would not make it smaller.
+// Limits: a record is at most 1 GiB; R at most 1 GiB + 64 MiB + 10.
+//
+// A reader checks, before handing out any record of a batch: magic and version, the header CRC,
+// codec and length consistency, that the batch fits in the data it was given, the payload CRC,
+// that decompression yields exactly R bytes, and that the payload is exactly C well-formed
+// records. Any failure is an error wrapping ErrCorrupt with the batch offset and sizes. Given
+// the expected size (the writer's BytesWritten or a run of its Batches), a reader also reports
+// data that ends early, even on a batch boundary.
+//
+// # Codecs and aliasing
+//
+// Codec[T] appends encodings to a caller's buffer and decodes from the front of a slice,
+// returning the bytes consumed. Ready codecs: VarintCodec (zigzag) and UvarintCodec for every
+// integer kind, Float32Codec, Float64Codec, BoolCodec, StringCodec, BytesCodec, PairCodec,
+// SliceCodec, FuncCodec, and GobCodec as the fallback for arbitrary types (costly: see its doc).
+// Every decoder except GobCodec accepts only canonical encodings, so whatever decodes re-encodes
+// to the same bytes (fuzzed). StringCodec and BytesCodec copy; AliasStringCodec and
+// AliasBytesCodec return values that alias the reader's buffer, valid only until its next
+// record: a Go map stores the key value it is given, so an aliasing key kept in a map is
+// corrupted later (DESIGN.md). Collections use the copying codecs for anything they keep.
+//
+// # Deliberate differences from Spark
+//
+//   - Checksums: every batch carries a CRC-32C of its header and payload, so a torn or altered
+//     spill or block file is reported as ErrCorrupt and never silently misread. Spark's spill
+//     files have no checksum (shuffle checksums, spark.shuffle.checksum, cover only shuffle
+//     partitions, and only to diagnose corruption after the fact).
+//   - Compression: per batch, selectable (none, S2, zstd), default S2, from
+//     github.com/klauspost/compress, which is well maintained, pure Go (no cgo), and fast
+//     (assembly on amd64/arm64). S2 stands in for Spark's default lz4: it compresses and
+//     decompresses at several GB/s per core. Zstd gives better ratios for slower disks. Batches
+//     that do not shrink are stored raw.
+//   - Batches are also cut by bytes (BatchBytes), so a reader never holds more than about one
+//     megabyte plus one record, whatever the record sizes; Spark cuts by record count only.
+//   - Files are owned: a Scope deletes what its owner created when the owner closes; Spark
+//     relies on each collection's cleanup and the task completion listener.
+//   - All file operations go through the FS interface, so tests can fail writes (FaultFS).
+//   - BlockInfoManager panics instead of deadlocking when a task waits for a lock it holds in a
+//     conflicting mode; waits take a context.
+//   - Level is a comparable value, so equal levels are the same value (Spark interns them).
+//     Replication is recorded but this single-process port keeps one copy.
+//   - ParseBlockID rejects numbers with leading zeros, so names round-trip exactly.
+//   - ChunkedBuffer.Bytes takes the caller's limit instead of the JVM's 2 GiB array limit.
+package storage

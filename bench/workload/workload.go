@@ -62,6 +62,8 @@ func All(p Params) []Workload {
 		aggregation("agg-uniform", "sum per key over uniformly distributed keys (ExternalAppendOnlyMap)", uniformKeys, p),
 		aggregation("agg-zipf", "sum per key over Zipf(1.1)-distributed keys (ExternalAppendOnlyMap)", zipfKeys, p),
 		grouping(p),
+		sorting(p),
+		aggSort(p),
 	}
 }
 

@@ -60,7 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	var o options
 	var budget, workloads, strategies string
-	fs.Int64Var(&o.records, "records", 1_000_000, "input records per workload (PageRank derives its graph size from it)")
+	fs.Int64Var(&o.records, "records", 2_000_000, "input records per workload (PageRank derives its graph size from it)")
 	fs.StringVar(&budget, "budget", "16MiB", "memory budget: the unified region of Spillway's memory manager, and the run size of the hand-written external sort")
 	fs.StringVar(&workloads, "workloads", "all", "comma-separated workloads to run (see -list)")
 	fs.StringVar(&strategies, "strategies", "", "semicolon-separated strategies to run on every workload instead of each workload's defaults, e.g. 'default;nocompress;victim=largest;unroll=materialize'")
@@ -133,7 +133,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger := zap.NewNop()
 	if o.verbose {
-		if logger, err = zap.NewDevelopment(zap.ErrorOutput(zap.CombineWriteSyncers())); err != nil {
+		if logger, err = zap.NewDevelopment(); err != nil {
 			return err
 		}
 		defer logger.Sync()

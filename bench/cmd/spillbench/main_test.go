@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/spillway/spillway/bench/harness"
+)
+
+func TestRunWritesCSVAndTimelines(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a safety net only
+	defer cancel()
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	err := run(ctx, []string{"-records", "5000", "-budget", "256KiB", "-workloads", "sort", "-strategies", "default;nocompress,victim=largest",
+		"-out", dir, "-format", "csv"}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	rows, err := harness.ReadCSV(&out)
+	require.NoError(t, err)
+	require.Len(t, rows, 4) // two baselines, two strategies
+	require.Equal(t, "baseline: slices.SortFunc", rows[0].Strategy)
+	require.InDelta(t, 1, rows[0].TimeRatio, 1e-12)
+	require.Equal(t, "victim=largest,nocompress", rows[3].Strategy)
+	for _, r := range rows {
+		require.Empty(t, r.Err)
+		require.Equal(t, int64(5000), r.Records)
+		require.FileExists(t, r.Timeline)
+		require.Equal(t, dir, filepath.Dir(r.Timeline))
+	}
+	require.Contains(t, errb.String(), "[4/4] sort victim=largest,nocompress")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 4)
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-budget", "lots"}, `-budget "lots"`},
+		{[]string{"-records", "0"}, "-records 0: must be positive"},
+		{[]string{"-format", "xml"}, `-format "xml"`},
+		{[]string{"-workloads", "nope"}, `unknown workload "nope"`},
+		{[]string{"-strategies", "victim=lru"}, `unknown victim order "lru"`},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		var errb bytes.Buffer
+		err := run(context.Background(), tc.args, &bytes.Buffer{}, &errb)
+		require.ErrorContains(t, err, tc.want, tc.args)
+	}
+	var errb bytes.Buffer
+	err := run(context.Background(), []string{"-list"}, &bytes.Buffer{}, &errb)
+	require.True(t, errors.Is(err, flag.ErrHelp))
+	require.Contains(t, errb.String(), "agg-sort")
+}

@@ -366,9 +366,14 @@ func (r *RecordReader) Next() ([]byte, error) {
 			return nil, err
 		}
 	}
-	l, n, _ := decodeUvarint(r.raw[r.pos:]) // framing checked by loadBatch
-	rec := r.raw[r.pos+n : r.pos+n+int(l) : r.pos+n+int(l)]
-	r.pos += n + int(l)
+	// The framing was checked by loadBatch.
+	l, n := int(r.raw[r.pos]), 1
+	if l >= 0x80 {
+		u, k, _ := decodeUvarintSlow(r.raw[r.pos:])
+		l, n = int(u), k
+	}
+	rec := r.raw[r.pos+n : r.pos+n+l : r.pos+n+l]
+	r.pos += n + l
 	r.left--
 	r.records++
 	return rec, nil
@@ -411,6 +416,9 @@ func (r *RecordReader) loadBatch() error {
 		return corruptf("batch at offset %d claims %d records in %d bytes", at, count, rawLen)
 	case r.size >= 0 && at+BatchHeaderSize+stored > r.size:
 		return corruptf("batch at offset %d of %d bytes runs past the end of the %d-byte data", at, BatchHeaderSize+stored, r.size)
+	}
+	if r.size >= 0 { // the length was checked against the data's size: allocate it at once
+		r.stored = grow(r.stored, int(stored))
 	}
 	r.stored, k, err = readGrowing(r.r, r.stored, int(stored))
 	if err != nil {
@@ -471,6 +479,10 @@ func (r *RecordReader) decompress(codec byte, rawLen int) ([]byte, error) {
 func checkFraming(raw []byte, count int) error {
 	pos := 0
 	for i := range count {
+		if pos < len(raw) && raw[pos] < 0x80 && int(raw[pos]) < len(raw)-pos { // one-byte length
+			pos += 1 + int(raw[pos])
+			continue
+		}
 		l, n, err := decodeLen(raw[pos:], "record")
 		if err != nil {
 			return fmt.Errorf("record %d of %d at payload byte %d: %w", i, count, pos, err)

@@ -76,9 +76,6 @@ func newEnv(cfg Config, budget int64, s Strategy, baseline bool) (_ *Env, err er
 	if e.order, err = s.Victim.Order(); err != nil {
 		return e, err
 	}
-	if err := s.Unroll.Validate(); err != nil {
-		return e, err
-	}
 	e.Memory, err = memory.NewUnifiedManager(memory.Config{
 		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
 		NumCores: runtime.GOMAXPROCS(0), Logger: cfg.Logger,

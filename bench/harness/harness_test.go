@@ -33,14 +33,14 @@ func TestStrategyLabelRoundTrip(t *testing.T) {
 	for _, s := range []Strategy{
 		{},
 		{Victim: VictimLargest},
-		{Unroll: UnrollMaterialize, NoCompress: true},
-		{Victim: VictimRequester, Unroll: UnrollPresize, NoCompress: true},
+		{NoCompress: true},
+		{Victim: VictimRequester, NoCompress: true},
 	} {
 		got, err := ParseStrategy(s.Label())
 		require.NoError(t, err, s.Label())
 		require.Equal(t, s, got)
 	}
-	for _, bad := range []string{"victim=lru", "unroll=lazy", "fast", "nocompress=1"} {
+	for _, bad := range []string{"victim=lru", "unroll=spark", "fast", "nocompress=1"} {
 		_, err := ParseStrategy(bad)
 		require.Error(t, err, bad)
 	}

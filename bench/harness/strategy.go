@@ -35,41 +35,12 @@ func (v Victim) Order() (memory.VictimOrder, error) {
 	return nil, fmt.Errorf("harness: unknown victim order %q (want spark, largest or requester)", string(v))
 }
 
-// Unroll names how a block is put into memory when it is cached.
-type Unroll string
-
-// The unroll strategies a run can select.
-const (
-	// UnrollSpark is Spark's incremental unrolling (MemoryStore.putIterator since SPARK-1777):
-	// reserve 1 MiB, check the estimated size every 16 records and grow the reservation ×1.5.
-	UnrollSpark Unroll = "spark"
-	// UnrollMaterialize is what Spark did before SPARK-1777: collect every value of the
-	// partition, estimate the whole, then try to store it. The values are in the heap whether or
-	// not the block fits.
-	UnrollMaterialize Unroll = "materialize"
-	// UnrollPresize is incremental unrolling whose first reservation comes from an estimate:
-	// the size of the first records times the expected record count.
-	UnrollPresize Unroll = "presize"
-)
-
-// Validate reports an unknown name; "" means Spark's.
-func (u Unroll) Validate() error {
-	switch u {
-	case "", UnrollSpark, UnrollMaterialize, UnrollPresize:
-		return nil
-	}
-	return fmt.Errorf("harness: unknown unroll strategy %q (want spark, materialize or presize)", string(u))
-}
-
 // Strategy is one choice of the knobs a benchmark compares. Each workload uses the knobs that
-// matter to it (the victim order needs several consumers in one task; unroll needs caching;
-// compression needs spills) and ignores the others, and Label names only the knobs that were
-// set.
+// matter to it (the victim order needs several consumers in one task; compression needs
+// spills) and ignores the others, and Label names only the knobs that were set.
 type Strategy struct {
 	// Victim is the spill victim order (memory.TaskConfig.VictimOrder). "" means Spark's.
 	Victim Victim `json:"victim,omitempty"`
-	// Unroll is the unroll strategy of cached blocks. "" means Spark's.
-	Unroll Unroll `json:"unroll,omitempty"`
 	// NoCompress turns spill compression off (collection.SpillConfig.Compression =
 	// storage.CompressionNone); the default compresses spills with S2, as Spark compresses them
 	// with its default codec.
@@ -84,12 +55,10 @@ func (s Strategy) Compression() storage.Compression {
 	return storage.CompressionDefault
 }
 
-// Validate reports an unknown victim order or unroll strategy.
+// Validate reports an unknown victim order.
 func (s Strategy) Validate() error {
-	if _, err := s.Victim.Order(); err != nil {
-		return err
-	}
-	return s.Unroll.Validate()
+	_, err := s.Victim.Order()
+	return err
 }
 
 // Label is a short name of the strategy such as "victim=largest,nocompress", or "default" when
@@ -98,9 +67,6 @@ func (s Strategy) Label() string {
 	var parts []string
 	if s.Victim != "" {
 		parts = append(parts, "victim="+string(s.Victim))
-	}
-	if s.Unroll != "" {
-		parts = append(parts, "unroll="+string(s.Unroll))
 	}
 	if s.NoCompress {
 		parts = append(parts, "nocompress")
@@ -111,8 +77,8 @@ func (s Strategy) Label() string {
 	return strings.Join(parts, ",")
 }
 
-// ParseStrategy parses a Label back ("default" or comma-separated victim=…, unroll=…,
-// nocompress, compress).
+// ParseStrategy parses a Label back ("default" or comma-separated victim=…, nocompress,
+// compress).
 func ParseStrategy(label string) (Strategy, error) {
 	var s Strategy
 	label = strings.TrimSpace(label)
@@ -124,14 +90,12 @@ func ParseStrategy(label string) (Strategy, error) {
 		switch {
 		case k == "victim" && hasValue:
 			s.Victim = Victim(v)
-		case k == "unroll" && hasValue:
-			s.Unroll = Unroll(v)
 		case k == "nocompress" && !hasValue:
 			s.NoCompress = true
 		case k == "compress" && !hasValue:
 			s.NoCompress = false
 		default:
-			return Strategy{}, fmt.Errorf("harness: bad strategy part %q in %q (want victim=…, unroll=…, nocompress or compress)", part, label)
+			return Strategy{}, fmt.Errorf("harness: bad strategy part %q in %q (want victim=…, nocompress or compress)", part, label)
 		}
 	}
 	return s, s.Validate()

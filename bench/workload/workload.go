@@ -14,8 +14,7 @@ import (
 
 // Params size the workloads.
 type Params struct {
-	// Records is the number of input records of the record-oriented workloads (aggregation,
-	// grouping, sort, cache); PageRank derives its graph size from it.
+	// Records is the number of input records of every workload.
 	Records int64
 	// Seed selects the generated data.
 	Seed uint64

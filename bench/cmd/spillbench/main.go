@@ -1,4 +1,4 @@
-// Command spillbench runs Spillway's benchmark workloads under several spill and unroll
+// Command spillbench runs Spillway's benchmark workloads under several spill
 // strategies, each beside plain-Go baselines in the same process, and prints a table (or CSV or
 // JSON) with one SVG memory timeline per run.
 //
@@ -60,16 +60,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	var o options
 	var budget, workloads, strategies string
-	fs.Int64Var(&o.records, "records", 2_000_000, "input records per workload (PageRank derives its graph size from it)")
+	fs.Int64Var(&o.records, "records", 2_000_000, "input records per workload")
 	fs.StringVar(&budget, "budget", "16MiB", "memory budget: the unified region of Spillway's memory manager, and the run size of the hand-written external sort")
 	fs.StringVar(&workloads, "workloads", "all", "comma-separated workloads to run (see -list)")
-	fs.StringVar(&strategies, "strategies", "", "semicolon-separated strategies to run on every workload instead of each workload's defaults, e.g. 'default;nocompress;victim=largest;unroll=materialize'")
+	fs.StringVar(&strategies, "strategies", "", "semicolon-separated strategies to run on every workload instead of each workload's defaults, e.g. 'default;nocompress;victim=largest'")
 	fs.BoolVar(&o.baselines, "baselines", true, "run the plain-Go baselines too")
 	fs.StringVar(&o.format, "format", "table", "output format: table, csv or json")
 	fs.StringVar(&o.out, "out", "bench-out", "directory for the SVG timelines (one per run); empty for none")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated data")
 	fs.DurationVar(&o.interval, "interval", harness.DefaultInterval, "memory sampling interval")
-	fs.BoolVar(&o.verbose, "v", false, "log Spillway's spill and unroll messages to stderr")
+	fs.BoolVar(&o.verbose, "v", false, "log Spillway's spill messages to stderr")
 	list := fs.Bool("list", false, "list the workloads and their default strategies, and exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -60,6 +60,7 @@ const (
 	CompressionZstd
 )
 
+// String returns "none", "s2" or "zstd".
 func (c Compression) String() string {
 	switch c {
 	case CompressionDefault, CompressionS2:
@@ -134,6 +135,10 @@ type BatchInfo struct {
 // Records are buffered into the current batch, which is written when it reaches BatchRecords or
 // BatchBytes, on EndBatch and on Close. The RecordWriter does not close the io.Writer it writes
 // to. After an error every call returns that error. Not safe for concurrent use.
+//
+// Memory: a writer holds its write buffer, the current batch (up to about BatchBytes plus one
+// record, 1 MiB by default) and, when compressing, a scratch buffer of about the same size, until
+// Close. A zstd writer also holds the encoder's state (about 2 MiB; window 1 MiB).
 type RecordWriter struct {
 	cfg     RecordWriterConfig
 	bw      *bufio.Writer
@@ -159,7 +164,8 @@ func NewRecordWriter(w io.Writer, cfg RecordWriterConfig) (*RecordWriter, error)
 	cfg = cfg.withDefaults()
 	rw := &RecordWriter{cfg: cfg, bw: bufio.NewWriterSize(w, cfg.BufferSize), crc: crc32.MakeTable(crc32.Castagnoli), prefix: 1}
 	if cfg.Compression == CompressionZstd {
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			return nil, fmt.Errorf("storage: zstd encoder: %w", err)
 		}
@@ -319,7 +325,8 @@ func (w *RecordWriter) Batches() []BatchInfo { return w.batches }
 // CRC-32C before returning any record of it; anything torn, truncated or altered is an error
 // wrapping ErrCorrupt with the offset and sizes involved.
 //
-// It holds one batch in memory at a time. Not safe for concurrent use.
+// It holds one batch in memory at a time (stored and, if compressed, decompressed: about twice
+// the writer's BatchBytes) until Close. Not safe for concurrent use.
 type RecordReader struct {
 	r       io.Reader
 	size    int64 // exact bytes expected, or -1

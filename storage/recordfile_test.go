@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -386,4 +387,19 @@ func fixCRCs(data []byte) []byte {
 		off += BatchHeaderSize + n
 	}
 	return d
+}
+
+// Compressed writers and readers start no goroutines (zstd is used through EncodeAll/DecodeAll
+// with concurrency 1) and Close releases the codec state.
+func TestRecordFileLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for _, comp := range compressions {
+		var buf bytes.Buffer
+		writeRecords(t, &buf, RecordWriterConfig{Compression: comp}, testRecords(rand.New(rand.NewPCG(1, 1)), 100))
+		r := NewRecordReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		_, err := readAll(r)
+		require.NoError(t, err)
+		require.NoError(t, r.Close())
+	}
+	require.LessOrEqual(t, runtime.NumGoroutine(), before, "goroutines left behind")
 }

@@ -37,7 +37,8 @@ func (e *MemoryLeakError) Is(target error) bool { return target == ErrMemoryLeak
 // RunnerConfig configures a Runner. Memory and Disk are required; the zero value of every other
 // field means Spark's behaviour.
 type RunnerConfig struct {
-	// Memory is the executor's memory manager every task draws from.
+	// Memory is the executor's memory manager every task draws from. Task ids are unique per
+	// Runner only, so a UnifiedManager should serve one Runner.
 	Memory *memory.UnifiedManager
 	// Disk holds the shuffle files and every task's spill files.
 	Disk *storage.DiskBlockManager
@@ -182,9 +183,7 @@ func (r *Runner) runTask(ctx context.Context, partition int, fn TaskFunc) (err e
 		disk:      r.cfg.Disk.NewScope(),
 		log:       r.log.With(zap.Int64("task", int64(id)), zap.Int("partition", partition)),
 	}
-	defer func() {
-		err = tc.finish(err, r.cfg.ExceptionOnMemoryLeak, r.cfg.ExceptionOnPinLeak)
-	}()
+	defer func() { err = tc.finish(err) }()
 	tc.log.Debug("task started")
 	return fn(ctx, tc, partition)
 }
@@ -247,7 +246,7 @@ func (tc *TaskContext) AddCompletionListener(f func() error) {
 // memory, and returns the task's result: taskErr, joined with cleanup errors, and with leaks when
 // the task succeeded and the configuration asks for errors. It runs once; later calls return
 // taskErr.
-func (tc *TaskContext) finish(taskErr error, memLeakIsError, lockLeakIsError bool) error {
+func (tc *TaskContext) finish(taskErr error) error {
 	tc.mu.Lock()
 	if tc.done {
 		tc.mu.Unlock()
@@ -267,7 +266,7 @@ func (tc *TaskContext) finish(taskErr error, memLeakIsError, lockLeakIsError boo
 	}
 	failed := taskErr != nil
 	if leak := storage.LockLeakReport(tc.id, tc.runner.locks.ReleaseAllLocksForTask(tc.id)); leak != nil && !failed {
-		if lockLeakIsError {
+		if tc.runner.cfg.ExceptionOnPinLeak {
 			errs = append(errs, leak)
 		} else {
 			tc.log.Warn(leak.Error())
@@ -275,7 +274,7 @@ func (tc *TaskContext) finish(taskErr error, memLeakIsError, lockLeakIsError boo
 	}
 	if leaked := tc.tm.Close(); leaked > 0 && !failed {
 		leak := &MemoryLeakError{Task: tc.id, Bytes: leaked}
-		if memLeakIsError {
+		if tc.runner.cfg.ExceptionOnMemoryLeak {
 			errs = append(errs, leak)
 		} else {
 			tc.log.Warn(leak.Error(), zap.String("bytes", humanize.IBytes(uint64(leaked))))

@@ -1,0 +1,134 @@
+package shuffle
+
+import (
+	"context"
+	"io"
+
+	"github.com/spillway/spillway/collection"
+)
+
+// NewWriter selects and returns the writer for one map task of dep, as Spark's
+// SortShuffleManager.getWriter does (reference §13.1): the BypassMergeWriter when there is no
+// map-side combine and the partitions are at most Config.BypassMergeThreshold, else the
+// SortWriter. Spark's third writer, the serialized UnsafeShuffleWriter, has no counterpart here.
+func NewWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V, C], mapIndex int) (Writer[K, V], error) {
+	if err := dep.Validate(); err != nil {
+		return nil, err
+	}
+	cfg := tc.runner.cfg.Shuffle
+	if !dep.MapSideCombine && cfg.BypassMergeThreshold != NoBypassMerge &&
+		dep.Partitioner.NumPartitions() <= cfg.BypassMergeThreshold {
+		return NewBypassMergeWriter(tc, dep, mapIndex)
+	}
+	return NewSortWriter(tc, dep, mapIndex)
+}
+
+// mapSorter is what a SortWriter needs of a collection.ExternalSorter, whichever its combiner
+// type.
+type mapSorter[K comparable, V any] interface {
+	InsertAll(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) error
+	WritePartitionedFile(ctx context.Context, w io.Writer) ([]int64, error)
+	Metrics() collection.SpillMetrics
+	Close() error
+}
+
+// SortWriter is Spark's SortShuffleWriter: it inserts a map task's records into a
+// collection.ExternalSorter, which spills them when memory is short, and writes the sorted
+// partitions into the task's data file in one pass, followed by the index. With map-side
+// combine the sorter aggregates values into combiners with the dependency's Aggregator and
+// orders keys by its KeyOrdering; without, it gets neither (reference §13.1: aggregation and
+// sorting are then left to the reduce side) and only groups the records by partition.
+type SortWriter[K comparable, V any] struct {
+	tc        *TaskContext
+	shuffleID int
+	mapIndex  int
+	newSorter func() (mapSorter[K, V], error)
+	metrics   WriteMetrics
+}
+
+// NewSortWriter returns a SortWriter for one map task of dep.
+func NewSortWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V, C], mapIndex int) (*SortWriter[K, V], error) {
+	if err := dep.Validate(); err != nil {
+		return nil, err
+	}
+	spill := tc.runner.cfg.Shuffle.Spill
+	w := &SortWriter[K, V]{tc: tc, shuffleID: dep.ShuffleID, mapIndex: mapIndex, metrics: WriteMetrics{Writer: "sort"}}
+	if dep.MapSideCombine {
+		w.newSorter = func() (mapSorter[K, V], error) {
+			return collection.NewExternalSorter(tc.tm, tc.disk, collection.SorterConfig[K, V, C]{
+				Aggregator:  dep.Aggregator,
+				Partitioner: dep.Partitioner,
+				Ordering:    dep.KeyOrdering,
+				KeyCodec:    dep.KeyCodec,
+				ValueCodec:  dep.CombinerCodec,
+				Spill:       spill,
+			})
+		}
+	} else {
+		w.newSorter = func() (mapSorter[K, V], error) {
+			return collection.NewExternalSorter(tc.tm, tc.disk, collection.SorterConfig[K, V, V]{
+				Partitioner: dep.Partitioner,
+				KeyCodec:    dep.KeyCodec,
+				ValueCodec:  dep.ValueCodec,
+				Spill:       spill,
+			})
+		}
+	}
+	return w, nil
+}
+
+// Metrics implements Writer.
+func (w *SortWriter[K, V]) Metrics() WriteMetrics { return w.metrics }
+
+// Write implements Writer.
+func (w *SortWriter[K, V]) Write(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (status MapStatus, err error) {
+	counted := &countingIterator[collection.Pair[K, V]]{Iterator: records}
+	defer func() { err = joinErrors(err, records.Close()) }()
+	sorter, err := w.newSorter()
+	if err != nil {
+		return MapStatus{}, err
+	}
+	defer func() {
+		w.metrics.addSpills(sorter.Metrics())
+		err = joinErrors(err, sorter.Close())
+	}()
+	if err := sorter.InsertAll(ctx, counted); err != nil {
+		return MapStatus{}, err
+	}
+	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Records: counted.n}
+	err = commitMapOutput(w.tc, &status, func(out io.Writer) error {
+		lengths, err := sorter.WritePartitionedFile(ctx, out)
+		status.Lengths = lengths
+		return err
+	})
+	if err != nil {
+		return MapStatus{}, err
+	}
+	w.metrics.RecordsWritten, w.metrics.BytesWritten = counted.n, status.Bytes()
+	return status, nil
+}
+
+// sortByKey sorts a reduce partition's records by dep.KeyOrdering in an ExternalSorter (Spark's
+// BlockStoreShuffleReader with a keyOrdering) and returns the sorted iterator.
+func sortByKey[K comparable, V, C any](ctx context.Context, tc *TaskContext, r *Reader[K, C], dep *Dependency[K, V, C]) (collection.Iterator[collection.Pair[K, C]], error) {
+	sorter, err := collection.NewExternalSorter(tc.tm, tc.disk, collection.SorterConfig[K, C, C]{
+		Ordering:   dep.KeyOrdering,
+		KeyCodec:   dep.KeyCodec,
+		ValueCodec: dep.outputCodec(),
+		Spill:      tc.runner.cfg.Shuffle.Spill,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, sorter.Close)
+	r.spills = append(r.spills, sorter.Metrics)
+	if err := sorter.InsertAll(ctx, r.it); err != nil {
+		return nil, err
+	}
+	it, err := sorter.Iterator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, it.Close)
+	return it, nil
+}

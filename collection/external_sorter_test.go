@@ -5,11 +5,14 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"weak"
@@ -313,10 +316,7 @@ func TestES06SortingWithOrdering(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 6))
 	in := pairsOf(20000, func(int) int64 { return rng.Int64N(3000) - 1000 }, func(int) int64 { return rng.Int64N(100) })
-	for _, c := range sorterCases[:3] {
-		if !c.order {
-			continue
-		}
+	for _, c := range []sorterCase{sorterCases[0], sorterCases[2]} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := SorterConfig[int64, int64, int64]{Spill: SpillConfig{ForceSpillElements: 2500, BatchSize: 100}}
 			s := newInt64Sorter(t, newTestTask(t, 256<<20), newTestScope(t, nil), c, 4, cfg)
@@ -627,6 +627,86 @@ func TestExternalSorterForcedSpillWhileReading(t *testing.T) {
 		require.NoError(t, pi.Close())
 		require.Zero(t, s.Used(), "closing the reader releases the memory")
 	})
+}
+
+// TestExternalSorterForcedSpillWriteError checks that a forced spill of the reader that fails
+// to write ends the iteration with the error (after the records already read ahead), releases
+// the memory and leaves no file.
+func TestExternalSorterForcedSpillWriteError(t *testing.T) {
+	const budget = 64 << 20
+	var failing atomic.Bool
+	fs := &storage.FaultFS{WriteFault: func(name string, _ int64, n int) error {
+		if failing.Load() {
+			return fmt.Errorf("%w: write of %d bytes to %s", storage.ErrInjected, n, name)
+		}
+		return nil
+	}}
+	tm, scope := newTestTask(t, budget), newTestScope(t, fs)
+	s := newInt64Sorter(t, tm, scope, sorterCases[2], 3,
+		SorterConfig[int64, int64, int64]{Spill: SpillConfig{InitialThreshold: NoInitialThreshold}})
+	insertPairs(t, s, pairsOf(20000, func(i int) int64 { return int64(i) }, func(i int) int64 { return int64(i) }))
+	it, err := s.Iterator(context.Background())
+	require.NoError(t, err)
+	require.True(t, it.Next())
+	failing.Store(true)
+	other := newTestConsumer(tm)
+	_, err = other.base.Acquire(context.Background(), budget)
+	require.ErrorIs(t, err, storage.ErrInjected, "the failed spill is reported to the requester")
+	require.Zero(t, s.Used())
+	require.Zero(t, scope.Files())
+	n := 1
+	for it.Next() {
+		n++
+	}
+	require.ErrorIs(t, it.Err(), storage.ErrInjected)
+	require.Less(t, n, 20000)
+	require.NoError(t, it.Close())
+	require.NoError(t, s.Close())
+	other.free(other.Used())
+}
+
+// TestExternalSorterAliasingKeys sorts string keys decoded by an aliasing codec through spills
+// and merges: keys the merge keeps while it reads on must have been cloned.
+func TestExternalSorterAliasingKeys(t *testing.T) {
+	for _, agg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ordering", true: "aggregation and ordering"}[agg], func(t *testing.T) {
+			cfg := SorterConfig[string, int64, int64]{
+				Ordering: strings.Compare, KeyCodec: storage.AliasStringCodec{}, ValueCodec: int64Codec,
+				Spill: SpillConfig{ForceSpillElements: 700, BatchSize: 7},
+			}
+			if agg {
+				a := sumAgg[string]()
+				cfg.Aggregator = &a
+			}
+			s, err := NewExternalSorter(newTestTask(t, 64<<20), newTestScope(t, nil), cfg)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, s.Close()) }()
+			var in []Pair[string, int64]
+			want := map[string]int64{}
+			for i := range 5000 {
+				k := "key-" + strconv.Itoa(i*7919%1000)
+				in = append(in, Pair[string, int64]{k, int64(i)})
+				want[k] += int64(i)
+			}
+			require.NoError(t, s.InsertAll(context.Background(), SliceIterator(in)))
+			require.Positive(t, s.NumSpills())
+			it, err := s.Iterator(context.Background())
+			require.NoError(t, err)
+			out, err := Collect(it)
+			require.NoError(t, err)
+			got := map[string]int64{}
+			for i, p := range out {
+				if i > 0 {
+					require.LessOrEqual(t, out[i-1].Key, p.Key)
+				}
+				got[p.Key] += p.Value
+			}
+			require.Equal(t, want, got)
+			if agg {
+				require.Len(t, out, len(want))
+			}
+		})
+	}
 }
 
 // TestExternalSorterErrors checks configuration errors and misuse.

@@ -37,6 +37,16 @@
 // sorted Iterators and Concat their concatenation. Elements handed out by an Iterator belong to
 // the caller.
 //
+// # Spilling
+//
+// Spillable is Spark's spill policy (free initial threshold, a memory check every 32 elements,
+// forced spills by element count and size, TaskManager-forced spills); ExternalAppendOnlyMap,
+// ExternalGrouper and ExternalSorter keep one and are memory.Consumers of their task. Spill files
+// are storage record files in the task's disk scope, deleted when read to the end and by Close.
+// A collection forced to spill while it is being read writes its unread in-memory rest to disk
+// and drops every reference to its table (SPARK-22713). ExternalGrouper is groupByKey for keys
+// whose values exceed memory (SPARK-1823): values are spilled in chunks and read back lazily.
+//
 // # Differences from Spark
 //
 //   - Go keys have no null, so there is no out-of-band null key: a nullable key type (pointer,

@@ -1,0 +1,164 @@
+// Package executor assembles what one Spark executor process owns — a unified memory manager,
+// a disk block manager and a stage runner — for Spillway's example jobs and benchmarks, from a
+// single memory budget.
+package executor
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/shuffle"
+	"github.com/spillway/spillway/storage"
+)
+
+// Unlimited in Config.Budget sizes memory as Spark would on this machine (memory.Config's
+// defaults: 60% of the system memory above 300 MiB), which for the example jobs means no spills.
+const Unlimited int64 = 0
+
+// Config describes an executor. Its zero value is an unlimited executor with one task per core
+// and files under os.TempDir().
+type Config struct {
+	// Budget is the memory of the whole run: execution and storage together (Spark's unified
+	// region), with nothing reserved. Unlimited (0) means memory.Config's defaults. Otherwise it
+	// must be at least MinBudget, and the spill settings of every collection scale down with it
+	// (see SpillConfig).
+	Budget int64
+	// Cores is the number of tasks run at once. 0 means runtime.GOMAXPROCS(0).
+	Cores int
+	// Dirs are the roots of the disk block manager's local directories. nil means os.TempDir().
+	Dirs []string
+	// Task configures every task's memory.TaskManager (the spill victim order).
+	Task memory.TaskConfig
+	// Logger receives every component's logs. nil means zap.NewNop().
+	Logger *zap.Logger
+}
+
+// MinBudget is the smallest memory budget an executor accepts (4 MiB): below it fixed per-task
+// buffers dominate anything the budget could bound.
+const MinBudget int64 = 4 << 20
+
+// Validate reports the first invalid field, naming it and its value.
+func (c Config) Validate() error {
+	switch {
+	case c.Budget < 0:
+		return fmt.Errorf("executor: Config.Budget %d is negative", c.Budget)
+	case c.Budget != Unlimited && c.Budget < MinBudget:
+		return fmt.Errorf("executor: Config.Budget %s is below the minimum %s",
+			humanize.IBytes(uint64(c.Budget)), humanize.IBytes(uint64(MinBudget)))
+	case c.Cores < 0:
+		return fmt.Errorf("executor: Config.Cores %d is negative", c.Cores)
+	}
+	return nil
+}
+
+// Executor is one process's share of a Spark executor: its memory manager, disk block manager
+// and stage runner, closed together.
+type Executor struct {
+	cfg    Config
+	Memory *memory.UnifiedManager
+	Disk   *storage.DiskBlockManager
+	Runner *shuffle.Runner
+}
+
+// New builds an executor, or returns cfg's validation error or the first component's error.
+func New(cfg Config) (_ *Executor, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Cores == 0 {
+		cfg.Cores = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	mcfg := memory.Config{NumCores: cfg.Cores, Logger: cfg.Logger}
+	if cfg.Budget != Unlimited {
+		mcfg.SystemMemory, mcfg.ReservedMemory, mcfg.Fraction = cfg.Budget, memory.NoReservedMemory, 1
+	}
+	mm, err := memory.NewUnifiedManager(mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: cfg.Dirs, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, disk.Close())
+		}
+	}()
+	runner, err := shuffle.NewRunner(shuffle.RunnerConfig{
+		Memory:                mm,
+		Disk:                  disk,
+		Cores:                 cfg.Cores,
+		Task:                  cfg.Task,
+		Shuffle:               ShuffleConfig(cfg.Budget, cfg.Cores),
+		ExceptionOnMemoryLeak: true,
+		ExceptionOnPinLeak:    true,
+		Logger:                cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	return &Executor{cfg: cfg, Memory: mm, Disk: disk, Runner: runner}, nil
+}
+
+// Config returns the executor's configuration, Cores and Logger filled in.
+func (e *Executor) Config() Config { return e.cfg }
+
+// Close deletes every shuffle output and local directory. The memory manager needs no closing;
+// what it still accounts is the caller's to check (Executor.Leaks).
+func (e *Executor) Close() error {
+	return errors.Join(e.Runner.Close(), e.Disk.Close())
+}
+
+// ShuffleConfig is the shuffle configuration an executor with budget and cores gives its tasks:
+// Spark's defaults when the budget is Unlimited; otherwise every per-collection and per-reader
+// allowance that the memory manager does not account is scaled down so that, all tasks
+// together, they stay a small part of the budget:
+//
+//   - each spillable collection's free allowance (spark.shuffle.spill.initialMemoryThreshold,
+//     5 MiB) becomes budget/(32 × cores), at least 64 KiB;
+//   - spill-file batches (which each spill reader buffers) are at most budget/(64 × cores), at
+//     least 16 KiB;
+//   - fetched shuffle segments in flight per reader (spark.reducer.maxSizeInFlight, 48 MiB)
+//     are at most budget/(16 × cores), at least 64 KiB, and larger segments are streamed from
+//     their files.
+func ShuffleConfig(budget int64, cores int) shuffle.Config {
+	if budget == Unlimited {
+		return shuffle.Config{}
+	}
+	if cores < 1 {
+		cores = 1
+	}
+	c := int64(cores)
+	inFlight := min(shuffle.DefaultMaxBytesInFlight, max(64<<10, budget/(16*c)))
+	return shuffle.Config{
+		MaxBytesInFlight:       inFlight,
+		MaxBlockSizeFetchToMem: inFlight,
+		Spill: collection.SpillConfig{
+			InitialThreshold: min(collection.DefaultInitialThreshold, max(64<<10, budget/(32*c))),
+			BatchBytes:       int(min(collection.DefaultSpillBatchBytes, max(16<<10, budget/(64*c)))),
+		},
+	}
+}
+
+// Leaks reports memory still accounted (execution or storage) and files still present: after a
+// job's Run returned, every one of them is a leak. It returns nil when there is none.
+func (e *Executor) Leaks() error {
+	var errs []error
+	if n := e.Memory.ExecutionUsed(); n != 0 {
+		errs = append(errs, fmt.Errorf("executor: %s of execution memory still accounted", humanize.IBytes(uint64(n))))
+	}
+	if n := e.Disk.Files(); n != 0 {
+		errs = append(errs, fmt.Errorf("executor: %d files still on disk", n))
+	}
+	return errors.Join(errs...)
+}

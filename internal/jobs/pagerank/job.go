@@ -1,0 +1,561 @@
+package pagerank
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"sync"
+	"weak"
+
+	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/internal/jobs/executor"
+	"github.com/spillway/spillway/internal/jobs/graphgen"
+	"github.com/spillway/spillway/internal/jobs/stream"
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/shuffle"
+	"github.com/spillway/spillway/storage"
+)
+
+// Defaults of Config.
+const (
+	// DefaultIterations is the number of iterations of Spark's example.
+	DefaultIterations = 10
+	// DefaultTop is the number of highest ranks Result.Top lists.
+	DefaultTop = 10
+)
+
+// Config describes one PageRank run. Its zero value runs Spark's example on the default
+// generated graph.
+type Config struct {
+	// Graph is the generated graph, used when Edges is nil.
+	Graph graphgen.Config
+	// Edges, if not nil, is the graph (an edge list read from a file) instead of Graph.
+	Edges []graphgen.Edge
+	// Iterations is the number of PageRank iterations; 0 means DefaultIterations.
+	Iterations int
+	// Partitions is the number of input splits and of partitions of every shuffle; 0 means
+	// twice the executor's cores.
+	Partitions int
+	// Level is the storage level the links are cached with (Spark's example calls cache(), which
+	// is MEMORY_ONLY). The zero Level means MEMORY_ONLY.
+	Level storage.Level
+	// Top is the number of highest ranks Result.Top lists; 0 means DefaultTop.
+	Top int
+	// CollectRanks makes Result.Ranks hold every page's rank (Spark's ranks.collect()).
+	CollectRanks bool
+	// Observer, if set, receives the tasks' events.
+	Observer *Observer
+	// Fault, if set, is called by the job's map functions for every record they process (the
+	// edge reader of PhaseEdges and the contribution emitter of PhaseContribute); an error it
+	// returns fails the task, and the run. A fault-injection hook for tests.
+	Fault func(Event) error
+}
+
+// Validate reports the first invalid field, naming it and its value.
+func (c Config) Validate() error {
+	switch {
+	case c.Iterations < 0:
+		return fmt.Errorf("pagerank: Config.Iterations %d is negative", c.Iterations)
+	case c.Partitions < 0:
+		return fmt.Errorf("pagerank: Config.Partitions %d is negative", c.Partitions)
+	case c.Level != 0 && !c.Level.Valid():
+		return fmt.Errorf("pagerank: Config.Level %v is not a valid storage level", c.Level)
+	case c.Level != 0 && !c.Level.UseMemory() && !c.Level.UseDisk():
+		return fmt.Errorf("pagerank: Config.Level %v stores nothing; links must be cached", c.Level)
+	case c.Top < 0:
+		return fmt.Errorf("pagerank: Config.Top %d is negative", c.Top)
+	}
+	if c.Edges == nil {
+		if err := c.Graph.Validate(); err != nil {
+			return fmt.Errorf("pagerank: Config.Graph: %w", err)
+		}
+	}
+	return nil
+}
+
+// VertexRank is a page and its rank.
+type VertexRank struct {
+	Vertex int64
+	Rank   float64
+}
+
+// Result is what Run returns.
+type Result struct {
+	// Top lists the highest ranks, highest first (ties by vertex id).
+	Top []VertexRank
+	// Ranks holds every page's rank when Config.CollectRanks is set.
+	Ranks map[int64]float64
+	// Vertices is the number of ranked pages.
+	Vertices int64
+	// Stats are the run's task metrics.
+	Stats Stats
+}
+
+// Stats sums the metrics of a run's tasks, with Spark's task metric names where they exist.
+type Stats struct {
+	// Tasks is the number of tasks run.
+	Tasks int
+	// PeakTaskExecution is the most execution memory one task held at once (the largest
+	// peakExecutionMemory of a task).
+	PeakTaskExecution int64
+	// Spills counts the spills of every collection (own and forced); JoinForcedSpills counts the
+	// join maps force-spilled while being read (the SPARK-22713 path).
+	Spills           int64
+	JoinForcedSpills int64
+	// MemoryBytesSpilled and DiskBytesSpilled sum the tasks' spill metrics.
+	MemoryBytesSpilled int64
+	DiskBytesSpilled   int64
+	// ShuffleRecordsWritten and ShuffleBytesWritten sum the map tasks' shuffle writes.
+	ShuffleRecordsWritten int64
+	ShuffleBytesWritten   int64
+	// LinksComputed counts links partitions computed from the links shuffle (the first
+	// iteration, and every cache miss after it).
+	LinksComputed int64
+}
+
+// job is one Run.
+type job struct {
+	cfg    Config
+	ex     *executor.Executor
+	runner *shuffle.Runner
+	parts  int
+	gen    *graphgen.Generator
+
+	linksDep *shuffle.Dependency[int64, int64, []int64]
+
+	mu       sync.Mutex
+	stats    Stats
+	shuffles []int // registered shuffles, unregistered when the run ends
+}
+
+// Run runs Spark's PageRank example on ex:
+//
+//	links = edges.distinct().groupByKey().persist(Level)
+//	ranks = links.mapValues(_ => 1.0)
+//	for i <- 1 to Iterations:
+//	    contribs = links.join(ranks).values.flatMap { (urls, rank) => urls.map(url => (url, rank / urls.size)) }
+//	    ranks = contribs.reduceByKey(_ + _).mapValues(0.15 + 0.85 * _)
+//
+// as stages of ex's Runner. The links stage shuffles the edges by source. Each iteration is one
+// stage whose task p joins links partition p with the contributions of the previous iteration —
+// an ExternalAppendOnlyMap fed by two inputs, as Spark's CoGroupedRDD — and, while reading that
+// map, writes the new contributions through a SortWriter that sums them by destination on the
+// map side: two aggregations in one task, the first holding most of the task's memory while
+// the second fills (SPARK-22713's workload). A last stage sums the contributions into ranks.
+//
+// Every shuffle the run registered is unregistered and every cached links block removed when
+// Run returns, on success and on error, so no files and no memory stay accounted. A cancelled
+// ctx ends the run with ctx.Err().
+func Run(ctx context.Context, ex *executor.Executor, cfg Config) (res *Result, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Iterations == 0 {
+		cfg.Iterations = DefaultIterations
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 2 * ex.Config().Cores
+	}
+	if cfg.Level == 0 {
+		cfg.Level = storage.NewLevel(false, true, false, true, 1) // MEMORY_ONLY
+	}
+	if cfg.Top == 0 {
+		cfg.Top = DefaultTop
+	}
+	j := &job{cfg: cfg, ex: ex, runner: ex.Runner, parts: cfg.Partitions}
+	if cfg.Edges == nil {
+		if j.gen, err = graphgen.New(cfg.Graph); err != nil {
+			return nil, fmt.Errorf("pagerank: %w", err)
+		}
+	}
+	defer func() { err = errors.Join(err, j.cleanup()) }()
+
+	part := shuffle.NewHashPartitioner[int64](j.parts)
+	j.linksDep = &shuffle.Dependency[int64, int64, []int64]{
+		ShuffleID: j.runner.NewShuffleID(), Partitioner: part, Aggregator: groupAggregator(),
+		KeyCodec: vertexCodec{}, ValueCodec: vertexCodec{}, CombinerCodec: linksCodec(),
+	}
+	if err := runMapStage(ctx, j, j.linksDep, j.edges); err != nil {
+		return nil, fmt.Errorf("pagerank: links stage: %w", err)
+	}
+	var prev *shuffle.Dependency[int64, float64, float64]
+	for it := 1; it <= cfg.Iterations; it++ {
+		dep := &shuffle.Dependency[int64, float64, float64]{
+			ShuffleID: j.runner.NewShuffleID(), Partitioner: part, Aggregator: sumAggregator(), MapSideCombine: true,
+			KeyCodec: vertexCodec{}, ValueCodec: rankCodec{}, CombinerCodec: rankCodec{},
+		}
+		input := func(ctx context.Context, tc *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, float64]], error) {
+			return j.contributions(ctx, tc, p, it, prev)
+		}
+		if err := runMapStage(ctx, j, dep, input); err != nil {
+			return nil, fmt.Errorf("pagerank: iteration %d: %w", it, err)
+		}
+		if prev != nil {
+			if err := j.unregister(prev.ShuffleID); err != nil {
+				return nil, err
+			}
+		}
+		prev = dep
+	}
+	res, err = j.ranks(ctx, prev)
+	if err != nil {
+		return nil, fmt.Errorf("pagerank: ranks stage: %w", err)
+	}
+	j.mu.Lock()
+	res.Stats = j.stats
+	j.mu.Unlock()
+	return res, nil
+}
+
+// cleanup unregisters the run's shuffles (deleting their files).
+func (j *job) cleanup() error {
+	j.mu.Lock()
+	ids := slices.Clone(j.shuffles)
+	j.mu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, j.unregister(id))
+	}
+	return errors.Join(errs...)
+}
+
+func (j *job) unregister(id int) error {
+	j.mu.Lock()
+	i := slices.Index(j.shuffles, id)
+	if i >= 0 {
+		j.shuffles = slices.Delete(j.shuffles, i, i+1)
+	}
+	j.mu.Unlock()
+	if i < 0 {
+		return nil
+	}
+	return j.runner.Registry().UnregisterShuffle(id)
+}
+
+// runMapStage runs the map stage of dep, whose map task p writes the records input returns for
+// it, and records the tasks' metrics. The shuffle is unregistered by cleanup (or by
+// shuffle.RunMapStage when the stage fails).
+func runMapStage[K comparable, V, C any](ctx context.Context, j *job, dep *shuffle.Dependency[K, V, C], input shuffle.MapInput[K, V]) error {
+	metrics, err := shuffle.RunMapStage(ctx, j.runner, dep, j.parts, func(ctx context.Context, tc *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[K, V]], error) {
+		tc.AddCompletionListener(func() error { j.endTask(tc); return nil })
+		return input(ctx, tc, p)
+	})
+	for _, m := range metrics {
+		j.add(Stats{
+			Spills: m.Spills, MemoryBytesSpilled: m.MemoryBytesSpilled, DiskBytesSpilled: m.DiskBytesSpilled,
+			ShuffleRecordsWritten: m.RecordsWritten, ShuffleBytesWritten: m.BytesWritten,
+		})
+	}
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.shuffles = append(j.shuffles, dep.ShuffleID)
+	j.mu.Unlock()
+	return nil
+}
+
+// add adds metrics to the run's.
+func (j *job) add(s Stats) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	t := &j.stats
+	t.Spills += s.Spills
+	t.JoinForcedSpills += s.JoinForcedSpills
+	t.MemoryBytesSpilled += s.MemoryBytesSpilled
+	t.DiskBytesSpilled += s.DiskBytesSpilled
+	t.ShuffleRecordsWritten += s.ShuffleRecordsWritten
+	t.ShuffleBytesWritten += s.ShuffleBytesWritten
+	t.LinksComputed += s.LinksComputed
+}
+
+// endTask counts a task that completed and its peak execution memory.
+func (j *job) endTask(tc *shuffle.TaskContext) {
+	peak := tc.TaskManager().PeakExecution(memory.OnHeap)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.stats.Tasks++
+	j.stats.PeakTaskExecution = max(j.stats.PeakTaskExecution, peak)
+}
+
+// readStats are a reader's spill metrics.
+func readStats(m shuffle.ReadMetrics) Stats {
+	return Stats{Spills: m.Spills, MemoryBytesSpilled: m.MemoryBytesSpilled, DiskBytesSpilled: m.DiskBytesSpilled}
+}
+
+// edges is the input of links-stage map task p: its split of the edges as (src, dst) records.
+func (j *job) edges(ctx context.Context, tc *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, int64]], error) {
+	var seq iter.Seq[graphgen.Edge]
+	if j.gen != nil {
+		seq = j.gen.Split(p, j.parts)
+	} else {
+		from, to := stream.SplitRange(int64(len(j.cfg.Edges)), p, j.parts)
+		seq = slices.Values(j.cfg.Edges[from:to])
+	}
+	ob := newObserver(j.cfg.Observer, j.cfg.Fault, PhaseEdges, 0, p, tc.TaskManager())
+	next, stop := iter.Pull(seq)
+	return storage.FuncIterator(func() (collection.Pair[int64, int64], bool, error) {
+		e, ok := next()
+		if !ok {
+			return collection.Pair[int64, int64]{}, false, nil
+		}
+		if err := ob.record(); err != nil {
+			return collection.Pair[int64, int64]{}, false, err
+		}
+		return collection.Pair[int64, int64]{Key: e.Src, Value: e.Dst}, true, nil
+	}, func() error { stop(); return nil }), nil
+}
+
+// links returns links partition p: each source with its distinct destinations in increasing
+// order (distinct + groupByKey), computed from the links shuffle.
+func (j *job) links(ctx context.Context, tc *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, []int64]], error) {
+	r, err := shuffle.NewReader(ctx, tc, j.linksDep, p)
+	if err != nil {
+		return nil, err
+	}
+	j.add(Stats{LinksComputed: 1})
+	return storage.FuncIterator(func() (collection.Pair[int64, []int64], bool, error) {
+		if !r.Next() {
+			return collection.Pair[int64, []int64]{}, false, r.Err()
+		}
+		kv := r.Value()
+		slices.Sort(kv.Value)
+		if kv.Value = slices.Compact(kv.Value); cap(kv.Value) > len(kv.Value) {
+			// A copy of exactly the destinations: the grouped slice's spare capacity would stay
+			// in the heap unseen by the join map's size estimates.
+			kv.Value = slices.Clone(kv.Value)
+		}
+		return kv, true, nil
+	}, func() error {
+		j.add(readStats(r.Metrics()))
+		return r.Close()
+	}), nil
+}
+
+// contributions is the input of task p of iteration it: it joins links partition p with the
+// previous iteration's contributions (prev, nil in the first iteration, where every page with
+// links has rank 1) in an ExternalAppendOnlyMap, and returns an iterator that reads the map and
+// emits (destination, rank / out-degree) for every link of every page present on both sides.
+func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it int, prev *shuffle.Dependency[int64, float64, float64]) (_ collection.Iterator[collection.Pair[int64, float64]], err error) {
+	tm := tc.TaskManager()
+	ob := newObserver(j.cfg.Observer, nil, PhaseJoin, it, p, tm)
+	agg := joinAggregator()
+	if o := j.cfg.Observer; o != nil && o.JoinCombiner != nil {
+		create := agg.CreateCombiner
+		agg.CreateCombiner = func(v joinValue) *Joined {
+			c := create(v)
+			o.JoinCombiner(ob.ev, weak.Make(c))
+			return c
+		}
+	}
+	m, err := collection.NewExternalAppendOnlyMap(tm, tc.Disk(), agg, vertexCodec{}, joinedCodec{},
+		collection.ExternalMapConfig[int64]{SpillConfig: j.runner.Config().Shuffle.Spill, Name: fmt.Sprintf("join of iteration %d", it)})
+	if err != nil {
+		return nil, err
+	}
+	tc.AddCompletionListener(m.Close)
+	insert := func(k int64, v joinValue) error {
+		if err := m.Insert(ctx, k, v); err != nil {
+			return err
+		}
+		return ob.record()
+	}
+
+	links, err := j.links(ctx, tc, p)
+	if err != nil {
+		return nil, err
+	}
+	err = drain(links, func(kv collection.Pair[int64, []int64]) error { return insert(kv.Key, joinValue{links: kv.Value}) })
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil {
+		raw := &shuffle.Dependency[int64, float64, float64]{ // the contributions as written: partial sums
+			ShuffleID: prev.ShuffleID, Partitioner: prev.Partitioner, KeyCodec: vertexCodec{}, ValueCodec: rankCodec{},
+		}
+		ranks, err := shuffle.NewReader(ctx, tc, raw, p)
+		if err != nil {
+			return nil, err
+		}
+		err = drain[collection.Pair[int64, float64]](ranks, func(kv collection.Pair[int64, float64]) error {
+			return insert(kv.Key, joinValue{contrib: kv.Value})
+		})
+		j.add(readStats(ranks.Metrics()))
+		if err != nil {
+			return nil, err
+		}
+	}
+	joined, err := m.Iterator()
+	if err != nil {
+		return nil, err
+	}
+	e := &emitter{
+		j: j, m: m, joined: joined, first: it == 1,
+		ob: newObserver(j.cfg.Observer, j.cfg.Fault, PhaseContribute, it, p, tm),
+	}
+	return e, nil
+}
+
+// drain reads it to the end, calling f for each element, and closes it.
+func drain[T any](it collection.Iterator[T], f func(T) error) error {
+	defer it.Close()
+	for it.Next() {
+		if err := f(it.Value()); err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	return it.Close()
+}
+
+// emitter reads the join map and emits contributions: the flatMap of Spark's example. It is
+// the records iterator of the iteration's shuffle writer, which pulls from it while its sorter
+// fills, so the join map is being read while the second aggregation grows.
+type emitter struct {
+	j      *job
+	m      *collection.ExternalAppendOnlyMap[int64, joinValue, *Joined]
+	joined collection.Iterator[collection.Pair[int64, *Joined]]
+	first  bool
+	ob     *observer
+
+	links  []int64 // destinations of the current page not yet emitted
+	share  float64
+	cur    collection.Pair[int64, float64]
+	forced int64 // forced spills of the join map seen so far
+	err    error
+	done   bool
+}
+
+func (e *emitter) Next() bool {
+	if e.done {
+		return false
+	}
+	for len(e.links) == 0 {
+		if !e.joined.Next() {
+			e.err = e.joined.Err()
+			e.done = true
+			return false
+		}
+		e.checkForcedSpill()
+		page := e.joined.Value().Value
+		if page.Links == nil || (!e.first && !page.Ranked) {
+			continue // not in both links and ranks: the inner join drops it
+		}
+		rank := 1.0
+		if !e.first {
+			rank = (1 - Damping) + Damping*page.Sum
+		}
+		e.links, e.share = page.Links, rank/float64(len(page.Links))
+	}
+	e.cur = collection.Pair[int64, float64]{Key: e.links[0], Value: e.share}
+	e.links = e.links[1:]
+	if err := e.ob.record(); err != nil {
+		e.err, e.done = err, true
+		return false
+	}
+	return true
+}
+
+// checkForcedSpill tells the observer when the join map was force-spilled since the last record.
+func (e *emitter) checkForcedSpill() {
+	o := e.j.cfg.Observer
+	if o == nil || o.JoinForcedSpill == nil {
+		return
+	}
+	if n := e.m.Metrics().ForcedSpills; n > e.forced {
+		e.forced = n
+		o.JoinForcedSpill(e.ob.ev)
+	}
+}
+
+func (e *emitter) Value() collection.Pair[int64, float64] { return e.cur }
+func (e *emitter) Err() error                             { return e.err }
+
+// Close closes the join map (releasing its memory and deleting its spills) and records its
+// metrics.
+func (e *emitter) Close() error {
+	if e.m == nil {
+		return nil
+	}
+	e.done, e.links = true, nil
+	err := errors.Join(e.joined.Close(), e.m.Close())
+	s := e.m.Metrics()
+	e.j.add(Stats{Spills: s.Spills + s.ForcedSpills, JoinForcedSpills: s.ForcedSpills,
+		MemoryBytesSpilled: s.MemoryBytesSpilled, DiskBytesSpilled: s.DiskBytesSpilled})
+	e.m, e.joined = nil, nil
+	return err
+}
+
+// ranks runs the last stage: task p sums the contributions of partition p of the last
+// iteration's shuffle into ranks.
+func (j *job) ranks(ctx context.Context, dep *shuffle.Dependency[int64, float64, float64]) (*Result, error) {
+	res := &Result{}
+	if j.cfg.CollectRanks {
+		res.Ranks = map[int64]float64{}
+	}
+	var mu sync.Mutex
+	err := j.runner.Run(ctx, j.parts, func(ctx context.Context, tc *shuffle.TaskContext, p int) error {
+		r, err := shuffle.NewReader(ctx, tc, dep, p)
+		if err != nil {
+			return err
+		}
+		ob := newObserver(j.cfg.Observer, nil, PhaseRanks, j.cfg.Iterations+1, p, tc.TaskManager())
+		top := make([]VertexRank, 0, j.cfg.Top+1)
+		var n int64
+		var all []VertexRank
+		err = drain[collection.Pair[int64, float64]](r, func(kv collection.Pair[int64, float64]) error {
+			v := VertexRank{Vertex: kv.Key, Rank: (1 - Damping) + Damping*kv.Value}
+			n++
+			top = pushTop(top, v, j.cfg.Top)
+			if j.cfg.CollectRanks {
+				all = append(all, v)
+			}
+			return ob.record()
+		})
+		j.add(readStats(r.Metrics()))
+		if err != nil {
+			return err
+		}
+		j.endTask(tc)
+		mu.Lock()
+		defer mu.Unlock()
+		res.Vertices += n
+		for _, v := range top {
+			res.Top = pushTop(res.Top, v, j.cfg.Top)
+		}
+		for _, v := range all {
+			res.Ranks[v.Vertex] = v.Rank
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// higher orders ranks highest first, ties by vertex id.
+func higher(a, b VertexRank) int {
+	if c := cmp.Compare(b.Rank, a.Rank); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Vertex, b.Vertex)
+}
+
+// pushTop inserts v into top (sorted by higher, at most k long).
+func pushTop(top []VertexRank, v VertexRank, k int) []VertexRank {
+	i, _ := slices.BinarySearchFunc(top, v, higher)
+	if i >= k {
+		return top
+	}
+	top = slices.Insert(top, i, v)
+	if len(top) > k {
+		top = top[:k]
+	}
+	return top
+}

@@ -609,6 +609,45 @@ func TestExternalSorterForcedSpillWhileReading(t *testing.T) {
 		}
 	}
 
+	t.Run("forced from another goroutine while reading", func(t *testing.T) {
+		const budget = 64 << 20
+		tm := newTestTask(t, budget)
+		c := sorterCases[0]
+		s := newInt64Sorter(t, tm, newTestScope(t, nil), c, 3,
+			SorterConfig[int64, int64, int64]{Spill: SpillConfig{InitialThreshold: NoInitialThreshold, ForceSpillElements: n / 3}})
+		insertPairs(t, s, in)
+		it, err := s.Iterator(ctx)
+		require.NoError(t, err)
+		var out int64Pairs
+		for range 100 {
+			require.True(t, it.Next())
+			out = append(out, it.Value())
+		}
+		other := newTestConsumer(tm)
+		done := make(chan int64)
+		go func() {
+			got, err := other.base.Acquire(ctx, budget) // races with the reads below
+			if err != nil {
+				got = -1
+			}
+			done <- got
+		}()
+		for it.Next() {
+			out = append(out, it.Value())
+		}
+		require.NoError(t, it.Err())
+		got := <-done
+		require.Equal(t, int64(budget), got)
+		other.free(got)
+		require.NoError(t, it.Close())
+		require.Zero(t, s.Used())
+		parts := make([]int64Pairs, 3)
+		for _, r := range out {
+			parts[modPartitioner{3}.Partition(r.Key)] = append(parts[modPartitioner{3}.Partition(r.Key)], r)
+		}
+		checkPartitions(t, c, expectPartitions(in, 3, c.agg), parts)
+	})
+
 	t.Run("no forced spill while writing a shuffle", func(t *testing.T) {
 		const budget = 64 << 20
 		tm := newTestTask(t, budget)

@@ -99,6 +99,10 @@ const insertBatch = 64
 // releases the memory and deletes every spill file. The TaskManager may call Spill from any
 // goroutine of the task; everything else is meant for one goroutine.
 //
+// Not accounted, as in Spark: while a merge runs, each spill file's reader holds one batch
+// (up to SpillConfig.BatchBytes, twice that when compressed) outside the task's memory; and
+// when the in-memory collection doubles, its old and new arrays are both live during the copy.
+//
 // Differences from Spark, all deliberate:
 //   - Before the in-memory collection doubles, the sorter asks for the memory the doubled
 //     collection will take (as ExternalAppendOnlyMap does), so it never grows past its grant.

@@ -140,7 +140,6 @@ func TestMSListSizes(t *testing.T) {
 	t.Logf("small %d big %d", estimator.Estimate(small), estimator.Estimate(big))
 }
 
-
 // MS-01 — MemoryStoreSuite "reserve/release unroll memory".
 func TestMS01ReserveReleaseUnrollMemory(t *testing.T) {
 	h := newMSHarness(t, msMaxHeap)

@@ -90,6 +90,8 @@ type Result struct {
 	Ranks map[int64]float64
 	// Vertices is the number of ranked pages.
 	Vertices int64
+	// Partitions is the number of partitions the run used.
+	Partitions int
 	// Stats are the run's task metrics.
 	Stats Stats
 }
@@ -207,6 +209,7 @@ func Run(ctx context.Context, ex *executor.Executor, cfg Config) (res *Result, e
 	j.mu.Lock()
 	res.Stats = j.stats
 	j.mu.Unlock()
+	res.Partitions = j.parts
 	return res, nil
 }
 

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -681,4 +684,78 @@ func BenchmarkUnrollPartition10x(b *testing.B) {
 			require.Zero(b, m.StorageUsed())
 		})
 	}
+}
+
+// Randomized operations on a MemoryStore (puts of values and bytes that fit or not, reads,
+// removes, execution memory reclaiming storage), with the accounting invariants checked after
+// every step: the storage memory in use is the blocks' sizes plus the unroll memory, no lock is
+// left behind, and partial results give their unroll memory back.
+func TestMSRandomOperationsKeepAccounting(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	h := newMSHarness(t, 64<<10)
+	ctx := context.Background()
+	var execHeld int64
+	for step := range 300 {
+		name := fmt.Sprintf("b%d", rng.IntN(12))
+		id := TestBlockID(name)
+		switch op := rng.IntN(6); {
+		case op <= 1 && !h.info.Contains(id):
+			list := byteList(rng.IntN(200), rng.IntN(300)+1, byte(step))
+			if op == 0 {
+				_, partial := h.putValues(name, list)
+				if partial != nil {
+					got, err := Collect[[]byte](partial)
+					require.NoError(t, err)
+					require.Equal(t, len(list), len(got))
+				}
+			} else {
+				_, partial := h.putBytes(name, list)
+				if partial != nil {
+					require.NoError(t, partial.Discard())
+				}
+			}
+			if !h.contains(name) {
+				_, ok, err := h.info.LockForWriting(ctx, msTask, id, false)
+				require.NoError(t, err)
+				require.True(t, ok)
+				h.info.RemoveBlock(msTask, id)
+			}
+		case op == 2 && h.contains(name):
+			h.remove(name)
+		case op == 3 && h.contains(name):
+			if h.ms.Deserialized(id) {
+				h.values(name)
+			} else {
+				buf, ok, err := h.ms.GetBytes(id)
+				require.NoError(t, err)
+				require.True(t, ok)
+				readRecords(t, mustBytes(t, buf))
+			}
+		case op == 4:
+			got, err := h.m.AcquireExecution(ctx, int64(rng.IntN(32<<10)), 1, memory.OnHeap)
+			require.NoError(t, err)
+			execHeld += got
+		case op == 5 && execHeld > 0:
+			h.m.ReleaseExecution(execHeld, 1, memory.OnHeap)
+			execHeld = 0
+		}
+		require.Equal(t, h.ms.BlocksMemoryUsed()+h.ms.CurrentUnrollMemory(), h.m.StorageUsed(), "step %d", step)
+		require.Zero(t, h.ms.CurrentUnrollMemory(), "step %d", step)
+		require.LessOrEqual(t, h.m.StorageUsed()+h.m.ExecutionUsed(), int64(64<<10), "step %d", step)
+		require.Equal(t, h.ms.Len(), h.info.Len(), "step %d: blocks without info or info without blocks", step)
+		for i := range 12 {
+			readers, writer, _ := h.info.LockState(TestBlockID(fmt.Sprintf("b%d", i)))
+			require.Zero(t, readers)
+			require.Equal(t, NoWriter, writer)
+		}
+	}
+}
+
+func mustBytes(t testing.TB, buf *ChunkedBuffer) []byte {
+	t.Helper()
+	b, err := buf.Bytes(1 << 30)
+	require.NoError(t, err)
+	return b
 }

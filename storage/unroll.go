@@ -405,7 +405,9 @@ func (h *serializedHolder[T]) discard() {
 // PutIteratorAsBytes is Spark's MemoryStore.putIteratorAsBytes (§14.2): as PutIteratorAsValues,
 // but the records are encoded with codec in the record file format (checksummed batches,
 // compressed if MemoryStoreConfig.Compress) into a ChunkedBuffer of ChunkSize chunks, and the
-// tracked size is the number of bytes written. The stored size is the buffer's size.
+// tracked size is the memory those bytes take (the chunks allocated, the last one whole, plus the
+// record writer's buffered bytes). The stored size is the buffer's Allocated bytes (at least its
+// Size; Spark charges the size).
 //
 // When a reservation is refused, partial holds the bytes written so far and the rest of the
 // input: finish it with exactly one of FinishWritingToStream, ValuesIterator or Discard. When ctx

@@ -43,8 +43,14 @@ type RunnerConfig struct {
 	// Disk holds the shuffle files and every task's spill files.
 	Disk *storage.DiskBlockManager
 	// Locks is the block lock table; tasks that read or write cached blocks take their locks
-	// here, and whatever a task still holds when it ends is released. nil means a fresh one.
+	// here, and whatever a task still holds when it ends is released. nil means Blocks' table
+	// when Blocks is set, else a fresh one.
 	Locks *storage.BlockInfoManager
+	// Blocks is the executor's block manager, through which tasks cache blocks (RDD caching
+	// with a storage level). When a task ends, the unroll memory it still holds is released
+	// along with its block locks. nil means tasks have no block manager. Its lock table is the
+	// runner's, so Locks must then be nil or that same table.
+	Blocks *storage.BlockManager
 	// Cores is the number of tasks run at once (spark.executor.cores). 0 means
 	// runtime.GOMAXPROCS(0).
 	Cores int
@@ -74,6 +80,8 @@ func (c RunnerConfig) Validate() error {
 		return errors.New("shuffle: RunnerConfig.Disk is nil")
 	case c.Cores < 0:
 		return fmt.Errorf("shuffle: RunnerConfig.Cores %d is negative", c.Cores)
+	case c.Blocks != nil && c.Locks != nil && c.Locks != c.Blocks.BlockInfo():
+		return errors.New("shuffle: RunnerConfig.Locks differs from the lock table of RunnerConfig.Blocks")
 	}
 	return c.Shuffle.Validate()
 }
@@ -112,7 +120,11 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	cfg.Shuffle = cfg.Shuffle.withDefaults()
 	locks := cfg.Locks
-	if locks == nil {
+	switch {
+	case locks != nil:
+	case cfg.Blocks != nil:
+		locks = cfg.Blocks.BlockInfo()
+	default:
 		locks = storage.NewBlockInfoManager()
 	}
 	return &Runner{
@@ -219,6 +231,10 @@ func (tc *TaskContext) Disk() *storage.Scope { return tc.disk }
 // Locks is the block lock table; take locks with tc.ID() as the task.
 func (tc *TaskContext) Locks() *storage.BlockInfoManager { return tc.runner.locks }
 
+// Blocks is the executor's block manager (RunnerConfig.Blocks), or nil; cache blocks with
+// tc.ID() as the task.
+func (tc *TaskContext) Blocks() *storage.BlockManager { return tc.runner.cfg.Blocks }
+
 // Runner is the runner running the task.
 func (tc *TaskContext) Runner() *Runner { return tc.runner }
 
@@ -265,6 +281,11 @@ func (tc *TaskContext) finish(taskErr error) error {
 		errs = append(errs, fmt.Errorf("shuffle: deleting files of task %d: %w", tc.id, err))
 	}
 	failed := taskErr != nil
+	if bm := tc.runner.cfg.Blocks; bm != nil {
+		// Unroll memory of an abandoned partially unrolled block (Spark releases it in the
+		// task's finally block too).
+		bm.MemoryStore().ReleaseAllUnrollMemoryForTask(tc.id)
+	}
 	if leak := storage.LockLeakReport(tc.id, tc.runner.locks.ReleaseAllLocksForTask(tc.id)); leak != nil && !failed {
 		if tc.runner.cfg.ExceptionOnPinLeak {
 			errs = append(errs, leak)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,4 +240,69 @@ func TestRunnerConfigValidate(t *testing.T) {
 			require.Error(t, err)
 		})
 	}
+}
+
+// TestRunnerBlockManager checks that tasks see the runner's BlockManager, that a block one task
+// caches is there for the next, and that a task's abandoned unroll memory and block locks are
+// released when it ends.
+func TestRunnerBlockManager(t *testing.T) {
+	mm, err := memory.NewUnifiedManager(memory.Config{
+		SystemMemory: 8 << 20, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 2,
+	})
+	require.NoError(t, err)
+	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{t.TempDir()}})
+	require.NoError(t, err)
+	bm, err := storage.NewBlockManager(storage.Config{Memory: mm, Disk: disk})
+	require.NoError(t, err)
+	r, err := NewRunner(RunnerConfig{Memory: mm, Disk: disk, Blocks: bm, Cores: 2})
+	require.NoError(t, err)
+	require.Same(t, bm.BlockInfo(), r.Locks(), "the block manager's lock table is the runner's")
+
+	block := storage.RDDBlockID(0, 0)
+	values := []int64{1, 2, 3}
+	codec := storage.VarintCodec[int64]{}
+	var computed atomic.Int32
+	compute := func() (storage.Iterator[int64], error) {
+		computed.Add(1)
+		return storage.SliceIterator(values), nil
+	}
+	for range 2 {
+		err = r.Run(context.Background(), 1, func(ctx context.Context, tc *TaskContext, _ int) error {
+			require.Same(t, bm, tc.Blocks())
+			it, _, err := storage.GetOrElseUpdate(ctx, tc.Blocks(), tc.ID(), block, storage.MemoryOnly, codec, compute)
+			if err != nil {
+				return err
+			}
+			got, err := storage.Collect(it)
+			require.Equal(t, values, got)
+			return err
+		})
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 1, computed.Load(), "the second task reads the cached block")
+
+	// A task that abandons its unroll memory and a read lock: both are released when it ends.
+	err = r.Run(context.Background(), 1, func(ctx context.Context, tc *TaskContext, _ int) error {
+		ok, err := bm.MemoryStore().ReserveUnrollMemoryForThisTask(tc.ID(), storage.RDDBlockID(0, 1), 4096, memory.OnHeap)
+		require.True(t, ok)
+		if err != nil {
+			return err
+		}
+		_, _, err = tc.Locks().LockForReading(ctx, tc.ID(), block, true)
+		return err
+	})
+	require.NoError(t, err)
+	require.Zero(t, bm.MemoryStore().CurrentUnrollMemory(), "unroll memory of an ended task")
+	readers, _, ok := bm.BlockInfo().LockState(block)
+	require.True(t, ok)
+	require.Zero(t, readers, "read locks of an ended task")
+
+	require.NoError(t, r.Close())
+	require.NoError(t, bm.Close())
+	require.Zero(t, mm.StorageUsed())
+	require.Zero(t, mm.ExecutionUsed())
+	require.NoError(t, disk.Close())
+
+	_, err = NewRunner(RunnerConfig{Memory: mm, Disk: disk, Blocks: bm, Locks: storage.NewBlockInfoManager()})
+	require.ErrorContains(t, err, "differs from the lock table")
 }

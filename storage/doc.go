@@ -29,6 +29,26 @@
 //	  ExternalSorter.SpillReader streams
 //	serializer.Serializer (per record type)        Codec[T] and the ready codecs
 //	util.io.ChunkedByteBuffer(+OutputStream)       ChunkedBuffer, ChunkedWriter
+//	storage.memory.MemoryStore                     MemoryStore (implements memory.Evictor)
+//	  putIteratorAsValues / putIteratorAsBytes       PutIteratorAsValues, PutIteratorAsBytes
+//	  PartiallyUnrolledIterator                      PartiallyUnrolledIterator
+//	  PartiallySerializedBlock                       PartiallySerializedBlock
+//	  evictBlocksToFreeSpace                         (*MemoryStore).EvictBlocksToFreeSpace
+//	storage.BlockManager                           BlockManager, PutIterator, GetOrElseUpdate,
+//	                                                 GetLocalValues, GetLocalBytes, EndTask
+//	storage.memory.BlockEvictionHandler            EvictionHandler ((*BlockManager).DropFromMemory)
+//
+// # Caching and unrolling
+//
+// The MemoryStore never materialises a block it cannot hold (SPARK-1777): it reserves 1 MiB of
+// unroll memory, stores values while checking their tracked size every 16 records, and grows
+// the reservation to 1.5× the size each time it is reached. If a reservation is refused it
+// hands back a PartiallyUnrolledIterator (or PartiallySerializedBlock) that yields every record
+// exactly once and releases the unroll memory when drained or closed; the BlockManager then
+// returns it to the caller (MEMORY_ONLY) or streams it, unrolled part first, to disk
+// (MEMORY_AND_DISK), so a partition larger than memory is never held whole. Lock order: the
+// memory manager's mutex, then the MemoryStore's, then the BlockInfoManager's; eviction runs
+// under the memory manager's mutex and only tries block locks without blocking.
 //
 // # Record file format
 //
@@ -95,4 +115,13 @@
 //     Replication is recorded but this single-process port keeps one copy.
 //   - ParseBlockID rejects numbers with leading zeros, so names round-trip exactly.
 //   - ChunkedBuffer.Bytes takes the caller's limit instead of the JVM's 2 GiB array limit.
+//   - Serialized blocks in memory and on disk both use the record file format, so bytes move
+//     between the two unchanged and are checksummed in memory too. Compression of cached blocks
+//     follows spark.rdd.compress (off by default: MemoryStoreConfig.Compress).
+//   - A serialized block is charged its allocated chunk bytes, not its length, and so is the
+//     unroll estimate for serialized data: what the heap really holds.
+//   - The evictor reports freed bytes to the memory manager instead of calling back into it, and
+//     takes a dropped block's write lock as NonTaskID.
+//   - One executor only: no master, no remote fetch, no replication, no cache-visibility tracking.
+//   - OFF_HEAP blocks are charged to the off-heap pool, but their bytes are ordinary Go slices.
 package storage

@@ -1,5 +1,5 @@
 // Package executor assembles what one Spark executor process owns — a unified memory manager,
-// a disk block manager and a stage runner — for Spillway's example jobs and benchmarks, from a
+// a disk block manager, a block manager for cached blocks and a stage runner — for Spillway's example jobs and benchmarks, from a
 // single memory budget.
 package executor
 
@@ -57,12 +57,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Executor is one process's share of a Spark executor: its memory manager, disk block manager
-// and stage runner, closed together.
+// Executor is one process's share of a Spark executor: its memory manager, disk block manager,
+// block manager (whose MemoryStore is the memory manager's Evictor, and whose lock table the
+// runner's tasks use) and stage runner, closed together.
 type Executor struct {
 	cfg    Config
 	Memory *memory.UnifiedManager
 	Disk   *storage.DiskBlockManager
+	Blocks *storage.BlockManager
 	Runner *shuffle.Runner
 }
 
@@ -94,9 +96,19 @@ func New(cfg Config) (_ *Executor, err error) {
 			err = errors.Join(err, disk.Close())
 		}
 	}()
+	blocks, err := storage.NewBlockManager(storage.Config{Memory: mm, Disk: disk, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, blocks.Close())
+		}
+	}()
 	runner, err := shuffle.NewRunner(shuffle.RunnerConfig{
 		Memory:                mm,
 		Disk:                  disk,
+		Locks:                 blocks.BlockInfo(),
 		Cores:                 cfg.Cores,
 		Task:                  cfg.Task,
 		Shuffle:               ShuffleConfig(cfg.Budget, cfg.Cores),
@@ -107,16 +119,16 @@ func New(cfg Config) (_ *Executor, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("executor: %w", err)
 	}
-	return &Executor{cfg: cfg, Memory: mm, Disk: disk, Runner: runner}, nil
+	return &Executor{cfg: cfg, Memory: mm, Disk: disk, Blocks: blocks, Runner: runner}, nil
 }
 
 // Config returns the executor's configuration, Cores and Logger filled in.
 func (e *Executor) Config() Config { return e.cfg }
 
-// Close deletes every shuffle output and local directory. The memory manager needs no closing;
-// what it still accounts is the caller's to check (Executor.Leaks).
+// Close deletes every shuffle output, cached block and local directory. The memory manager
+// needs no closing; what it still accounts is the caller's to check (Executor.Leaks).
 func (e *Executor) Close() error {
-	return errors.Join(e.Runner.Close(), e.Disk.Close())
+	return errors.Join(e.Runner.Close(), e.Blocks.Close(), e.Disk.Close())
 }
 
 // ShuffleConfig is the shuffle configuration an executor with budget and cores gives its tasks:
@@ -150,12 +162,16 @@ func ShuffleConfig(budget int64, cores int) shuffle.Config {
 	}
 }
 
-// Leaks reports memory still accounted (execution or storage) and files still present: after a
-// job's Run returned, every one of them is a leak. It returns nil when there is none.
+// Leaks reports memory still accounted (execution, or storage: cached blocks and unroll
+// memory) and files still present: after a job's Run returned, every one of them is a leak. It
+// returns nil when there is none.
 func (e *Executor) Leaks() error {
 	var errs []error
 	if n := e.Memory.ExecutionUsed(); n != 0 {
 		errs = append(errs, fmt.Errorf("executor: %s of execution memory still accounted", humanize.IBytes(uint64(n))))
+	}
+	if n := e.Memory.StorageUsed(); n != 0 {
+		errs = append(errs, fmt.Errorf("executor: %s of storage memory still accounted", humanize.IBytes(uint64(n))))
 	}
 	if n := e.Disk.Files(); n != 0 {
 		errs = append(errs, fmt.Errorf("executor: %d files still on disk", n))

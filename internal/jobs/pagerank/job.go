@@ -213,12 +213,20 @@ func Run(ctx context.Context, ex *executor.Executor, cfg Config) (res *Result, e
 	return res, nil
 }
 
-// cleanup unregisters the run's shuffles (deleting their files).
+// cleanup removes the cached links blocks (Spark's unpersist) and unregisters the run's
+// shuffles (deleting their files).
 func (j *job) cleanup() error {
 	j.mu.Lock()
 	ids := slices.Clone(j.shuffles)
 	j.mu.Unlock()
 	var errs []error
+	if j.linksDep != nil {
+		for p := range j.parts {
+			// The run's tasks have ended, so no lock is held and removal does not wait.
+			_, err := j.ex.Blocks.Remove(context.Background(), storage.NonTaskID, j.linksBlock(p))
+			errs = append(errs, err)
+		}
+	}
 	for _, id := range ids {
 		errs = append(errs, j.unregister(id))
 	}
@@ -312,26 +320,47 @@ func (j *job) edges(ctx context.Context, tc *shuffle.TaskContext, p int) (collec
 	}, func() error { stop(); return nil }), nil
 }
 
-// links returns links partition p: each source with its distinct destinations in increasing
-// order (distinct + groupByKey), computed from the links shuffle.
-func (j *job) links(ctx context.Context, tc *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, []int64]], error) {
+// linksBlock is the cached block of links partition p (Spark's rdd_<id>_<p>); the links
+// shuffle's id serves as the links RDD's id, unique in the runner.
+func (j *job) linksBlock(p int) storage.BlockID {
+	return storage.RDDBlockID(j.linksDep.ShuffleID, p)
+}
+
+// links returns links partition p — each source with its distinct destinations in increasing
+// order (distinct + groupByKey) — from the block manager, which computes it from the links
+// shuffle and stores it at Config.Level when it is not cached (Spark's getOrElseUpdate).
+func (j *job) links(ctx context.Context, tc *shuffle.TaskContext, p int) (collection.Iterator[storage.Pair[int64, []int64]], error) {
+	bm := j.ex.Blocks
+	tc.AddCompletionListener(func() error { return bm.EndTask(tc.ID()) }) // unroll memory and locks
+	codec := storage.NewPairCodec[int64, []int64](vertexCodec{}, linksCodec())
+	it, _, err := storage.GetOrElseUpdate(ctx, bm, tc.ID(), j.linksBlock(p), j.cfg.Level, codec, func() (storage.Iterator[storage.Pair[int64, []int64]], error) {
+		return j.computeLinks(ctx, tc, p)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pagerank: links partition %d: %w", p, err)
+	}
+	return it, nil
+}
+
+// computeLinks reads links partition p from the links shuffle.
+func (j *job) computeLinks(ctx context.Context, tc *shuffle.TaskContext, p int) (storage.Iterator[storage.Pair[int64, []int64]], error) {
 	r, err := shuffle.NewReader(ctx, tc, j.linksDep, p)
 	if err != nil {
 		return nil, err
 	}
 	j.add(Stats{LinksComputed: 1})
-	return storage.FuncIterator(func() (collection.Pair[int64, []int64], bool, error) {
+	return storage.FuncIterator(func() (storage.Pair[int64, []int64], bool, error) {
 		if !r.Next() {
-			return collection.Pair[int64, []int64]{}, false, r.Err()
+			return storage.Pair[int64, []int64]{}, false, r.Err()
 		}
 		kv := r.Value()
 		slices.Sort(kv.Value)
 		if kv.Value = slices.Compact(kv.Value); cap(kv.Value) > len(kv.Value) {
 			// A copy of exactly the destinations: the grouped slice's spare capacity would stay
-			// in the heap unseen by the join map's size estimates.
+			// in the heap unseen by the size estimates of the cache and the join map.
 			kv.Value = slices.Clone(kv.Value)
 		}
-		return kv, true, nil
+		return storage.Pair[int64, []int64]{First: kv.Key, Second: kv.Value}, true, nil
 	}, func() error {
 		j.add(readStats(r.Metrics()))
 		return r.Close()
@@ -371,7 +400,7 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 	if err != nil {
 		return nil, err
 	}
-	err = drain(links, func(kv collection.Pair[int64, []int64]) error { return insert(kv.Key, joinValue{links: kv.Value}) })
+	err = drain(links, func(kv storage.Pair[int64, []int64]) error { return insert(kv.First, joinValue{links: kv.Second}) })
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package pagerank
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spillway/spillway/internal/jobs/executor"
 	"github.com/spillway/spillway/internal/jobs/graphgen"
+	"github.com/spillway/spillway/storage"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -39,17 +41,44 @@ func requireRanksEqual(t *testing.T, want, got map[int64]float64) {
 	}
 }
 
+// TestRunEqualsPlain: the job's ranks equal Plain's with unlimited memory and with a small
+// budget, for every kind of storage level of the cached links; links are computed from the
+// links shuffle once per partition whenever the level can hold them (disk always can, and
+// unlimited memory can), and again on every cache miss otherwise.
 func TestRunEqualsPlain(t *testing.T) {
-	graph := graphgen.Config{Vertices: 2000, Edges: 20_000, Seed: 1}
+	const iterations, parts = 3, 4
+	graph := graphgen.Config{Vertices: 2000, Edges: 40_000, Seed: 1}
 	g, err := graphgen.New(graph)
 	require.NoError(t, err)
-	want := Plain(g.All(), 3)
-	for _, budget := range []int64{executor.Unlimited, 4 << 20} {
-		ex := newExecutor(t, executor.Config{Budget: budget, Cores: 2})
-		res, err := Run(testCtx(t), ex, Config{Graph: graph, Iterations: 3, CollectRanks: true})
-		require.NoError(t, err)
-		t.Logf("budget %d: %+v", budget, res.Stats)
-		requireRanksEqual(t, want, res.Ranks)
-		require.NoError(t, ex.Leaks())
+	want := Plain(g.All(), iterations)
+	tests := []struct {
+		level    string
+		budget   int64
+		onceOnly bool // links computed once per partition
+	}{
+		{"MEMORY_ONLY", executor.Unlimited, true},
+		{"MEMORY_ONLY", executor.MinBudget, false},
+		{"MEMORY_AND_DISK", executor.MinBudget, true},
+		{"DISK_ONLY", executor.MinBudget, true},
+		{"MEMORY_ONLY_SER", executor.MinBudget, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/%d", tt.level, tt.budget), func(t *testing.T) {
+			level, err := storage.ParseLevel(tt.level)
+			require.NoError(t, err)
+			ex := newExecutor(t, executor.Config{Budget: tt.budget, Cores: 2})
+			res, err := Run(testCtx(t), ex, Config{Graph: graph, Iterations: iterations, Partitions: parts, Level: level, CollectRanks: true})
+			require.NoError(t, err)
+			t.Logf("%+v", res.Stats)
+			requireRanksEqual(t, want, res.Ranks)
+			require.EqualValues(t, len(want), res.Vertices)
+			require.GreaterOrEqual(t, res.Stats.LinksComputed, int64(parts))
+			require.LessOrEqual(t, res.Stats.LinksComputed, int64(parts*iterations))
+			if tt.onceOnly {
+				require.Equal(t, int64(parts), res.Stats.LinksComputed)
+			}
+			require.Equal(t, iterations*parts+2*parts, res.Stats.Tasks)
+			require.NoError(t, ex.Leaks())
+		})
 	}
 }

@@ -16,9 +16,9 @@ import (
 func main() {
 	ctx := context.Background()
 
-	// One executor: 64 MiB shared by all tasks (no reserved memory, all of it unified).
+	// One executor: 16 MiB shared by all tasks (no reserved memory, all of it unified).
 	mm, err := memory.NewUnifiedManager(memory.Config{
-		SystemMemory: 64 << 20, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
+		SystemMemory: 16 << 20, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -47,8 +47,8 @@ func main() {
 		log.Fatal(err)
 	}
 	defer counts.Close() // releases memory, deletes spill files
-	for i := range 1_000_000 {
-		if err := counts.Insert(ctx, fmt.Sprintf("word-%d", i%50_000), 1); err != nil {
+	for i := range 2_000_000 {
+		if err := counts.Insert(ctx, fmt.Sprintf("word-%d", i%400_000), 1); err != nil {
 			log.Fatal(err)
 		}
 	}

@@ -29,6 +29,9 @@ type Config struct {
 	// must be at least MinBudget, and the spill settings of every collection scale down with it
 	// (see SpillConfig).
 	Budget int64
+	// OffHeap is the off-heap region for blocks cached at an OFF_HEAP level
+	// (spark.memory.offHeap.size, default 0: none). Execution stays on-heap.
+	OffHeap int64
 	// Cores is the number of tasks run at once. 0 means runtime.GOMAXPROCS(0).
 	Cores int
 	// Dirs are the roots of the disk block manager's local directories. nil means os.TempDir().
@@ -51,6 +54,8 @@ func (c Config) Validate() error {
 	case c.Budget != Unlimited && c.Budget < MinBudget:
 		return fmt.Errorf("executor: Config.Budget %s is below the minimum %s",
 			humanize.IBytes(uint64(c.Budget)), humanize.IBytes(uint64(MinBudget)))
+	case c.OffHeap < 0:
+		return fmt.Errorf("executor: Config.OffHeap %d is negative", c.OffHeap)
 	case c.Cores < 0:
 		return fmt.Errorf("executor: Config.Cores %d is negative", c.Cores)
 	}
@@ -79,7 +84,7 @@ func New(cfg Config) (_ *Executor, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	mcfg := memory.Config{NumCores: cfg.Cores, Logger: cfg.Logger}
+	mcfg := memory.Config{NumCores: cfg.Cores, OffHeapSize: cfg.OffHeap, Logger: cfg.Logger}
 	if cfg.Budget != Unlimited {
 		mcfg.SystemMemory, mcfg.ReservedMemory, mcfg.Fraction = cfg.Budget, memory.NoReservedMemory, 1
 	}

@@ -21,6 +21,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Budget: -1}, "Budget -1 is negative"},
 		{Config{Budget: 1 << 20}, "Budget 1.0 MiB is below the minimum 4.0 MiB"},
 		{Config{Cores: -2}, "Cores -2"},
+		{Config{OffHeap: -3}, "OffHeap -3"},
 	} {
 		err := tt.cfg.Validate()
 		if tt.want == "" {

@@ -198,7 +198,7 @@ func run(args []string) error {
 	fmt.Printf("  spills                           %d (%d forced spills of a join map while read)\n", s.Spills, s.JoinForcedSpills)
 	fmt.Printf("  bytes spilled                    %s in memory, %s on disk\n", size(s.MemoryBytesSpilled), size(s.DiskBytesSpilled))
 	fmt.Printf("  links partitions computed        %d (%d partitions × %d iterations)\n", s.LinksComputed, res.Partitions, o.iterations)
-	fmt.Printf("  cached blocks evicted            %d (%s)\n", m.EvictionsRequested, size(m.EvictedBytes))
+	fmt.Printf("  eviction requests                %d (%s of cached blocks evicted)\n", m.EvictionsRequested, size(m.EvictedBytes))
 	fmt.Printf("  shuffle written                  %s records, %s\n", humanize.Comma(s.ShuffleRecordsWritten), size(s.ShuffleBytesWritten))
 	fmt.Printf("  peak live heap (sampled)         %s\n", size(heap.peak.Load()))
 

@@ -63,8 +63,9 @@ func (c Config) Validate() error {
 }
 
 // Executor is one process's share of a Spark executor: its memory manager, disk block manager,
-// block manager (whose MemoryStore is the memory manager's Evictor, and whose lock table the
-// runner's tasks use) and stage runner, closed together.
+// block manager (whose MemoryStore is the memory manager's Evictor, and which the runner's tasks
+// reach through TaskContext.Blocks; the runner releases a task's unroll memory and block locks
+// when it ends) and stage runner, closed together.
 type Executor struct {
 	cfg    Config
 	Memory *memory.UnifiedManager
@@ -113,7 +114,7 @@ func New(cfg Config) (_ *Executor, err error) {
 	runner, err := shuffle.NewRunner(shuffle.RunnerConfig{
 		Memory:                mm,
 		Disk:                  disk,
-		Locks:                 blocks.BlockInfo(),
+		Blocks:                blocks,
 		Cores:                 cfg.Cores,
 		Task:                  cfg.Task,
 		Shuffle:               ShuffleConfig(cfg.Budget, cfg.Cores),

@@ -1,6 +1,8 @@
 package executor
 
 import (
+	"context"
+	"errors"
 	"os"
 	"testing"
 
@@ -42,6 +44,12 @@ func TestNewSizesMemoryFromTheBudget(t *testing.T) {
 	require.Equal(t, int64(32<<20), pool.StorageRegion)
 	require.Equal(t, 3, ex.Config().Cores)
 	require.Equal(t, 3, ex.Runner.Config().Cores)
+	require.NoError(t, ex.Runner.Run(context.Background(), 2, func(_ context.Context, tc *shuffle.TaskContext, _ int) error {
+		if tc.Blocks() != ex.Blocks || tc.Locks() != ex.Blocks.BlockInfo() {
+			return errors.New("tasks do not reach the executor's block manager and its lock table")
+		}
+		return nil
+	}))
 	require.NoError(t, ex.Leaks())
 	dirs := ex.Disk.LocalDirs()
 	require.NotEmpty(t, dirs)

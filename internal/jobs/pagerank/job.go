@@ -330,10 +330,8 @@ func (j *job) linksBlock(p int) storage.BlockID {
 // order (distinct + groupByKey) — from the block manager, which computes it from the links
 // shuffle and stores it at Config.Level when it is not cached (Spark's getOrElseUpdate).
 func (j *job) links(ctx context.Context, tc *shuffle.TaskContext, p int) (collection.Iterator[storage.Pair[int64, []int64]], error) {
-	bm := j.ex.Blocks
-	tc.AddCompletionListener(func() error { return bm.EndTask(tc.ID()) }) // unroll memory and locks
 	codec := storage.NewPairCodec[int64, []int64](vertexCodec{}, linksCodec())
-	it, _, err := storage.GetOrElseUpdate(ctx, bm, tc.ID(), j.linksBlock(p), j.cfg.Level, codec, func() (storage.Iterator[storage.Pair[int64, []int64]], error) {
+	it, _, err := storage.GetOrElseUpdate(ctx, tc.Blocks(), tc.ID(), j.linksBlock(p), j.cfg.Level, codec, func() (storage.Iterator[storage.Pair[int64, []int64]], error) {
 		return j.computeLinks(ctx, tc, p)
 	})
 	if err != nil {

@@ -49,8 +49,9 @@ type groupArray struct {
 // mapGroups reads the map's directory and tables. It checks what it reads against the map's
 // length and the runtime's invariants, and reports false if anything disagrees (a runtime
 // whose map layout differs from Go 1.24–1.26's), in which case the caller falls back to a model.
+// On Go releases after 1.26 it does not read at all (mapLayoutKnown).
 func mapGroups(h *runtimeMap, n int) ([]groupArray, bool) {
-	if h.used != uint64(n) {
+	if !mapLayoutKnown || h.used != uint64(n) {
 		return nil, false
 	}
 	if h.dirLen == 0 {

@@ -26,12 +26,12 @@ func BenchmarkWorkloads(b *testing.B) {
 	for _, w := range workload.All(benchParams) {
 		for _, bl := range w.Baselines {
 			b.Run(w.Name+"/baseline-"+bl.Name, func(b *testing.B) {
-				runBench(b, harness.Spec{Workload: w.Name, Baseline: bl.Name, Budget: benchBudget, Body: bl.Body})
+				runBench(b, w.BaselineSpec(bl, benchBudget))
 			})
 		}
 		for _, s := range w.Strategies {
 			b.Run(w.Name+"/"+s.Label(), func(b *testing.B) {
-				runBench(b, harness.Spec{Workload: w.Name, Strategy: s, Budget: benchBudget, Body: w.Run})
+				runBench(b, w.Spec(s, benchBudget))
 			})
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -33,8 +34,9 @@ func (c Counters) add(d Counters) Counters {
 }
 
 // Env is what a workload body gets for one run: the memory manager sized to the budget (nil for
-// plain-Go baselines), a disk block manager for spills, a private directory for baselines that
-// write plain files, the strategy, and hooks the sampler reads while the body runs.
+// plain-Go baselines and for bodies that bring their own, Spec.OwnMemory), a disk block manager
+// for spills, a private directory for files, the strategy, and hooks the sampler reads while the
+// body runs.
 type Env struct {
 	// Budget is the run's memory budget in bytes: the unified region of Memory, and the memory a
 	// hand-written baseline allows itself.
@@ -42,24 +44,27 @@ type Env struct {
 	// Strategy is the strategy of a library run (the zero Strategy for baselines).
 	Strategy Strategy
 	// Memory is a UnifiedManager whose unified region is exactly Budget (no reserved memory,
-	// fraction 1, Spark's storage fraction 0.5). It is nil in baseline runs.
+	// fraction 1, Spark's storage fraction 0.5), with an off-heap region of Budget too when the
+	// strategy's storage level is off-heap. It is nil in baseline runs and in Spec.OwnMemory
+	// runs.
 	Memory *memory.UnifiedManager
-	// Disk holds spill files in a directory of its own; it is nil in baseline runs.
+	// Disk holds spill and block files in a directory of its own; it is nil when Memory is.
 	Disk *storage.DiskBlockManager
-	// Dir is an empty directory for the run's own files (baselines' run files); it is removed
-	// after the run.
+	// Dir is an empty directory for the run's own files (baselines' run files, an executor's
+	// local directory); it is removed after the run.
 	Dir string
 	// Logger is the run's logger (zap.NewNop() unless Config.Logger is set).
 	Logger *zap.Logger
 
 	order    memory.VictimOrder
 	records  atomic.Int64
+	sampled  atomic.Pointer[memory.UnifiedManager] // Memory, or what UseMemory set
 	mu       sync.Mutex
 	tasks    []*memory.TaskManager
 	counters []func() Counters
 }
 
-func newEnv(cfg Config, budget int64, s Strategy, baseline bool) (_ *Env, err error) {
+func newEnv(cfg Config, budget int64, s Strategy, baseline, ownMemory bool) (_ *Env, err error) {
 	dir, err := os.MkdirTemp(cfg.TempDir, "spillbench-")
 	if err != nil {
 		return nil, fmt.Errorf("harness: run directory: %w", err)
@@ -73,20 +78,50 @@ func newEnv(cfg Config, budget int64, s Strategy, baseline bool) (_ *Env, err er
 	if baseline {
 		return e, nil
 	}
-	if e.order, err = s.Victim.Order(); err != nil {
+	if err := s.Validate(); err != nil {
 		return e, err
 	}
-	e.Memory, err = memory.NewUnifiedManager(memory.Config{
+	e.order, _ = s.Victim.Order()
+	if ownMemory {
+		return e, nil
+	}
+	mcfg := memory.Config{
 		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
 		NumCores: runtime.GOMAXPROCS(0), Logger: cfg.Logger,
-	})
+	}
+	if level, _ := s.StorageLevel(); level.UseOffHeap() {
+		mcfg.OffHeapSize = budget // for off-heap blocks only: execution stays on-heap
+	}
+	e.Memory, err = memory.NewUnifiedManager(mcfg)
 	if err != nil {
 		return e, fmt.Errorf("harness: memory manager for a budget of %s: %w", humanize.IBytes(uint64(budget)), err)
 	}
 	if e.Disk, err = storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{dir}, Logger: cfg.Logger}); err != nil {
 		return e, fmt.Errorf("harness: disk block manager: %w", err)
 	}
+	e.sampled.Store(e.Memory)
 	return e, nil
+}
+
+// UseMemory makes the sampler read m, the memory manager of a body that runs on one of its own
+// (Spec.OwnMemory: an executor sized from Budget), and makes the run check after the body that
+// m accounts nothing any more. Call it right after creating m.
+func (e *Env) UseMemory(m *memory.UnifiedManager) {
+	if e.Memory != nil {
+		panic("harness: UseMemory in a run that has Env.Memory")
+	}
+	e.sampled.Store(m)
+}
+
+// AddTask shows the consumers of tm, a task the body did not create with NewTask (a stage
+// runner's), in the run's timeline. Adding a task twice adds it once. It is safe for concurrent
+// use.
+func (e *Env) AddTask(tm *memory.TaskManager) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !slices.Contains(e.tasks, tm) {
+		e.tasks = append(e.tasks, tm)
+	}
 }
 
 // NewTask returns a TaskManager of Memory with the strategy's victim order, and shows its
@@ -96,9 +131,7 @@ func (e *Env) NewTask(id memory.TaskID) *memory.TaskManager {
 		panic("harness: NewTask in a baseline run")
 	}
 	tm := memory.NewTaskManager(e.Memory, id, memory.TaskConfig{VictimOrder: e.order, Logger: e.Logger})
-	e.mu.Lock()
-	e.tasks = append(e.tasks, tm)
-	e.mu.Unlock()
+	e.AddTask(tm)
 	return tm
 }
 
@@ -127,21 +160,25 @@ func (e *Env) snapshot() (tasks []*memory.TaskManager, c Counters) {
 	return tasks, c
 }
 
-// checkReleased reports memory or spill files a finished run left behind: after a run every
-// byte of execution and storage memory must be released and every spill file deleted.
+// checkReleased reports memory or files a finished run left behind: after a run every byte of
+// execution and storage memory must be released and every spill and block file deleted (a body
+// on its own memory manager checks its own files).
 func (e *Env) checkReleased() error {
-	if e.Memory == nil {
+	m := e.sampled.Load()
+	if m == nil {
 		return nil
 	}
 	var errs []error
-	if used := e.Memory.ExecutionUsed(); used != 0 {
+	if used := m.ExecutionUsed(); used != 0 {
 		errs = append(errs, fmt.Errorf("harness: %s of execution memory still accounted after the run", humanize.IBytes(uint64(used))))
 	}
-	if used := e.Memory.StorageUsed(); used != 0 {
+	if used := m.StorageUsed(); used != 0 {
 		errs = append(errs, fmt.Errorf("harness: %s of storage memory still accounted after the run", humanize.IBytes(uint64(used))))
 	}
-	if n := e.Disk.Files(); n != 0 {
-		errs = append(errs, fmt.Errorf("harness: %d spill or block files left after the run", n))
+	if e.Disk != nil {
+		if n := e.Disk.Files(); n != 0 {
+			errs = append(errs, fmt.Errorf("harness: %d spill or block files left after the run", n))
+		}
 	}
 	return errors.Join(errs...)
 }

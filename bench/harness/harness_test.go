@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
 )
 
 // testConsumer is a memory.Consumer that never spills.
@@ -35,19 +36,86 @@ func TestStrategyLabelRoundTrip(t *testing.T) {
 		{Victim: VictimLargest},
 		{NoCompress: true},
 		{Victim: VictimRequester, NoCompress: true},
+		{Level: "MEMORY_AND_DISK_SER", Unroll: UnrollPresize},
+		{Level: "OFF_HEAP", Unroll: UnrollMaterialise, Victim: VictimLargest, NoCompress: true},
+		{Unroll: UnrollSpark},
 	} {
 		got, err := ParseStrategy(s.Label())
 		require.NoError(t, err, s.Label())
 		require.Equal(t, s, got)
 	}
-	for _, bad := range []string{"victim=lru", "unroll=spark", "fast", "nocompress=1"} {
+	for _, bad := range []string{"victim=lru", "unroll=lazy", "level=MEMORY_SOMETIMES", "fast", "nocompress=1"} {
 		_, err := ParseStrategy(bad)
 		require.Error(t, err, bad)
 	}
 }
 
+func TestStrategyStorageLevel(t *testing.T) {
+	l, err := Strategy{}.StorageLevel()
+	require.NoError(t, err)
+	require.Equal(t, storage.MemoryOnly, l)
+	l, err = Strategy{Level: "OFF_HEAP"}.StorageLevel()
+	require.NoError(t, err)
+	require.True(t, l.UseOffHeap())
+	require.Equal(t, "level=DISK_ONLY,unroll=materialise", Strategy{Level: "DISK_ONLY", Unroll: UnrollMaterialise}.Label())
+}
+
+// An off-heap storage level gives the run an off-heap region of the budget, for blocks only.
+func TestOffHeapLevelSizesTheOffHeapPool(t *testing.T) {
+	for _, tc := range []struct {
+		level   string
+		offHeap int64
+	}{{"", 0}, {"MEMORY_AND_DISK_SER", 0}, {"OFF_HEAP", 1 << 20}} {
+		env, err := newEnv(Config{TempDir: t.TempDir()}, 1<<20, Strategy{Level: tc.level}, false, false)
+		require.NoError(t, err)
+		m := env.Memory.Metrics()
+		require.Equal(t, tc.offHeap, m.Pools[memory.OffHeap].Max, tc.level)
+		require.Equal(t, int64(1<<20), m.Pools[memory.OnHeap].Max, tc.level)
+		require.Equal(t, memory.OnHeap, env.Memory.TungstenMode())
+		require.NoError(t, env.close())
+	}
+}
+
+// A body on its own memory manager hands it to the sampler (UseMemory) and its tasks to the
+// timeline (AddTask); what it leaves accounted fails the run.
+func TestRunOnTheBodysOwnMemory(t *testing.T) {
+	ctx := testCtx(t)
+	cfg := Config{TempDir: t.TempDir(), Interval: time.Millisecond}
+	body := func(leak bool) Body {
+		return func(ctx context.Context, env *Env) (int64, error) {
+			require.Nil(t, env.Memory)
+			require.Nil(t, env.Disk)
+			m, err := memory.NewUnifiedManager(memory.Config{SystemMemory: env.Budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1})
+			require.NoError(t, err)
+			env.UseMemory(m)
+			tm := memory.NewTaskManager(m, 3, memory.TaskConfig{})
+			env.AddTask(tm)
+			env.AddTask(tm)
+			c := &testConsumer{}
+			c.Init(tm, memory.OnHeap, "own", c)
+			if _, err := c.Acquire(ctx, 4096); err != nil {
+				return 0, err
+			}
+			s := startSampler(env, time.Hour, nil) // one sample while the memory is held
+			tl, _ := s.Stop()
+			require.Equal(t, []string{"task 3/own"}, tl.Series)
+			require.Equal(t, int64(4096), tl.Samples[0].Execution)
+			if !leak {
+				c.Free(4096)
+			}
+			return 1, nil
+		}
+	}
+	res, tl, err := Run(ctx, cfg, Spec{Workload: "own", Budget: 1 << 20, OwnMemory: true, Body: body(false)})
+	require.NoError(t, err)
+	require.Equal(t, []string{"task 3/own"}, tl.Series)
+	require.Equal(t, int64(1), res.Records)
+	_, _, err = Run(ctx, cfg, Spec{Workload: "own", Budget: 1 << 20, OwnMemory: true, Body: body(true)})
+	require.ErrorContains(t, err, "4.0 KiB of execution memory still accounted")
+}
+
 func TestSamplerRecordsConsumersAndEventsAndStops(t *testing.T) {
-	env, err := newEnv(Config{TempDir: t.TempDir()}, 1<<20, Strategy{}, false)
+	env, err := newEnv(Config{TempDir: t.TempDir()}, 1<<20, Strategy{}, false, false)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, env.close()) }()
 

@@ -39,7 +39,10 @@ type Spec struct {
 	Baseline string
 	Strategy Strategy
 	Budget   int64
-	Body     Body
+	// OwnMemory says the body runs on a memory manager of its own (an executor it builds with
+	// Budget), which it hands to the sampler with Env.UseMemory; Env.Memory and Env.Disk are nil.
+	OwnMemory bool
+	Body      Body
 }
 
 // Run runs spec.Body while sampling memory, and returns its result row and timeline. Before the
@@ -64,7 +67,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) (res Result, tl Timeline, e
 	if res.Baseline {
 		res.Strategy = "baseline: " + spec.Baseline
 	}
-	env, err := newEnv(cfg, spec.Budget, spec.Strategy, res.Baseline)
+	env, err := newEnv(cfg, spec.Budget, spec.Strategy, res.Baseline, spec.OwnMemory)
 	if err != nil {
 		res.Err = err.Error()
 		return res, Timeline{}, err

@@ -151,7 +151,7 @@ func (s *sampler) take() Sample {
 	}
 	s.gcCycles = s.rt[2].Value.Uint64()
 	tasks, c := s.env.snapshot()
-	if m := s.env.Memory; m != nil {
+	if m := s.env.sampled.Load(); m != nil {
 		smp.Execution, smp.Storage = m.ExecutionUsed(), m.StorageUsed()
 	}
 	for _, tm := range tasks {

@@ -56,7 +56,8 @@ type recordGen struct {
 	cur  baseline.Record
 }
 
-// newRecordGen returns the generator; it reports progress to env every 4096 records.
+// newRecordGen returns the generator; it reports progress to env every 4096 records unless env
+// is nil.
 func newRecordGen(env *harness.Env, seed uint64, n int64) *recordGen {
 	return &recordGen{env: env, r: rand.New(rand.NewPCG(seed, 3)), n: n}
 }
@@ -67,7 +68,7 @@ func (g *recordGen) Next() bool {
 	}
 	k := g.r.Uint64() | 1<<63 // 13 base-36 digits for every key
 	g.cur = baseline.Record{Key: strconv.FormatUint(k, 36), Value: g.i}
-	if g.i++; g.i%4096 == 0 {
+	if g.i++; g.i%4096 == 0 && g.env != nil {
 		g.env.AddRecords(4096)
 	}
 	return true

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spillway/spillway/bench/harness"
 	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/internal/jobs/pagerank"
 )
 
 // Params size the workloads.
@@ -22,6 +23,16 @@ type Params struct {
 	// (collection.SpillConfig.InitialThreshold). 0 means Spark's 5 MiB; tests lower it so tiny
 	// inputs spill.
 	InitialThreshold int64
+	// Iterations is the number of PageRank iterations. 0 means Spark's example's 10.
+	Iterations int
+}
+
+// iterations is the number of PageRank iterations.
+func (p Params) iterations() int {
+	if p.Iterations > 0 {
+		return p.Iterations
+	}
+	return pagerank.DefaultIterations
 }
 
 // spillConfig is the spill configuration of a run.
@@ -29,10 +40,13 @@ func (p Params) spillConfig(env *harness.Env) collection.SpillConfig {
 	return collection.SpillConfig{InitialThreshold: p.InitialThreshold, Compression: env.Strategy.Compression(), Logger: env.Logger}
 }
 
-// Validate reports a non-positive record count.
+// Validate reports a non-positive record count and a negative iteration count.
 func (p Params) Validate() error {
 	if p.Records <= 0 {
 		return fmt.Errorf("workload: Records must be positive, got %d", p.Records)
+	}
+	if p.Iterations < 0 {
+		return fmt.Errorf("workload: Iterations must not be negative, got %d", p.Iterations)
 	}
 	return nil
 }
@@ -53,6 +67,20 @@ type Workload struct {
 	Baselines []Baseline
 	// Run is the Spillway version; it uses env.Strategy.
 	Run harness.Body
+	// OwnMemory says Run builds its own executor from env.Budget (harness.Spec.OwnMemory).
+	OwnMemory bool
+	// MinBudget is the smallest budget Run accepts; 0 means any.
+	MinBudget int64
+}
+
+// Spec is the harness run of w under strategy s with budget.
+func (w Workload) Spec(s harness.Strategy, budget int64) harness.Spec {
+	return harness.Spec{Workload: w.Name, Strategy: s, Budget: budget, OwnMemory: w.OwnMemory, Body: w.Run}
+}
+
+// BaselineSpec is the harness run of baseline b of w with budget.
+func (w Workload) BaselineSpec(b Baseline, budget int64) harness.Spec {
+	return harness.Spec{Workload: w.Name, Baseline: b.Name, Budget: budget, Body: b.Body}
 }
 
 // All returns every workload, in the order spillbench runs them.
@@ -63,6 +91,8 @@ func All(p Params) []Workload {
 		grouping(p),
 		sorting(p),
 		aggSort(p),
+		caching(p),
+		pageRank(p),
 	}
 }
 

@@ -51,6 +51,7 @@ type options struct {
 	format     string
 	out        string
 	seed       uint64
+	iterations int
 	interval   time.Duration
 	verbose    bool
 }
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.format, "format", "table", "output format: table, csv or json")
 	fs.StringVar(&o.out, "out", "bench-out", "directory for the SVG timelines (one per run); empty for none")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated data")
+	fs.IntVar(&o.iterations, "iterations", 10, "PageRank iterations")
 	fs.DurationVar(&o.interval, "interval", harness.DefaultInterval, "memory sampling interval")
 	fs.BoolVar(&o.verbose, "v", false, "log Spillway's spill messages to stderr")
 	list := fs.Bool("list", false, "list the workloads and their default strategies, and exit")
@@ -85,6 +87,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.records <= 0 {
 		return o, fmt.Errorf("-records %d: must be positive", o.records)
 	}
+	if o.iterations <= 0 {
+		return o, fmt.Errorf("-iterations %d: must be positive", o.iterations)
+	}
 	switch o.format {
 	case "table", "csv", "json":
 	default:
@@ -99,7 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			o.strategies = append(o.strategies, s)
 		}
 	}
-	all := workload.All(workload.Params{Records: o.records, Seed: o.seed})
+	all := workload.All(o.params())
 	if *list {
 		for _, w := range all {
 			var labels []string
@@ -123,7 +128,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			o.workloads = append(o.workloads, name)
 		}
 	}
+	for _, w := range all {
+		if slices.Contains(o.workloads, w.Name) && o.budget < w.MinBudget {
+			return o, fmt.Errorf("-budget %s: workload %s needs at least %s", humanize.IBytes(uint64(o.budget)), w.Name, humanize.IBytes(uint64(w.MinBudget)))
+		}
+	}
 	return o, nil
+}
+
+func (o options) params() workload.Params {
+	return workload.Params{Records: o.records, Seed: o.seed, Iterations: o.iterations}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -149,13 +163,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		spec harness.Spec
 	}
 	var jobs []job
-	for _, w := range workload.All(workload.Params{Records: o.records, Seed: o.seed}) {
+	for _, w := range workload.All(o.params()) {
 		if !slices.Contains(o.workloads, w.Name) {
 			continue
 		}
 		if o.baselines {
 			for _, b := range w.Baselines {
-				jobs = append(jobs, job{w, harness.Spec{Workload: w.Name, Baseline: b.Name, Budget: o.budget, Body: b.Body}})
+				jobs = append(jobs, job{w, w.BaselineSpec(b, o.budget)})
 			}
 		}
 		strategies := w.Strategies
@@ -163,7 +177,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			strategies = o.strategies
 		}
 		for _, s := range strategies {
-			jobs = append(jobs, job{w, harness.Spec{Workload: w.Name, Strategy: s, Budget: o.budget, Body: w.Run}})
+			jobs = append(jobs, job{w, w.Spec(s, o.budget)})
 		}
 	}
 

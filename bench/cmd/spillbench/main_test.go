@@ -48,6 +48,10 @@ func TestFlagErrors(t *testing.T) {
 	}{
 		{[]string{"-budget", "lots"}, `-budget "lots"`},
 		{[]string{"-records", "0"}, "-records 0: must be positive"},
+		{[]string{"-iterations", "0"}, "-iterations 0: must be positive"},
+		{[]string{"-workloads", "sort,pagerank", "-budget", "1MiB"}, "-budget 1.0 MiB: workload pagerank needs at least 4.0 MiB"},
+		{[]string{"-strategies", "unroll=lazy"}, `unknown unroll strategy "lazy"`},
+		{[]string{"-strategies", "level=MEMORY_SOMETIMES"}, "MEMORY_SOMETIMES"},
 		{[]string{"-format", "xml"}, `-format "xml"`},
 		{[]string{"-workloads", "nope"}, `unknown workload "nope"`},
 		{[]string{"-strategies", "victim=lru"}, `unknown victim order "lru"`},

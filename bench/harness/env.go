@@ -128,7 +128,7 @@ func (e *Env) AddTask(tm *memory.TaskManager) {
 // consumers in the run's timeline. The caller closes it.
 func (e *Env) NewTask(id memory.TaskID) *memory.TaskManager {
 	if e.Memory == nil {
-		panic("harness: NewTask in a baseline run")
+		panic("harness: NewTask without Env.Memory (a baseline or Spec.OwnMemory run)")
 	}
 	tm := memory.NewTaskManager(e.Memory, id, memory.TaskConfig{VictimOrder: e.order, Logger: e.Logger})
 	e.AddTask(tm)

@@ -5,6 +5,7 @@
 //	go run ./bench/cmd/spillbench                      # every workload, default strategies
 //	go run ./bench/cmd/spillbench -workloads sort -records 2000000 -budget 64MiB
 //	go run ./bench/cmd/spillbench -workloads agg-zipf -strategies 'default;nocompress;victim=largest'
+//	go run ./bench/cmd/spillbench -workloads cache -strategies 'level=MEMORY_AND_DISK;level=MEMORY_AND_DISK,unroll=presize'
 //	go run ./bench/cmd/spillbench -format csv > results.csv
 //
 // Timelines go to -out (default bench-out/ in the current directory). Progress goes to stderr.

@@ -147,15 +147,19 @@ func checkPartitions(t testing.TB, c sorterCase, want, got []int64Pairs) {
 	for p, ps := range got {
 		seen := map[int64]bool{}
 		for i, r := range ps {
+			// Plain checks per record: require's helpers would dominate the run time.
 			if c.order && i > 0 {
-				if c.agg {
-					require.Less(t, ps[i-1].Key, r.Key, "partition %d: keys not strictly increasing at %d", p, i)
-				} else {
-					require.LessOrEqual(t, ps[i-1].Key, r.Key, "partition %d: keys decreasing at %d", p, i)
+				if c.agg && ps[i-1].Key >= r.Key {
+					t.Fatalf("partition %d: keys not strictly increasing at %d (%d, %d)", p, i, ps[i-1].Key, r.Key)
+				}
+				if ps[i-1].Key > r.Key {
+					t.Fatalf("partition %d: keys decreasing at %d (%d, %d)", p, i, ps[i-1].Key, r.Key)
 				}
 			}
 			if c.agg {
-				require.False(t, seen[r.Key], "partition %d: key %d returned twice", p, r.Key)
+				if seen[r.Key] {
+					t.Fatalf("partition %d: key %d returned twice", p, r.Key)
+				}
 				seen[r.Key] = true
 			}
 		}
@@ -637,6 +641,16 @@ func TestExternalSorterForcedSpillWhileReading(t *testing.T) {
 		}
 		require.NoError(t, it.Err())
 		got := <-done
+		// The TaskManager grants what is free, then asks the sorter to spill: if the sorter's
+		// reader ended (releasing its memory) between the two, the forced spill releases nothing
+		// and got falls short by what the sorter held. Either way, once the reader has ended the
+		// sorter holds nothing and the rest of the budget is free.
+		require.Positive(t, got)
+		t.Logf("acquired %d of %d bytes while reading; forced spills %d", got, int64(budget), s.Metrics().ForcedSpills)
+		require.Zero(t, s.Used())
+		if got < budget {
+			got += other.use(t, budget-got)
+		}
 		require.Equal(t, int64(budget), got)
 		other.free(got)
 		require.NoError(t, it.Close())

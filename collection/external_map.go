@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"unsafe"
 
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
@@ -60,23 +59,18 @@ type ExternalMapConfig[K comparable] struct {
 //   - Spill files are written in storage's record format with a byte limit per batch as well as
 //     Spark's record count (SpillConfig.BatchBytes), which bounds each reader's buffer.
 type ExternalAppendOnlyMap[K comparable, V, C any] struct {
-	sp     Spillable
-	agg    Aggregator[K, V, C]
-	codec  pairCodec[K, C]
-	keep   func(Pair[K, C], []byte) Pair[K, C]
-	scope  *storage.Scope
-	hasher Hasher[K]
+	combiningTable[K, V, C] // the Spillable, the aggregator and the in-memory table
+	codec                   pairCodec[K, C]
+	keep                    func(Pair[K, C], []byte) Pair[K, C]
+	scope                   *storage.Scope
+	hasher                  Hasher[K]
 
 	// The fields below are guarded by sp's lock.
-	current  *SizeTrackingMap[K, C] // nil once iterated, closed or broken
-	spills   []spillFile            // spills not yet handed to a reader (Spark's spilledMaps)
-	files    []storage.BlockID      // every file created, deleted (if still there) by Close
-	numSpill int                    // spill files written
+	spills   []spillFile       // spills not yet handed to a reader (Spark's spilledMaps)
+	files    []storage.BlockID // every file created, deleted (if still there) by Close
+	numSpill int               // spill files written
 	reading  *spillableIterator[K, C]
 	out      *mapIterator[K, V, C] // the iterator handed out
-	iterated bool
-	closed   bool
-	err      error // sticky: a failed spill
 }
 
 // NewExternalAppendOnlyMap returns an empty map of task tm that spills into scope (normally the
@@ -98,9 +92,8 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 	if cfg.Name == "" {
 		cfg.Name = "ExternalAppendOnlyMap"
 	}
-	m := &ExternalAppendOnlyMap[K, V, C]{
-		agg: agg, codec: pairCodec[K, C]{keys, combiners}, scope: scope, hasher: cfg.Hasher,
-	}
+	m := &ExternalAppendOnlyMap[K, V, C]{codec: pairCodec[K, C]{keys, combiners}, scope: scope, hasher: cfg.Hasher}
+	m.agg, m.spill = agg, m.spillCurrent
 	if keepKey := keeper[K](); keepKey != nil {
 		m.keep = func(p Pair[K, C], buf []byte) Pair[K, C] { p.Key = keepKey(p.Key, buf); return p }
 	}
@@ -157,19 +150,6 @@ func (m *ExternalAppendOnlyMap[K, V, C]) NumSpills() int {
 	return m.numSpill
 }
 
-// checkUsable returns why the map cannot take inserts or hand out its iterator.
-func (m *ExternalAppendOnlyMap[K, V, C]) checkUsable() error {
-	switch {
-	case m.closed:
-		return ErrClosed
-	case m.err != nil:
-		return m.err
-	case m.iterated:
-		return ErrIterated
-	}
-	return nil
-}
-
 // Insert combines v into the combiner of k (Spark's insert), after spilling the map if memory
 // is short. Acquiring memory may block (ctx cancels) and may spill other consumers of the task.
 // It returns ErrIterated after Iterator, ErrClosed after Close, and the error of a failed spill
@@ -180,64 +160,12 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Insert(ctx context.Context, k K, v V) e
 	return m.insertLocked(ctx, k, v)
 }
 
-// InsertAll inserts every pair of it (Spark's insertAll) and closes it. It stops at the first
-// error, its own or it's.
+// InsertAll inserts every pair of it (Spark's insertAll) and closes it. It reads the pairs
+// insertBatch (64) at a time and inserts each batch under one acquisition of the lock, so a
+// forced spill from another goroutine waits for at most one batch. It stops at the first error:
+// its own, it's, or ctx's (checked between batches).
 func (m *ExternalAppendOnlyMap[K, V, C]) InsertAll(ctx context.Context, it Iterator[Pair[K, V]]) error {
-	defer it.Close()
-	for it.Next() {
-		p := it.Value()
-		if err := m.Insert(ctx, p.Key, p.Value); err != nil {
-			return err
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("collection: reading the input of %s: %w", m.sp.name, err)
-	}
-	return nil
-}
-
-func (m *ExternalAppendOnlyMap[K, V, C]) insertLocked(ctx context.Context, k K, v V) error {
-	if err := m.checkUsable(); err != nil {
-		return err
-	}
-	est := m.current.EstimateSize()
-	m.sp.UpdatePeak(est)
-	var err error
-	if m.current.AtGrowThreshold() {
-		// The next new key doubles the table: ask for the memory it will take now.
-		grown := est + int64(m.current.Capacity())*int64(unsafe.Sizeof(slot[K, C]{}))
-		_, err = m.sp.MaybeSpillNow(ctx, grown, m.spillCurrent)
-	} else {
-		_, err = m.sp.MaybeSpill(ctx, est, m.spillCurrent)
-	}
-	if err != nil {
-		return m.fail(err)
-	}
-	// MaybeSpill released the lock while acquiring memory: look again.
-	if err := m.checkUsable(); err != nil {
-		return err
-	}
-	agg := &m.agg
-	_, err = m.current.ChangeValue(k, func(had bool, old C) C {
-		if had {
-			return agg.MergeValue(old, v)
-		}
-		return agg.CreateCombiner(v)
-	})
-	if err != nil {
-		return fmt.Errorf("collection: %s: %w", m.sp.name, err) // ErrMapFull: nothing changed
-	}
-	m.sp.AddElementsRead()
-	return nil
-}
-
-// fail records err as the map's sticky error and drops the in-memory data.
-func (m *ExternalAppendOnlyMap[K, V, C]) fail(err error) error {
-	if m.err == nil {
-		m.err = err
-	}
-	m.current = nil
-	return err
+	return m.insertAll(ctx, it)
 }
 
 // spillCurrent writes the in-memory map sorted by key hash to a new spill file and starts a new

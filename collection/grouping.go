@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"unsafe"
 
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
@@ -70,23 +69,38 @@ func (l *valueList[V]) add(v V) {
 // maps is. Like ExternalAppendOnlyMap it is a memory.Consumer; use Insert, then Iterator once,
 // then Close.
 type ExternalGrouper[K comparable, V any] struct {
-	sp     Spillable
-	keys   storage.Codec[K]
-	vals   storage.Codec[V]
-	keep   func(K, []byte) K
-	scope  *storage.Scope
-	hasher Hasher[K]
+	combiningTable[K, V, *valueList[V]] // the Spillable and the in-memory table
+	keys                                storage.Codec[K]
+	vals                                storage.Codec[V]
+	keep                                func(K, []byte) K
+	scope                               *storage.Scope
+	hasher                              Hasher[K]
 
 	// Guarded by sp's lock.
-	current  *SizeTrackingMap[K, *valueList[V]]
 	spills   []spillFile
 	files    []storage.BlockID
 	numSpill int
 	reading  *memGroupSource[K, V]
 	out      *groupIterator[K, V]
-	iterated bool
-	closed   bool
-	err      error
+}
+
+// groupingAggregator collects a key's values in a valueList.
+func groupingAggregator[K comparable, V any]() Aggregator[K, V, *valueList[V]] {
+	return Aggregator[K, V, *valueList[V]]{
+		CreateCombiner: func(v V) *valueList[V] {
+			l := &valueList[V]{}
+			l.add(v)
+			return l
+		},
+		MergeValue: func(l *valueList[V], v V) *valueList[V] {
+			l.add(v)
+			return l
+		},
+		MergeCombiners: func(a, b *valueList[V]) *valueList[V] { // unused: spills are merged lazily
+			a.chunks, a.n = append(a.chunks, b.chunks...), a.n+b.n
+			return a
+		},
+	}
 }
 
 // NewExternalGrouper returns an empty grouper of task tm spilling into scope, encoding keys and
@@ -104,6 +118,7 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 		cfg.Name = "ExternalGrouper"
 	}
 	g := &ExternalGrouper[K, V]{keys: keys, vals: values, keep: keeper[K](), scope: scope, hasher: cfg.Hasher}
+	g.agg, g.spill = groupingAggregator[K, V](), g.spillCurrent
 	g.sp.Init(tm, g, cfg.Name, cfg.SpillConfig, g.forceSpill)
 	g.current = g.newMap()
 	return g, nil
@@ -141,76 +156,18 @@ func (g *ExternalGrouper[K, V]) NumSpills() int {
 	return g.numSpill
 }
 
-func (g *ExternalGrouper[K, V]) checkUsable() error {
-	switch {
-	case g.closed:
-		return ErrClosed
-	case g.err != nil:
-		return g.err
-	case g.iterated:
-		return ErrIterated
-	}
-	return nil
-}
-
-func (g *ExternalGrouper[K, V]) fail(err error) error {
-	if g.err == nil {
-		g.err = err
-	}
-	g.current = nil
-	return err
-}
-
 // Insert adds v to the values of k, after spilling if memory is short (see
 // ExternalAppendOnlyMap.Insert).
 func (g *ExternalGrouper[K, V]) Insert(ctx context.Context, k K, v V) error {
 	g.sp.Lock()
 	defer g.sp.Unlock()
-	if err := g.checkUsable(); err != nil {
-		return err
-	}
-	est := g.current.EstimateSize()
-	g.sp.UpdatePeak(est)
-	var err error
-	if g.current.AtGrowThreshold() {
-		grown := est + int64(g.current.Capacity())*int64(unsafe.Sizeof(slot[K, *valueList[V]]{}))
-		_, err = g.sp.MaybeSpillNow(ctx, grown, g.spillCurrent)
-	} else {
-		_, err = g.sp.MaybeSpill(ctx, est, g.spillCurrent)
-	}
-	if err != nil {
-		return g.fail(err)
-	}
-	if err := g.checkUsable(); err != nil {
-		return err
-	}
-	_, err = g.current.ChangeValue(k, func(had bool, l *valueList[V]) *valueList[V] {
-		if !had {
-			l = &valueList[V]{}
-		}
-		l.add(v)
-		return l
-	})
-	if err != nil {
-		return fmt.Errorf("collection: %s: %w", g.sp.name, err)
-	}
-	g.sp.AddElementsRead()
-	return nil
+	return g.insertLocked(ctx, k, v)
 }
 
-// InsertAll inserts every pair of it and closes it.
+// InsertAll inserts every pair of it and closes it, a batch of pairs per acquisition of the
+// lock (see ExternalAppendOnlyMap.InsertAll).
 func (g *ExternalGrouper[K, V]) InsertAll(ctx context.Context, it Iterator[Pair[K, V]]) error {
-	defer it.Close()
-	for it.Next() {
-		p := it.Value()
-		if err := g.Insert(ctx, p.Key, p.Value); err != nil {
-			return err
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("collection: reading the input of %s: %w", g.sp.name, err)
-	}
-	return nil
+	return g.insertAll(ctx, it)
 }
 
 // sortedEntries takes the table over and returns its entries sorted by (hash, encoded key).

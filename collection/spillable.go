@@ -252,7 +252,7 @@ func (s *Spillable) Metrics() SpillMetrics { return s.metrics }
 // The error is the memory manager's (cancellation, a failed spill of another consumer) or
 // spill's, wrapped with the sizes involved; the collection should then be closed.
 func (s *Spillable) MaybeSpill(ctx context.Context, currentMemory int64, spill func() (diskBytes int64, err error)) (bool, error) {
-	return s.maybeSpill(ctx, currentMemory, s.elementsRead%checkPeriod == 0, spill)
+	return s.maybeSpill(ctx, currentMemory, s.checkDue(), spill)
 }
 
 // MaybeSpillNow is MaybeSpill checking the memory whatever the number of elements read: for a
@@ -260,6 +260,16 @@ func (s *Spillable) MaybeSpill(ctx context.Context, currentMemory int64, spill f
 // the step, so the step is granted or spilled before it happens.
 func (s *Spillable) MaybeSpillNow(ctx context.Context, currentMemory int64, spill func() (diskBytes int64, err error)) (bool, error) {
 	return s.maybeSpill(ctx, currentMemory, true, spill)
+}
+
+// checkDue reports whether the periodic memory check is due (every checkPeriod elements read).
+func (s *Spillable) checkDue() bool { return s.elementsRead%checkPeriod == 0 }
+
+// spillDue reports whether maybeSpill with these arguments would do anything (acquire memory or
+// spill), so callers can skip the call in the common case.
+func (s *Spillable) spillDue(currentMemory int64, check bool) bool {
+	return check && currentMemory >= s.threshold ||
+		s.elementsRead > s.cfg.ForceSpillElements || currentMemory > s.cfg.ForceSpillBytes
 }
 
 func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check bool, spill func() (int64, error)) (bool, error) {

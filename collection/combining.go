@@ -1,0 +1,171 @@
+package collection
+
+import (
+	"context"
+	"fmt"
+	"unsafe"
+)
+
+// combiningTable is the in-memory side shared by ExternalAppendOnlyMap and ExternalGrouper: a
+// SizeTrackingMap of combiners filled through an Aggregator under the Spillable policy (Spark's
+// ExternalAppendOnlyMap.insertAll). The owner embeds it, initialises sp and sets spill to the
+// function that writes current to disk and starts a new table.
+type combiningTable[K comparable, V, C any] struct {
+	sp    Spillable
+	agg   Aggregator[K, V, C]
+	spill func() (diskBytes int64, err error) // called by maybeSpill with the lock held
+
+	// Guarded by sp's lock.
+	current  *SizeTrackingMap[K, C] // nil once iterated, closed or broken
+	iterated bool
+	closed   bool
+	err      error  // sticky: a failed spill
+	touched  uint64 // sink of insertBatchLocked's loads
+}
+
+// checkUsable returns why the collection cannot take inserts or hand out its iterator.
+func (t *combiningTable[K, V, C]) checkUsable() error {
+	switch {
+	case t.closed:
+		return ErrClosed
+	case t.err != nil:
+		return t.err
+	case t.iterated:
+		return ErrIterated
+	}
+	return nil
+}
+
+// fail records err as the sticky error and drops the in-memory table.
+func (t *combiningTable[K, V, C]) fail(err error) error {
+	if t.err == nil {
+		t.err = err
+	}
+	t.current = nil
+	return err
+}
+
+// insertAll is InsertAll: it reads it in batches of insertBatch pairs and inserts each batch
+// under one acquisition of the lock, so a forced spill from another goroutine waits for at most
+// one batch. It closes it and stops at the first error, its own, it's or ctx's (checked between
+// batches).
+func (t *combiningTable[K, V, C]) insertAll(ctx context.Context, it Iterator[Pair[K, V]]) error {
+	defer it.Close()
+	batch := make([]Pair[K, V], 0, insertBatch)
+	defer clear(batch[:cap(batch)])
+	for more := true; more; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		batch = batch[:0]
+		for len(batch) < cap(batch) {
+			if more = it.Next(); !more {
+				break
+			}
+			batch = append(batch, it.Value())
+		}
+		if len(batch) == 0 {
+			break
+		}
+		t.sp.Lock()
+		err := t.insertBatchLocked(ctx, batch)
+		t.sp.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("collection: reading the input of %s: %w", t.sp.name, err)
+	}
+	return nil
+}
+
+// insertBatchLocked inserts a batch of at most insertBatch pairs with the lock held. It hashes
+// the whole batch first and loads the slot each key's probe starts at, so the cache misses of
+// the batch overlap instead of coming one after the other.
+func (t *combiningTable[K, V, C]) insertBatchLocked(ctx context.Context, batch []Pair[K, V]) error {
+	cur := t.current
+	if cur == nil {
+		return t.checkUsable()
+	}
+	var hashes [insertBatch]uint64
+	a := cur.AppendOnlyMap
+	data, mask := a.data, a.mask
+	var touched uint64
+	for i := range batch {
+		h := a.hasher.Hash(batch[i].Key)
+		hashes[i] = h
+		touched += data[h&mask].hash
+	}
+	t.touched = touched // keeps the loads
+	for i := range batch {
+		if err := t.insertHashedLocked(ctx, batch[i].Key, hashes[i], batch[i].Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertLocked is Insert with the lock held.
+func (t *combiningTable[K, V, C]) insertLocked(ctx context.Context, k K, v V) error {
+	cur := t.current
+	if cur == nil {
+		return t.checkUsable()
+	}
+	return t.insertHashedLocked(ctx, k, cur.hasher.Hash(k), v)
+}
+
+// insertHashedLocked inserts k, whose hash is h, with the lock held: Spark's maybeSpill before
+// the record (plus the check before a doubling of the table), then changeValue and
+// addElementsRead. The common case — no memory check due, no doubling ahead — costs an
+// estimate, a probe and the aggregator's call. Every table of the collection shares one Hasher,
+// so h stays valid across a spill.
+func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h uint64, v V) error {
+	cur := t.current
+	if cur == nil { // iterated, closed or broken
+		return t.checkUsable()
+	}
+	est := cur.EstimateSize()
+	t.sp.UpdatePeak(est)
+	mem, check := est, t.sp.checkDue()
+	if cur.AtGrowThreshold() {
+		// The next new key doubles the table: ask for the memory it will take now.
+		mem, check = est+int64(cur.Capacity())*int64(unsafe.Sizeof(slot[K, C]{})), true
+	}
+	if t.sp.spillDue(mem, check) {
+		if _, err := t.sp.maybeSpill(ctx, mem, check, t.spill); err != nil {
+			return t.fail(err)
+		}
+		// maybeSpill released the lock while acquiring memory and may have spilled: look again.
+		if cur = t.current; cur == nil {
+			return t.checkUsable()
+		}
+	}
+	if err := combineValue(cur, k, h, v, &t.agg); err != nil {
+		return fmt.Errorf("collection: %s: %w", t.sp.name, err) // ErrMapFull: nothing changed
+	}
+	t.sp.AddElementsRead()
+	return nil
+}
+
+// combineValue merges v into the combiner of k, whose hash is h, in m with agg (CreateCombiner
+// for a new key): SizeTrackingMap.ChangeValue without a closure per record. If k is new and the
+// table cannot grow it returns an error wrapping ErrMapFull and changes nothing.
+func combineValue[K comparable, V, C any](m *SizeTrackingMap[K, C], k K, h uint64, v V, agg *Aggregator[K, V, C]) error {
+	a := m.AppendOnlyMap
+	a.checkValid()
+	s, found := a.probe(k, h)
+	if found {
+		s.val = agg.MergeValue(s.val, v)
+		m.tracker.AfterUpdate()
+		return nil
+	}
+	if err := a.checkRoom(); err != nil {
+		return err
+	}
+	s.hash, s.key, s.val = h, k, agg.CreateCombiner(v)
+	capacity := len(a.data)
+	a.incrementSize()
+	m.afterUpdate(capacity)
+	return nil
+}

@@ -73,9 +73,12 @@ type walker struct {
 	seen map[uintptr]struct{}
 	// slices maps a walked slice backing array to the longest length walked from it.
 	slices map[uintptr]int
-	stack  []item
-	top    accum
-	acc    *accum // where objects found now are recorded: top, or a sampling pass's own
+	// revisits counts objects and slice backings reached again after they were first walked:
+	// evidence of sharing, which sampling needs to know about (see sample).
+	revisits int
+	stack    []item
+	top      accum
+	acc      *accum // where objects found now are recorded: top, or a sampling pass's own
 }
 
 // item is work on the stack: n consecutive values of layout l at addr to walk, or the map
@@ -152,6 +155,7 @@ func (a *accum) cost() int64 {
 // visit marks p seen and reports whether it was new.
 func (w *walker) visit(p unsafe.Pointer) bool {
 	if _, ok := w.seen[uintptr(p)]; ok {
+		w.revisits++
 		return false
 	}
 	w.seen[uintptr(p)] = struct{}{}
@@ -174,9 +178,13 @@ func (w *walker) inline(addr unsafe.Pointer, l *layout) {
 			return
 		}
 		w.acc.add(s.data, int64(s.cap)*l.elem.size, l.elem.scan)
-		if l.elem.follow && s.len > 0 && w.slices[uintptr(s.data)] < s.len {
-			w.slices[uintptr(s.data)] = s.len
-			w.stack = append(w.stack, item{addr: s.data, l: l.elem, n: s.len})
+		if l.elem.follow && s.len > 0 {
+			if w.slices[uintptr(s.data)] >= s.len {
+				w.revisits++
+			} else {
+				w.slices[uintptr(s.data)] = s.len
+				w.stack = append(w.stack, item{addr: s.data, l: l.elem, n: s.len})
+			}
 		}
 	case kindInterface:
 		w.iface(addr, l)

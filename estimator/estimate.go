@@ -25,7 +25,8 @@ type Sizer interface {
 // Keep one Estimator for repeated estimates of similar values (a collection's Tracker samples,
 // a memory store's unrolling): the package-level Estimate builds its layouts afresh each call.
 type Estimator struct {
-	layouts sync.Map // reflect.Type → *layout
+	layouts sync.Map  // reflect.Type → *layout
+	walkers sync.Pool // *walker, reused so repeated estimates (a Tracker's) make little garbage
 }
 
 // Estimate returns the deep heap footprint of the objects v reaches, as (*Estimator).Estimate,
@@ -48,8 +49,8 @@ func (e *Estimator) Estimate(v any) int64 {
 		return s.EstimatedSize()
 	}
 	l := e.layoutOf(reflect.TypeOf(v))
-	w := walker{e: e, seen: map[uintptr]struct{}{}, slices: map[uintptr]int{}}
-	w.acc = &w.top
+	w := e.walker()
+	defer e.release(w)
 	// The data word of the interface v is the value itself for pointer-shaped types, else a
 	// pointer to a copy of it (which Estimate's caller did not build, so it is not counted).
 	data := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
@@ -64,6 +65,34 @@ func (e *Estimator) Estimate(v any) int64 {
 	return total
 }
 
+// walker returns a reset walker, reused from an earlier call when one is free.
+func (e *Estimator) walker() *walker {
+	w, _ := e.walkers.Get().(*walker)
+	if w == nil {
+		w = &walker{e: e, seen: map[uintptr]struct{}{}, slices: map[uintptr]int{}, drawn: map[int]struct{}{}}
+	}
+	w.acc = &w.top
+	return w
+}
+
+// maxPooledObjects bounds what a pooled walker keeps between calls: a walk of a huge graph
+// leaves its maps and slices large, and those are dropped rather than held.
+const maxPooledObjects = 1 << 14
+
+// release resets w and returns it to the pool, unless its last walk made it large.
+func (e *Estimator) release(w *walker) {
+	if len(w.seen) > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects {
+		return
+	}
+	clear(w.seen)
+	clear(w.slices)
+	w.revisits = 0
+	w.stack = w.stack[:0]
+	w.top = accum{objs: w.top.objs[:0]}
+	w.acc = nil
+	e.walkers.Put(w)
+}
+
 // walker is the state of one Estimate call: Spark's SearchState, with an explicit stack so
 // long chains of objects do not deepen the Go stack.
 type walker struct {
@@ -76,6 +105,11 @@ type walker struct {
 	// revisits counts objects and slice backings reached again after they were first walked:
 	// evidence of sharing, which sampling needs to know about (see sample).
 	revisits int
+	// drawn and batch are the scratch space of the outermost sample call (sampling is true
+	// while it runs).
+	drawn    map[int]struct{}
+	batch    []unsafe.Pointer
+	sampling bool
 	stack    []item
 	top      accum
 	acc      *accum // where objects found now are recorded: top, or a sampling pass's own

@@ -40,8 +40,18 @@ const sampleSeed1, sampleSeed2 = 42, 0x5b11_1a7
 // holds none (an empty map slot).
 func (w *walker) sample(n, space int, el *layout, at func(i int) unsafe.Pointer) {
 	rng := rand.New(rand.NewPCG(sampleSeed1, sampleSeed2^uint64(n)))
-	drawn := make(map[int]struct{}, 2*sampleSize)
-	batch := make([]unsafe.Pointer, 0, sampleSize)
+	// The walker's scratch space serves the outermost sample; a container sampled while walking
+	// another's sampled elements gets its own.
+	var drawn map[int]struct{}
+	var batch []unsafe.Pointer
+	if w.sampling {
+		drawn, batch = make(map[int]struct{}, 2*sampleSize), make([]unsafe.Pointer, 0, sampleSize)
+	} else {
+		w.sampling = true
+		drawn, batch = w.drawn, w.batch[:0]
+		clear(drawn)
+		defer func() { w.sampling, w.batch = false, batch[:0] }()
+	}
 	var s [2]int64
 	var counted [2]int
 	shared := false

@@ -1,7 +1,6 @@
 package collection
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"iter"
@@ -298,8 +297,58 @@ func (m *AppendOnlyMap[K, V]) DestructiveSortedIterator(cmp func(a, b K) int) It
 // order; merging by hash must compare such keys for equality.
 func (m *AppendOnlyMap[K, V]) DestructiveSortedByHash() Iterator[Pair[K, V]] {
 	data := m.compact()
-	slices.SortFunc(data, func(a, b slot[K, V]) int { return cmp.Compare(a.hash, b.hash) })
+	sortByHash(data, 56)
 	return &slotIterator[K, V]{data: data}
+}
+
+// sortByHash sorts slots by hash in place: an MSD radix sort (American flag sort) on the byte of
+// the hash at shift, then on the next byte within each bucket, down to insertion sort for small
+// buckets. Hashes are uniform, so one or two passes over the table do most of the work, without
+// a comparator call per comparison and without a second array; a run of equal hashes costs one
+// pass per remaining byte.
+func sortByHash[K comparable, V any](data []slot[K, V], shift uint) {
+	for {
+		if len(data) <= 32 {
+			for i := 1; i < len(data); i++ {
+				for j := i; j > 0 && data[j].hash < data[j-1].hash; j-- {
+					data[j], data[j-1] = data[j-1], data[j]
+				}
+			}
+			return
+		}
+		var ends [256]int
+		for i := range data {
+			ends[byte(data[i].hash>>shift)]++
+		}
+		var next [256]int
+		sum := 0
+		for b := range ends {
+			next[b] = sum
+			sum += ends[b]
+			ends[b] = sum
+		}
+		for b := range next {
+			for next[b] < ends[b] {
+				d := byte(data[next[b]].hash >> shift)
+				if int(d) == b {
+					next[b]++
+					continue
+				}
+				data[next[b]], data[next[d]] = data[next[d]], data[next[b]]
+				next[d]++
+			}
+		}
+		if shift == 0 {
+			return
+		}
+		shift -= 8
+		start := 0
+		for b := range ends[:255] {
+			sortByHash(data[start:ends[b]], shift)
+			start = ends[b]
+		}
+		data = data[start:] // the last bucket, without recursion
+	}
 }
 
 // takeData invalidates the map and returns its table.

@@ -484,3 +484,42 @@ func checkHasher[K comparable](t *testing.T, h Hasher[K], keys []K) {
 		seen[x] = k
 	}
 }
+
+// sortByHash (DestructiveSortedByHash's radix sort) orders any hash distribution like a
+// comparison sort: uniform, a handful of values, all equal, differing only in low or high
+// bytes, and the sizes around the insertion-sort cutoff.
+func TestSortByHash(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	dists := map[string]func() uint64{
+		"uniform":   rng.Uint64,
+		"few":       func() uint64 { return uint64(1 + rng.IntN(5)) },
+		"equal":     func() uint64 { return 42 },
+		"low byte":  func() uint64 { return 0xabcdef00_00000000 | uint64(rng.IntN(256)) },
+		"high byte": func() uint64 { return uint64(rng.IntN(256))<<56 | 1 },
+		"mixed": func() uint64 {
+			if rng.IntN(2) == 0 {
+				return 7
+			}
+			return rng.Uint64()
+		},
+	}
+	for name, next := range dists {
+		for _, n := range []int{0, 1, 2, 31, 32, 33, 257, 5000} {
+			data := make([]slot[int, int], n)
+			for i := range data {
+				data[i] = slot[int, int]{hash: next(), key: i, val: -i}
+			}
+			want := slices.Clone(data)
+			slices.SortStableFunc(want, func(a, b slot[int, int]) int { return cmp.Compare(a.hash, b.hash) })
+			sortByHash(data, 56)
+			require.True(t, slices.IsSortedFunc(data, func(a, b slot[int, int]) int { return cmp.Compare(a.hash, b.hash) }), "%s, %d slots", name, n)
+			slices.SortStableFunc(data, func(a, b slot[int, int]) int { return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.key, b.key)) })
+			require.Equal(t, want, data, "%s, %d slots: not a permutation", name, n)
+			for _, s := range data {
+				require.Equal(t, -s.key, s.val, "%s: a key lost its value", name)
+			}
+		}
+	}
+}

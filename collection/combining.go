@@ -45,13 +45,24 @@ func (t *combiningTable[K, V, C]) fail(err error) error {
 	return err
 }
 
-// insertAll is InsertAll: it reads it in batches of insertBatch pairs and inserts each batch
-// under one acquisition of the lock, so a forced spill from another goroutine waits for at most
-// one batch. It closes it and stops at the first error, its own, it's or ctx's (checked between
-// batches).
+// insertAll is InsertAll: see insertBatches.
 func (t *combiningTable[K, V, C]) insertAll(ctx context.Context, it Iterator[Pair[K, V]]) error {
-	defer it.Close()
-	batch := make([]Pair[K, V], 0, insertBatch)
+	return insertBatches(ctx, &t.sp, it, make([]Pair[K, V], 0, insertBatch), func(batch []Pair[K, V]) error {
+		return t.insertBatchLocked(ctx, batch)
+	})
+}
+
+// insertBatches is the InsertAll of the spillable collections: it reads records into batch (up
+// to its capacity) and calls insert with each batch and sp's lock held, so a forced spill from
+// another goroutine waits for at most one batch. It closes records and stops at the first error:
+// insert's, records', or ctx's (checked between batches).
+func insertBatches[K, V any](ctx context.Context, sp *Spillable, records Iterator[Pair[K, V]], batch []Pair[K, V],
+	insert func(batch []Pair[K, V]) error) (err error) {
+	defer func() {
+		if cerr := records.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("collection: closing the input of %s: %w", sp.name, cerr)
+		}
+	}()
 	defer clear(batch[:cap(batch)])
 	for more := true; more; {
 		if err := ctx.Err(); err != nil {
@@ -59,23 +70,23 @@ func (t *combiningTable[K, V, C]) insertAll(ctx context.Context, it Iterator[Pai
 		}
 		batch = batch[:0]
 		for len(batch) < cap(batch) {
-			if more = it.Next(); !more {
+			if more = records.Next(); !more {
 				break
 			}
-			batch = append(batch, it.Value())
+			batch = append(batch, records.Value())
 		}
 		if len(batch) == 0 {
 			break
 		}
-		t.sp.Lock()
-		err := t.insertBatchLocked(ctx, batch)
-		t.sp.Unlock()
+		sp.Lock()
+		err := insert(batch)
+		sp.Unlock()
 		if err != nil {
 			return err
 		}
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("collection: reading the input of %s: %w", t.sp.name, err)
+	if err := records.Err(); err != nil {
+		return fmt.Errorf("collection: reading the input of %s: %w", sp.name, err)
 	}
 	return nil
 }

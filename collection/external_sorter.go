@@ -250,44 +250,17 @@ func (s *ExternalSorter[K, V, C]) checkUsable() error {
 // block (ctx cancels) and may spill other consumers of the task. It returns ErrIterated after a
 // reader was created, ErrClosed after Close, an error for a key whose partition is out of range,
 // the error of records, and the error of a failed spill (which breaks the sorter).
-func (s *ExternalSorter[K, V, C]) InsertAll(ctx context.Context, records Iterator[Pair[K, V]]) (err error) {
-	defer func() {
-		if cerr := records.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("collection: closing the input of %s: %w", s.sp.name, cerr)
-		}
-	}()
+func (s *ExternalSorter[K, V, C]) InsertAll(ctx context.Context, records Iterator[Pair[K, V]]) error {
 	s.sp.Lock()
-	err = s.checkUsable()
+	err := s.checkUsable()
 	s.sp.Unlock()
 	if err != nil {
+		_ = records.Close()
 		return err
 	}
-	batch := s.input
-	defer clear(batch[:cap(batch)])
-	for more := true; more; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		batch = batch[:0]
-		for len(batch) < cap(batch) {
-			if more = records.Next(); !more {
-				break
-			}
-			batch = append(batch, records.Value())
-		}
-		if len(batch) > 0 {
-			s.sp.Lock()
-			err := s.insertLocked(ctx, batch)
-			s.sp.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-	}
-	if err := records.Err(); err != nil {
-		return fmt.Errorf("collection: reading the input of %s: %w", s.sp.name, err)
-	}
-	return nil
+	return insertBatches(ctx, &s.sp, records, s.input, func(batch []Pair[K, V]) error {
+		return s.insertLocked(ctx, batch)
+	})
 }
 
 // insertLocked inserts a batch of records with the lock held.

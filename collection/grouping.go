@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"slices"
 
 	"github.com/spillway/spillway/memory"
@@ -228,18 +230,16 @@ func (g *ExternalGrouper[K, V]) writeSource(src *memGroupSource[K, V], fromCurre
 	if err != nil {
 		return spillFile{}, err
 	}
-	var rec, vals []byte
+	var key, rec, vals []byte
 	writeKey := func() error {
-		keyBytes := g.keys.Append(rec[:0], src.key)
+		key = g.keys.Append(key[:0], src.key)
 		n := 0
 		vals = vals[:0]
 		flush := func(force bool) error {
 			if n == 0 && !force {
 				return nil
 			}
-			rec = binary.AppendUvarint(keyBytes, uint64(n))
-			rec = append(rec, vals...)
-			keyBytes = rec[:len(keyBytes)]
+			rec = appendGroupRecord(rec[:0], key, n, vals)
 			n, vals = 0, vals[:0]
 			return w.Write(rec)
 		}
@@ -525,7 +525,16 @@ func (s *diskGroupSource[K, V]) read() []byte {
 	return rec
 }
 
-// open parses rec as a record of the current key, or of a new key when newKey.
+// appendGroupRecord appends a record of a grouping spill file: the key's encoding, the number of
+// values n as a uvarint, and the n values' encodings.
+func appendGroupRecord(dst, key []byte, n int, vals []byte) []byte {
+	dst = append(dst, key...)
+	dst = binary.AppendUvarint(dst, uint64(n))
+	return append(dst, vals...)
+}
+
+// open parses rec as a record of the current key, or of a new key when newKey (see
+// appendGroupRecord). The values are decoded later, by nextValue.
 func (s *diskGroupSource[K, V]) open(rec []byte, newKey bool) bool {
 	k, n, err := s.g.keys.Decode(rec)
 	if err != nil {
@@ -540,13 +549,24 @@ func (s *diskGroupSource[K, V]) open(rec []byte, newKey bool) bool {
 		s.enc = append(s.enc[:0], rec[:n]...)
 	}
 	cnt, m := binary.Uvarint(rec[n:])
-	if m <= 0 || cnt > uint64(len(rec)) {
-		s.e = fmt.Errorf("collection: bad value count in spill file %s: %w", s.r.file.id, storage.ErrCorrupt)
+	rest := rec[n+max(m, 0):]
+	switch {
+	case m <= 0 || m != uvarintLen(cnt):
+		s.e = fmt.Errorf("collection: bad value count in a %d-byte record of spill file %s: %w", len(rec), s.r.file.id, storage.ErrCorrupt)
+	case cnt > math.MaxInt32: // values may encode to no bytes, so the count is not bounded by the length
+		s.e = fmt.Errorf("collection: a record of spill file %s counts %d values: %w", s.r.file.id, cnt, storage.ErrCorrupt)
+	case cnt == 0 && len(rest) > 0:
+		s.e = fmt.Errorf("collection: a record of spill file %s has %d bytes after its 0 values: %w", s.r.file.id, len(rest), storage.ErrCorrupt)
+	}
+	if s.e != nil {
 		return false
 	}
-	s.rec, s.left = rec[n+m:], int(cnt)
+	s.rec, s.left = rest, int(cnt)
 	return true
 }
+
+// uvarintLen is the length of x's canonical (shortest) uvarint encoding.
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
 
 // sameKey reports whether rec belongs to the current key.
 func (s *diskGroupSource[K, V]) sameKey(rec []byte) bool {
@@ -596,6 +616,10 @@ func (s *diskGroupSource[K, V]) nextValue() (V, bool) {
 		return zero, false
 	}
 	s.rec, s.left = s.rec[n:], s.left-1
+	if s.left == 0 && len(s.rec) > 0 {
+		s.e = fmt.Errorf("collection: a record of spill file %s has %d bytes after its values: %w", s.r.file.id, len(s.rec), storage.ErrCorrupt)
+		return zero, false
+	}
 	return v, true
 }
 

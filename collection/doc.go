@@ -66,4 +66,25 @@
 //   - The hash is a seeded 64-bit hash (hash/maphash, or a Murmur3-finalizer for integer keys)
 //     instead of Murmur3 of the 32-bit hashCode; it is never 0, and a Hasher must be shared by
 //     all collections whose spills are merged by hash.
+//   - ExternalAppendOnlyMap, ExternalGrouper and ExternalSorter ask for memory before their
+//     in-memory table or buffer doubles, not only every 32 elements, so they never grow past
+//     what was granted.
+//   - Errors are values: a failed spill sticks (every later call returns it; Close still
+//     releases everything), and a key ExternalSorter's Partitioner puts outside
+//     [0, NumPartitions) is an error.
+//   - ExternalSorter with aggregation and an Ordering combines only keys that are ==, not every
+//     pair the Ordering calls equal (Spark combines those when its ordering is total).
+//   - Every partition of an ExternalSorter spill file starts on a batch boundary, so each is an
+//     independent record stream, and the file records each partition's byte range.
+//   - ExternalSorter.WritePartitionedFile writes to an io.Writer and returns the partition
+//     lengths (Spark's older writePartitionedFile), not through Spark's ShuffleMapOutputWriter
+//     plugin (writePartitionedMapOutput).
+//   - Spill files are storage record files, batched by bytes (SpillConfig.BatchBytes) as well as
+//     by Spark's record count, which bounds each reader's buffer; ExternalGrouper spills one
+//     key's values in records of at most 32 KiB of values (SPARK-1823, never fixed in Spark).
+//
+// Not accounted to the task, as in Spark: a collection's free initial threshold (5 MiB by
+// default), each spill reader's batch buffer during a merge (up to 2 × SpillConfig.BatchBytes
+// when compressed), and the record writer's buffers during a spill. The type docs give the
+// details.
 package collection

@@ -45,7 +45,16 @@ type ExternalMapConfig[K comparable] struct {
 //
 // Use: Insert or InsertAll, then Iterator once, then Close (always, also after errors and early
 // stops: it releases the memory and deletes the spill files). Methods are safe to call from the
-// task's goroutines, but the map is meant to be filled and read by one.
+// task's goroutines, but the map is meant to be filled and read by one. InsertAll takes the lock
+// once per batch of 64 records, so it is much cheaper per record than Insert; a forced spill
+// from another goroutine runs between two batches.
+//
+// Not accounted to the task, as in Spark: the free initial threshold (SpillConfig's
+// InitialThreshold, Spark's 5 MiB), which the map holds without acquiring it; while the spills
+// are merged, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
+// 2 × BatchBytes when compressed) and the merge's buffer of the pairs sharing the current hash
+// in each file; while a spill is written, the record writer's buffers (a batch of up to
+// BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd).
 //
 // Differences from Spark, all deliberate:
 //   - Before the in-memory table doubles, the map asks for the memory the doubled table will

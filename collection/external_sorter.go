@@ -99,9 +99,13 @@ const insertBatch = 64
 // releases the memory and deletes every spill file. The TaskManager may call Spill from any
 // goroutine of the task; everything else is meant for one goroutine.
 //
-// Not accounted, as in Spark: while a merge runs, each spill file's reader holds one batch
-// (up to SpillConfig.BatchBytes, twice that when compressed) outside the task's memory; and
-// when the in-memory collection doubles, its old and new arrays are both live during the copy.
+// Not accounted to the task, as in Spark: the free initial threshold (SpillConfig's
+// InitialThreshold, Spark's 5 MiB), which the sorter holds without acquiring it; while a merge
+// runs, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
+// 2 × BatchBytes when compressed); while a spill is written, the record writer's buffers (a
+// batch of up to BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd);
+// and when the in-memory collection doubles, its old and new arrays are both live during the
+// copy.
 //
 // Differences from Spark, all deliberate:
 //   - Before the in-memory collection doubles, the sorter asks for the memory the doubled

@@ -64,7 +64,9 @@ func (l *valueList[V]) add(v V) {
 // records plus one record (≤ 32 KiB of values and the key) uncompressed, and about as much
 // compressed: roughly 2 × (BatchBytes + 32 KiB) per spill file, not accounted by the memory
 // manager (Spark does not account its readers either). Choose BatchBytes so that this times
-// the expected number of spills fits the slack you allow.
+// the expected number of spills fits the slack you allow. Also not accounted, as for
+// ExternalAppendOnlyMap: the free initial threshold (5 MiB by default) and the record writer's
+// buffers while a spill is written.
 //
 // Keys are ordered by their encoding among keys of equal hash, so the key codec must be
 // deterministic (equal keys encode to equal bytes), as every storage codec except GobCodec of

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"unsafe"
+
+	"github.com/spillway/spillway/estimator"
 )
 
 // combiningTable is the in-memory side shared by ExternalAppendOnlyMap and ExternalGrouper: a
@@ -14,6 +16,7 @@ type combiningTable[K comparable, V, C any] struct {
 	sp    Spillable
 	agg   Aggregator[K, V, C]
 	spill func() (diskBytes int64, err error) // called by maybeSpill with the lock held
+	est   estimator.Estimator                 // measures every table of the collection
 
 	// Guarded by sp's lock.
 	current  *SizeTrackingMap[K, C] // nil once iterated, closed or broken
@@ -21,6 +24,12 @@ type combiningTable[K comparable, V, C any] struct {
 	closed   bool
 	err      error  // sticky: a failed spill
 	touched  uint64 // sink of insertBatchLocked's loads
+}
+
+// newTable returns an empty in-memory table hashing with h and measured with the collection's
+// Estimator.
+func (t *combiningTable[K, V, C]) newTable(h Hasher[K]) *SizeTrackingMap[K, C] {
+	return newSizeTrackingMap[K, C](DefaultInitialCapacity, h, &t.est)
 }
 
 // checkUsable returns why the collection cannot take inserts or hand out its iterator.

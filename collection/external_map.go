@@ -126,7 +126,7 @@ func checkExternalArgs[K, C any](tm *memory.TaskManager, scope *storage.Scope, k
 }
 
 func (m *ExternalAppendOnlyMap[K, V, C]) newMap() *SizeTrackingMap[K, C] {
-	return NewSizeTrackingMap[K, C](DefaultInitialCapacity, m.hasher)
+	return m.newTable(m.hasher)
 }
 
 // Spill implements memory.Consumer (Spillable.spill): a forced spill when another consumer of

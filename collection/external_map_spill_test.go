@@ -388,3 +388,72 @@ func TestExternalMapCleanup(t *testing.T) {
 		require.Zero(t, mm.ExecutionUsedForTask(1))
 	})
 }
+
+// TestExternalMapInsertAllBatches checks InsertAll's batching: forced spills from another
+// goroutine land between batches and lose nothing, and a cancelled context stops InsertAll
+// between batches without breaking the map.
+func TestExternalMapInsertAllBatches(t *testing.T) {
+	ctx := context.Background()
+	const n, keys = 20_000, 3000
+	in := make([]Pair[int64, int64], n)
+	want := map[int64]int64{}
+	for i := range in {
+		in[i] = Pair[int64, int64]{int64(i % keys), int64(i)}
+		want[int64(i%keys)] += int64(i)
+	}
+	t.Run("forced spills while inserting", func(t *testing.T) {
+		m, err := NewExternalAppendOnlyMap(newTestTask(t, 64<<20), newTestScope(t, nil), sumAgg[int64](), int64Codec, int64Codec,
+			ExternalMapConfig[int64]{SpillConfig: SpillConfig{InitialThreshold: NoInitialThreshold}})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, m.Close()) }()
+		stop, done := make(chan struct{}), make(chan error)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					close(done)
+					return
+				default:
+				}
+				if _, err := m.Spill(math.MaxInt64, nil); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		require.NoError(t, m.InsertAll(ctx, SliceIterator(in)))
+		close(stop)
+		require.NoError(t, <-done)
+		t.Logf("%d forced spills while inserting", m.NumSpills())
+		it, err := m.Iterator()
+		require.NoError(t, err)
+		got := map[int64]int64{}
+		for it.Next() {
+			p := it.Value()
+			if _, dup := got[p.Key]; dup {
+				t.Fatalf("key %d returned twice", p.Key)
+			}
+			got[p.Key] = p.Value
+		}
+		require.NoError(t, it.Err())
+		require.Equal(t, want, got)
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		m, err := NewExternalAppendOnlyMap(newTestTask(t, 64<<20), newTestScope(t, nil), sumAgg[int64](), int64Codec, int64Codec,
+			ExternalMapConfig[int64]{})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, m.Close()) }()
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		require.ErrorIs(t, m.InsertAll(cctx, SliceIterator(in)), context.Canceled)
+		require.NoError(t, m.InsertAll(ctx, SliceIterator(in)), "a cancelled InsertAll leaves the map usable")
+		it, err := m.Iterator()
+		require.NoError(t, err)
+		got := map[int64]int64{}
+		for k, v := range AllPairs(it) {
+			got[k] = v
+		}
+		require.NoError(t, it.Err())
+		require.Equal(t, want, got)
+	})
+}

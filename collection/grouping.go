@@ -129,7 +129,7 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 }
 
 func (g *ExternalGrouper[K, V]) newMap() *SizeTrackingMap[K, *valueList[V]] {
-	return NewSizeTrackingMap[K, *valueList[V]](DefaultInitialCapacity, g.hasher)
+	return g.newTable(g.hasher)
 }
 
 // Spill implements memory.Consumer (a forced spill).

@@ -41,9 +41,16 @@ type SizeTrackingMap[K comparable, V any] struct {
 // NewSizeTrackingMap returns an empty SizeTrackingMap with NewAppendOnlyMapWithHasher's
 // capacity and hasher (a zero h means NewHasher), and panics as it does.
 func NewSizeTrackingMap[K comparable, V any](initialCapacity int, h Hasher[K]) *SizeTrackingMap[K, V] {
+	return newSizeTrackingMap[K, V](initialCapacity, h, new(estimator.Estimator))
+}
+
+// newSizeTrackingMap is NewSizeTrackingMap measuring with est, which caches the layouts of the
+// map's types across samples. A spillable collection gives all its successive maps one
+// Estimator, so the layouts are built once and the walker est keeps between samples is reused
+// (and its scratch overwritten) by the next map rather than left holding the last one.
+func newSizeTrackingMap[K comparable, V any](initialCapacity int, h Hasher[K], est *estimator.Estimator) *SizeTrackingMap[K, V] {
 	m := &SizeTrackingMap[K, V]{AppendOnlyMap: NewAppendOnlyMapWithHasher[K, V](initialCapacity, h)}
 	inner := m.AppendOnlyMap
-	var est estimator.Estimator // caches the layouts of the map's types across samples
 	m.tracker = estimator.NewTracker(func() int64 { return est.Estimate(inner) })
 	return m
 }

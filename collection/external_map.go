@@ -172,7 +172,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Insert(ctx context.Context, k K, v V) e
 // InsertAll inserts every pair of it (Spark's insertAll) and closes it. It reads the pairs
 // insertBatch (64) at a time and inserts each batch under one acquisition of the lock, so a
 // forced spill from another goroutine waits for at most one batch. It stops at the first error:
-// its own, it's, or ctx's (checked between batches).
+// its own, it's (reading or closing), or ctx's (checked between batches).
 func (m *ExternalAppendOnlyMap[K, V, C]) InsertAll(ctx context.Context, it Iterator[Pair[K, V]]) error {
 	return m.insertAll(ctx, it)
 }

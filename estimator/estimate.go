@@ -84,10 +84,15 @@ func (e *Estimator) release(w *walker) {
 	if len(w.seen) > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects {
 		return
 	}
-	clear(w.seen)
+	clear(w.seen) // uintptr keys: they do not keep objects alive
 	clear(w.slices)
 	w.revisits = 0
+	// The stack and sample batch hold unsafe.Pointers past their length: clear them all, or a
+	// pooled walker would keep the last value it measured reachable (a spilled table, say).
+	clear(w.stack[:cap(w.stack)])
 	w.stack = w.stack[:0]
+	clear(w.batch[:cap(w.batch)])
+	w.batch = w.batch[:0]
 	w.top = accum{objs: w.top.objs[:0]}
 	w.acc = nil
 	e.walkers.Put(w)

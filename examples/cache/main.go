@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -90,7 +91,7 @@ func run(args []string) error {
 	if err != nil || budget == 0 || budget > math.MaxInt64 {
 		return fmt.Errorf("-memory %q: want a positive size such as 16MiB", *mem)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	compute, want := partition(*records)

@@ -14,6 +14,7 @@ import (
 	"github.com/spillway/spillway/internal/jobs/executor"
 	"github.com/spillway/spillway/internal/jobs/graphgen"
 	"github.com/spillway/spillway/internal/jobs/stream"
+	"github.com/spillway/spillway/internal/jobs/topk"
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/shuffle"
 	"github.com/spillway/spillway/storage"
@@ -541,7 +542,7 @@ func (j *job) ranks(ctx context.Context, dep *shuffle.Dependency[int64, float64,
 		err = drain[collection.Pair[int64, float64]](r, func(kv collection.Pair[int64, float64]) error {
 			v := VertexRank{Vertex: kv.Key, Rank: (1 - Damping) + Damping*kv.Value}
 			n++
-			top = pushTop(top, v, j.cfg.Top)
+			top = topk.Push(top, v, j.cfg.Top, higher)
 			if j.cfg.CollectRanks {
 				all = append(all, v)
 			}
@@ -556,7 +557,7 @@ func (j *job) ranks(ctx context.Context, dep *shuffle.Dependency[int64, float64,
 		defer mu.Unlock()
 		res.Vertices += n
 		for _, v := range top {
-			res.Top = pushTop(res.Top, v, j.cfg.Top)
+			res.Top = topk.Push(res.Top, v, j.cfg.Top, higher)
 		}
 		for _, v := range all {
 			res.Ranks[v.Vertex] = v.Rank
@@ -575,17 +576,4 @@ func higher(a, b VertexRank) int {
 		return c
 	}
 	return cmp.Compare(a.Vertex, b.Vertex)
-}
-
-// pushTop inserts v into top (sorted by higher, at most k long).
-func pushTop(top []VertexRank, v VertexRank, k int) []VertexRank {
-	i, _ := slices.BinarySearchFunc(top, v, higher)
-	if i >= k {
-		return top
-	}
-	top = slices.Insert(top, i, v)
-	if len(top) > k {
-		top = top[:k]
-	}
-	return top
 }

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"slices"
 	"sync"
 
 	"github.com/spillway/spillway/collection"
 	"github.com/spillway/spillway/internal/jobs/executor"
+	"github.com/spillway/spillway/internal/jobs/topk"
 	"github.com/spillway/spillway/shuffle"
 	"github.com/spillway/spillway/storage"
 )
@@ -140,7 +140,7 @@ func Run(ctx context.Context, ex *executor.Executor, cfg JobConfig) (_ *Result, 
 			kv := r.Value()
 			wc := WordCount{Word: kv.Key, Count: kv.Value}
 			distinct++
-			local = pushTop(local, wc, top)
+			local = topk.Push(local, wc, top, more)
 			if cfg.CollectCounts {
 				all = append(all, wc)
 			}
@@ -156,7 +156,7 @@ func Run(ctx context.Context, ex *executor.Executor, cfg JobConfig) (_ *Result, 
 		res.DiskBytesSpilled += m.DiskBytesSpilled
 		res.Distinct += distinct
 		for _, wc := range local {
-			res.Top = pushTop(res.Top, wc, top)
+			res.Top = topk.Push(res.Top, wc, top, more)
 		}
 		for _, wc := range all {
 			res.Counts[wc.Word] = wc.Count
@@ -175,14 +175,4 @@ func more(a, b WordCount) int {
 		return c
 	}
 	return cmp.Compare(a.Word, b.Word)
-}
-
-// pushTop inserts wc into top (sorted by more, at most k long).
-func pushTop(top []WordCount, wc WordCount, k int) []WordCount {
-	i, _ := slices.BinarySearchFunc(top, wc, more)
-	if i >= k {
-		return top
-	}
-	top = slices.Insert(top, i, wc)
-	return top[:min(len(top), k)]
 }

@@ -57,17 +57,54 @@ func (b *PartitionedPairBuffer[K, V]) EstimateSize() int64 { return b.vec.Estima
 // record it has passed.
 func (b *PartitionedPairBuffer[K, V]) PartitionedDestructiveSortedIterator(keyCmp func(a, b K) int) Iterator[PartitionedPair[K, V]] {
 	data := b.vec.take()
-	if keyCmp == nil {
-		slices.SortFunc(data, func(x, y PartitionedPair[K, V]) int { return cmp.Compare(x.Partition, y.Partition) })
-	} else {
-		slices.SortFunc(data, func(x, y PartitionedPair[K, V]) int {
-			if c := cmp.Compare(x.Partition, y.Partition); c != 0 {
-				return c
-			}
-			return keyCmp(x.Key, y.Key)
-		})
+	ends := groupByPartition(data)
+	if keyCmp != nil {
+		byKey := func(x, y PartitionedPair[K, V]) int { return keyCmp(x.Key, y.Key) }
+		start := 0
+		for _, end := range ends {
+			slices.SortFunc(data[start:end], byKey)
+			start = end
+		}
 	}
 	return &drainIterator[PartitionedPair[K, V]]{data: data}
+}
+
+// groupByPartition permutes data in place so that its records are grouped by ascending
+// partition (an American flag sort: one counting pass, then cycles of swaps), and returns the
+// end offset of each partition's run. It takes O(n) time and O(partitions) extra memory, and
+// leaves each partition's records to be sorted by key alone, so the key sort does not compare
+// partitions.
+func groupByPartition[K, V any](data []PartitionedPair[K, V]) []int {
+	if len(data) == 0 {
+		return nil
+	}
+	var top int32
+	for i := range data {
+		top = max(top, data[i].Partition)
+	}
+	ends := make([]int, top+1)
+	for i := range data {
+		ends[data[i].Partition]++
+	}
+	next := make([]int, len(ends)) // the next unsettled slot of each partition's run
+	sum := 0
+	for p, c := range ends {
+		next[p] = sum
+		sum += c
+		ends[p] = sum
+	}
+	for p := range ends {
+		for next[p] < ends[p] {
+			q := data[next[p]].Partition
+			if int(q) == p {
+				next[p]++
+				continue
+			}
+			data[next[p]], data[next[q]] = data[next[q]], data[next[p]]
+			next[q]++
+		}
+	}
+	return ends
 }
 
 // drainIterator iterates a slice it owns and clears each element once passed, so what was read

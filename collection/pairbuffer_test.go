@@ -28,15 +28,23 @@ func TestPartitionedPairBuffer_Sorted(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 2))
-	for _, byKey := range []bool{true, false} {
+	for _, tc := range []struct {
+		byKey             bool
+		partitions, items int
+	}{
+		{true, 5, 1000}, {false, 5, 1000}, {true, 1, 1000}, {false, 1, 1000},
+		{true, 997, 1000}, {false, 997, 1000}, // most partitions empty or holding one record
+		{true, 5, 0}, {false, 5, 0},
+	} {
+		byKey := tc.byKey
 		b := NewPartitionedPairBuffer[int, int]()
 		var want []PartitionedPair[int, int]
-		for i := range 1000 {
-			p := PartitionedPair[int, int]{Partition: int32(rng.IntN(5)), Key: rng.IntN(100), Value: i}
+		for i := range tc.items {
+			p := PartitionedPair[int, int]{Partition: int32(rng.IntN(tc.partitions)), Key: rng.IntN(100), Value: i}
 			require.NoError(t, b.Insert(p.Partition, p.Key, p.Value))
 			want = append(want, p)
 		}
-		require.Equal(t, 1000, b.Len())
+		require.Equal(t, tc.items, b.Len())
 		var keyCmp func(a, b int) int
 		if byKey {
 			keyCmp = cmp.Compare[int]

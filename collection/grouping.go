@@ -26,6 +26,7 @@ const (
 // Group is one key of an ExternalGrouper's output with its values. Values is read lazily, from
 // memory and from every spill file holding the key; it is valid until the grouper's iterator
 // moves on (Next or Close), which skips whatever was not read.
+// Spark has no counterpart: groupByKey's combiner is one in-memory buffer per key (SPARK-1823).
 type Group[K, V any] struct {
 	Key    K
 	Values Iterator[V]

@@ -139,6 +139,8 @@ var ErrInsufficientMemory = errors.New("memory: insufficient memory")
 
 // InsufficientMemoryError is UnifiedMemoryManager.apply's small-heap check failing: Memory (the
 // system memory, or the configured executor memory) is below Minimum = ceil(1.5 × reserved).
+// It mirrors Spark's INVALID_DRIVER_MEMORY / INVALID_EXECUTOR_MEMORY errors
+// (UnifiedMemoryManager.getMaxMemory).
 type InsufficientMemoryError struct {
 	// Class is Spark's error class: "INVALID_DRIVER_MEMORY.SYSTEM_MEMORY",
 	// "INVALID_EXECUTOR_MEMORY.SYSTEM_MEMORY" or "INVALID_EXECUTOR_MEMORY.CONFIG_MEMORY".

@@ -3,6 +3,8 @@ package memory
 import "maps"
 
 // PoolMetrics describes the pools of one mode at one moment.
+// Spark reports these through MemoryManager's getters (poolSize, memoryUsed) one at a time; here
+// they are one snapshot.
 type PoolMetrics struct {
 	// Max is the whole region of the mode (maxHeapMemory / maxOffHeapMemory).
 	Max int64

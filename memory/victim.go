@@ -62,6 +62,7 @@ func (RequesterFirstOrder) Rank(c Consumer, used int64, requester Consumer) int6
 func (RequesterFirstOrder) Choose(v *Victims, _ int64) Victim { return v.Last() }
 
 // Victim is one spill candidate.
+// Spark has no such type: TaskMemoryManager keeps its candidates in a TreeMap keyed by used memory.
 type Victim struct {
 	Consumer Consumer
 	Rank     int64

@@ -99,6 +99,7 @@ type RangePartitioner[K any] struct {
 
 // RangeSample is what one input partition contributes to a RangePartitioner: a uniform sample of
 // its keys and how many keys it holds in all. ReservoirSample produces one.
+// It mirrors one entry of RangePartitioner.sketch's result: (partition, item count, sample).
 type RangeSample[K any] struct {
 	Keys  []K
 	Count int64

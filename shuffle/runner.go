@@ -153,6 +153,7 @@ func (r *Runner) Close() error { return r.registry.Close() }
 
 // TaskFunc is the body of one task: partition is the task's index in its stage. It should
 // return promptly once ctx is done.
+// It mirrors Spark's Task.runTask, run by Executor.TaskRunner.
 type TaskFunc func(ctx context.Context, tc *TaskContext, partition int) error
 
 // Run runs one stage of numTasks tasks, at most Cores at once, and returns when all have ended.

@@ -36,11 +36,13 @@ type Codec[T any] interface {
 }
 
 // Signed is the set of signed integer types VarintCodec encodes.
+// Spark has no counterpart: its serializers are not typed per value.
 type Signed interface {
 	~int | ~int8 | ~int16 | ~int32 | ~int64
 }
 
 // Unsigned is the set of unsigned integer types UvarintCodec encodes.
+// Spark has no counterpart: its serializers are not typed per value.
 type Unsigned interface {
 	~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~uintptr
 }
@@ -92,6 +94,8 @@ func decodeLen(src []byte, what string) (int, int, error) {
 
 // VarintCodec encodes signed integers as zigzag varints (encoding/binary.AppendVarint): 1 byte
 // for -64..63, at most 10 bytes. Decoding a value that does not fit T is ErrCorrupt.
+// Spark counterpart: the value encoding of its serializers (Kryo writes varints for ints and
+// longs).
 type VarintCodec[T Signed] struct{}
 
 // Append implements Codec.
@@ -115,6 +119,8 @@ func (VarintCodec[T]) Decode(src []byte) (T, int, error) {
 
 // UvarintCodec encodes unsigned integers as varints (encoding/binary.AppendUvarint): 1 byte for
 // 0..127, at most 10 bytes. Decoding a value that does not fit T is ErrCorrupt.
+// Spark counterpart: the value encoding of its serializers (Kryo writes varints for ints and
+// longs).
 type UvarintCodec[T Unsigned] struct{}
 
 // Append implements Codec.
@@ -133,6 +139,7 @@ func (UvarintCodec[T]) Decode(src []byte) (T, int, error) {
 }
 
 // Float64Codec encodes a float64 as its 8 IEEE-754 bytes, little-endian (NaN payloads kept).
+// Spark counterpart: the value encoding of its serializers (writeDouble).
 type Float64Codec struct{}
 
 // Append implements Codec.
@@ -149,6 +156,7 @@ func (Float64Codec) Decode(src []byte) (float64, int, error) {
 }
 
 // Float32Codec encodes a float32 as its 4 IEEE-754 bytes, little-endian (NaN payloads kept).
+// Spark counterpart: the value encoding of its serializers (writeFloat).
 type Float32Codec struct{}
 
 // Append implements Codec.
@@ -165,6 +173,7 @@ func (Float32Codec) Decode(src []byte) (float32, int, error) {
 }
 
 // BoolCodec encodes a bool as one byte, 0 or 1; any other byte is ErrCorrupt.
+// Spark counterpart: the value encoding of its serializers (writeBoolean).
 type BoolCodec struct{}
 
 // Append implements Codec.
@@ -188,6 +197,7 @@ func (BoolCodec) Decode(src []byte) (bool, int, error) {
 
 // StringCodec encodes a string as a uvarint length and its bytes. Decode copies: the string owns
 // its memory and may be kept (e.g. as a map key) after the source buffer is reused.
+// Spark counterpart: the value encoding of its serializers (writeString).
 type StringCodec struct{}
 
 // Append implements Codec.
@@ -210,6 +220,7 @@ func (StringCodec) Decode(src []byte) (string, int, error) {
 // consumed before the next record (comparisons, hashing, writing elsewhere); never keep such a
 // string, and never use it as a Go map key (the map stores the aliasing string). Use StringCodec
 // for anything kept.
+// Spark has no counterpart: JVM deserialization always copies.
 type AliasStringCodec struct{}
 
 // Append implements Codec.
@@ -226,6 +237,7 @@ func (AliasStringCodec) Decode(src []byte) (string, int, error) {
 
 // BytesCodec encodes a byte slice as a uvarint length and its bytes. Decode copies (an empty
 // slice decodes as nil), so the result may be kept.
+// Spark counterpart: the value encoding of its serializers (byte arrays).
 type BytesCodec struct{}
 
 // Append implements Codec.
@@ -245,6 +257,7 @@ func (BytesCodec) Decode(src []byte) ([]byte, int, error) {
 // AliasBytesCodec has BytesCodec's encoding, but Decode returns a sub-slice of src (capacity
 // clipped, so appending to it never writes into src). Like AliasStringCodec the result is only
 // valid until the source buffer is reused; copy what you keep.
+// Spark has no counterpart: JVM deserialization always copies.
 type AliasBytesCodec struct{}
 
 // Append implements Codec.
@@ -268,6 +281,7 @@ type Pair[A, B any] struct {
 
 // PairCodec encodes a Pair as First's encoding followed by Second's. It is how records composed
 // of several fields (structs) are encoded: nest PairCodecs or write a FuncCodec.
+// Spark counterpart: serializing a Scala Tuple2, as spill writers do for (key, value).
 type PairCodec[A, B any] struct {
 	First  Codec[A]
 	Second Codec[B]
@@ -300,6 +314,7 @@ func (c PairCodec[A, B]) Decode(src []byte) (Pair[A, B], int, error) {
 // groupByKey is such a slice). Decode rejects a count larger than the bytes that follow, so
 // elements must encode to at least one byte each (all ready codecs do). An empty slice decodes
 // as nil.
+// Spark counterpart: serializing an array or collection value (a groupByKey combiner, say).
 type SliceCodec[T any] struct {
 	Elem Codec[T]
 }
@@ -333,6 +348,7 @@ func (c SliceCodec[T]) Decode(src []byte) ([]T, int, error) {
 
 // FuncCodec makes a Codec of two functions, for record types with a hand-written encoding
 // (typically a struct encoded field by field with the ready codecs).
+// Spark counterpart: a custom Kryo serializer registered for a class.
 type FuncCodec[T any] struct {
 	AppendFunc func(dst []byte, v T) []byte
 	DecodeFunc func(src []byte) (T, int, error)

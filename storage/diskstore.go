@@ -124,6 +124,7 @@ func (s *DiskStore) PutBytes(id BlockID, b *ChunkedBuffer) error {
 
 // BlockReader reads one stored block: sequentially (io.Reader) or at offsets (io.ReaderAt, e.g.
 // a record section). Close it when done.
+// Spark counterpart: the BlockData (DiskBlockData) that DiskStore.getBytes returns.
 type BlockReader struct {
 	*io.SectionReader
 	f File

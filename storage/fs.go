@@ -26,6 +26,7 @@ type FS interface {
 }
 
 // File is the part of *os.File the disk layer uses.
+// Spark has no counterpart: it uses java.io.File directly; this seam exists for fault injection.
 type File interface {
 	io.Reader
 	io.ReaderAt
@@ -36,6 +37,7 @@ type File interface {
 }
 
 // OSFS is the FS of the operating system (package os).
+// Spark has no counterpart: it uses java.io.File directly; this seam exists for fault injection.
 type OSFS struct{}
 
 // OpenFile implements FS.
@@ -64,6 +66,7 @@ var ErrInjected = errors.New("storage: injected file-system fault")
 
 // FaultFS wraps an FS and injects failures, for tests of error paths (full disks, failed opens).
 // It is safe for concurrent use.
+// Spark has no counterpart: its suites inject faults with mocks of DiskBlockObjectWriter.
 type FaultFS struct {
 	// Base is the wrapped FS; nil means OSFS.
 	Base FS

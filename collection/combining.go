@@ -6,11 +6,13 @@ import (
 	"unsafe"
 
 	"github.com/spillway/spillway/estimator"
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
 )
 
-// combiningTable is the in-memory side shared by ExternalAppendOnlyMap and ExternalGrouper: a
-// SizeTrackingMap of combiners filled through an Aggregator under the Spillable policy (Spark's
-// ExternalAppendOnlyMap.insertAll). The owner embeds it, initialises sp and sets spill to the
+// combiningTable is what ExternalAppendOnlyMap and ExternalGrouper share: a SizeTrackingMap of
+// combiners filled through an Aggregator under the Spillable policy (Spark's
+// ExternalAppendOnlyMap.insertAll), the spill files written, and the memory.Consumer methods. The owner embeds it, initialises sp and sets spill to the
 // function that writes current to disk and starts a new table.
 type combiningTable[K comparable, V, C any] struct {
 	sp    Spillable
@@ -18,12 +20,69 @@ type combiningTable[K comparable, V, C any] struct {
 	spill func() (diskBytes int64, err error) // called by maybeSpill with the lock held
 	est   estimator.Estimator                 // measures every table of the collection
 
+	scope *storage.Scope // where spill files are created
+
 	// Guarded by sp's lock.
 	current  *SizeTrackingMap[K, C] // nil once iterated, closed or broken
 	iterated bool
 	closed   bool
-	err      error  // sticky: a failed spill
-	touched  uint64 // sink of insertBatchLocked's loads
+	err      error             // sticky: a failed spill
+	touched  uint64            // sink of insertBatchLocked's loads
+	files    []storage.BlockID // every spill file created, deleted (if still there) by Close
+	numSpill int               // spill files written
+}
+
+// Spill implements memory.Consumer (Spillable.spill): a forced spill when another consumer of
+// the task needs memory; see Spillable.Spill.
+func (t *combiningTable[K, V, C]) Spill(size int64, trigger memory.Consumer) (int64, error) {
+	return t.sp.Spill(size, trigger)
+}
+
+// Used implements memory.Consumer: the execution memory the collection holds beyond its free
+// allowance.
+func (t *combiningTable[K, V, C]) Used() int64 { return t.sp.Used() }
+
+// Mode implements memory.Consumer: always memory.OnHeap.
+func (t *combiningTable[K, V, C]) Mode() memory.Mode { return t.sp.Mode() }
+
+// String is the collection's name.
+func (t *combiningTable[K, V, C]) String() string { return t.sp.name }
+
+// Metrics returns a snapshot of the spill counters.
+func (t *combiningTable[K, V, C]) Metrics() SpillMetrics {
+	t.sp.Lock()
+	defer t.sp.Unlock()
+	return t.sp.Metrics()
+}
+
+// NumSpills returns the number of spill files written so far, forced spills of the iterator
+// included (Spark's numSpills counts the spills of the map only).
+func (t *combiningTable[K, V, C]) NumSpills() int {
+	t.sp.Lock()
+	defer t.sp.Unlock()
+	return t.numSpill
+}
+
+// addSpillFile records a spill file written for the collection. Call with the lock held.
+func (t *combiningTable[K, V, C]) addSpillFile(id storage.BlockID) {
+	t.files = append(t.files, id)
+	t.numSpill++
+}
+
+// releaseLocked is the part of Close both collections share: it drops the in-memory table,
+// releases the collection's memory and deletes every spill file, returning deletion errors.
+// Call with the lock held.
+func (t *combiningTable[K, V, C]) releaseLocked() []error {
+	var errs []error
+	t.current = nil
+	t.sp.ReleaseMemory()
+	for _, id := range t.files {
+		if _, err := t.scope.Remove(id); err != nil {
+			errs = append(errs, fmt.Errorf("collection: deleting spill file %s: %w", id, err))
+		}
+	}
+	t.files = nil
+	return errs
 }
 
 // newTable returns an empty in-memory table hashing with h and measured with the collection's

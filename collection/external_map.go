@@ -71,15 +71,12 @@ type ExternalAppendOnlyMap[K comparable, V, C any] struct {
 	combiningTable[K, V, C] // the Spillable, the aggregator and the in-memory table
 	codec                   pairCodec[K, C]
 	keep                    func(Pair[K, C], []byte) Pair[K, C]
-	scope                   *storage.Scope
 	hasher                  Hasher[K]
 
 	// The fields below are guarded by sp's lock.
-	spills   []spillFile       // spills not yet handed to a reader (Spark's spilledMaps)
-	files    []storage.BlockID // every file created, deleted (if still there) by Close
-	numSpill int               // spill files written
-	reading  *spillableIterator[K, C]
-	out      *mapIterator[K, V, C] // the iterator handed out
+	spills  []spillFile // spills not yet handed to a reader (Spark's spilledMaps)
+	reading *spillableIterator[K, C]
+	out     *mapIterator[K, V, C] // the iterator handed out
 }
 
 // NewExternalAppendOnlyMap returns an empty map of task tm that spills into scope (normally the
@@ -101,8 +98,8 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 	if cfg.Name == "" {
 		cfg.Name = "ExternalAppendOnlyMap"
 	}
-	m := &ExternalAppendOnlyMap[K, V, C]{codec: pairCodec[K, C]{keys, combiners}, scope: scope, hasher: cfg.Hasher}
-	m.agg, m.spill = agg, m.spillCurrent
+	m := &ExternalAppendOnlyMap[K, V, C]{codec: pairCodec[K, C]{keys, combiners}, hasher: cfg.Hasher}
+	m.agg, m.spill, m.scope = agg, m.spillCurrent, scope
 	if keepKey := keeper[K](); keepKey != nil {
 		m.keep = func(p Pair[K, C], buf []byte) Pair[K, C] { p.Key = keepKey(p.Key, buf); return p }
 	}
@@ -127,36 +124,6 @@ func checkExternalArgs[K, C any](tm *memory.TaskManager, scope *storage.Scope, k
 
 func (m *ExternalAppendOnlyMap[K, V, C]) newMap() *SizeTrackingMap[K, C] {
 	return m.newTable(m.hasher)
-}
-
-// Spill implements memory.Consumer (Spillable.spill): a forced spill when another consumer of
-// the task is short of memory.
-func (m *ExternalAppendOnlyMap[K, V, C]) Spill(size int64, trigger memory.Consumer) (int64, error) {
-	return m.sp.Spill(size, trigger)
-}
-
-// Used implements memory.Consumer: the execution memory the map holds beyond its free allowance.
-func (m *ExternalAppendOnlyMap[K, V, C]) Used() int64 { return m.sp.Used() }
-
-// Mode implements memory.Consumer: always memory.OnHeap.
-func (m *ExternalAppendOnlyMap[K, V, C]) Mode() memory.Mode { return m.sp.Mode() }
-
-// String is the map's name.
-func (m *ExternalAppendOnlyMap[K, V, C]) String() string { return m.sp.name }
-
-// Metrics returns a snapshot of the spill counters.
-func (m *ExternalAppendOnlyMap[K, V, C]) Metrics() SpillMetrics {
-	m.sp.Lock()
-	defer m.sp.Unlock()
-	return m.sp.Metrics()
-}
-
-// NumSpills returns the number of spill files written so far, forced spills of the iterator
-// included (Spark's numSpills counts the spills of the map only).
-func (m *ExternalAppendOnlyMap[K, V, C]) NumSpills() int {
-	m.sp.Lock()
-	defer m.sp.Unlock()
-	return m.numSpill
 }
 
 // Insert combines v into the combiner of k (Spark's insert), after spilling the map if memory
@@ -197,8 +164,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) writeSpill(it Iterator[Pair[K, C]]) (sp
 	if err != nil {
 		return spillFile{}, err
 	}
-	m.files = append(m.files, f.id)
-	m.numSpill++
+	m.addSpillFile(f.id)
 	return f, nil
 }
 
@@ -314,14 +280,8 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Close() error {
 		errs = append(errs, m.reading.Close())
 		m.reading = nil
 	}
-	m.current, m.spills = nil, nil
-	m.sp.ReleaseMemory()
-	for _, id := range m.files {
-		if _, err := m.scope.Remove(id); err != nil {
-			errs = append(errs, fmt.Errorf("collection: deleting spill file %s: %w", id, err))
-		}
-	}
-	m.files = nil
+	m.spills = nil
+	errs = append(errs, m.releaseLocked()...)
 	return errors.Join(errs...)
 }
 

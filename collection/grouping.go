@@ -78,15 +78,12 @@ type ExternalGrouper[K comparable, V any] struct {
 	keys                                storage.Codec[K]
 	vals                                storage.Codec[V]
 	keep                                func(K, []byte) K
-	scope                               *storage.Scope
 	hasher                              Hasher[K]
 
 	// Guarded by sp's lock.
-	spills   []spillFile
-	files    []storage.BlockID
-	numSpill int
-	reading  *memGroupSource[K, V]
-	out      *groupIterator[K, V]
+	spills  []spillFile
+	reading *memGroupSource[K, V]
+	out     *groupIterator[K, V]
 }
 
 // groupingAggregator collects a key's values in a valueList.
@@ -122,8 +119,8 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 	if cfg.Name == "" {
 		cfg.Name = "ExternalGrouper"
 	}
-	g := &ExternalGrouper[K, V]{keys: keys, vals: values, keep: keeper[K](), scope: scope, hasher: cfg.Hasher}
-	g.agg, g.spill = groupingAggregator[K, V](), g.spillCurrent
+	g := &ExternalGrouper[K, V]{keys: keys, vals: values, keep: keeper[K](), hasher: cfg.Hasher}
+	g.agg, g.spill, g.scope = groupingAggregator[K, V](), g.spillCurrent, scope
 	g.sp.Init(tm, g, cfg.Name, cfg.SpillConfig, g.forceSpill)
 	g.current = g.newMap()
 	return g, nil
@@ -131,34 +128,6 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 
 func (g *ExternalGrouper[K, V]) newMap() *SizeTrackingMap[K, *valueList[V]] {
 	return g.newTable(g.hasher)
-}
-
-// Spill implements memory.Consumer (a forced spill).
-func (g *ExternalGrouper[K, V]) Spill(size int64, trigger memory.Consumer) (int64, error) {
-	return g.sp.Spill(size, trigger)
-}
-
-// Used implements memory.Consumer.
-func (g *ExternalGrouper[K, V]) Used() int64 { return g.sp.Used() }
-
-// Mode implements memory.Consumer: memory.OnHeap.
-func (g *ExternalGrouper[K, V]) Mode() memory.Mode { return g.sp.Mode() }
-
-// String is the grouper's name.
-func (g *ExternalGrouper[K, V]) String() string { return g.sp.name }
-
-// Metrics returns a snapshot of the spill counters.
-func (g *ExternalGrouper[K, V]) Metrics() SpillMetrics {
-	g.sp.Lock()
-	defer g.sp.Unlock()
-	return g.sp.Metrics()
-}
-
-// NumSpills returns the number of spill files written so far.
-func (g *ExternalGrouper[K, V]) NumSpills() int {
-	g.sp.Lock()
-	defer g.sp.Unlock()
-	return g.numSpill
 }
 
 // Insert adds v to the values of k, after spilling if memory is short (see
@@ -277,8 +246,7 @@ func (g *ExternalGrouper[K, V]) writeSource(src *memGroupSource[K, V], fromCurre
 	if err != nil {
 		return spillFile{}, err
 	}
-	g.files = append(g.files, f.id)
-	g.numSpill++
+	g.addSpillFile(f.id)
 	return f, nil
 }
 
@@ -355,14 +323,8 @@ func (g *ExternalGrouper[K, V]) Close() error {
 	if g.reading != nil {
 		errs = append(errs, g.reading.close())
 	}
-	g.current, g.spills = nil, nil
-	g.sp.ReleaseMemory()
-	for _, id := range g.files {
-		if _, err := g.scope.Remove(id); err != nil {
-			errs = append(errs, fmt.Errorf("collection: deleting spill file %s: %w", id, err))
-		}
-	}
-	g.files = nil
+	g.spills = nil
+	errs = append(errs, g.releaseLocked()...)
 	return errors.Join(errs...)
 }
 

@@ -4,41 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+
+	"github.com/spillway/spillway/storage"
 )
 
-// Iterator is the pull iterator every collection in this package returns: Spark's Scala
-// Iterator (hasNext/next) made explicit about errors and resources, because an iterator may be
-// reading spill files and may be abandoned early.
-//
-// The protocol, which every implementation follows:
-//
-//   - Next advances to the next element and reports whether there is one. It returns false at
-//     the end, after an error, and after Close, and keeps returning false from then on.
-//   - Value returns the element Next advanced to. It may be called several times and is only
-//     meaningful after Next returned true. The element is owned by the caller: it stays valid
-//     after later calls to Next and Close (implementations never hand out memory they reuse, so
-//     a k-way merge may buffer elements of one input while advancing it).
-//   - Err returns the error that stopped the iteration, or nil after a normal end or Close. Check
-//     it after Next returns false.
-//   - Close releases what the iterator holds (in-memory slices become unreachable, files are
-//     closed and, for spill readers, deleted). It may be called at any time, more than once, and
-//     from a deferred call; later calls return nil. A reader that stops early must call Close.
-//
-// Iterators are not safe for concurrent use.
-//
-// The usual loop:
-//
-//	defer it.Close()
-//	for it.Next() {
-//		use(it.Value())
-//	}
-//	if err := it.Err(); err != nil { ... }
-type Iterator[T any] interface {
-	Next() bool
-	Value() T
-	Err() error
-	Close() error
-}
+// Iterator is the pull iterator every collection in this package returns (Spark's Scala
+// Iterator made explicit about errors and resources): storage.Iterator, whose doc states the
+// protocol. Collections add one guarantee: they never hand out memory they reuse, so a k-way
+// merge may buffer elements of one input while advancing it; and Close of a spill reader also
+// deletes its file.
+type Iterator[T any] = storage.Iterator[T]
 
 // Pair is a key and its value as the iterators of maps yield them; Spark's Scala tuple (K, V).
 type Pair[K, V any] struct {
@@ -80,48 +55,12 @@ func AllPairs[K, V any](it Iterator[Pair[K, V]]) iter.Seq2[K, V] {
 	}
 }
 
-// Collect drains it into a slice and closes it (Spark's Iterator.toArray). It returns the elements read so far and the
-// first error of the iteration or of Close.
-func Collect[T any](it Iterator[T]) ([]T, error) {
-	var out []T
-	for it.Next() {
-		out = append(out, it.Value())
-	}
-	return out, errors.Join(it.Err(), it.Close())
-}
+// Collect drains it into a slice and closes it (Spark's Iterator.toArray): storage.Collect.
+func Collect[T any](it Iterator[T]) ([]T, error) { return storage.Collect(it) }
 
-// SliceIterator returns an Iterator over the elements of s, in order (Spark's Array.iterator). It holds s until it ends or
-// is closed, and then drops it; it never modifies s.
-func SliceIterator[T any](s []T) Iterator[T] { return &sliceIterator[T]{s: s, i: -1} }
-
-type sliceIterator[T any] struct {
-	s []T
-	i int
-}
-
-func (it *sliceIterator[T]) Next() bool {
-	if it.i+1 >= len(it.s) {
-		it.s = nil
-		return false
-	}
-	it.i++
-	return true
-}
-
-func (it *sliceIterator[T]) Value() T {
-	var zero T
-	if it.i < 0 || it.i >= len(it.s) {
-		return zero
-	}
-	return it.s[it.i]
-}
-
-func (it *sliceIterator[T]) Err() error { return nil }
-
-func (it *sliceIterator[T]) Close() error {
-	it.s = nil
-	return nil
-}
+// SliceIterator returns an Iterator over the elements of s, in order (Spark's Array.iterator):
+// storage.SliceIterator, which never modifies s and drops it when it ends or is closed.
+func SliceIterator[T any](s []T) Iterator[T] { return storage.SliceIterator(s) }
 
 // Concat returns an Iterator over the elements of its, one input after the other (Spark's
 // Iterator ++, used by ExternalSorter when there is neither aggregation nor ordering). It stops

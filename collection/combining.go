@@ -2,6 +2,7 @@ package collection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -69,11 +70,18 @@ func (t *combiningTable[K, V, C]) addSpillFile(id storage.BlockID) {
 	t.numSpill++
 }
 
-// releaseLocked is the part of Close both collections share: it drops the in-memory table,
-// releases the collection's memory and deletes every spill file, returning deletion errors.
-// Call with the lock held.
-func (t *combiningTable[K, V, C]) releaseLocked() []error {
-	var errs []error
+// close is Close for both collections: the first call, under the lock, runs closeReaders (the
+// owner closes its iterator and in-memory reader and drops its spill list), then drops the
+// in-memory table, releases the collection's memory and deletes every spill file. Later calls
+// return nil.
+func (t *combiningTable[K, V, C]) close(closeReaders func() []error) error {
+	t.sp.Lock()
+	defer t.sp.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	errs := closeReaders()
 	t.current = nil
 	t.sp.ReleaseMemory()
 	for _, id := range t.files {
@@ -82,7 +90,7 @@ func (t *combiningTable[K, V, C]) releaseLocked() []error {
 		}
 	}
 	t.files = nil
-	return errs
+	return errors.Join(errs...)
 }
 
 // newTable returns an empty in-memory table hashing with h and measured with the collection's

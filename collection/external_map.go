@@ -265,24 +265,19 @@ func (m *ExternalAppendOnlyMap[K, V, C]) newSpillableIterator(upstream Iterator[
 // Close releases the map's memory, closes its iterator and deletes every spill file it wrote,
 // whatever state the map is in. Later calls return nil.
 func (m *ExternalAppendOnlyMap[K, V, C]) Close() error {
-	m.sp.Lock()
-	defer m.sp.Unlock()
-	if m.closed {
-		return nil
-	}
-	m.closed = true
-	var errs []error
-	if m.out != nil {
-		errs = append(errs, m.out.closeLocked())
-		m.out = nil
-	}
-	if m.reading != nil {
-		errs = append(errs, m.reading.Close())
-		m.reading = nil
-	}
-	m.spills = nil
-	errs = append(errs, m.releaseLocked()...)
-	return errors.Join(errs...)
+	return m.close(func() []error {
+		var errs []error
+		if m.out != nil {
+			errs = append(errs, m.out.closeLocked())
+			m.out = nil
+		}
+		if m.reading != nil {
+			errs = append(errs, m.reading.Close())
+			m.reading = nil
+		}
+		m.spills = nil
+		return errs
+	})
 }
 
 // mapIterator is the Iterator handed out by ExternalAppendOnlyMap.Iterator: every call takes the

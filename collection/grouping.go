@@ -309,23 +309,18 @@ func (g *ExternalGrouper[K, V]) Iterator() (Iterator[Group[K, V]], error) {
 
 // Close releases the memory, closes the iterator and deletes every spill file.
 func (g *ExternalGrouper[K, V]) Close() error {
-	g.sp.Lock()
-	defer g.sp.Unlock()
-	if g.closed {
-		return nil
-	}
-	g.closed = true
-	var errs []error
-	if g.out != nil {
-		errs = append(errs, g.out.closeLocked())
-		g.out = nil
-	}
-	if g.reading != nil {
-		errs = append(errs, g.reading.close())
-	}
-	g.spills = nil
-	errs = append(errs, g.releaseLocked()...)
-	return errors.Join(errs...)
+	return g.close(func() []error {
+		var errs []error
+		if g.out != nil {
+			errs = append(errs, g.out.closeLocked())
+			g.out = nil
+		}
+		if g.reading != nil {
+			errs = append(errs, g.reading.close())
+		}
+		g.spills = nil
+		return errs
+	})
 }
 
 // groupSource is one sorted input of the grouping merge, positioned on a key.

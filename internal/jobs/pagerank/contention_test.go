@@ -2,6 +2,7 @@ package pagerank
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"runtime/metrics"
 	"sync"
@@ -29,14 +30,25 @@ type taskKey struct{ iteration, partition int }
 // combiners of every join map, and samples the live heap (after a collection) at every progress event and
 // right after every forced spill of a join map.
 type contentionProbe struct {
-	mu           sync.Mutex
-	combiners    map[taskKey][]weak.Pointer[Joined] // one in 16 of the join maps' combiners
-	seen         int
-	startShare   []float64 // the join map's share of its task's memory when contributing starts
-	startUsed    []int64   // the join map's memory then
-	aliveAtStart []int     // combiners alive when contributing starts
-	aliveAfter   []int     // combiners alive right after a forced spill
-	peakLive     int64     // the largest live heap sampled outside the ranks stage
+	mu        sync.Mutex
+	combiners map[taskKey][]weak.Pointer[Joined] // one in 16 of the join maps' combiners
+	seen      int
+	starts    map[taskKey]joinStart // every task's join map when contributing starts
+	spills    []forcedSpill         // every forced spill of a join map, in order
+	peakLive  int64                 // the largest live heap sampled outside the ranks stage
+}
+
+// joinStart is a task's join map when the task starts contributing.
+type joinStart struct {
+	used  int64   // its memory
+	share float64 // its share of the task's memory; NaN when the task held none
+	alive int     // sampled combiners alive
+}
+
+// forcedSpill is a forced spill of a task's join map while it was read.
+type forcedSpill struct {
+	task  taskKey
+	alive int // sampled combiners still alive right after it
 }
 
 func alive(ws []weak.Pointer[Joined]) int {
@@ -51,6 +63,7 @@ func alive(ws []weak.Pointer[Joined]) int {
 
 func (p *contentionProbe) observer() *Observer {
 	p.combiners = map[taskKey][]weak.Pointer[Joined]{}
+	p.starts = map[taskKey]joinStart{}
 	return &Observer{
 		Every: 16384,
 		Progress: func(ev Event) {
@@ -71,9 +84,12 @@ func (p *contentionProbe) observer() *Observer {
 					join += c.Used
 				}
 			}
-			p.startUsed = append(p.startUsed, join)
-			p.startShare = append(p.startShare, float64(join)/float64(max(total, 1)))
-			p.aliveAtStart = append(p.aliveAtStart, alive(p.combiners[taskKey{ev.Iteration, ev.Partition}]))
+			k := taskKey{ev.Iteration, ev.Partition}
+			st := joinStart{used: join, share: math.NaN(), alive: alive(p.combiners[k])}
+			if total > 0 {
+				st.share = float64(join) / float64(total)
+			}
+			p.starts[k] = st
 		},
 		JoinCombiner: func(ev Event, w weak.Pointer[Joined]) {
 			p.mu.Lock()
@@ -88,7 +104,8 @@ func (p *contentionProbe) observer() *Observer {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			p.peakLive = max(p.peakLive, live)
-			p.aliveAfter = append(p.aliveAfter, alive(p.combiners[taskKey{ev.Iteration, ev.Partition}]))
+			k := taskKey{ev.Iteration, ev.Partition}
+			p.spills = append(p.spills, forcedSpill{task: k, alive: alive(p.combiners[k])})
 		},
 	}
 }
@@ -122,28 +139,37 @@ func TestPageRankTwoShuffleContention(t *testing.T) {
 	res, err := Run(testCtx(t), ex, Config{Graph: graph, Iterations: iterations, Partitions: 2, CollectRanks: true, Observer: probe.observer()})
 	require.NoError(t, err)
 	t.Logf("peak live heap %s (budget %s); stats %+v", humanize.IBytes(uint64(probe.peakLive)), humanize.IBytes(budget), res.Stats)
-	t.Logf("join map when contributing starts: %v bytes, share %v, combiners alive %v; alive after forced spills %v",
-		probe.startUsed, probe.startShare, probe.aliveAtStart, probe.aliveAfter)
+	t.Logf("join maps when contributing starts: %+v; forced spills: %+v", probe.starts, probe.spills)
 
-	// When the second aggregation started, the join map held most of its task's memory, and in
-	// at least one task per iteration (one may just have spilled itself) at least half of the
-	// task's fair share of the budget, with many combiners in memory.
-	require.Len(t, probe.startShare, iterations*2)
+	// When the second aggregation started, every join map held most of its task's memory. (A
+	// map that has just spilled itself holds nothing, nor may its task.)
+	require.Len(t, probe.starts, iterations*2)
+	for k, st := range probe.starts {
+		if math.IsNaN(st.share) {
+			require.Zero(t, st.used, "task %+v", k)
+			continue
+		}
+		require.GreaterOrEqual(t, st.share, 0.9, "task %+v", k)
+	}
+	// The join maps were force-spilled while read, and each time their combiners became
+	// garbage but for what the reader legitimately holds: the record being read and, in the
+	// merge with the map's own spills, the in-memory stream's buffered pair and its read-ahead
+	// pair. Among them at least one map held at least half of its task's fair share of the
+	// budget, with many combiners: SPARK-22713's situation. Where each map spilled itself
+	// before depends on how the two concurrent tasks were scheduled, so how many spills found
+	// a full map varies from run to run; in 60 stress runs every run had 2 to 4 forced spills,
+	// and at least one of a full map.
+	const heldByReader = 3
+	require.NotEmpty(t, probe.spills)
+	require.Len(t, probe.spills, int(res.Stats.JoinForcedSpills))
 	full := 0
-	for i, share := range probe.startShare {
-		require.GreaterOrEqual(t, share, 0.9, "task %d", i)
-		if probe.startUsed[i] >= budget/4 {
+	for i, sp := range probe.spills {
+		require.LessOrEqual(t, sp.alive, heldByReader, "forced spill %d (task %+v) left %d sampled combiners reachable", i, sp.task, sp.alive)
+		if st := probe.starts[sp.task]; st.used >= budget/4 && st.alive > 100 {
 			full++
-			require.Greater(t, probe.aliveAtStart[i], 100, "task %d", i)
 		}
 	}
-	require.GreaterOrEqual(t, full, iterations)
-	// The forced spill happened, and each time the spilled map's combiners became garbage.
-	require.GreaterOrEqual(t, res.Stats.JoinForcedSpills, int64(iterations))
-	require.Len(t, probe.aliveAfter, int(res.Stats.JoinForcedSpills))
-	for i, n := range probe.aliveAfter {
-		require.LessOrEqual(t, n, 1, "forced spill %d left %d sampled combiners reachable", i, n)
-	}
+	require.Positive(t, full, "no forced spill found a full join map")
 	// The live heap stayed within budget plus slack although far more than that went through
 	// the collections (without spilling they would have held it all).
 	require.LessOrEqual(t, probe.peakLive, int64(budget+slack))

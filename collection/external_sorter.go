@@ -197,7 +197,7 @@ func (s *ExternalSorter[K, V, C]) newCollection() {
 	if s.agg != nil {
 		s.m = NewPartitionedAppendOnlyMap[K, C](s.hasher)
 	} else {
-		s.buf = NewPartitionedPairBuffer[K, C]()
+		s.buf = newPartitionedPairBuffer[K, C](s.n > 1)
 	}
 }
 
@@ -321,9 +321,9 @@ func (s *ExternalSorter[K, V, C]) insertCombined(ctx context.Context, p int32, r
 }
 
 func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pair[K, V]) error {
-	if vec := s.buf.vec; vec.Len() == vec.Capacity() {
+	if buf := s.buf; buf.Len() == buf.capacity() {
 		// The next record doubles the buffer: ask for the memory it will take now.
-		grown := vec.EstimateSize() + int64(vec.Capacity())*int64(unsafe.Sizeof(PartitionedPair[K, C]{}))
+		grown := buf.EstimateSize() + int64(buf.capacity())*buf.recordSize()
 		if err := s.growAhead(ctx, grown); err != nil {
 			return err
 		}

@@ -576,12 +576,12 @@ func TestExternalSorterForcedSpillWhileReading(t *testing.T) {
 				require.Equal(t, used, s.Used(), "no forced spill while filling")
 				other.free(got)
 
-				var array weak.Pointer[PartitionedPair[int64, int64]]
+				var array weak.Pointer[Pair[int64, int64]]
 				var table weak.Pointer[slot[partKey[int64], int64]]
 				if c.agg {
 					table = weak.Make(&s.m.m.data[0])
 				} else {
-					array = weak.Make(&s.buf.vec.data[0])
+					array = weak.Make(&s.buf.vec.data.pairs[0])
 				}
 				it, err := s.Iterator(ctx)
 				require.NoError(t, err)

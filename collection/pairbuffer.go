@@ -2,7 +2,12 @@ package collection
 
 import (
 	"cmp"
+	"fmt"
+	"math/bits"
 	"slices"
+	"unsafe"
+
+	"github.com/spillway/spillway/estimator"
 )
 
 // PartitionedCollection mirrors Spark's WritablePartitionedPairCollection: what ExternalSorter
@@ -24,67 +29,155 @@ type PartitionedCollection[K, V any] interface {
 // starts with room for 64 records and doubles when full, up to MaxBufferCapacity (an insert beyond
 // returns an error wrapping ErrBufferFull); each resize resets the size samples.
 //
-// Records are stored in one slice of PartitionedPair (Spark interleaves (partition, key) tuples
-// and values in one Object array). Sorting by partition only is not stable: records of one
-// partition come out in an unspecified order (Spark's TimSort keeps insertion order; no Spark
-// contract relies on it).
+// Records are stored in two columns (Spark interleaves (partition, key) tuples and values in one
+// Object array): a slice of key-value Pairs and, from the first record of a partition other than
+// 0, a slice of their int32 partitions, so a buffer of one partition holds no partitions at all.
+// Sorting groups the records by partition in place and then sorts each partition's run by key,
+// calling keyCmp directly. Neither step is stable: records of one partition that keyCmp calls
+// equal, or all of them when keyCmp is nil, come out in an unspecified order (Spark's TimSort
+// keeps insertion order; no Spark contract relies on it).
 //
 // A PartitionedPairBuffer is not safe for concurrent use.
 type PartitionedPairBuffer[K, V any] struct {
-	vec *SizeTrackingVector[PartitionedPair[K, V]]
+	vec     pairVector[K, V]
+	tracker *estimator.Tracker
+}
+
+// pairVector is the storage of a PartitionedPairBuffer (Spark's PrimitiveVector under it).
+type pairVector[K, V any] struct {
+	data        pairColumns[K, V] // all the buffer holds on the heap
+	maxCapacity int               // MaxBufferCapacity; lowered by tests
+	destroyed   bool
+}
+
+// pairColumns are a PartitionedPairBuffer's records, column by column.
+type pairColumns[K, V any] struct {
+	pairs []Pair[K, V] // len = size, cap = capacity
+	parts []int32      // pairs[i]'s partition, same len and cap; nil while every partition is 0
 }
 
 // NewPartitionedPairBuffer returns an empty buffer with room for DefaultVectorCapacity records.
 func NewPartitionedPairBuffer[K, V any]() *PartitionedPairBuffer[K, V] {
-	return &PartitionedPairBuffer[K, V]{vec: NewSizeTrackingVector[PartitionedPair[K, V]]()}
+	return newPartitionedPairBuffer[K, V](false)
+}
+
+// newPartitionedPairBuffer is NewPartitionedPairBuffer with the partition column allocated from
+// the start if partitioned, so its memory is part of every size estimate and growth.
+func newPartitionedPairBuffer[K, V any](partitioned bool) *PartitionedPairBuffer[K, V] {
+	b := &PartitionedPairBuffer[K, V]{vec: pairVector[K, V]{
+		data:        pairColumns[K, V]{pairs: make([]Pair[K, V], 0, DefaultVectorCapacity)},
+		maxCapacity: MaxBufferCapacity,
+	}}
+	if partitioned {
+		b.vec.data.parts = make([]int32, 0, DefaultVectorCapacity)
+	}
+	var est estimator.Estimator // caches the layouts across samples
+	b.tracker = estimator.NewTracker(func() int64 { return est.Estimate(b.vec.data) })
+	return b
+}
+
+func (b *PartitionedPairBuffer[K, V]) checkValid() {
+	if b.vec.destroyed {
+		panic("collection: buffer state is invalid from destructive sorting")
+	}
 }
 
 // Insert appends a record (Spark's insert). It returns an error wrapping ErrBufferFull, and
-// inserts nothing, when the buffer holds MaxBufferCapacity records.
+// inserts nothing, when the buffer holds MaxBufferCapacity records. A negative partition panics.
 func (b *PartitionedPairBuffer[K, V]) Insert(partition int32, key K, value V) error {
-	return b.vec.Append(PartitionedPair[K, V]{Partition: partition, Key: key, Value: value})
+	b.checkValid()
+	if partition < 0 {
+		panic(fmt.Sprintf("collection: negative partition %d", partition))
+	}
+	d := &b.vec.data
+	if len(d.pairs) == cap(d.pairs) {
+		if err := b.grow(); err != nil {
+			return err
+		}
+	}
+	if partition != 0 && d.parts == nil {
+		d.parts = make([]int32, len(d.pairs), cap(d.pairs))
+		b.tracker.ResetSamples()
+	}
+	d.pairs = append(d.pairs, Pair[K, V]{Key: key, Value: value})
+	if d.parts != nil {
+		d.parts = append(d.parts, partition)
+	}
+	b.tracker.AfterUpdate()
+	return nil
+}
+
+// grow doubles the capacity of both columns and resets the size samples.
+func (b *PartitionedPairBuffer[K, V]) grow() error {
+	d := &b.vec.data
+	n := len(d.pairs)
+	if n >= b.vec.maxCapacity {
+		return fmt.Errorf("%w: can't insert more than %d elements", ErrBufferFull, b.vec.maxCapacity)
+	}
+	newCap := min(max(2*n, 1), b.vec.maxCapacity)
+	d.pairs = append(make([]Pair[K, V], 0, newCap), d.pairs...)
+	if d.parts != nil {
+		d.parts = append(make([]int32, 0, newCap), d.parts...)
+	}
+	b.tracker.ResetSamples()
+	return nil
 }
 
 // Len returns the number of records.
-func (b *PartitionedPairBuffer[K, V]) Len() int { return b.vec.Len() }
+func (b *PartitionedPairBuffer[K, V]) Len() int { return len(b.vec.data.pairs) }
+
+// capacity returns the number of records the buffer holds before it grows again.
+func (b *PartitionedPairBuffer[K, V]) capacity() int { return cap(b.vec.data.pairs) }
+
+// recordSize returns the bytes each record's slot takes in the buffer's columns.
+func (b *PartitionedPairBuffer[K, V]) recordSize() int64 {
+	size := int64(unsafe.Sizeof(Pair[K, V]{}))
+	if b.vec.data.parts != nil {
+		size += int64(unsafe.Sizeof(int32(0)))
+	}
+	return size
+}
 
 // EstimateSize returns the tracked estimate of the buffer's size in bytes.
-func (b *PartitionedPairBuffer[K, V]) EstimateSize() int64 { return b.vec.EstimateSize() }
+func (b *PartitionedPairBuffer[K, V]) EstimateSize() int64 { return b.tracker.EstimateSize() }
 
 // PartitionedDestructiveSortedIterator sorts the records in place by partition and then by keyCmp
 // (partition only if keyCmp is nil) and returns them in that order, taking the buffer's memory:
 // the buffer becomes invalid and no longer references the records, and the iterator clears each
 // record it has passed.
 func (b *PartitionedPairBuffer[K, V]) PartitionedDestructiveSortedIterator(keyCmp func(a, b K) int) Iterator[PartitionedPair[K, V]] {
-	data := b.vec.take()
-	ends := groupByPartition(data)
+	b.checkValid()
+	d := b.vec.data
+	b.vec.data, b.vec.destroyed = pairColumns[K, V]{}, true
+	ends := groupByPartition(d.pairs, d.parts)
 	if keyCmp != nil {
-		byKey := func(x, y PartitionedPair[K, V]) int { return keyCmp(x.Key, y.Key) }
 		start := 0
 		for _, end := range ends {
-			slices.SortFunc(data[start:end], byKey)
+			sortPairsByKey(d.pairs[start:end], keyCmp)
 			start = end
 		}
 	}
-	return &drainIterator[PartitionedPair[K, V]]{data: data}
+	return &bufferIterator[K, V]{pairs: d.pairs, ends: ends}
 }
 
-// groupByPartition permutes data in place so that its records are grouped by ascending
-// partition (an American flag sort: one counting pass, then cycles of swaps), and returns the
-// end offset of each partition's run. It takes O(n) time and O(partitions) extra memory, and
-// leaves each partition's records to be sorted by key alone, so the key sort does not compare
-// partitions.
-func groupByPartition[K, V any](data []PartitionedPair[K, V]) []int {
-	if len(data) == 0 {
-		return nil
+// groupByPartition permutes pairs and parts alike so that the records are grouped by ascending
+// partition, and returns the end offset of each partition's run (partition p's run ends at
+// ends[p], the last run at len(pairs)). A nil parts means every record is in partition 0. Records
+// already grouped are left in place; else an American flag sort moves them (one counting pass,
+// then cycles of swaps): O(n) time and O(partitions) extra memory, leaving each run to be
+// sorted by key alone.
+func groupByPartition[K, V any](pairs []Pair[K, V], parts []int32) []int {
+	if len(parts) == 0 {
+		return []int{len(pairs)}
 	}
-	var top int32
-	for i := range data {
-		top = max(top, data[i].Partition)
+	top, grouped := parts[0], true
+	for i := 1; i < len(parts); i++ {
+		grouped = grouped && parts[i] >= parts[i-1]
+		top = max(top, parts[i])
 	}
 	ends := make([]int, top+1)
-	for i := range data {
-		ends[data[i].Partition]++
+	for _, p := range parts {
+		ends[p]++
 	}
 	next := make([]int, len(ends)) // the next unsettled slot of each partition's run
 	sum := 0
@@ -93,47 +186,180 @@ func groupByPartition[K, V any](data []PartitionedPair[K, V]) []int {
 		sum += c
 		ends[p] = sum
 	}
+	if grouped {
+		return ends
+	}
 	for p := range ends {
 		for next[p] < ends[p] {
-			q := data[next[p]].Partition
+			i := next[p]
+			q := parts[i]
 			if int(q) == p {
 				next[p]++
 				continue
 			}
-			data[next[p]], data[next[q]] = data[next[q]], data[next[p]]
+			j := next[q]
+			pairs[i], pairs[j] = pairs[j], pairs[i]
+			parts[i], parts[j] = parts[j], parts[i]
 			next[q]++
 		}
 	}
 	return ends
 }
 
-// drainIterator iterates a slice it owns and clears each element once passed, so what was read
-// becomes collectable.
-type drainIterator[T any] struct {
-	data []T
-	i    int
-	cur  T
+// bufferIterator is the destructive sorted iterator of a PartitionedPairBuffer: it reads the
+// grouped and sorted pairs, taking each record's partition from the runs, and clears each pair
+// once passed, so what was read becomes collectable.
+type bufferIterator[K, V any] struct {
+	pairs []Pair[K, V]
+	ends  []int // end of each partition's run
+	i     int
+	part  int32
+	cur   PartitionedPair[K, V]
 }
 
-func (it *drainIterator[T]) Next() bool {
-	var zero T
-	if it.i >= len(it.data) {
-		it.data, it.cur = nil, zero
+func (it *bufferIterator[K, V]) Next() bool {
+	if it.i >= len(it.pairs) {
+		_ = it.Close()
 		return false
 	}
-	it.cur = it.data[it.i]
-	it.data[it.i] = zero
+	for it.i >= it.ends[it.part] {
+		it.part++
+	}
+	p := &it.pairs[it.i]
+	it.cur = PartitionedPair[K, V]{Partition: it.part, Key: p.Key, Value: p.Value}
+	*p = Pair[K, V]{}
 	it.i++
 	return true
 }
 
-func (it *drainIterator[T]) Value() T   { return it.cur }
-func (it *drainIterator[T]) Err() error { return nil }
+func (it *bufferIterator[K, V]) Value() PartitionedPair[K, V] { return it.cur }
+func (it *bufferIterator[K, V]) Err() error                   { return nil }
 
-func (it *drainIterator[T]) Close() error {
-	var zero T
-	it.data, it.cur = nil, zero
+func (it *bufferIterator[K, V]) Close() error {
+	it.pairs, it.ends, it.cur = nil, nil, PartitionedPair[K, V]{}
 	return nil
+}
+
+// sortPairsByKey sorts pairs by key with keyCmp, which it calls directly: slices.SortFunc would
+// need a closure around keyCmp, one more indirect call per comparison, and comparisons are most
+// of a sort's cost when keys are cheap to compare. It is an introsort: quicksort with a median of
+// three (or of three medians of three on long ranges) as pivot and a partition whose two scans
+// both stop at keys equal to the pivot, so runs of equal keys split evenly; insertion sort on
+// short ranges; heapsort once the recursion is deeper than 2·log2(n). So it takes O(n log n)
+// time on every input and O(log n) stack. It is not stable. A keyCmp that is no strict weak
+// order leaves pairs in some order, never panicking or losing a record.
+func sortPairsByKey[K, V any](pairs []Pair[K, V], keyCmp func(a, b K) int) {
+	quickSortPairs(pairs, keyCmp, 2*bits.Len(uint(len(pairs))))
+}
+
+// insertionSortMax is the longest range quickSortPairs sorts by insertion.
+const insertionSortMax = 12
+
+func quickSortPairs[K, V any](pairs []Pair[K, V], keyCmp func(a, b K) int, depth int) {
+	for len(pairs) > insertionSortMax {
+		if depth == 0 {
+			heapSortPairs(pairs, keyCmp)
+			return
+		}
+		depth--
+		m := partitionPairs(pairs, keyCmp)
+		// Recurse into the shorter side and loop on the longer, for O(log n) stack.
+		if m < len(pairs)-m {
+			quickSortPairs(pairs[:m], keyCmp, depth)
+			pairs = pairs[m+1:]
+		} else {
+			quickSortPairs(pairs[m+1:], keyCmp, depth)
+			pairs = pairs[:m]
+		}
+	}
+	insertionSortPairs(pairs, keyCmp)
+}
+
+// partitionPairs picks a pivot, moves the pairs with smaller keys before it and those with
+// greater keys after it (equal keys go either way), and returns its final index.
+func partitionPairs[K, V any](pairs []Pair[K, V], keyCmp func(a, b K) int) int {
+	n := len(pairs)
+	a, b, c := n/4, n/2, 3*n/4
+	if n >= 128 {
+		s := n / 8
+		a = medianOfThree(pairs, keyCmp, a-s, a, a+s)
+		b = medianOfThree(pairs, keyCmp, b-s, b, b+s)
+		c = medianOfThree(pairs, keyCmp, c-s, c, c+s)
+	}
+	m := medianOfThree(pairs, keyCmp, a, b, c)
+	pairs[0], pairs[m] = pairs[m], pairs[0]
+	pivot := pairs[0].Key
+	i, j := 1, n-1
+	for {
+		for i <= j && keyCmp(pairs[i].Key, pivot) < 0 {
+			i++
+		}
+		for i <= j && keyCmp(pairs[j].Key, pivot) > 0 {
+			j--
+		}
+		if i >= j {
+			break
+		}
+		pairs[i], pairs[j] = pairs[j], pairs[i]
+		i++
+		j--
+	}
+	pairs[0], pairs[j] = pairs[j], pairs[0]
+	return j
+}
+
+// medianOfThree returns whichever of the indexes a, b and c holds the median key.
+func medianOfThree[K, V any](pairs []Pair[K, V], keyCmp func(a, b K) int, a, b, c int) int {
+	if keyCmp(pairs[b].Key, pairs[a].Key) < 0 {
+		a, b = b, a
+	}
+	// pairs[a] ≤ pairs[b]
+	if keyCmp(pairs[c].Key, pairs[b].Key) >= 0 {
+		return b
+	}
+	if keyCmp(pairs[c].Key, pairs[a].Key) < 0 {
+		return a
+	}
+	return c
+}
+
+func insertionSortPairs[K, V any](pairs []Pair[K, V], keyCmp func(a, b K) int) {
+	for i := 1; i < len(pairs); i++ {
+		x := pairs[i]
+		j := i
+		for ; j > 0 && keyCmp(x.Key, pairs[j-1].Key) < 0; j-- {
+			pairs[j] = pairs[j-1]
+		}
+		pairs[j] = x
+	}
+}
+
+func heapSortPairs[K, V any](pairs []Pair[K, V], keyCmp func(a, b K) int) {
+	for root := len(pairs)/2 - 1; root >= 0; root-- {
+		siftDownPairs(pairs, keyCmp, root)
+	}
+	for end := len(pairs) - 1; end > 0; end-- {
+		pairs[0], pairs[end] = pairs[end], pairs[0]
+		siftDownPairs(pairs[:end], keyCmp, 0)
+	}
+}
+
+// siftDownPairs moves the pair at root down the max-heap pairs until its children are no greater.
+func siftDownPairs[K, V any](pairs []Pair[K, V], keyCmp func(a, b K) int, root int) {
+	for {
+		child := 2*root + 1
+		if child >= len(pairs) {
+			return
+		}
+		if child+1 < len(pairs) && keyCmp(pairs[child].Key, pairs[child+1].Key) < 0 {
+			child++
+		}
+		if keyCmp(pairs[root].Key, pairs[child].Key) >= 0 {
+			return
+		}
+		pairs[root], pairs[child] = pairs[child], pairs[root]
+		root = child
+	}
 }
 
 // partKey is the key of a PartitionedAppendOnlyMap's table.

@@ -9,6 +9,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/spillway/spillway/estimator"
 	"github.com/stretchr/testify/require"
 )
 
@@ -178,4 +179,104 @@ func TestPartitionedAppendOnlyMap_Model(t *testing.T) {
 			})
 		}
 	}
+}
+
+// sortPairsByKey sorts like slices.SortFunc on every input shape, its heapsort fallback
+// included, and keeps every pair.
+func TestSortPairsByKey(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 4))
+	shapes := map[string]func(i, n int) int{
+		"random":    func(int, int) int { return rng.Int() },
+		"few":       func(int, int) int { return rng.IntN(4) },
+		"equal":     func(int, int) int { return 7 },
+		"sorted":    func(i, _ int) int { return i },
+		"reversed":  func(i, n int) int { return n - i },
+		"sawtooth":  func(i, _ int) int { return i % 37 },
+		"organpipe": func(i, n int) int { return min(i, n-i) },
+		"almost": func(i, _ int) int {
+			if rng.IntN(50) == 0 {
+				return rng.Int()
+			}
+			return i
+		},
+	}
+	for name, shape := range shapes {
+		for _, n := range []int{0, 1, 2, 3, 12, 13, 50, 127, 128, 1000, 5000} {
+			in := make([]Pair[int, int], n)
+			for i := range in {
+				in[i] = Pair[int, int]{Key: shape(i, n), Value: i}
+			}
+			byKeyValue := func(a, b Pair[int, int]) int {
+				return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Value, b.Value))
+			}
+			want := slices.Clone(in)
+			slices.SortFunc(want, byKeyValue)
+			for _, depth := range []int{-1, 0, 1} { // -1: sortPairsByKey's own depth limit
+				got := slices.Clone(in)
+				if depth < 0 {
+					sortPairsByKey(got, cmp.Compare[int])
+				} else {
+					quickSortPairs(got, cmp.Compare[int], depth)
+				}
+				require.True(t, slices.IsSortedFunc(got, func(a, b Pair[int, int]) int { return cmp.Compare(a.Key, b.Key) }),
+					"%s, %d pairs, depth %d", name, n, depth)
+				slices.SortFunc(got, byKeyValue) // the same pairs
+				require.Equal(t, want, got, "%s, %d pairs, depth %d", name, n, depth)
+			}
+		}
+	}
+	// A comparator that is no order at all: no panic, no pair lost.
+	in := make([]Pair[int, int], 3000)
+	for i := range in {
+		in[i] = Pair[int, int]{Key: i, Value: i}
+	}
+	got := slices.Clone(in)
+	sortPairsByKey(got, func(int, int) int { return rng.IntN(3) - 1 })
+	slices.SortFunc(got, func(a, b Pair[int, int]) int { return cmp.Compare(a.Key, b.Key) })
+	require.Equal(t, in, got)
+}
+
+// A buffer of partition 0 only keeps no partition column; the first other partition adds it,
+// with the records inserted before it in partition 0, and the size estimate counts it at once.
+func TestPartitionedPairBuffer_PartitionColumn(t *testing.T) {
+	b := NewPartitionedPairBuffer[int64, int64]()
+	for i := range int64(100) {
+		require.NoError(t, b.Insert(0, 100-i, i))
+	}
+	require.Nil(t, b.vec.data.parts)
+	var est estimator.Estimator
+	require.Equal(t, est.Estimate(b.vec.data.pairs), b.EstimateSize(), "a fresh sample after the resize")
+	require.NoError(t, b.Insert(2, 5, 100))
+	require.Len(t, b.vec.data.parts, 101)
+	require.Equal(t, est.Estimate(b.vec.data.pairs)+est.Estimate(b.vec.data.parts), b.EstimateSize(), "a fresh sample with the column")
+	require.NoError(t, b.Insert(1, 5, 101))
+	require.PanicsWithValue(t, "collection: negative partition -1", func() { _ = b.Insert(-1, 0, 0) })
+	require.Equal(t, 102, b.Len())
+	got, err := Collect(b.PartitionedDestructiveSortedIterator(cmp.Compare[int64]))
+	require.NoError(t, err)
+	want := []PartitionedPair[int64, int64]{}
+	for i := int64(99); i >= 0; i-- {
+		want = append(want, PartitionedPair[int64, int64]{Partition: 0, Key: 100 - i, Value: i})
+	}
+	want = append(want, PartitionedPair[int64, int64]{Partition: 1, Key: 5, Value: 101}, PartitionedPair[int64, int64]{Partition: 2, Key: 5, Value: 100})
+	require.Equal(t, want, got)
+}
+
+// Records inserted already grouped by partition stay where they are (no swaps).
+func TestGroupByPartition_Grouped(t *testing.T) {
+	pairs := []Pair[int, int]{{3, 0}, {1, 1}, {2, 2}, {0, 3}, {5, 4}}
+	parts := []int32{0, 0, 2, 2, 4}
+	ends := groupByPartition(pairs, parts)
+	require.Equal(t, []int{2, 2, 4, 4, 5}, ends)
+	require.Equal(t, []Pair[int, int]{{3, 0}, {1, 1}, {2, 2}, {0, 3}, {5, 4}}, pairs)
+	parts = []int32{4, 0, 2, 0, 2}
+	ends = groupByPartition(pairs, parts)
+	require.Equal(t, []int{2, 2, 4, 4, 5}, ends)
+	require.Equal(t, []int32{0, 0, 2, 2, 4}, parts)
+	require.ElementsMatch(t, []Pair[int, int]{{1, 1}, {0, 3}}, pairs[:2])
+	require.ElementsMatch(t, []Pair[int, int]{{2, 2}, {5, 4}}, pairs[2:4])
+	require.Equal(t, Pair[int, int]{3, 0}, pairs[4])
+	require.Equal(t, []int{0}, groupByPartition[int, int](nil, nil))
 }

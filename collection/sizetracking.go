@@ -96,7 +96,6 @@ func (m *SizeTrackingMap[K, V]) EstimateSize() int64 { return m.tracker.Estimate
 type SizeTrackingVector[T any] struct {
 	data        []T // len = size, cap = capacity
 	maxCapacity int // MaxBufferCapacity; lowered by tests
-	destroyed   bool
 	tracker     *estimator.Tracker
 }
 
@@ -111,17 +110,10 @@ func NewSizeTrackingVector[T any]() *SizeTrackingVector[T] {
 	return v
 }
 
-func (v *SizeTrackingVector[T]) checkValid() {
-	if v.destroyed {
-		panic("collection: buffer state is invalid from destructive sorting")
-	}
-}
-
 // Append adds x at the end (Spark's +=). When the vector is full it first doubles its capacity
 // (and resets the tracker's samples); at MaxBufferCapacity elements it returns an error wrapping
 // ErrBufferFull and appends nothing.
 func (v *SizeTrackingVector[T]) Append(x T) error {
-	v.checkValid()
 	if len(v.data) == cap(v.data) {
 		if err := v.grow(); err != nil {
 			return err
@@ -153,13 +145,11 @@ func (v *SizeTrackingVector[T]) Capacity() int { return cap(v.data) }
 
 // At returns element i; it panics if i is out of range.
 func (v *SizeTrackingVector[T]) At(i int) T {
-	v.checkValid()
 	return v.data[i]
 }
 
 // All returns the index and value of every element in order (Spark's iterator).
 func (v *SizeTrackingVector[T]) All() iter.Seq2[int, T] {
-	v.checkValid()
 	return func(yield func(int, T) bool) {
 		for i, x := range v.data {
 			if !yield(i, x) {
@@ -171,7 +161,6 @@ func (v *SizeTrackingVector[T]) All() iter.Seq2[int, T] {
 
 // ToSlice returns a copy of the elements, trimmed to their number (Spark's toArray).
 func (v *SizeTrackingVector[T]) ToSlice() []T {
-	v.checkValid()
 	out := make([]T, len(v.data))
 	copy(out, v.data)
 	return out
@@ -179,12 +168,3 @@ func (v *SizeTrackingVector[T]) ToSlice() []T {
 
 // EstimateSize returns the tracker's estimate of the vector's size in bytes.
 func (v *SizeTrackingVector[T]) EstimateSize() int64 { return v.tracker.EstimateSize() }
-
-// take invalidates the vector and returns its elements; the vector no longer references them.
-func (v *SizeTrackingVector[T]) take() []T {
-	v.checkValid()
-	data := v.data
-	v.data = nil
-	v.destroyed = true
-	return data
-}

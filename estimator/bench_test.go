@@ -61,3 +61,49 @@ func BenchmarkEstimate_PackageFuncInt64Slice(b *testing.B) {
 		estimator.Estimate(v)
 	}
 }
+
+// appendOnlyTable has the shape of collection.AppendOnlyMap (a slice of hash, key, value slots,
+// about half of them full), which a SizeTrackingMap's Tracker measures again and again.
+type appendOnlyTable[V any] struct {
+	data []struct {
+		hash uint64
+		key  int64
+		val  V
+	}
+	mask uint64
+	size int
+}
+
+func newAppendOnlyTable[V any](capacity int, val func(i int) V) *appendOnlyTable[V] {
+	t := &appendOnlyTable[V]{mask: uint64(capacity - 1)}
+	t.data = make([]struct {
+		hash uint64
+		key  int64
+		val  V
+	}, capacity)
+	for i := 0; i < capacity; i += 2 { // every other slot: load 0.5
+		t.data[i].hash, t.data[i].key, t.data[i].val = uint64(i)+1, int64(i), val(i)
+		t.size++
+	}
+	return t
+}
+
+type joined struct {
+	links  []int64
+	sum    float64
+	ranked bool
+}
+
+// PageRank's grouping table (int64 → []int64) and join table (int64 → *joined), sampled, and a
+// table small enough to be walked exactly: what a spilling map's Tracker measures after a reset.
+func BenchmarkEstimate_GroupingTable64k(b *testing.B) {
+	benchmarkEstimate(b, newAppendOnlyTable(1<<16, func(i int) []int64 { return make([]int64, 1+i%13) }))
+}
+
+func BenchmarkEstimate_JoinTable64k(b *testing.B) {
+	benchmarkEstimate(b, newAppendOnlyTable(1<<16, func(i int) *joined { return &joined{links: make([]int64, 1+i%13)} }))
+}
+
+func BenchmarkEstimate_JoinTable64Exact(b *testing.B) {
+	benchmarkEstimate(b, newAppendOnlyTable(64, func(i int) *joined { return &joined{links: make([]int64, 1+i%13)} }))
+}

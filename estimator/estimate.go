@@ -69,30 +69,34 @@ func (e *Estimator) Estimate(v any) int64 {
 func (e *Estimator) walker() *walker {
 	w, _ := e.walkers.Get().(*walker)
 	if w == nil {
-		w = &walker{e: e, seen: map[uintptr]struct{}{}, slices: map[uintptr]int{}, drawn: map[int]struct{}{}}
+		w = &walker{e: e, slices: map[uintptr]int{}}
 	}
 	w.acc = &w.top
 	return w
 }
 
 // maxPooledObjects bounds what a pooled walker keeps between calls: a walk of a huge graph
-// leaves its maps and slices large, and those are dropped rather than held.
+// leaves its sets and slices large, and those are dropped rather than held.
 const maxPooledObjects = 1 << 14
 
 // release resets w and returns it to the pool, unless its last walk made it large.
 func (e *Estimator) release(w *walker) {
-	if len(w.seen) > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects {
+	if w.seen.len() > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects {
 		return
 	}
-	clear(w.seen) // uintptr keys: they do not keep objects alive
+	for _, sc := range w.samples {
+		if cap(sc.pass.objs) > maxPooledObjects {
+			return
+		}
+	}
+	w.seen.reset()
 	clear(w.slices)
-	w.revisits = 0
-	// The stack and sample batch hold unsafe.Pointers past their length: clear them all, or a
-	// pooled walker would keep the last value it measured reachable (a spilled table, say).
+	w.revisits, w.depth = 0, 0
+	// The stack holds unsafe.Pointers past its length: clear it all, or a pooled walker would
+	// keep the last value it measured reachable (a spilled table, say). Everything else a walker
+	// keeps is addresses and positions as integers.
 	clear(w.stack[:cap(w.stack)])
 	w.stack = w.stack[:0]
-	clear(w.batch[:cap(w.batch)])
-	w.batch = w.batch[:0]
 	w.top = accum{objs: w.top.objs[:0]}
 	w.acc = nil
 	e.walkers.Put(w)
@@ -104,20 +108,19 @@ type walker struct {
 	e *Estimator
 	// seen holds the addresses of objects reached through a pointer, map or channel word or an
 	// interface box, so shared objects and cycles count once.
-	seen map[uintptr]struct{}
+	seen keySet
 	// slices maps a walked slice backing array to the longest length walked from it.
 	slices map[uintptr]int
 	// revisits counts objects and slice backings reached again after they were first walked:
 	// evidence of sharing, which sampling needs to know about (see sample).
 	revisits int
-	// drawn and batch are the scratch space of the outermost sample call (sampling is true
-	// while it runs).
-	drawn    map[int]struct{}
-	batch    []unsafe.Pointer
-	sampling bool
-	stack    []item
-	top      accum
-	acc      *accum // where objects found now are recorded: top, or a sampling pass's own
+	// samples[d] is the scratch space of a sample call nested d deep in others (a container
+	// sampled while walking another's sampled elements); depth is the number in progress.
+	samples []*sampleScratch
+	depth   int
+	stack   []item
+	top     accum
+	acc     *accum // where objects found now are recorded: top, or a sampling pass's own
 }
 
 // item is work on the stack: n consecutive values of layout l at addr to walk, or the map
@@ -193,11 +196,10 @@ func (a *accum) cost() int64 {
 
 // visit marks p seen and reports whether it was new.
 func (w *walker) visit(p unsafe.Pointer) bool {
-	if _, ok := w.seen[uintptr(p)]; ok {
+	if !w.seen.add(uint64(uintptr(p))) {
 		w.revisits++
 		return false
 	}
-	w.seen[uintptr(p)] = struct{}{}
 	return true
 }
 

@@ -75,7 +75,7 @@ func TestModelTables(t *testing.T) {
 		for i := range n {
 			m[int64(i)] = int64(i)
 		}
-		w := walker{e: &e, seen: map[uintptr]struct{}{}, slices: map[uintptr]int{}}
+		w := walker{e: &e, slices: map[uintptr]int{}}
 		w.acc = &w.top
 		l := e.layoutOf(reflect.TypeOf(m))
 		w.inline(unsafe.Pointer(&m), l)

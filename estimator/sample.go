@@ -39,41 +39,34 @@ const sampleSeed1, sampleSeed2 = 42, 0x5b11_1a7
 // Positions are in [0, space); at returns the element at a position, or nil if the position
 // holds none (an empty map slot).
 func (w *walker) sample(n, space int, el *layout, at func(i int) unsafe.Pointer) {
-	rng := rand.New(rand.NewPCG(sampleSeed1, sampleSeed2^uint64(n)))
-	// The walker's scratch space serves the outermost sample; a container sampled while walking
-	// another's sampled elements gets its own.
-	var drawn map[int]struct{}
-	var batch []unsafe.Pointer
-	if w.sampling {
-		drawn, batch = make(map[int]struct{}, 2*sampleSize), make([]unsafe.Pointer, 0, sampleSize)
-	} else {
-		w.sampling = true
-		drawn, batch = w.drawn, w.batch[:0]
-		clear(drawn)
-		defer func() { w.sampling, w.batch = false, batch[:0] }()
+	if w.depth == len(w.samples) {
+		sc := &sampleScratch{}
+		sc.rng = rand.New(&sc.pcg)
+		w.samples = append(w.samples, sc)
 	}
+	sc := w.samples[w.depth]
+	w.depth++
+	sc.pcg.Seed(sampleSeed1, sampleSeed2^uint64(n))
+	sc.drawn.reset()
 	var s [2]int64
 	var counted [2]int
 	shared := false
 	for pass := range s {
-		batch = batch[:0]
-		for len(batch) < sampleSize && len(drawn) < space {
-			start := rng.IntN(space)
-			for i := start; i < min(start+sampleRun, space) && len(batch) < sampleSize; i++ {
-				if _, dup := drawn[i]; dup {
-					continue
-				}
-				drawn[i] = struct{}{}
-				if p := at(i); p != nil {
-					batch = append(batch, p)
+		sc.batch = sc.batch[:0]
+		for len(sc.batch) < sampleSize && sc.drawn.len() < space {
+			start := sc.rng.IntN(space)
+			for i := start; i < min(start+sampleRun, space) && len(sc.batch) < sampleSize; i++ {
+				if sc.drawn.add(uint64(i)+1) && at(i) != nil {
+					sc.batch = append(sc.batch, i)
 				}
 			}
 		}
 		before := w.revisits
-		s[pass] = w.pass(batch, el)
-		counted[pass] = len(batch)
+		s[pass] = w.pass(sc, el, at)
+		counted[pass] = len(sc.batch)
 		shared = pass == 1 && w.revisits > before
 	}
+	w.depth--
 	if !shared {
 		if c := counted[0] + counted[1]; c > 0 {
 			w.acc.extra += int64(float64(s[0]+s[1]) * float64(n) / float64(c))
@@ -84,17 +77,28 @@ func (w *walker) sample(n, space int, el *layout, at func(i int) unsafe.Pointer)
 	w.acc.extra += hi + int64(float64(lo)*float64(n-sampleSize)/sampleSize)
 }
 
-// pass walks the values of layout el at batch and everything they reach that is not yet seen,
-// returning their cost on their own.
-func (w *walker) pass(batch []unsafe.Pointer, el *layout) int64 {
+// sampleScratch is what a sample call needs besides the walker, kept by the walker for reuse.
+// It holds positions and addresses as integers only, so it keeps nothing alive.
+type sampleScratch struct {
+	pcg   rand.PCG
+	rng   *rand.Rand // drawing from pcg
+	drawn keySet     // positions drawn so far, plus one
+	batch []int      // positions of the current pass's elements
+	pass  accum      // the objects the current pass found
+}
+
+// pass walks the elements of layout el at the positions of sc.batch and everything they reach
+// that is not yet seen, returning their cost on their own.
+func (w *walker) pass(sc *sampleScratch, el *layout, at func(i int) unsafe.Pointer) int64 {
 	saved := w.acc
-	w.acc = &accum{}
+	sc.pass = accum{objs: sc.pass.objs[:0]}
+	w.acc = &sc.pass
 	mark := len(w.stack)
-	for _, p := range batch {
-		w.inline(p, el)
+	for _, i := range sc.batch {
+		w.inline(at(i), el)
 	}
 	w.drain(mark)
-	s := w.acc.cost()
+	s := sc.pass.cost()
 	w.acc = saved
 	return s
 }

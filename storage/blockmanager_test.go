@@ -134,6 +134,11 @@ func TestBM01InMemoryLRUStorage(t *testing.T) {
 			require.Nil(t, h.get(a3), "a3 was in store")
 			mode := modeOf(level)
 			require.Equal(t, h.bm.MemoryStore().Size(a1)+h.bm.MemoryStore().Size(a2), h.m.Metrics().Pools[mode].StorageUsed)
+			// a1 and then a3 were evicted, and no level here keeps them on disk.
+			ms := h.bm.MemoryStore().Metrics()
+			require.Equal(t, int64(2), ms.EvictedBlocks)
+			require.Equal(t, 2*h.bm.MemoryStore().Size(a1), ms.EvictedBytes, "a1 and a3 are the same size")
+			require.Zero(t, ms.DroppedToDisk)
 		})
 	}
 }
@@ -188,6 +193,9 @@ func TestBM05DiskAndMemoryStorage(t *testing.T) {
 			require.True(t, h.putSingle(a3, bmArray(3), tc.level))
 			require.False(t, h.inMemory(a1), "a1 stayed in memory")
 			require.True(t, h.onDisk(a1), "a1 was not dropped to disk")
+			ms := h.bm.MemoryStore().Metrics()
+			require.Equal(t, MemoryStoreMetrics{EvictedBlocks: 1, EvictedBytes: ms.EvictedBytes, DroppedToDisk: 1}, ms)
+			require.Positive(t, ms.EvictedBytes)
 			require.Equal(t, [][]byte{bmArray(2)}, h.get(a2), "a2 was not in store")
 			require.Equal(t, [][]byte{bmArray(3)}, h.get(a3), "a3 was not in store")
 			if tc.bytes {

@@ -135,6 +135,19 @@ type MemoryStore struct {
 	entries map[BlockID]*memoryEntry
 	lru     list.List // of *memoryEntry, least recently used first (Spark's access-ordered LinkedHashMap)
 	unroll  [2]map[memory.TaskID]int64
+	metrics MemoryStoreMetrics
+}
+
+// MemoryStoreMetrics counts what eviction did to a MemoryStore since it was created (Spark
+// reports these per task as updatedBlockStatuses; a single counter is what a dashboard or a
+// benchmark needs).
+type MemoryStoreMetrics struct {
+	// EvictedBlocks and EvictedBytes count the blocks, and their accounted sizes, that eviction
+	// dropped from memory.
+	EvictedBlocks, EvictedBytes int64
+	// DroppedToDisk counts the evicted blocks that stayed available on disk (their level uses
+	// disk, so the EvictionHandler wrote or kept them there).
+	DroppedToDisk int64
 }
 
 // memoryEntry is Spark's MemoryEntry: DeserializedMemoryEntry when values is set,
@@ -210,6 +223,13 @@ func NewMemoryStore(m *memory.UnifiedManager, info *BlockInfoManager, handler Ev
 	ms.log.Info("MemoryStore started", zap.String("capacity", humanize.IBytes(uint64(max))))
 	m.SetEvictor(ms)
 	return ms, nil
+}
+
+// Metrics returns the store's eviction counters.
+func (ms *MemoryStore) Metrics() MemoryStoreMetrics {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.metrics
 }
 
 // Config returns the store's configuration with defaults filled in.
@@ -504,6 +524,11 @@ func (ms *MemoryStore) drop(e *memoryEntry) (int64, error) {
 		ms.lru.Remove(e.elem)
 		e.elem = nil
 		freed = e.size
+		ms.metrics.EvictedBlocks++
+		ms.metrics.EvictedBytes += freed
+		if kept {
+			ms.metrics.DroppedToDisk++
+		}
 	}
 	ms.mu.Unlock()
 	if freed > 0 {

@@ -147,28 +147,6 @@ func (d cacheData) storeConfig(u harness.Unroll, level storage.Level) storage.Me
 	return storage.MemoryStoreConfig{}
 }
 
-// countingEvictor is the MemoryStore as the memory manager's Evictor, counting the blocks each
-// eviction drops (the store keeps no such count). The count is exact while one task puts blocks
-// at a time; a block another task inserts during an eviction hides one dropped block.
-type countingEvictor struct {
-	ms      *storage.MemoryStore
-	evicted atomic.Int64
-}
-
-// countEvictions rewires m's Evictor to count what ms evicts.
-func countEvictions(m *memory.UnifiedManager, ms *storage.MemoryStore) *countingEvictor {
-	c := &countingEvictor{ms: ms}
-	m.SetEvictor(c)
-	return c
-}
-
-func (c *countingEvictor) EvictBlocksToFreeSpace(block memory.Block, space int64, mode memory.Mode) (int64, error) {
-	before := c.ms.Len()
-	freed, err := c.ms.EvictBlocksToFreeSpace(block, space, mode)
-	c.evicted.Add(int64(max(before-c.ms.Len(), 0)))
-	return freed, err
-}
-
 // caching caches two datasets, each about as large as the input divided by two, one after the
 // other at the strategy's storage level through a BlockManager (GetOrElseUpdate, as an RDD's
 // iterator does), then reads every partition back (a second action): blocks that were not kept
@@ -233,10 +211,10 @@ func (d cacheData) run(ctx context.Context, env *harness.Env) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, bm.Close()) }()
-	evictions := countEvictions(env.Memory, bm.MemoryStore())
+	ms := bm.MemoryStore()
 	var toDisk, diskBytes atomic.Int64 // blocks written to disk, and their bytes
 	env.AddCounters(func() harness.Counters {
-		return harness.Counters{Spills: toDisk.Load(), SpillBytes: diskBytes.Load(), Evictions: evictions.evicted.Load()}
+		return harness.Counters{Spills: toDisk.Load(), SpillBytes: diskBytes.Load(), Evictions: ms.Metrics().EvictedBlocks}
 	})
 	var onDisk [cacheBlocks]bool
 	// countDisk notes the blocks that reached disk since the last call (by a put, or dropped

@@ -124,10 +124,10 @@ func runPageRank(ctx context.Context, env *harness.Env, g graphgen.Config, itera
 	}
 	env.UseMemory(ex.Memory)
 	defer func() { err = errors.Join(err, ex.Close()) }()
-	evictions := countEvictions(ex.Memory, ex.Blocks.MemoryStore())
+	ms := ex.Blocks.MemoryStore()
 	var stats atomic.Pointer[pagerank.Stats] // the job's spill metrics, known when it ends
 	env.AddCounters(func() harness.Counters {
-		c := harness.Counters{Evictions: evictions.evicted.Load()}
+		c := harness.Counters{Evictions: ms.Metrics().EvictedBlocks}
 		if s := stats.Load(); s != nil {
 			c.Spills, c.SpillBytes = s.Spills, s.DiskBytesSpilled
 		}

@@ -1,10 +1,8 @@
 package estimator
 
 import (
-	"cmp"
 	"reflect"
 	"runtime"
-	"slices"
 	"sync"
 	"unsafe"
 )
@@ -167,7 +165,7 @@ const mergeGap = 16
 func (a *accum) cost() int64 {
 	total := a.extra
 	objs := a.objs
-	slices.SortFunc(objs, func(x, y object) int { return cmp.Compare(x.start, y.start) })
+	sortByStart(objs)
 	for i := 0; i < len(objs); {
 		start, end := objs[i].start, objs[i].start+uintptr(objs[i].size)
 		largest := allocSize(objs[i].size, objs[i].scan)
@@ -192,6 +190,51 @@ func (a *accum) cost() int64 {
 		i = j
 	}
 	return total
+}
+
+// sortByStart sorts objs by start address, as slices.SortFunc would with cmp.Compare on start,
+// but with the comparison inlined: a sampled estimate sorts each pass's objects, and a Tracker
+// estimates often. Quicksort with the median of three as pivot (Hoare's partition, so sorted
+// input and repeated addresses split evenly), recursing into the smaller part; insertion sort
+// below 12 elements.
+func sortByStart(objs []object) {
+	for len(objs) > 12 {
+		hi, mid := len(objs)-1, len(objs)/2
+		if objs[mid].start < objs[0].start {
+			objs[mid], objs[0] = objs[0], objs[mid]
+		}
+		if objs[hi].start < objs[mid].start {
+			objs[hi], objs[mid] = objs[mid], objs[hi]
+			if objs[mid].start < objs[0].start {
+				objs[mid], objs[0] = objs[0], objs[mid]
+			}
+		}
+		pivot := objs[mid].start
+		i, j := -1, len(objs)
+		for {
+			for i++; objs[i].start < pivot; i++ {
+			}
+			for j--; objs[j].start > pivot; j-- {
+			}
+			if i >= j {
+				break
+			}
+			objs[i], objs[j] = objs[j], objs[i]
+		}
+		// objs[:j+1] ≤ pivot ≤ objs[j+1:], both parts non-empty.
+		if j+1 < len(objs)-j-1 {
+			sortByStart(objs[:j+1])
+			objs = objs[j+1:]
+		} else {
+			sortByStart(objs[j+1:])
+			objs = objs[:j+1]
+		}
+	}
+	for i := 1; i < len(objs); i++ {
+		for j := i; j > 0 && objs[j].start < objs[j-1].start; j-- {
+			objs[j], objs[j-1] = objs[j-1], objs[j]
+		}
+	}
 }
 
 // visit marks p seen and reports whether it was new.

@@ -39,7 +39,16 @@ func allocSize(size int64, scan bool) int64 {
 		// mallocgc sends these to the large-object path: a span of their own, no malloc header.
 		return alignUp(size, pageSize)
 	}
-	if scan && size > minSizeForMallocHeader {
+	// Up to 512 bytes (no malloc header) the classes are evenly spaced: every 8 bytes to 32,
+	// every 16 to 256, every 32 to 512. Most objects an estimate meets are that small.
+	switch {
+	case size <= 32:
+		return alignUp(size, 8)
+	case size <= 256:
+		return alignUp(size, 16)
+	case size <= minSizeForMallocHeader:
+		return alignUp(size, 32)
+	case scan:
 		size += mallocHeaderSize
 	}
 	i, _ := slices.BinarySearch(sizeClassBytes[:], size)

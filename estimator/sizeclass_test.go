@@ -52,3 +52,33 @@ func TestAllocSize(t *testing.T) {
 		require.Equal(t, tc.want, allocSize(tc.size, tc.scan), "size %d scan %v", tc.size, tc.scan)
 	}
 }
+
+// TestAllocSizeEverySmallSize compares allocSize with a plain reading of the size-class table
+// for every size a small object can have, so the evenly spaced fast path cannot drift from it.
+func TestAllocSizeEverySmallSize(t *testing.T) {
+	for _, scan := range []bool{false, true} {
+		for size := int64(1); size <= maxSmallSize; size++ {
+			want := int64(-1)
+			switch {
+			case !scan && size < tinySize:
+				want = tinySize
+			case size > maxSmallSize-mallocHeaderSize:
+				want = alignUp(size, pageSize)
+			default:
+				need := size
+				if scan && size > minSizeForMallocHeader {
+					need += mallocHeaderSize
+				}
+				for _, c := range sizeClassBytes {
+					if c >= need {
+						want = c
+						break
+					}
+				}
+			}
+			if got := allocSize(size, scan); got != want {
+				require.Equal(t, want, got, "size %d scan %v", size, scan)
+			}
+		}
+	}
+}

@@ -351,6 +351,19 @@ func sortByHash[K comparable, V any](data []slot[K, V], shift uint) {
 	}
 }
 
+// destructiveSlots is DestructiveIterator yielding the table's slots, hashes included.
+func (m *AppendOnlyMap[K, V]) destructiveSlots() *slotStream[K, V] {
+	return &slotStream[K, V]{data: m.takeData(), sparse: true}
+}
+
+// destructiveSortedSlots is DestructiveSortedByHash yielding the table's slots, hashes included
+// (what ExternalAppendOnlyMap spills and merges).
+func (m *AppendOnlyMap[K, V]) destructiveSortedSlots() *slotStream[K, V] {
+	data := m.compact()
+	sortByHash(data, 56)
+	return &slotStream[K, V]{data: data}
+}
+
 // takeData invalidates the map and returns its table.
 func (m *AppendOnlyMap[K, V]) takeData() []slot[K, V] {
 	m.checkValid()
@@ -385,19 +398,28 @@ type slotIterator[K comparable, V any] struct {
 }
 
 func (it *slotIterator[K, V]) Next() bool {
-	for it.i < len(it.data) {
-		s := &it.data[it.i]
-		it.i++
-		if it.sparse && s.hash == 0 {
+	s, ok := nextSlot(&it.data, &it.i, it.sparse)
+	it.cur = Pair[K, V]{Key: s.key, Value: s.val}
+	return ok
+}
+
+// nextSlot returns the next used slot of *data from index *i on, clearing it in the table and
+// advancing *i past it (sparse: skip empty slots). At the end it drops the table and returns
+// false.
+func nextSlot[K comparable, V any](data *[]slot[K, V], i *int, sparse bool) (slot[K, V], bool) {
+	d := *data
+	for *i < len(d) {
+		s := &d[*i]
+		*i++
+		if sparse && s.hash == 0 {
 			continue
 		}
-		it.cur = Pair[K, V]{Key: s.key, Value: s.val}
+		v := *s
 		*s = slot[K, V]{}
-		return true
+		return v, true
 	}
-	it.data = nil
-	it.cur = Pair[K, V]{}
-	return false
+	*data = nil
+	return slot[K, V]{}, false
 }
 
 func (it *slotIterator[K, V]) Value() Pair[K, V] { return it.cur }
@@ -406,5 +428,29 @@ func (it *slotIterator[K, V]) Err() error        { return nil }
 func (it *slotIterator[K, V]) Close() error {
 	it.data = nil
 	it.cur = Pair[K, V]{}
+	return nil
+}
+
+// slotStream is slotIterator yielding whole slots (hash, key and value), for the spill and the
+// merge of ExternalAppendOnlyMap, which order pairs by the hash stored with them.
+type slotStream[K comparable, V any] struct {
+	data   []slot[K, V]
+	i      int
+	cur    slot[K, V]
+	sparse bool
+}
+
+func (it *slotStream[K, V]) Next() bool {
+	var ok bool
+	it.cur, ok = nextSlot(&it.data, &it.i, it.sparse)
+	return ok
+}
+
+func (it *slotStream[K, V]) Value() slot[K, V] { return it.cur }
+func (it *slotStream[K, V]) Err() error        { return nil }
+
+func (it *slotStream[K, V]) Close() error {
+	it.data = nil
+	it.cur = slot[K, V]{}
 	return nil
 }

@@ -2,6 +2,7 @@ package collection
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -69,8 +70,8 @@ type ExternalMapConfig[K comparable] struct {
 //     Spark's record count (SpillConfig.BatchBytes), which bounds each reader's buffer.
 type ExternalAppendOnlyMap[K comparable, V, C any] struct {
 	combiningTable[K, V, C] // the Spillable, the aggregator and the in-memory table
-	codec                   pairCodec[K, C]
-	keep                    func(Pair[K, C], []byte) Pair[K, C]
+	codec                   slotCodec[K, C]
+	keep                    func(slot[K, C], []byte) slot[K, C]
 	hasher                  Hasher[K]
 
 	// The fields below are guarded by sp's lock.
@@ -98,10 +99,10 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 	if cfg.Name == "" {
 		cfg.Name = "ExternalAppendOnlyMap"
 	}
-	m := &ExternalAppendOnlyMap[K, V, C]{codec: pairCodec[K, C]{keys, combiners}, hasher: cfg.Hasher}
+	m := &ExternalAppendOnlyMap[K, V, C]{codec: slotCodec[K, C]{keys, combiners}, hasher: cfg.Hasher}
 	m.agg, m.spill, m.scope = agg, m.spillCurrent, scope
 	if keepKey := keeper[K](); keepKey != nil {
-		m.keep = func(p Pair[K, C], buf []byte) Pair[K, C] { p.Key = keepKey(p.Key, buf); return p }
+		m.keep = func(s slot[K, C], buf []byte) slot[K, C] { s.key = keepKey(s.key, buf); return s }
 	}
 	m.sp.Init(tm, m, cfg.Name, cfg.SpillConfig, m.forceSpill)
 	m.current = m.newMap()
@@ -147,7 +148,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) InsertAll(ctx context.Context, it Itera
 // spillCurrent writes the in-memory map sorted by key hash to a new spill file and starts a new
 // map (Spark's spill(collection)). Called with the lock held.
 func (m *ExternalAppendOnlyMap[K, V, C]) spillCurrent() (int64, error) {
-	it := m.current.DestructiveSortedByHash()
+	it := m.current.destructiveSortedSlots()
 	m.current = nil // the table now belongs to it alone
 	f, err := m.writeSpill(it)
 	if err != nil {
@@ -159,7 +160,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) spillCurrent() (int64, error) {
 }
 
 // writeSpill drains it into a new spill file of the map, tracked for Close.
-func (m *ExternalAppendOnlyMap[K, V, C]) writeSpill(it Iterator[Pair[K, C]]) (spillFile, error) {
+func (m *ExternalAppendOnlyMap[K, V, C]) writeSpill(it Iterator[slot[K, C]]) (spillFile, error) {
 	f, err := writeSpill(m.scope, m.sp.cfg, m.codec, it)
 	if err != nil {
 		return spillFile{}, err
@@ -169,7 +170,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) writeSpill(it Iterator[Pair[K, C]]) (sp
 }
 
 // openSpill returns a reader of a spill file of the map.
-func (m *ExternalAppendOnlyMap[K, V, C]) openSpill(f spillFile) (Iterator[Pair[K, C]], error) {
+func (m *ExternalAppendOnlyMap[K, V, C]) openSpill(f spillFile) (Iterator[slot[K, C]], error) {
 	r, err := openSpill(m.scope, f, m.codec, m.keep)
 	if err != nil {
 		return nil, err
@@ -226,12 +227,12 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Iterator() (Iterator[Pair[K, C]], error
 	m.current = nil
 	m.out = &mapIterator[K, V, C]{m: m}
 	if len(m.spills) == 0 {
-		m.reading = m.newSpillableIterator(cur.DestructiveIterator())
+		m.reading = m.newSpillableIterator(cur.destructiveSlots())
 		m.out.src = m.reading
 		return m.out, nil
 	}
-	m.reading = m.newSpillableIterator(cur.DestructiveSortedByHash())
-	streams := []Iterator[Pair[K, C]]{m.reading}
+	m.reading = m.newSpillableIterator(cur.destructiveSortedSlots())
+	streams := []Iterator[slot[K, C]]{m.reading}
 	spills := m.spills
 	m.spills = nil
 	for _, f := range spills {
@@ -245,13 +246,13 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Iterator() (Iterator[Pair[K, C]], error
 		}
 		streams = append(streams, r)
 	}
-	m.out.src = newHashMerge(&m.hasher, m.agg.MergeCombiners, streams)
+	m.out.src = newHashMerge(m.agg.MergeCombiners, streams)
 	return m.out, nil
 }
 
 // newSpillableIterator wraps the in-memory stream so a forced spill can move its rest to disk;
 // when it ends the map's memory is released (Spark's destructiveIterator + CompletionIterator).
-func (m *ExternalAppendOnlyMap[K, V, C]) newSpillableIterator(upstream Iterator[Pair[K, C]]) *spillableIterator[K, C] {
+func (m *ExternalAppendOnlyMap[K, V, C]) newSpillableIterator(upstream Iterator[slot[K, C]]) *spillableIterator[K, C] {
 	it := &spillableIterator[K, C]{upstream: upstream, write: m.writeSpill, open: m.openSpill}
 	it.done = func() {
 		if m.reading == it {
@@ -284,7 +285,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Close() error {
 // map's lock, so a forced spill from another goroutine never runs in the middle of a read.
 type mapIterator[K comparable, V, C any] struct {
 	m   *ExternalAppendOnlyMap[K, V, C]
-	src Iterator[Pair[K, C]] // nil once finished
+	src Iterator[slot[K, C]] // nil once finished
 	cur Pair[K, C]
 	err error
 }
@@ -297,7 +298,8 @@ func (it *mapIterator[K, V, C]) Next() bool {
 		return false
 	}
 	if it.src.Next() {
-		it.cur = it.src.Value()
+		s := it.src.Value()
+		it.cur = Pair[K, C]{Key: s.key, Value: s.val}
 		return true
 	}
 	it.fail(it.src.Err())
@@ -342,12 +344,12 @@ func (it *mapIterator[K, V, C]) closeLocked() error {
 // whose unread rest a forced spill writes to disk, after which it reads from that file and
 // holds no reference to the table. done runs once when it ends or is closed.
 type spillableIterator[K comparable, C any] struct {
-	upstream Iterator[Pair[K, C]] // nil once closed
-	cur      Pair[K, C]
+	upstream Iterator[slot[K, C]] // nil once closed
+	cur      slot[K, C]
 	spilled  bool
 	err      error
-	write    func(Iterator[Pair[K, C]]) (spillFile, error)
-	open     func(spillFile) (Iterator[Pair[K, C]], error)
+	write    func(Iterator[slot[K, C]]) (spillFile, error)
+	open     func(spillFile) (Iterator[slot[K, C]], error)
 	done     func()
 }
 
@@ -359,7 +361,7 @@ func (s *spillableIterator[K, C]) spill() (int64, bool, error) {
 	}
 	s.spilled = true
 	up := s.upstream
-	s.upstream = emptyIterator[Pair[K, C]]{}
+	s.upstream = emptyIterator[slot[K, C]]{}
 	f, err := s.write(up) // closes up: the table is unreachable from here on
 	if err != nil {
 		s.err = err
@@ -375,7 +377,7 @@ func (s *spillableIterator[K, C]) spill() (int64, bool, error) {
 }
 
 func (s *spillableIterator[K, C]) Next() bool {
-	s.cur = Pair[K, C]{}
+	s.cur = slot[K, C]{}
 	if s.upstream == nil || s.err != nil {
 		return false
 	}
@@ -388,11 +390,11 @@ func (s *spillableIterator[K, C]) Next() bool {
 	return false
 }
 
-func (s *spillableIterator[K, C]) Value() Pair[K, C] { return s.cur }
+func (s *spillableIterator[K, C]) Value() slot[K, C] { return s.cur }
 func (s *spillableIterator[K, C]) Err() error        { return s.err }
 
 func (s *spillableIterator[K, C]) Close() error {
-	s.cur = Pair[K, C]{}
+	s.cur = slot[K, C]{}
 	return s.finish()
 }
 
@@ -438,77 +440,109 @@ func (c pairCodec[K, C]) Decode(src []byte) (Pair[K, C], int, error) {
 	return Pair[K, C]{Key: k, Value: v}, n + m, nil
 }
 
-// hashMerge is Spark's ExternalIterator (reference §12.5): a k-way merge of streams sorted by key
-// hash into one stream with every key once, combining the combiners of equal keys. Each stream
-// is read one hash at a time into a buffer holding all its pairs of that hash (distinct keys may
-// share a hash); buffers wait in a heap ordered by hash. Next takes a pair from the buffer with
-// the smallest hash and merges into it the pair with the same key, if any, of every other buffer
-// with that hash.
+// slotCodec encodes a slot as a record of a map spill file: the key's hash (8 bytes,
+// little-endian), then the key's encoding, then the combiner's. With the hash stored, the merge
+// of the spills never rehashes a key it reads.
+type slotCodec[K comparable, C any] struct {
+	keys storage.Codec[K]
+	vals storage.Codec[C]
+}
+
+func (c slotCodec[K, C]) Append(dst []byte, s slot[K, C]) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, s.hash)
+	return c.vals.Append(c.keys.Append(dst, s.key), s.val)
+}
+
+func (c slotCodec[K, C]) Decode(src []byte) (slot[K, C], int, error) {
+	if len(src) < 8 {
+		return slot[K, C]{}, 0, fmt.Errorf("hash of %d bytes, expected 8: %w", len(src), storage.ErrCorrupt)
+	}
+	h := binary.LittleEndian.Uint64(src)
+	if h == 0 {
+		return slot[K, C]{}, 0, fmt.Errorf("hash 0 (a Hasher never returns 0): %w", storage.ErrCorrupt)
+	}
+	k, n, err := c.keys.Decode(src[8:])
+	if err != nil {
+		return slot[K, C]{}, 0, fmt.Errorf("key: %w", err)
+	}
+	n += 8
+	v, m, err := c.vals.Decode(src[n:])
+	if err != nil {
+		return slot[K, C]{}, 0, fmt.Errorf("value: %w", err)
+	}
+	return slot[K, C]{hash: h, key: k, val: v}, n + m, nil
+}
+
+// hashMerge is Spark's ExternalIterator (reference §12.5): a k-way merge of streams of slots
+// sorted by hash into one stream with every key once, combining the combiners of equal keys. The
+// hashes come with the slots (stored in the table and in the spill records), so nothing is
+// rehashed. Each stream is read one hash at a time into a buffer holding all its slots of that
+// hash (distinct keys may share a hash); buffers wait in a heap ordered by hash. Next takes a
+// slot from the buffer with the smallest hash and merges into it the slot with the same key, if
+// any, of every other buffer with that hash.
 type hashMerge[K comparable, C any] struct {
-	hasher *Hasher[K]
 	merge  func(a, b C) C
 	heap   []*hashBuffer[K, C] // min-heap by hash
 	all    []*hashBuffer[K, C] // every stream, for Close
 	popped []*hashBuffer[K, C] // scratch
-	cur    Pair[K, C]
+	cur    slot[K, C]
 	err    error
 	inited bool
 }
 
-// hashBuffer holds the pairs of one stream sharing its smallest unread hash, and the stream's
-// next pair (of a larger hash) read ahead.
+// hashBuffer holds the slots of one stream sharing its smallest unread hash, and the stream's
+// next slot (of a larger hash) read ahead.
 type hashBuffer[K comparable, C any] struct {
-	it       Iterator[Pair[K, C]] // nil once exhausted and closed
+	it       Iterator[slot[K, C]] // nil once exhausted and closed
 	hash     uint64
-	pairs    []Pair[K, C]
-	ahead    Pair[K, C]
-	aheadH   uint64
+	slots    []slot[K, C]
+	ahead    slot[K, C]
 	hasAhead bool
 }
 
-func newHashMerge[K comparable, C any](h *Hasher[K], merge func(a, b C) C, streams []Iterator[Pair[K, C]]) *hashMerge[K, C] {
-	m := &hashMerge[K, C]{hasher: h, merge: merge}
+func newHashMerge[K comparable, C any](merge func(a, b C) C, streams []Iterator[slot[K, C]]) *hashMerge[K, C] {
+	m := &hashMerge[K, C]{merge: merge}
 	for _, s := range streams {
 		m.all = append(m.all, &hashBuffer[K, C]{it: s})
 	}
 	return m
 }
 
-// fill reads the stream's next run of pairs sharing one hash into b.pairs (Spark's
-// readNextHashCode). It reports an error of the stream; b.pairs is empty at the end.
+// fill reads the stream's next run of slots sharing one hash into b.slots (Spark's
+// readNextHashCode). It reports an error of the stream, or a stream out of hash order; b.slots
+// is empty at the end.
 func (m *hashMerge[K, C]) fill(b *hashBuffer[K, C]) error {
-	if !b.hasAhead {
-		if b.it == nil || !m.advance(b) {
-			return m.endStream(b)
-		}
+	if !b.hasAhead && !b.advance() {
+		return b.end()
 	}
-	b.hash = b.aheadH
-	b.pairs = append(b.pairs, b.ahead)
+	b.hash = b.ahead.hash
+	b.slots = append(b.slots, b.ahead)
 	b.hasAhead = false
-	for m.advance(b) {
-		if b.aheadH != b.hash {
+	for b.advance() {
+		if h := b.ahead.hash; h != b.hash {
+			if h < b.hash {
+				return fmt.Errorf("collection: merge input not sorted by hash: %#x after %#x: %w", h, b.hash, storage.ErrCorrupt)
+			}
 			return nil
 		}
-		b.pairs = append(b.pairs, b.ahead)
+		b.slots = append(b.slots, b.ahead)
 		b.hasAhead = false
 	}
-	return m.endStream(b)
+	return b.end()
 }
 
-// advance reads the stream's next pair into b.ahead.
-func (m *hashMerge[K, C]) advance(b *hashBuffer[K, C]) bool {
+// advance reads the stream's next slot into b.ahead.
+func (b *hashBuffer[K, C]) advance() bool {
 	if b.it == nil || !b.it.Next() {
-		b.ahead, b.hasAhead = Pair[K, C]{}, false
+		b.ahead, b.hasAhead = slot[K, C]{}, false
 		return false
 	}
-	b.ahead = b.it.Value()
-	b.aheadH = m.hasher.Hash(b.ahead.Key)
-	b.hasAhead = true
+	b.ahead, b.hasAhead = b.it.Value(), true
 	return true
 }
 
-// endStream closes an exhausted stream and returns its error.
-func (m *hashMerge[K, C]) endStream(b *hashBuffer[K, C]) error {
+// end closes an exhausted stream and returns its error.
+func (b *hashBuffer[K, C]) end() error {
 	if b.it == nil {
 		return nil
 	}
@@ -521,7 +555,7 @@ func (m *hashMerge[K, C]) endStream(b *hashBuffer[K, C]) error {
 }
 
 func (m *hashMerge[K, C]) Next() bool {
-	m.cur = Pair[K, C]{}
+	m.cur = slot[K, C]{}
 	if m.err != nil {
 		return false
 	}
@@ -536,22 +570,39 @@ func (m *hashMerge[K, C]) Next() bool {
 	if len(m.heap) == 0 {
 		return false
 	}
-	first := m.pop()
-	p := takePair(&first.pairs, 0)
+	first := m.heap[0]
+	p := takeSlot(&first.slots, 0)
+	if h := m.heap; !(len(h) > 1 && h[1].hash == first.hash || len(h) > 2 && h[2].hash == first.hash) {
+		// The common case: no other stream holds this hash (the children of the heap's root
+		// are larger, so every other buffer is). Refill the root in place.
+		if len(first.slots) == 0 {
+			if err := m.fill(first); err != nil {
+				return m.fail(err)
+			}
+			if len(first.slots) == 0 {
+				m.pop()
+			} else {
+				m.down(0)
+			}
+		}
+		m.cur = p
+		return true
+	}
+	m.pop()
 	m.popped = append(m.popped[:0], first)
 	for len(m.heap) > 0 && m.heap[0].hash == first.hash {
 		b := m.pop()
 		m.popped = append(m.popped, b)
-		for i := range b.pairs {
-			if b.pairs[i].Key == p.Key { // at most one per stream: each was combined before
-				p.Value = m.merge(p.Value, takePair(&b.pairs, i).Value)
+		for i := range b.slots {
+			if b.slots[i].key == p.key { // at most one per stream: each was combined before
+				p.val = m.merge(p.val, takeSlot(&b.slots, i).val)
 				break
 			}
 		}
 	}
 	for i, b := range m.popped {
 		m.popped[i] = nil
-		if len(b.pairs) > 0 {
+		if len(b.slots) > 0 {
 			m.push(b)
 		} else if !m.refill(b) {
 			return false
@@ -565,24 +616,29 @@ func (m *hashMerge[K, C]) Next() bool {
 // merge.
 func (m *hashMerge[K, C]) refill(b *hashBuffer[K, C]) bool {
 	if err := m.fill(b); err != nil {
-		m.err = err
-		m.closeAll()
-		return false
+		return m.fail(err)
 	}
-	if len(b.pairs) > 0 {
+	if len(b.slots) > 0 {
 		m.push(b)
 	}
 	return true
 }
 
-// takePair removes element i of *ps by moving the last one into its place.
-func takePair[K, C any](ps *[]Pair[K, C], i int) Pair[K, C] {
-	s := *ps
+// fail stops the merge with err, closing every stream; it returns false.
+func (m *hashMerge[K, C]) fail(err error) bool {
+	m.err = err
+	_ = m.closeAll() // err is the merge's error; the streams' close errors add nothing
+	return false
+}
+
+// takeSlot removes element i of *ss by moving the last one into its place.
+func takeSlot[K comparable, C any](ss *[]slot[K, C], i int) slot[K, C] {
+	s := *ss
 	p := s[i]
 	last := len(s) - 1
 	s[i] = s[last]
-	s[last] = Pair[K, C]{}
-	*ps = s[:last]
+	s[last] = slot[K, C]{}
+	*ss = s[:last]
 	return p
 }
 
@@ -605,35 +661,41 @@ func (m *hashMerge[K, C]) pop() *hashBuffer[K, C] {
 	n := len(h) - 1
 	h[0] = h[n]
 	h[n] = nil
-	h = h[:n]
-	for i := 0; ; {
+	m.heap = h[:n]
+	m.down(0)
+	return top
+}
+
+// down moves the buffer at i down the heap to its place.
+func (m *hashMerge[K, C]) down(i int) {
+	h := m.heap
+	n := len(h)
+	for {
 		l := 2*i + 1
 		if l >= n {
-			break
+			return
 		}
 		c := l
 		if r := l + 1; r < n && h[r].hash < h[l].hash {
 			c = r
 		}
 		if h[i].hash <= h[c].hash {
-			break
+			return
 		}
 		h[i], h[c] = h[c], h[i]
 		i = c
 	}
-	m.heap = h
-	return top
 }
 
-func (m *hashMerge[K, C]) Value() Pair[K, C] { return m.cur }
+func (m *hashMerge[K, C]) Value() slot[K, C] { return m.cur }
 func (m *hashMerge[K, C]) Err() error        { return m.err }
 
 func (m *hashMerge[K, C]) Close() error {
-	m.cur = Pair[K, C]{}
+	m.cur = slot[K, C]{}
 	return m.closeAll()
 }
 
-// closeAll closes every stream and drops every buffered pair.
+// closeAll closes every stream and drops every buffered slot.
 func (m *hashMerge[K, C]) closeAll() error {
 	var errs []error
 	for _, b := range m.all {
@@ -641,7 +703,7 @@ func (m *hashMerge[K, C]) closeAll() error {
 			errs = append(errs, b.it.Close())
 			b.it = nil
 		}
-		b.pairs, b.ahead = nil, Pair[K, C]{}
+		b.slots, b.ahead = nil, slot[K, C]{}
 	}
 	m.all, m.heap, m.popped = nil, nil, nil
 	return errors.Join(errs...)

@@ -439,7 +439,8 @@ func TestEAOM12PeakMemory(t *testing.T) {
 
 // TestEAOM14SpillFileFormat is EAOM-14 (spill file format, derived from §12.2–12.3): batch size
 // 10 and 25 records give batches of 10, 10 and 5 records whose sizes add up to the file length;
-// reading returns the pairs in hash order and deletes the file at the end.
+// reading returns the pairs in hash order, each with its key's hash, and deletes the file at the
+// end.
 func TestEAOM14SpillFileFormat(t *testing.T) {
 	m := newIntListMap(t, ExternalMapConfig[int]{SpillConfig: SpillConfig{BatchSize: 10}})
 	for i := range 25 {
@@ -465,11 +466,12 @@ func TestEAOM14SpillFileFormat(t *testing.T) {
 	var last uint64
 	n := 0
 	for r.Next() {
-		p := r.Value()
-		h := m.hasher.Hash(p.Key)
+		s := r.Value()
+		h := m.hasher.Hash(s.key)
+		require.Equal(t, h, s.hash, "the record's stored hash")
 		require.GreaterOrEqual(t, h, last, "hash order")
 		last = h
-		require.Equal(t, []int{p.Key}, p.Value)
+		require.Equal(t, []int{s.key}, s.val)
 		n++
 	}
 	require.NoError(t, r.Err())

@@ -73,21 +73,24 @@ func FuzzGroupSpillRecord(f *testing.F) {
 }
 
 // FuzzMapSpillRecord feeds arbitrary bytes to the decoder of ExternalAppendOnlyMap's spill
-// records (key then combiner) and to its spill reader: they never panic, what the decoder
+// records (hash, key, combiner) and to its spill reader: they never panic, what the decoder
 // accepts re-encodes to the bytes it consumed, and the reader accepts a record exactly when the
 // decoder consumes all of it.
 func FuzzMapSpillRecord(f *testing.F) {
-	c := pairCodec[string, []int]{storage.StringCodec{}, intsCodec}
-	f.Add(c.Append(nil, Pair[string, []int]{"key", []int{1, -2, 3}}))
-	f.Add(c.Append(nil, Pair[string, []int]{"", nil}))
-	f.Add(append(c.Append(nil, Pair[string, []int]{"k", []int{1}}), 0))
-	f.Add([]byte{0x05, 'a'})
+	c := slotCodec[string, []int]{storage.StringCodec{}, intsCodec}
+	f.Add(c.Append(nil, slot[string, []int]{hash: 0x0123456789abcdef, key: "key", val: []int{1, -2, 3}}))
+	f.Add(c.Append(nil, slot[string, []int]{hash: 1}))
+	f.Add(append(c.Append(nil, slot[string, []int]{hash: 2, key: "k", val: []int{1}}), 0))
+	f.Add(c.Append(nil, slot[string, []int]{}))      // hash 0
+	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0x05, 'a'}) // key cut short
+	f.Add([]byte{1, 2, 3})                           // hash cut short
 	f.Add([]byte{})
 	scope := newTestScope(f, nil)
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		p, n, err := c.Decode(rec)
 		if err == nil {
 			require.LessOrEqual(t, n, len(rec))
+			require.NotZero(t, p.hash)
 			require.Equal(t, rec[:n], c.Append(nil, p), "decoded %+v", p)
 		}
 		r, oerr := openSpill(scope, writeRawSpill(t, scope, rec), c, nil)

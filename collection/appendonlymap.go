@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/bits"
 	"slices"
 )
 
@@ -55,6 +56,11 @@ type slot[K comparable, V any] struct {
 //     from a missing key (Spark's apply returns null for both).
 //   - Hashing uses a per-map random seed (see Hasher) instead of Murmur3 of hashCode, and the
 //     hash is exposed (HashOf, Hasher) for merges by hash.
+//   - With a NewHasher Hasher a key's probe starts at the top bits of its hash, not the low bits
+//     (Spark's `pos = hash & mask`), so the table is nearly in hash order: growing it and
+//     DestructiveSortedByHash (what every spill of ExternalAppendOnlyMap does) move through
+//     memory almost sequentially, about twice as fast for a large table. A HasherFunc Hasher
+//     keeps the low bits (its results may vary only there).
 //   - Exceeding the maximum capacity is an error value from Update and ChangeValue, not an
 //     exception, and nothing is inserted.
 //   - The destructive iterators hand the table to the iterator and drop the map's reference,
@@ -69,6 +75,7 @@ type slot[K comparable, V any] struct {
 type AppendOnlyMap[K comparable, V any] struct {
 	data          []slot[K, V]
 	mask          uint64
+	shift         uint8 // a key's probe starts at (hash >> shift) & mask; see allocate
 	size          int
 	growThreshold int
 	maxCapacity   int // MaxMapCapacity; lowered by tests
@@ -108,11 +115,23 @@ func nextPowerOfTwo(n int) int {
 	return c
 }
 
+// allocate makes a table of capacity slots, a power of two. A key's probe starts at the top
+// bits of its hash when the Hasher is one of NewHasher's, whose every bit is well mixed: the
+// table is then close to hash order, so growing it and sorting it by hash (before a spill) move
+// through memory almost sequentially. A HasherFunc's result may vary only in its low bits (a
+// 32-bit hash, k % 7), so its probe starts at the low bits, as in Spark.
 func (m *AppendOnlyMap[K, V]) allocate(capacity int) {
 	m.data = make([]slot[K, V], capacity)
 	m.mask = uint64(capacity - 1)
+	m.shift = 0
+	if m.hasher.kind != hashFunc {
+		m.shift = uint8(64 - bits.Len64(m.mask))
+	}
 	m.growThreshold = int(loadFactor * float64(capacity))
 }
+
+// home returns the slot a probe for hash h starts at.
+func (m *AppendOnlyMap[K, V]) home(h uint64) uint64 { return h >> m.shift & m.mask }
 
 func (m *AppendOnlyMap[K, V]) checkValid() {
 	if m.destroyed {
@@ -194,7 +213,7 @@ func (m *AppendOnlyMap[K, V]) ChangeValue(k K, f func(had bool, old V) V) (V, er
 // triangular probe sequence from h. The table is never full, so an empty slot exists.
 func (m *AppendOnlyMap[K, V]) probe(k K, h uint64) (*slot[K, V], bool) {
 	data, mask := m.data, m.mask
-	pos := h & mask
+	pos := m.home(h)
 	for i := uint64(1); ; i++ {
 		s := &data[pos]
 		if s.hash == h && s.key == k {
@@ -235,7 +254,7 @@ func (m *AppendOnlyMap[K, V]) growTable() {
 		if s.hash == 0 {
 			continue
 		}
-		pos := s.hash & mask
+		pos := m.home(s.hash)
 		for i := uint64(1); data[pos].hash != 0; i++ {
 			pos = (pos + i) & mask
 		}

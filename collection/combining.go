@@ -177,12 +177,12 @@ func (t *combiningTable[K, V, C]) insertBatchLocked(ctx context.Context, batch [
 	}
 	var hashes [insertBatch]uint64
 	a := cur.AppendOnlyMap
-	data, mask := a.data, a.mask
+	data := a.data
 	var touched uint64
 	for i := range batch {
 		h := a.hasher.Hash(batch[i].Key)
 		hashes[i] = h
-		touched += data[h&mask].hash
+		touched += data[a.home(h)].hash
 	}
 	t.touched = touched // keeps the loads
 	for i := range batch {

@@ -308,17 +308,45 @@ func (j *job) edges(ctx context.Context, tc *shuffle.TaskContext, p int) (collec
 		seq = slices.Values(j.cfg.Edges[from:to])
 	}
 	ob := newObserver(j.cfg.Observer, j.cfg.Fault, PhaseEdges, 0, p, tc.TaskManager())
-	next, stop := iter.Pull(seq)
+	next, stop := iter.Pull(batches(seq, make([]graphgen.Edge, 0, edgeBatch)))
+	var batch []graphgen.Edge
 	return storage.FuncIterator(func() (collection.Pair[int64, int64], bool, error) {
-		e, ok := next()
-		if !ok {
-			return collection.Pair[int64, int64]{}, false, nil
+		for len(batch) == 0 {
+			var ok bool
+			if batch, ok = next(); !ok {
+				return collection.Pair[int64, int64]{}, false, nil
+			}
 		}
+		e := batch[0]
+		batch = batch[1:]
 		if err := ob.record(); err != nil {
 			return collection.Pair[int64, int64]{}, false, err
 		}
 		return collection.Pair[int64, int64]{Key: e.Src, Value: e.Dst}, true, nil
 	}, func() error { stop(); return nil }), nil
+}
+
+// edgeBatch is the number of edges a links-stage map task takes from its input at a time.
+const edgeBatch = 256
+
+// batches groups seq into slices of up to cap(buf) elements, refilling buf: pulling from it
+// switches between the puller and seq's coroutine once per batch instead of once per element.
+// A batch is valid until the next one is pulled.
+func batches[T any](seq iter.Seq[T], buf []T) iter.Seq[[]T] {
+	return func(yield func([]T) bool) {
+		b := buf[:0]
+		for v := range seq {
+			if b = append(b, v); len(b) == cap(b) {
+				if !yield(b) {
+					return
+				}
+				b = b[:0]
+			}
+		}
+		if len(b) > 0 {
+			yield(b)
+		}
+	}
 }
 
 // linksBlock is the cached block of links partition p (Spark's rdd_<id>_<p>); the links

@@ -476,81 +476,80 @@ func (c slotCodec[K, C]) Decode(src []byte) (slot[K, C], int, error) {
 // hashMerge is Spark's ExternalIterator (reference §12.5): a k-way merge of streams of slots
 // sorted by hash into one stream with every key once, combining the combiners of equal keys. The
 // hashes come with the slots (stored in the table and in the spill records), so nothing is
-// rehashed. Each stream is read one hash at a time into a buffer holding all its slots of that
-// hash (distinct keys may share a hash); buffers wait in a heap ordered by hash. Next takes a
-// slot from the buffer with the smallest hash and merges into it the slot with the same key, if
-// any, of every other buffer with that hash.
+// rehashed.
+//
+// The streams' current slots meet in a tournament (loser) tree ordered by hash. Next takes every
+// slot of the smallest hash, from all streams (replaying the tree once per slot taken: about
+// log2(streams) comparisons), then combines the slots of equal keys: usually they all share one
+// key, the one it returns; keys that merely share the hash are returned by the next calls.
+// Spark instead buffers, per stream, all its pairs of the current hash in a heap of buffers.
 type hashMerge[K comparable, C any] struct {
-	merge  func(a, b C) C
-	heap   []*hashBuffer[K, C] // min-heap by hash
-	all    []*hashBuffer[K, C] // every stream, for Close
-	popped []*hashBuffer[K, C] // scratch
-	cur    slot[K, C]
-	err    error
-	inited bool
+	merge   func(a, b C) C
+	streams []mergeStream[K, C]
+	tree    []int        // tree[0]: the stream with the smallest hash; tree[1:]: the losers
+	group   []slot[K, C] // scratch: the slots of the current hash
+	pending []slot[K, C] // combined slots of the current hash not returned yet
+	cur     slot[K, C]
+	err     error
+	inited  bool
 }
 
-// hashBuffer holds the slots of one stream sharing its smallest unread hash, and the stream's
-// next slot (of a larger hash) read ahead.
-type hashBuffer[K comparable, C any] struct {
-	it       Iterator[slot[K, C]] // nil once exhausted and closed
-	hash     uint64
-	slots    []slot[K, C]
-	ahead    slot[K, C]
-	hasAhead bool
+// mergeStream is one input of a hashMerge and its current slot.
+type mergeStream[K comparable, C any] struct {
+	it   Iterator[slot[K, C]] // nil once exhausted and closed
+	cur  slot[K, C]
+	done bool
 }
 
 func newHashMerge[K comparable, C any](merge func(a, b C) C, streams []Iterator[slot[K, C]]) *hashMerge[K, C] {
-	m := &hashMerge[K, C]{merge: merge}
-	for _, s := range streams {
-		m.all = append(m.all, &hashBuffer[K, C]{it: s})
+	m := &hashMerge[K, C]{merge: merge, streams: make([]mergeStream[K, C], len(streams)), tree: make([]int, len(streams))}
+	for i, s := range streams {
+		m.streams[i].it = s
 	}
 	return m
 }
 
-// fill reads the stream's next run of slots sharing one hash into b.slots (Spark's
-// readNextHashCode). It reports an error of the stream, or a stream out of hash order; b.slots
-// is empty at the end.
-func (m *hashMerge[K, C]) fill(b *hashBuffer[K, C]) error {
-	if !b.hasAhead && !b.advance() {
-		return b.end()
-	}
-	b.hash = b.ahead.hash
-	b.slots = append(b.slots, b.ahead)
-	b.hasAhead = false
-	for b.advance() {
-		if h := b.ahead.hash; h != b.hash {
-			if h < b.hash {
-				return fmt.Errorf("collection: merge input not sorted by hash: %#x after %#x: %w", h, b.hash, storage.ErrCorrupt)
-			}
-			return nil
+// before reports whether stream a's current slot comes before stream b's: by hash, exhausted
+// streams last.
+func (m *hashMerge[K, C]) before(a, b int) bool {
+	sa, sb := &m.streams[a], &m.streams[b]
+	return !sa.done && (sb.done || sa.cur.hash < sb.cur.hash)
+}
+
+// replay moves stream s, whose current slot changed, from its leaf up the tree; the overall
+// winner lands in tree[0]. While the tree is built (nodes -1) s stops at the first empty node.
+func (m *hashMerge[K, C]) replay(s int) {
+	winner := s
+	for n := (s + len(m.tree)) / 2; n > 0; n /= 2 {
+		switch loser := m.tree[n]; {
+		case loser < 0:
+			m.tree[n] = winner
+			return
+		case m.before(loser, winner):
+			m.tree[n], winner = winner, loser
 		}
-		b.slots = append(b.slots, b.ahead)
-		b.hasAhead = false
 	}
-	return b.end()
+	m.tree[0] = winner
 }
 
-// advance reads the stream's next slot into b.ahead.
-func (b *hashBuffer[K, C]) advance() bool {
-	if b.it == nil || !b.it.Next() {
-		b.ahead, b.hasAhead = slot[K, C]{}, false
-		return false
-	}
-	b.ahead, b.hasAhead = b.it.Value(), true
-	return true
-}
-
-// end closes an exhausted stream and returns its error.
-func (b *hashBuffer[K, C]) end() error {
-	if b.it == nil {
+// advance reads stream i's next slot, closing it at its end. It reports an error of the stream,
+// or a stream out of hash order.
+func (m *hashMerge[K, C]) advance(i int) error {
+	st := &m.streams[i]
+	prev := st.cur.hash
+	if st.it.Next() {
+		st.cur = st.it.Value()
+		if st.cur.hash < prev {
+			return fmt.Errorf("collection: merge input %d not sorted by hash: %#x after %#x: %w", i, st.cur.hash, prev, storage.ErrCorrupt)
+		}
 		return nil
 	}
-	err := b.it.Err()
-	if cerr := b.it.Close(); err == nil {
+	st.cur, st.done = slot[K, C]{}, true
+	err := st.it.Err()
+	if cerr := st.it.Close(); err == nil {
 		err = cerr
 	}
-	b.it = nil
+	st.it = nil
 	return err
 }
 
@@ -561,67 +560,65 @@ func (m *hashMerge[K, C]) Next() bool {
 	}
 	if !m.inited {
 		m.inited = true
-		for _, b := range m.all {
-			if !m.refill(b) {
-				return false
-			}
+		for i := range m.tree {
+			m.tree[i] = -1
 		}
-	}
-	if len(m.heap) == 0 {
-		return false
-	}
-	first := m.heap[0]
-	p := takeSlot(&first.slots, 0)
-	if h := m.heap; !(len(h) > 1 && h[1].hash == first.hash || len(h) > 2 && h[2].hash == first.hash) {
-		// The common case: no other stream holds this hash (the children of the heap's root
-		// are larger, so every other buffer is). Refill the root in place.
-		if len(first.slots) == 0 {
-			if err := m.fill(first); err != nil {
+		for i := range m.streams {
+			if err := m.advance(i); err != nil {
 				return m.fail(err)
 			}
-			if len(first.slots) == 0 {
-				m.pop()
-			} else {
-				m.down(0)
-			}
+			m.replay(i)
 		}
-		m.cur = p
+	}
+	if n := len(m.pending); n > 0 {
+		m.cur = m.pending[n-1]
+		m.pending[n-1] = slot[K, C]{}
+		m.pending = m.pending[:n-1]
 		return true
 	}
-	m.pop()
-	m.popped = append(m.popped[:0], first)
-	for len(m.heap) > 0 && m.heap[0].hash == first.hash {
-		b := m.pop()
-		m.popped = append(m.popped, b)
-		for i := range b.slots {
-			if b.slots[i].key == p.key { // at most one per stream: each was combined before
-				p.val = m.merge(p.val, takeSlot(&b.slots, i).val)
-				break
-			}
-		}
+	if len(m.tree) == 0 {
+		return false
 	}
-	for i, b := range m.popped {
-		m.popped[i] = nil
-		if len(b.slots) > 0 {
-			m.push(b)
-		} else if !m.refill(b) {
-			return false
-		}
+	w := m.tree[0]
+	if m.streams[w].done {
+		return false
 	}
-	m.cur = p
+	h := m.streams[w].cur.hash
+	group := m.group[:0]
+	for !m.streams[w].done && m.streams[w].cur.hash == h {
+		group = append(group, m.streams[w].cur)
+		if err := m.advance(w); err != nil {
+			return m.fail(err)
+		}
+		m.replay(w)
+		w = m.tree[0]
+	}
+	m.cur = m.combine(group)
+	clear(group)
+	m.group = group[:0]
 	return true
 }
 
-// refill reads b's next hash and queues it if it has one; false means an error stopped the
-// merge.
-func (m *hashMerge[K, C]) refill(b *hashBuffer[K, C]) bool {
-	if err := m.fill(b); err != nil {
-		return m.fail(err)
+// combine merges the combiners of equal keys in group, all of one hash, and returns one key's
+// slot; the other keys' (distinct keys sharing the hash) go to pending. Each stream holds a key
+// at most once, so usually every slot of the group has the same key.
+func (m *hashMerge[K, C]) combine(group []slot[K, C]) slot[K, C] {
+	for {
+		p, n := group[0], 0
+		for _, s := range group[1:] {
+			if s.key == p.key {
+				p.val = m.merge(p.val, s.val)
+			} else {
+				group[n] = s
+				n++
+			}
+		}
+		if n == 0 {
+			return p
+		}
+		m.pending = append(m.pending, p)
+		group = group[:n]
 	}
-	if len(b.slots) > 0 {
-		m.push(b)
-	}
-	return true
 }
 
 // fail stops the merge with err, closing every stream; it returns false.
@@ -629,62 +626,6 @@ func (m *hashMerge[K, C]) fail(err error) bool {
 	m.err = err
 	_ = m.closeAll() // err is the merge's error; the streams' close errors add nothing
 	return false
-}
-
-// takeSlot removes element i of *ss by moving the last one into its place.
-func takeSlot[K comparable, C any](ss *[]slot[K, C], i int) slot[K, C] {
-	s := *ss
-	p := s[i]
-	last := len(s) - 1
-	s[i] = s[last]
-	s[last] = slot[K, C]{}
-	*ss = s[:last]
-	return p
-}
-
-func (m *hashMerge[K, C]) push(b *hashBuffer[K, C]) {
-	m.heap = append(m.heap, b)
-	h := m.heap
-	for i := len(h) - 1; i > 0; {
-		p := (i - 1) / 2
-		if h[p].hash <= h[i].hash {
-			break
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-}
-
-func (m *hashMerge[K, C]) pop() *hashBuffer[K, C] {
-	h := m.heap
-	top := h[0]
-	n := len(h) - 1
-	h[0] = h[n]
-	h[n] = nil
-	m.heap = h[:n]
-	m.down(0)
-	return top
-}
-
-// down moves the buffer at i down the heap to its place.
-func (m *hashMerge[K, C]) down(i int) {
-	h := m.heap
-	n := len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		c := l
-		if r := l + 1; r < n && h[r].hash < h[l].hash {
-			c = r
-		}
-		if h[i].hash <= h[c].hash {
-			return
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
-	}
 }
 
 func (m *hashMerge[K, C]) Value() slot[K, C] { return m.cur }
@@ -698,13 +639,12 @@ func (m *hashMerge[K, C]) Close() error {
 // closeAll closes every stream and drops every buffered slot.
 func (m *hashMerge[K, C]) closeAll() error {
 	var errs []error
-	for _, b := range m.all {
-		if b.it != nil {
-			errs = append(errs, b.it.Close())
-			b.it = nil
+	for i := range m.streams {
+		if st := &m.streams[i]; st.it != nil {
+			errs = append(errs, st.it.Close())
+			st.it = nil
 		}
-		b.slots, b.ahead = nil, slot[K, C]{}
 	}
-	m.all, m.heap, m.popped = nil, nil, nil
+	m.streams, m.tree, m.group, m.pending = nil, nil, nil, nil
 	return errors.Join(errs...)
 }

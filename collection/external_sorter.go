@@ -68,7 +68,8 @@ func (c SorterConfig[K, V, C]) Validate() error {
 	return errors.Join(append(errs, c.Spill.Validate())...)
 }
 
-// readBatch is how many in-memory records the reading iterator takes per lock acquisition.
+// readBatch is how many records a sorter's reader reads ahead from each source: for the
+// in-memory records, how many it takes per lock acquisition.
 const readBatch = 64
 
 // insertBatch is how many input records InsertAll reads between lock acquisitions.
@@ -449,7 +450,7 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	s.started, s.readUse = true, readUse
 	spills := s.spills
 	s.spills = nil
-	r := &readingIterator[K, V, C]{s: s, upstream: s.takeSorted(len(spills) > 0), batch: make([]PartitionedPair[K, C], 0, readBatch)}
+	r := &readingIterator[K, V, C]{s: s, upstream: s.takeSorted(len(spills) > 0)}
 	s.reading = r
 	pi := &PartitionIterator[K, C]{ctx: ctx, n: s.n, part: -1}
 	if len(spills) > 0 {
@@ -475,9 +476,9 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 			}
 			return nil, s.fail(errors.Join(err, r.finishLocked()))
 		}
-		pi.sources = append(pi.sources, &cursor[K, C]{it: src})
+		pi.sources = append(pi.sources, newCursor[K, C](src))
 	}
-	pi.sources = append(pi.sources, &cursor[K, C]{it: r})
+	pi.sources = append(pi.sources, newCursor[K, C](r))
 	s.out = pi
 	return pi, nil
 }
@@ -579,13 +580,11 @@ func (s *ExternalSorter[K, V, C]) Close() error {
 // readingIterator is the in-memory records of a sorter being read (Spark's SpillableIterator
 // behind destructiveIterator): a forced spill writes its unread rest to disk, after which it
 // reads on from that file and holds no reference to the in-memory collection. When it ends or
-// is closed the sorter's memory is released. It takes the sorter's lock once per readBatch
-// records; the records of the current batch stay in memory across a forced spill.
+// is closed the sorter's memory is released. Its cursor takes the sorter's lock once per batch
+// of readBatch records; the records of the cursor's current batch stay in memory across a forced
+// spill.
 type readingIterator[K comparable, V, C any] struct {
-	s     *ExternalSorter[K, V, C]
-	batch []PartitionedPair[K, C] // read ahead; only touched by the reading goroutine
-	i     int
-	cur   PartitionedPair[K, C]
+	s *ExternalSorter[K, V, C]
 
 	// Guarded by the sorter's lock.
 	upstream Iterator[PartitionedPair[K, C]] // nil once ended or closed
@@ -593,37 +592,26 @@ type readingIterator[K comparable, V, C any] struct {
 	err      error
 }
 
-func (r *readingIterator[K, V, C]) Next() bool {
-	if r.i < len(r.batch) {
-		r.cur = r.batch[r.i]
-		r.batch[r.i] = PartitionedPair[K, C]{}
-		r.i++
-		return true
-	}
-	r.cur = PartitionedPair[K, C]{}
+func (r *readingIterator[K, V, C]) fill(dst []PartitionedPair[K, C]) int {
 	r.s.sp.Lock()
 	defer r.s.sp.Unlock()
-	r.batch, r.i = r.batch[:0], 0
 	if r.upstream == nil {
-		return false
+		return 0
 	}
-	for len(r.batch) < cap(r.batch) && r.upstream.Next() {
-		r.batch = append(r.batch, r.upstream.Value())
+	var n int
+	if f, ok := r.upstream.(recordFiller[K, C]); ok {
+		n = f.fill(dst)
+	} else {
+		n = fillFrom(r.upstream, dst)
 	}
-	if len(r.batch) == 0 {
+	if n == 0 {
 		r.err = r.upstream.Err()
 		if err := r.finishLocked(); r.err == nil {
 			r.err = err
 		}
-		return false
 	}
-	r.cur = r.batch[0]
-	r.batch[0] = PartitionedPair[K, C]{}
-	r.i = 1
-	return true
+	return n
 }
-
-func (r *readingIterator[K, V, C]) Value() PartitionedPair[K, C] { return r.cur }
 
 func (r *readingIterator[K, V, C]) Err() error {
 	r.s.sp.Lock()
@@ -632,8 +620,6 @@ func (r *readingIterator[K, V, C]) Err() error {
 }
 
 func (r *readingIterator[K, V, C]) Close() error {
-	clear(r.batch)
-	r.batch, r.i, r.cur = r.batch[:0], 0, PartitionedPair[K, C]{}
 	r.s.sp.Lock()
 	defer r.s.sp.Unlock()
 	return r.finishLocked()
@@ -802,36 +788,56 @@ func (it *PartitionIterator[K, C]) closeSources() error {
 type flatIterator[K comparable, C any] struct {
 	pi   *PartitionIterator[K, C]
 	recs Iterator[Pair[K, C]]
+	view *partitionView[K, C] // recs when it reads a single source, called directly
 	n    int64
 	cur  Pair[K, C]
 }
 
 func (f *flatIterator[K, C]) Next() bool {
 	for {
-		if f.recs != nil && f.recs.Next() {
+		if f.next() {
 			if f.n++; f.n%cancelCheckPeriod == 0 {
 				if err := f.pi.ctx.Err(); err != nil {
 					f.pi.fail(err)
-					f.cur, f.recs = Pair[K, C]{}, nil
+					f.cur, f.recs, f.view = Pair[K, C]{}, nil, nil
 					return false
 				}
 			}
-			f.cur = f.recs.Value()
 			return true
 		}
 		f.cur = Pair[K, C]{}
 		if !f.pi.Next() {
-			f.recs = nil
+			f.recs, f.view = nil, nil
 			return false
 		}
 		f.recs = f.pi.Records()
+		f.view, _ = f.recs.(*partitionView[K, C])
 	}
+}
+
+// next moves to the next record of the current partition, if there is one.
+func (f *flatIterator[K, C]) next() bool {
+	switch {
+	case f.view != nil:
+		if !f.view.Next() {
+			return false
+		}
+		f.cur = f.view.cur.Pair
+	case f.recs != nil:
+		if !f.recs.Next() {
+			return false
+		}
+		f.cur = f.recs.Value()
+	default:
+		return false
+	}
+	return true
 }
 
 func (f *flatIterator[K, C]) Value() Pair[K, C] { return f.cur }
 func (f *flatIterator[K, C]) Err() error        { return f.pi.Err() }
 
 func (f *flatIterator[K, C]) Close() error {
-	f.cur, f.recs = Pair[K, C]{}, nil
+	f.cur, f.recs, f.view = Pair[K, C]{}, nil, nil
 	return f.pi.Close()
 }

@@ -232,6 +232,27 @@ func (it *bufferIterator[K, V]) Next() bool {
 	return true
 }
 
+func (it *bufferIterator[K, V]) fill(dst []PartitionedPair[K, V]) int {
+	it.cur = PartitionedPair[K, V]{}
+	n := 0
+	for n < len(dst) && it.i < len(it.pairs) {
+		for it.i >= it.ends[it.part] {
+			it.part++
+		}
+		run := it.pairs[it.i:min(it.ends[it.part], it.i+len(dst)-n)]
+		for j, p := range run {
+			dst[n+j] = PartitionedPair[K, V]{Partition: it.part, Key: p.Key, Value: p.Value}
+		}
+		clear(run)
+		n += len(run)
+		it.i += len(run)
+	}
+	if n == 0 {
+		_ = it.Close()
+	}
+	return n
+}
+
 func (it *bufferIterator[K, V]) Value() PartitionedPair[K, V] { return it.cur }
 func (it *bufferIterator[K, V]) Err() error                   { return nil }
 

@@ -280,3 +280,64 @@ func TestGroupByPartition_Grouped(t *testing.T) {
 	require.Equal(t, Pair[int, int]{3, 0}, pairs[4])
 	require.Equal(t, []int{0}, groupByPartition[int, int](nil, nil))
 }
+
+// The sorted iterator's fill hands out the same records as Next, across partition boundaries
+// and whatever the batch size, and keeps no reference to what it handed out.
+func TestPartitionedPairBuffer_Fill(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 5))
+	type big struct{ payload [1 << 10]byte }
+	for _, partitions := range []int{1, 2, 7} {
+		b := NewPartitionedPairBuffer[int, *big]()
+		var want []PartitionedPair[int, *big] // values nil: the records' partition and key
+		weaks := map[int]weak.Pointer[big]{}
+		for i := range 500 {
+			p, v := int32(rng.IntN(partitions)*2), &big{} // odd partitions empty
+			require.NoError(t, b.Insert(p, i, v))
+			want = append(want, PartitionedPair[int, *big]{Partition: p, Key: i})
+			weaks[i] = weak.Make(v)
+		}
+		slices.SortFunc(want, comparePartitioned[int, *big])
+		it := b.PartitionedDestructiveSortedIterator(cmp.Compare[int])
+		f, ok := it.(recordFiller[int, *big])
+		require.True(t, ok)
+		var got []PartitionedPair[int, *big]
+		checked := false
+		add := func(rs ...PartitionedPair[int, *big]) {
+			for _, r := range rs {
+				require.Equal(t, weaks[r.Key].Value(), r.Value, "key %d", r.Key)
+				r.Value = nil
+				got = append(got, r)
+			}
+		}
+		for {
+			if rng.IntN(4) == 0 {
+				if !it.Next() {
+					break
+				}
+				add(it.Value())
+				continue
+			}
+			dst := make([]PartitionedPair[int, *big], 1+rng.IntN(70))
+			n := f.fill(dst)
+			if n == 0 {
+				break
+			}
+			add(dst[:n]...)
+			clear(dst)
+			if !checked && len(got) >= 250 {
+				checked = true
+				var passed []weak.Pointer[big]
+				for _, r := range got {
+					passed = append(passed, weaks[r.Key])
+				}
+				require.True(t, collected(passed...), "records handed out still referenced by the iterator")
+			}
+		}
+		require.True(t, checked)
+		require.Equal(t, want, got, "%d partitions", partitions)
+		require.Zero(t, f.fill(make([]PartitionedPair[int, *big], 3)))
+		require.False(t, it.Next())
+	}
+}

@@ -164,6 +164,8 @@ func (s *spillSource[K, C]) Next() bool {
 	return true
 }
 
+func (s *spillSource[K, C]) fill(dst []PartitionedPair[K, C]) int { return fillFrom(s, dst) }
+
 func (s *spillSource[K, C]) Value() PartitionedPair[K, C] { return s.cur }
 func (s *spillSource[K, C]) Err() error                   { return s.err }
 
@@ -181,42 +183,80 @@ func (s *spillSource[K, C]) close() error {
 	return err
 }
 
-// cursor reads one stream of PartitionedPairs sorted by partition, one partition at a time
-// (Spark's SpillReader.readNextPartition over a file, or the grouping of the in-memory
-// iterator by partition). It holds the next record read ahead.
+// recordSource is a stream of PartitionedPairs sorted by partition, read in batches by a
+// cursor: a spill file (spillSource) or the sorter's in-memory records (readingIterator).
+type recordSource[K, C any] interface {
+	recordFiller[K, C]
+	Err() error
+	Close() error
+}
+
+// recordFiller is an iterator of PartitionedPairs that can hand out several at once.
+type recordFiller[K, C any] interface {
+	// fill moves the next records into dst, at most len(dst), and returns how many: 0 at the
+	// end or on an error (which the iterator's Err then returns).
+	fill(dst []PartitionedPair[K, C]) int
+}
+
+// fillFrom moves the next elements of it into dst, at most len(dst), and returns how many.
+func fillFrom[T any](it Iterator[T], dst []T) int {
+	n := 0
+	for n < len(dst) && it.Next() {
+		dst[n] = it.Value()
+		n++
+	}
+	return n
+}
+
+// cursor reads one recordSource, one partition at a time (Spark's SpillReader.readNextPartition
+// over a file, or the grouping of the in-memory iterator by partition). It reads the source
+// readBatch records at a time (for the in-memory records, one lock acquisition per batch) and
+// clears each record once consumed.
 type cursor[K comparable, C any] struct {
-	it   Iterator[PartitionedPair[K, C]] // nil once ended and closed
-	head PartitionedPair[K, C]
-	has  bool // head holds an unconsumed record
+	src  recordSource[K, C]      // nil once ended and closed
+	buf  []PartitionedPair[K, C] // buf[i:n] are the records read ahead
+	i, n int
 	err  error
 }
 
-// peek makes head the next record, reading it if needed, and reports whether there is one.
+func newCursor[K comparable, C any](src recordSource[K, C]) *cursor[K, C] {
+	return &cursor[K, C]{src: src, buf: make([]PartitionedPair[K, C], readBatch)}
+}
+
+// peek reports whether there is a next record, buf[i], reading a batch if needed.
 func (c *cursor[K, C]) peek() bool {
-	if c.has {
-		return true
-	}
-	if c.it == nil {
+	return c.i < c.n || c.refill()
+}
+
+func (c *cursor[K, C]) refill() bool {
+	c.i, c.n = 0, 0
+	if c.src == nil {
 		return false
 	}
-	if c.it.Next() {
-		c.head, c.has = c.it.Value(), true
+	if c.n = c.src.fill(c.buf); c.n > 0 {
 		return true
 	}
-	c.err = c.it.Err()
+	c.err = c.src.Err()
 	if err := c.close(); c.err == nil {
 		c.err = err
 	}
 	return false
 }
 
+// drop consumes the next record, which peek reported.
+func (c *cursor[K, C]) drop() {
+	c.buf[c.i] = PartitionedPair[K, C]{}
+	c.i++
+}
+
 func (c *cursor[K, C]) close() error {
-	c.head, c.has = PartitionedPair[K, C]{}, false
-	if c.it == nil {
+	clear(c.buf[c.i:c.n])
+	c.buf, c.i, c.n = nil, 0, 0
+	if c.src == nil {
 		return nil
 	}
-	err := c.it.Close()
-	c.it = nil
+	err := c.src.Close()
+	c.src = nil
 	return err
 }
 
@@ -245,17 +285,17 @@ type partitionView[K comparable, C any] struct {
 func (v *partitionView[K, C]) Next() bool {
 	v.cur = keyed[K, C]{}
 	for !v.done && v.c.peek() {
-		h := &v.c.head
+		h := &v.c.buf[v.c.i]
 		switch {
 		case h.Partition < v.p: // left unread by an earlier partition's reader
-			v.c.head, v.c.has = PartitionedPair[K, C]{}, false
+			v.c.drop()
 			continue
 		case h.Partition == v.p:
 			v.cur.Pair = Pair[K, C]{Key: h.Key, Value: h.Value}
 			if v.hasher != nil {
 				v.cur.hash = v.hasher.Hash(h.Key)
 			}
-			v.c.head, v.c.has = PartitionedPair[K, C]{}, false
+			v.c.drop()
 			return true
 		}
 		break

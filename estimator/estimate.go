@@ -53,7 +53,8 @@ func (e *Estimator) Estimate(v any) int64 {
 	// pointer to a copy of it (which Estimate's caller did not build, so it is not counted).
 	data := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
 	if l.box == boxDirect {
-		w.inline(unsafe.Pointer(&data), l)
+		w.root = data // a word to point at that does not move to the heap, as &data would
+		w.inline(unsafe.Pointer(&w.root), l)
 	} else {
 		w.inline(data, l)
 	}
@@ -79,7 +80,8 @@ const maxPooledObjects = 1 << 14
 
 // release resets w and returns it to the pool, unless its last walk made it large.
 func (e *Estimator) release(w *walker) {
-	if w.seen.len() > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects {
+	if w.seen.len() > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects ||
+		cap(w.spareGroups) > maxPooledObjects {
 		return
 	}
 	for _, sc := range w.samples {
@@ -89,7 +91,7 @@ func (e *Estimator) release(w *walker) {
 	}
 	w.seen.reset()
 	clear(w.slices)
-	w.revisits, w.depth = 0, 0
+	w.revisits, w.depth, w.root = 0, 0, nil
 	// The stack holds unsafe.Pointers past its length: clear it all, or a pooled walker would
 	// keep the last value it measured reachable (a spilled table, say). Everything else a walker
 	// keeps is addresses and positions as integers.
@@ -103,7 +105,8 @@ func (e *Estimator) release(w *walker) {
 // walker is the state of one Estimate call: Spark's SearchState, with an explicit stack so
 // long chains of objects do not deepen the Go stack.
 type walker struct {
-	e *Estimator
+	e    *Estimator
+	root unsafe.Pointer // the value passed to Estimate, if it is pointer-shaped
 	// seen holds the addresses of objects reached through a pointer, map or channel word or an
 	// interface box, so shared objects and cycles count once.
 	seen keySet
@@ -116,9 +119,12 @@ type walker struct {
 	// sampled while walking another's sampled elements); depth is the number in progress.
 	samples []*sampleScratch
 	depth   int
-	stack   []item
-	top     accum
-	acc     *accum // where objects found now are recorded: top, or a sampling pass's own
+	// spareGroups and spareSlotsBefore are mapObject's buffers, held here between maps.
+	spareGroups      []groupArray
+	spareSlotsBefore []int64
+	stack            []item
+	top              accum
+	acc              *accum // where objects found now are recorded: top, or a sampling pass's own
 }
 
 // item is work on the stack: n consecutive values of layout l at addr to walk, or the map

@@ -50,7 +50,9 @@ type groupArray struct {
 // length and the runtime's invariants, and reports false if anything disagrees (a runtime
 // whose map layout differs from Go 1.24–1.26's), in which case the caller falls back to a model.
 // On Go releases after 1.26 it does not read at all (mapLayoutKnown).
-func mapGroups(h *runtimeMap, n int) ([]groupArray, bool) {
+//
+// The groups are appended to buf[:0].
+func mapGroups(h *runtimeMap, n int, buf []groupArray) ([]groupArray, bool) {
 	if !mapLayoutKnown || h.used != uint64(n) {
 		return nil, false
 	}
@@ -58,12 +60,12 @@ func mapGroups(h *runtimeMap, n int) ([]groupArray, bool) {
 		if h.dirPtr == nil {
 			return nil, n == 0
 		}
-		return []groupArray{{data: h.dirPtr, count: 1}}, n <= mapGroupSlots
+		return append(buf[:0], groupArray{data: h.dirPtr, count: 1}), n <= mapGroupSlots
 	}
 	if h.globalDepth >= 64 || h.dirLen != 1<<h.globalDepth {
 		return nil, false
 	}
-	out := make([]groupArray, 0, h.dirLen)
+	out := buf[:0]
 	var used uint64
 	var prev unsafe.Pointer
 	for i := range h.dirLen {
@@ -87,10 +89,18 @@ func mapGroups(h *runtimeMap, n int) ([]groupArray, bool) {
 // mapObject records the map whose header is at m: the header, the directory, each table and
 // its groups, and walks (or samples) the keys and elements of full slots.
 func (w *walker) mapObject(m unsafe.Pointer, l *layout) {
+	// Take the walker's spare buffers (a map met while walking this one's elements makes its
+	// own) and give them back at the end, cleared of the pointers into this map's tables.
+	groups, slotsBefore := w.spareGroups, w.spareSlotsBefore
+	w.spareGroups, w.spareSlotsBefore = nil, nil
+	defer func() {
+		clear(groups)
+		w.spareGroups, w.spareSlotsBefore = groups[:0], slotsBefore[:0]
+	}()
 	ml := l.m
 	n := reflect.NewAt(l.typ, unsafe.Pointer(&m)).Elem().Len()
 	h := (*runtimeMap)(m)
-	groups, ok := mapGroups(h, n)
+	groups, ok := mapGroups(h, n, groups)
 	if !ok {
 		w.mapModel(m, l, n)
 		return
@@ -122,9 +132,9 @@ func (w *walker) mapObject(m unsafe.Pointer, l *layout) {
 	}
 	// Sample slot positions uniformly over all tables; empty positions are redrawn. A map
 	// that grew and then lost most entries is too sparse for that: list its full slots.
-	slotsBefore := make([]int64, len(groups)+1) // slotsBefore[k]: slots in groups[:k]
+	slotsBefore = append(slotsBefore[:0], 0) // slotsBefore[k]: slots in groups[:k]
 	for k, g := range groups {
-		slotsBefore[k+1] = slotsBefore[k] + g.count*mapGroupSlots
+		slotsBefore = append(slotsBefore, slotsBefore[k]+g.count*mapGroupSlots)
 	}
 	total := slotsBefore[len(groups)]
 	at := func(i int) unsafe.Pointer {

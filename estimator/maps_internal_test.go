@@ -20,7 +20,7 @@ func slotKeys[K comparable, V any](t *testing.T, m map[K]V) []K {
 	var e Estimator
 	ml := e.layoutOf(reflect.TypeOf(m)).m
 	h := *(*unsafe.Pointer)(unsafe.Pointer(&m))
-	groups, ok := mapGroups((*runtimeMap)(h), len(m))
+	groups, ok := mapGroups((*runtimeMap)(h), len(m), nil)
 	require.True(t, ok, "map layout of %T with %d entries does not validate", m, len(m))
 	var keys []K
 	for _, g := range groups {
@@ -83,5 +83,26 @@ func TestModelTables(t *testing.T) {
 		exact := w.top.cost() - allocSize(mapHeaderSize, true)
 		model := modelTables(n, l.m.group)
 		require.InEpsilon(t, exact, model, 0.35, "n=%d: tables %d, model %d", n, exact, model)
+	}
+}
+
+// TestMapObjectLeavesNoPointers: mapObject keeps its buffers in the walker for the next map,
+// and a pooled walker must not keep the tables of a map it measured reachable through them.
+func TestMapObjectLeavesNoPointers(t *testing.T) {
+	var e Estimator
+	for _, n := range []int{5, 300, 5000} { // one group, exact, sampled
+		m := map[int64]*int64{}
+		for i := range n {
+			m[int64(i)] = new(int64)
+		}
+		w := walker{e: &e, slices: map[uintptr]int{}}
+		w.acc = &w.top
+		w.inline(unsafe.Pointer(&m), e.layoutOf(reflect.TypeOf(m)))
+		w.drain(0)
+		require.Positive(t, w.top.cost())
+		require.NotZero(t, cap(w.spareGroups), "n=%d: the buffer was given back", n)
+		for i, g := range w.spareGroups[:cap(w.spareGroups)] {
+			require.Zero(t, g, "n=%d: spare group %d still points into the map", n, i)
+		}
 	}
 }

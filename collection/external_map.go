@@ -53,8 +53,8 @@ type ExternalMapConfig[K comparable] struct {
 // Not accounted to the task, as in Spark: the free initial threshold (SpillConfig's
 // InitialThreshold, Spark's 5 MiB), which the map holds without acquiring it; while the spills
 // are merged, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
-// 2 × BatchBytes when compressed) and the merge's buffer of the pairs sharing the current hash
-// in each file; while a spill is written, the record writer's buffers (a batch of up to
+// 2 × BatchBytes when compressed), each file's current pair and the merge's buffer of the pairs
+// sharing the current hash; while a spill is written, the record writer's buffers (a batch of up to
 // BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd).
 //
 // Differences from Spark, all deliberate:
@@ -67,7 +67,10 @@ type ExternalMapConfig[K comparable] struct {
 //   - Keys have no null: a nullable key type (pointer, option struct) works like any other key,
 //     with its own hash (Spark hashes null to 0).
 //   - Spill files are written in storage's record format with a byte limit per batch as well as
-//     Spark's record count (SpillConfig.BatchBytes), which bounds each reader's buffer.
+//     Spark's record count (SpillConfig.BatchBytes), which bounds each reader's buffer. Each
+//     record carries its key's hash (8 bytes), so the merge never rehashes a key it reads.
+//   - The merge is a tournament tree over the files' current pairs, not Spark's heap of
+//     per-file buffers of the current hash; the pairs it returns are the same.
 type ExternalAppendOnlyMap[K comparable, V, C any] struct {
 	combiningTable[K, V, C] // the Spillable, the aggregator and the in-memory table
 	codec                   slotCodec[K, C]

@@ -74,7 +74,8 @@ func (s *heapSampler) finish() uint64 {
 // the records, as a reduce-side aggregation does), without spilling and on a budget that forces about 8 spills, with a built-in map doing the same work
 // (insert every record, then read every key once). Sizes: "1M" is 1M records over 100k keys (a
 // quick run), "10M" is 10M records over 1M keys (issue 5's figures). Divide the ns/op of the
-// external runs by the builtin run's for the ratio.
+// external runs by the builtin run's for the ratio. "external-spill" compresses its spills with
+// the default (S2), "external-spill-uncompressed" does not.
 func BenchmarkAggregation(b *testing.B) {
 	for _, size := range []struct {
 		name          string
@@ -123,14 +124,19 @@ func BenchmarkAggregation(b *testing.B) {
 		for _, mode := range []struct {
 			name        string
 			int, string int64 // budgets
-		}{{"external", 1 << 40, 1 << 40}, {"external-spill", intBudget, strBudget}} {
+			compression storage.Compression
+		}{
+			{"external", 1 << 40, 1 << 40, storage.CompressionDefault},
+			{"external-spill", intBudget, strBudget, storage.CompressionDefault},
+			{"external-spill-uncompressed", intBudget, strBudget, storage.CompressionNone},
+		} {
 			b.Run(size.name+"/int64/"+mode.name, func(b *testing.B) {
 				in := get()
-				benchExternal(b, mode.int, storage.VarintCodec[int64]{}, in.ints, in)
+				benchExternal(b, mode.int, mode.compression, storage.VarintCodec[int64]{}, in.ints, in)
 			})
 			b.Run(size.name+"/string/"+mode.name, func(b *testing.B) {
 				in := get()
-				benchExternal(b, mode.string, storage.StringCodec{}, in.strings, in)
+				benchExternal(b, mode.string, mode.compression, storage.StringCodec{}, in.strings, in)
 			})
 		}
 	}
@@ -161,7 +167,7 @@ func (it *aggIterator[K]) Value() Pair[K, int64] {
 func (it *aggIterator[K]) Err() error   { return nil }
 func (it *aggIterator[K]) Close() error { return nil }
 
-func benchExternal[K comparable](b *testing.B, budget int64, keys storage.Codec[K], keyTable []K, in *aggInput) {
+func benchExternal[K comparable](b *testing.B, budget int64, compression storage.Compression, keys storage.Codec[K], keyTable []K, in *aggInput) {
 	mm, err := memory.NewUnifiedManager(memory.Config{SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1})
 	if err != nil {
 		b.Fatal(err)
@@ -189,7 +195,7 @@ func benchExternal[K comparable](b *testing.B, budget int64, keys storage.Codec[
 	for b.Loop() {
 		tm := memory.NewTaskManager(mm, 1, memory.TaskConfig{})
 		scope := dbm.NewScope()
-		cfg := ExternalMapConfig[K]{}
+		cfg := ExternalMapConfig[K]{SpillConfig: SpillConfig{Compression: compression}}
 		if budget < 1<<40 {
 			cfg.InitialThreshold = budget / 8 // Spark's 5 MiB, scaled to the budget
 		}

@@ -130,7 +130,6 @@ type ExternalSorter[K comparable, V, C any] struct {
 	hasher Hasher[K]
 	codec  pairCodec[K, C]
 	keep   func(Pair[K, C], []byte) Pair[K, C]
-	conv   func(V) C // without aggregation: the identity (C is V)
 	input  []Pair[K, V]
 
 	// Guarded by sp's lock.
@@ -178,9 +177,6 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 	}
 	if s.hasher.IsZero() {
 		s.hasher = NewHasher[K]()
-	}
-	if s.agg == nil {
-		s.conv, _ = any(func(v V) V { return v }).(func(V) C) // Validate checked that C is V
 	}
 	if keepKey := keeper[K](); keepKey != nil {
 		s.keep = func(p Pair[K, C], buf []byte) Pair[K, C] { p.Key = keepKey(p.Key, buf); return p }
@@ -268,33 +264,69 @@ func (s *ExternalSorter[K, V, C]) InsertAll(ctx context.Context, records Iterato
 	})
 }
 
-// insertLocked inserts a batch of records with the lock held.
+// insertLocked inserts a batch of records with the lock held: for each, Spark's
+// addElementsRead, the insert into the map or buffer, then maybeSpillCollection.
 func (s *ExternalSorter[K, V, C]) insertLocked(ctx context.Context, batch []Pair[K, V]) error {
 	if err := s.checkUsable(); err != nil { // the lock was released since the last look
 		return err
 	}
+	if s.agg == nil {
+		plain, _ := any(batch).([]Pair[K, C]) // C is V without an Aggregator
+		return s.insertPlainLocked(ctx, plain)
+	}
 	for _, r := range batch {
-		p := int32(0)
-		if s.part != nil {
-			q := s.part.Partition(r.Key)
-			if q < 0 || q >= s.n {
-				return fmt.Errorf("collection: %s: the partitioner put key %v in partition %d, outside [0, %d)", s.sp.name, r.Key, q, s.n)
-			}
-			p = int32(q)
-		}
-		s.sp.AddElementsRead()
-		var err error
-		if s.agg != nil {
-			err = s.insertCombined(ctx, p, r)
-		} else {
-			err = s.insertPlain(ctx, p, r)
-		}
+		p, err := s.partitionOf(r.Key)
 		if err != nil {
 			return err
 		}
-		est := s.estimateSize()
-		s.sp.UpdatePeak(est)
-		if _, err := s.sp.MaybeSpill(ctx, est, s.spillCollection); err != nil {
+		s.sp.AddElementsRead()
+		if err := s.insertCombined(ctx, p, r); err != nil {
+			return err
+		}
+		if err := s.afterInsert(ctx, s.m.EstimateSize()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertPlainLocked is insertLocked without aggregation.
+func (s *ExternalSorter[K, V, C]) insertPlainLocked(ctx context.Context, batch []Pair[K, C]) error {
+	for _, r := range batch {
+		p, err := s.partitionOf(r.Key)
+		if err != nil {
+			return err
+		}
+		s.sp.AddElementsRead()
+		if err := s.insertPlain(ctx, p, r); err != nil {
+			return err
+		}
+		if err := s.afterInsert(ctx, s.buf.EstimateSize()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// partitionOf returns the partition of key, or an error if the partitioner puts it out of range.
+func (s *ExternalSorter[K, V, C]) partitionOf(key K) (int32, error) {
+	if s.part == nil {
+		return 0, nil
+	}
+	q := s.part.Partition(key)
+	if q < 0 || q >= s.n {
+		return 0, fmt.Errorf("collection: %s: the partitioner put key %v in partition %d, outside [0, %d)", s.sp.name, key, q, s.n)
+	}
+	return int32(q), nil
+}
+
+// afterInsert is the rest of Spark's maybeSpillCollection once a record is in, est being the
+// collection's estimated size: it records the peak and calls maybeSpill when it would do
+// anything.
+func (s *ExternalSorter[K, V, C]) afterInsert(ctx context.Context, est int64) error {
+	s.sp.UpdatePeak(est)
+	if check := s.sp.checkDue(); s.sp.spillDue(est, check) {
+		if _, err := s.sp.maybeSpill(ctx, est, check, s.spillCollection); err != nil {
 			return s.fail(err)
 		}
 	}
@@ -321,7 +353,7 @@ func (s *ExternalSorter[K, V, C]) insertCombined(ctx context.Context, p int32, r
 	return nil
 }
 
-func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pair[K, V]) error {
+func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pair[K, C]) error {
 	if buf := s.buf; buf.Len() == buf.capacity() {
 		// The next record doubles the buffer: ask for the memory it will take now.
 		grown := buf.EstimateSize() + int64(buf.capacity())*buf.recordSize()
@@ -329,7 +361,7 @@ func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pa
 			return err
 		}
 	}
-	if err := s.buf.Insert(p, r.Key, s.conv(r.Value)); err != nil {
+	if err := s.buf.Insert(p, r.Key, r.Value); err != nil {
 		return fmt.Errorf("collection: %s: %w", s.sp.name, err) // ErrBufferFull: nothing changed
 	}
 	return nil
@@ -342,13 +374,6 @@ func (s *ExternalSorter[K, V, C]) growAhead(ctx context.Context, grown int64) er
 		return s.fail(err)
 	}
 	return s.checkUsable() // the lock was released while acquiring
-}
-
-func (s *ExternalSorter[K, V, C]) estimateSize() int64 {
-	if s.agg != nil {
-		return s.m.EstimateSize()
-	}
-	return s.buf.EstimateSize()
 }
 
 // fail records err as the sorter's sticky error, drops the in-memory records and gives back the

@@ -416,18 +416,15 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 		return nil, err
 	}
 	tc.AddCompletionListener(m.Close)
-	insert := func(k int64, v joinValue) error {
-		if err := m.Insert(ctx, k, v); err != nil {
-			return err
-		}
-		return ob.record()
-	}
-
+	// Both inputs go in through InsertAll, as CoGroupedRDD calls insertAll on each dependency's
+	// iterator: batched, one acquisition of the map's lock per batch.
 	links, err := j.links(ctx, tc, p)
 	if err != nil {
 		return nil, err
 	}
-	err = drain(links, func(kv storage.Pair[int64, []int64]) error { return insert(kv.First, joinValue{links: kv.Second}) })
+	err = m.InsertAll(ctx, joinInput(links, ob, func(kv storage.Pair[int64, []int64]) (int64, joinValue) {
+		return kv.First, joinValue{links: kv.Second}
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -439,9 +436,9 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 		if err != nil {
 			return nil, err
 		}
-		err = drain[collection.Pair[int64, float64]](ranks, func(kv collection.Pair[int64, float64]) error {
-			return insert(kv.Key, joinValue{contrib: kv.Value})
-		})
+		err = m.InsertAll(ctx, joinInput[collection.Pair[int64, float64]](ranks, ob, func(kv collection.Pair[int64, float64]) (int64, joinValue) {
+			return kv.Key, joinValue{contrib: kv.Value}
+		}))
 		j.add(readStats(ranks.Metrics()))
 		if err != nil {
 			return nil, err
@@ -456,6 +453,21 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 		ob: newObserver(j.cfg.Observer, j.cfg.Fault, PhaseContribute, it, p, tm),
 	}
 	return e, nil
+}
+
+// joinInput returns the records of one input of the join as join-map pairs (f converts each),
+// counting every record read on ob.
+func joinInput[T any](it collection.Iterator[T], ob *observer, f func(T) (int64, joinValue)) collection.Iterator[collection.Pair[int64, joinValue]] {
+	return storage.FuncIterator(func() (collection.Pair[int64, joinValue], bool, error) {
+		if !it.Next() {
+			return collection.Pair[int64, joinValue]{}, false, it.Err()
+		}
+		if err := ob.record(); err != nil {
+			return collection.Pair[int64, joinValue]{}, false, err
+		}
+		k, v := f(it.Value())
+		return collection.Pair[int64, joinValue]{Key: k, Value: v}, true, nil
+	}, it.Close)
 }
 
 // drain reads it to the end, calling f for each element, and closes it.

@@ -19,9 +19,10 @@
 // The size-tracking collections (SizeTrackingMap, SizeTrackingVector, PartitionedPairBuffer,
 // PartitionedAppendOnlyMap) add an estimator.Tracker so the spill policy can ask for their size
 // after every insert at the cost of an occasional measurement: each keeps its own
-// estimator.Estimator (so type layouts are cached across samples) and measures its backing slice,
-// which costs O(1) for pointer-free elements and a bounded sample otherwise. Growth of a table or
-// slice resets the samples, as in Spark.
+// estimator.Estimator (so type layouts are cached across samples) and measures its backing slices
+// (PartitionedPairBuffer's pairs and, once a record of a partition other than 0 arrives, its
+// column of partition numbers), which costs O(1) for pointer-free elements and a bounded sample
+// otherwise. Growth of a table or slice, or a new column, resets the samples, as in Spark.
 //
 // ExternalSorter's in-memory collections implement PartitionedCollection: PartitionedPairBuffer
 // (records appended, no aggregation) and PartitionedAppendOnlyMap (aggregation keyed by

@@ -90,7 +90,8 @@
 // ranges they hold, whatever the container's size: 5–15 µs for the tables of PageRank's
 // aggregations, which their Trackers measure again and again. An Estimator allocates nothing
 // per Estimate once it has a walker: the visited set, a sample's positions, generator and pass
-// ranges, and a map's table list are scratch kept in pooled walkers (as integers, so they keep nothing reachable).
+// ranges, and a map's table list are scratch kept in pooled walkers (integers, or cleared after
+// use, so they keep nothing reachable).
 //
 // # State
 //

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"unsafe"
 )
 
@@ -58,6 +59,51 @@ func decodeUvarint(src []byte) (uint64, int, error) {
 }
 
 func decodeUvarintSlow(src []byte) (uint64, int, error) {
+	if len(src) < 8 {
+		return decodeUvarintBytes(src)
+	}
+	// Decode the first 8 bytes at once: find the terminating byte (high bit clear) and gather
+	// the 7-bit groups of the bytes before it with three shift-and-mask steps.
+	w := binary.LittleEndian.Uint64(src)
+	if stop := ^w & 0x8080808080808080; stop != 0 {
+		n := bits.TrailingZeros64(stop)>>3 + 1
+		if n > 1 && src[n-1] == 0 {
+			return 0, 0, corruptf("non-canonical varint of %d bytes", n)
+		}
+		return gather7(w & (^uint64(0) >> (64 - 8*n))), n, nil
+	}
+	if len(src) < binary.MaxVarintLen64 {
+		return decodeUvarintBytes(src)
+	}
+	x := gather7(w)
+	b8, b9 := src[8], src[9]
+	switch {
+	case b8 < 0x80:
+		if b8 == 0 {
+			return 0, 0, corruptf("non-canonical varint of %d bytes", 9)
+		}
+		return x | uint64(b8)<<56, 9, nil
+	case b9 >= 0x80: // too long or truncated: let the byte loop tell which
+		return decodeUvarintBytes(src)
+	case b9 > 1:
+		return 0, 0, corruptf("varint overflows 64 bits")
+	case b9 == 0:
+		return 0, 0, corruptf("non-canonical varint of %d bytes", binary.MaxVarintLen64)
+	}
+	return x | uint64(b8&0x7f)<<56 | uint64(b9)<<63, binary.MaxVarintLen64, nil
+}
+
+// gather7 packs the low 7 bits of each byte of w (little-endian) into 56 contiguous bits.
+func gather7(w uint64) uint64 {
+	w &= 0x7f7f7f7f7f7f7f7f
+	w = w&0x007f007f007f007f | w&0x7f007f007f007f00>>1
+	w = w&0x00003fff00003fff | w&0x3fff00003fff0000>>2
+	return w&0x000000000fffffff | w&0x0fffffff00000000>>4
+}
+
+// decodeUvarintBytes is decodeUvarintSlow one byte at a time, for inputs too short to load 8
+// or 10 bytes at once.
+func decodeUvarintBytes(src []byte) (uint64, int, error) {
 	var x uint64
 	var s uint
 	for i := 0; i < len(src); i++ {

@@ -2,9 +2,12 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -205,4 +208,48 @@ func FuzzCodecs(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, v, v2)
 	})
+}
+
+// TestUvarintWordDecoder checks decodeUvarintSlow (which reads 8 or 10 bytes at once) against
+// decodeUvarintBytes (one byte at a time) on every varint length, on non-canonical, overlong and
+// overflowing inputs, and on random bytes, with the varint followed by other bytes or not.
+func TestUvarintWordDecoder(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	var inputs [][]byte
+	for shift := range 64 {
+		for _, v := range []uint64{1 << shift, 1<<shift - 1, 1<<shift | rng.Uint64()>>(63-shift)} {
+			inputs = append(inputs, binary.AppendUvarint(nil, v))
+		}
+	}
+	for n := 1; n <= 11; n++ {
+		b := bytes.Repeat([]byte{0x80}, n)
+		b[n-1] = 0 // non-canonical when n > 1
+		inputs = append(inputs, b, bytes.Repeat([]byte{0xff}, n), append(bytes.Repeat([]byte{0xff}, n-1), 2))
+	}
+	for range 10000 {
+		b := make([]byte, rng.IntN(13))
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+			if rng.IntN(4) != 0 {
+				b[i] |= 0x80
+			}
+		}
+		inputs = append(inputs, b)
+	}
+	for _, in := range inputs {
+		for _, tail := range [][]byte{nil, {0x01, 0xff, 0x80, 0x7f, 0, 0, 0, 0, 0, 0}} {
+			src := append(append([]byte{}, in...), tail...)
+			wx, wn, werr := decodeUvarintSlow(src)
+			bx, bn, berr := decodeUvarintBytes(src)
+			require.Equal(t, bx, wx, "value of %x", src)
+			require.Equal(t, bn, wn, "length of %x", src)
+			if berr == nil {
+				require.NoError(t, werr, "%x", src)
+			} else {
+				require.EqualError(t, werr, berr.Error(), "%x", src)
+			}
+		}
+	}
 }

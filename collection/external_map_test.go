@@ -1,11 +1,14 @@
 package collection
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -492,4 +495,57 @@ func TestExternalMapArgs(t *testing.T) {
 	require.ErrorContains(t, err, "no disk scope")
 	require.ErrorContains(t, err, "codec is nil")
 	require.ErrorContains(t, err, "BatchSize -1")
+}
+
+// TestHashMergeRandom checks the map's merge by hash (§12.5) against a built-in map: 1 to 20
+// streams of slots sorted by hash, each holding a key at most once, with few distinct hashes so
+// that keys collide within and across streams, give every key once with the sum of its values.
+func TestHashMergeRandom(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 3))
+	for round := range 200 {
+		numStreams, numKeys, numHashes := 1+rng.IntN(20), 1+rng.IntN(300), 1+rng.IntN(50)
+		want := map[int]int{}
+		var streams []Iterator[slot[int, int]]
+		for range numStreams {
+			var s []slot[int, int]
+			for k := range numKeys {
+				if rng.IntN(3) == 0 {
+					v := rng.IntN(100)
+					want[k] += v
+					s = append(s, slot[int, int]{hash: uint64(k%numHashes) + 1, key: k, val: v})
+				}
+			}
+			slices.SortFunc(s, func(a, b slot[int, int]) int { return cmp.Compare(a.hash, b.hash) })
+			streams = append(streams, SliceIterator(s))
+		}
+		m := newHashMerge(func(a, b int) int { return a + b }, streams)
+		got := map[int]int{}
+		last := uint64(0)
+		for m.Next() {
+			s := m.Value()
+			require.GreaterOrEqual(t, s.hash, last, "round %d: hash order", round)
+			last = s.hash
+			_, dup := got[s.key]
+			require.False(t, dup, "round %d: key %d twice", round, s.key)
+			got[s.key] = s.val
+		}
+		require.NoError(t, m.Err())
+		require.NoError(t, m.Close())
+		require.Equal(t, want, got, "round %d: %d streams, %d keys, %d hashes", round, numStreams, numKeys, numHashes)
+	}
+}
+
+// TestHashMergeRejectsUnsortedStream checks that a stream out of hash order stops the merge with
+// ErrCorrupt instead of returning a key twice.
+func TestHashMergeRejectsUnsortedStream(t *testing.T) {
+	sorted := SliceIterator([]slot[int, int]{{hash: 1, key: 1, val: 1}, {hash: 5, key: 5, val: 1}})
+	unsorted := SliceIterator([]slot[int, int]{{hash: 3, key: 3, val: 1}, {hash: 2, key: 2, val: 1}})
+	m := newHashMerge(func(a, b int) int { return a + b }, []Iterator[slot[int, int]]{sorted, unsorted})
+	for m.Next() {
+	}
+	require.ErrorIs(t, m.Err(), storage.ErrCorrupt)
+	require.ErrorContains(t, m.Err(), "not sorted by hash")
+	require.NoError(t, m.Close())
 }

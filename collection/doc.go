@@ -67,6 +67,15 @@
 //   - The hash is a seeded 64-bit hash (hash/maphash, or a Murmur3-finalizer for integer keys)
 //     instead of Murmur3 of the 32-bit hashCode; it is never 0, and a Hasher must be shared by
 //     all collections whose spills are merged by hash.
+//   - An AppendOnlyMap with a NewHasher Hasher starts a key's probe at the top bits of its hash
+//     (Spark uses the low bits), so the table is nearly in hash order and the sort by hash
+//     before a spill runs over memory almost sequentially (about twice as fast); HasherFunc
+//     hashers keep the low bits.
+//   - A map spill record carries its key's hash before the key, so merging never rehashes a
+//     key read back, and a stream out of hash order is reported as storage.ErrCorrupt.
+//   - ExternalAppendOnlyMap merges its spills through a tournament (loser) tree over each
+//     stream's current pair instead of Spark's heap of per-stream buffers of one hash: the same
+//     output order and combining, with log2(streams) comparisons per pair taken.
 //   - ExternalAppendOnlyMap, ExternalGrouper and ExternalSorter ask for memory before their
 //     in-memory table or buffer doubles, not only every 32 elements, so they never grow past
 //     what was granted.

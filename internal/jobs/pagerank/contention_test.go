@@ -153,13 +153,13 @@ func TestPageRankTwoShuffleContention(t *testing.T) {
 	}
 	// The join maps were force-spilled while read, and each time their combiners became
 	// garbage but for what the reader legitimately holds: the record being read and, in the
-	// merge with the map's own spills, the in-memory stream's buffered pair and its read-ahead
-	// pair. Among them at least one map held at least half of its task's fair share of the
+	// merge with the map's own spills, the in-memory stream's current pair (read before the
+	// spill). Among them at least one map held at least half of its task's fair share of the
 	// budget, with many combiners: SPARK-22713's situation. Where each map spilled itself
 	// before depends on how the two concurrent tasks were scheduled, so how many spills found
 	// a full map varies from run to run; in 60 stress runs every run had 2 to 4 forced spills,
 	// and at least one of a full map.
-	const heldByReader = 3
+	const heldByReader = 2
 	require.NotEmpty(t, probe.spills)
 	require.Len(t, probe.spills, int(res.Stats.JoinForcedSpills))
 	full := 0

@@ -179,13 +179,7 @@ func groupByPartition[K, V any](pairs []Pair[K, V], parts []int32) []int {
 	for _, p := range parts {
 		ends[p]++
 	}
-	next := make([]int, len(ends)) // the next unsettled slot of each partition's run
-	sum := 0
-	for p, c := range ends {
-		next[p] = sum
-		sum += c
-		ends[p] = sum
-	}
+	next := runStarts(ends)
 	if grouped {
 		return ends
 	}
@@ -204,6 +198,20 @@ func groupByPartition[K, V any](pairs []Pair[K, V], parts []int32) []int {
 		}
 	}
 	return ends
+}
+
+// runStarts turns the record count of each partition in ends into the end offset of its run,
+// in place, and returns the start offset of each run (where an American flag sort places the
+// next record of that partition).
+func runStarts(ends []int) []int {
+	next := make([]int, len(ends))
+	sum := 0
+	for p, c := range ends {
+		next[p] = sum
+		sum += c
+		ends[p] = sum
+	}
+	return next
 }
 
 // bufferIterator is the destructive sorted iterator of a PartitionedPairBuffer: it reads the
@@ -468,13 +476,59 @@ func (m *PartitionedAppendOnlyMap[K, V]) PartitionedDestructiveSortedIterator(ke
 // partition sharing a hash come out in an unspecified order.
 func (m *PartitionedAppendOnlyMap[K, V]) PartitionedDestructiveSortedByHash() Iterator[PartitionedPair[K, V]] {
 	data := m.m.compact()
-	slices.SortFunc(data, func(x, y slot[partKey[K], V]) int {
-		if c := cmp.Compare(x.key.partition, y.key.partition); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.hash, y.hash)
-	})
+	sortByPartitionAndHash(data)
 	return &partitionedSlotIterator[K, V]{slotIterator[partKey[K], V]{data: data}}
+}
+
+// sortByPartitionAndHash sorts the slots of a partKey table by partition and then by hash, in
+// place: an American flag sort groups them by partition (one counting pass, then cycles of
+// swaps; nothing moves if they are grouped already), then sortByHash radix-sorts each
+// partition's run. It needs O(partitions) extra memory, so when the largest partition id is far
+// above the number of slots it sorts with a comparator instead.
+func sortByPartitionAndHash[K comparable, V any](data []slot[partKey[K], V]) {
+	if len(data) == 0 {
+		return
+	}
+	top, grouped := data[0].key.partition, true
+	for i := 1; i < len(data); i++ {
+		p := data[i].key.partition
+		grouped = grouped && p >= data[i-1].key.partition
+		top = max(top, p)
+	}
+	if int(top) > 2*len(data)+256 {
+		slices.SortFunc(data, func(x, y slot[partKey[K], V]) int {
+			if c := cmp.Compare(x.key.partition, y.key.partition); c != 0 {
+				return c
+			}
+			return cmp.Compare(x.hash, y.hash)
+		})
+		return
+	}
+	ends := make([]int, top+1)
+	for i := range data {
+		ends[data[i].key.partition]++
+	}
+	next := runStarts(ends)
+	if !grouped {
+		for p := range ends {
+			for next[p] < ends[p] {
+				i := next[p]
+				q := data[i].key.partition
+				if int(q) == p {
+					next[p]++
+					continue
+				}
+				j := next[q]
+				data[i], data[j] = data[j], data[i]
+				next[q]++
+			}
+		}
+	}
+	start := 0
+	for _, end := range ends {
+		sortByHash(data[start:end], 56)
+		start = end
+	}
 }
 
 // partitionedSlotIterator turns the pairs of a partKey table into PartitionedPairs.

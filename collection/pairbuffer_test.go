@@ -341,3 +341,50 @@ func TestPartitionedPairBuffer_Fill(t *testing.T) {
 		require.False(t, it.Next())
 	}
 }
+
+// sortByPartitionAndHash orders a partKey table by (partition, hash) like a comparator sort on
+// every partition shape — the partition grouping's swap cycles, input already grouped, a
+// single partition, and partition ids far above the slot count (the comparator fallback) — and
+// keeps every slot.
+func TestSortByPartitionAndHash(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 5))
+	type sl = slot[partKey[int64], int]
+	shapes := map[string]func(i, n int) int32{
+		"random":   func(int, int) int32 { return int32(rng.IntN(7)) },
+		"grouped":  func(i, n int) int32 { return int32(4 * i / n) },
+		"reversed": func(i, n int) int32 { return int32(4 - 4*i/n) },
+		"one":      func(int, int) int32 { return 3 },
+		"sparse":   func(int, int) int32 { return int32(rng.IntN(2)) * (1 << 30) },
+	}
+	hashes := map[string]func() uint64{
+		"uniform":  func() uint64 { return rng.Uint64() | 1 },
+		"collide":  func() uint64 { return uint64(rng.IntN(5)) + 1 },
+		"lowbytes": func() uint64 { return uint64(rng.IntN(1<<12)) + 1 },
+	}
+	for sname, part := range shapes {
+		for hname, hash := range hashes {
+			for _, n := range []int{0, 1, 31, 33, 500, 5000} {
+				t.Run(sname+"/"+hname+"/"+strconv.Itoa(n), func(t *testing.T) {
+					data := make([]sl, n)
+					for i := range data {
+						data[i] = sl{hash: hash(), key: partKey[int64]{part(i, n), int64(i)}, val: i}
+					}
+					want := slices.Clone(data)
+					sortByPartitionAndHash(data)
+					order := func(x, y sl) int {
+						if c := cmp.Compare(x.key.partition, y.key.partition); c != 0 {
+							return c
+						}
+						return cmp.Compare(x.hash, y.hash)
+					}
+					require.True(t, slices.IsSortedFunc(data, order))
+					byKey := func(x, y sl) int { return cmp.Compare(x.key.key, y.key.key) }
+					slices.SortFunc(data, byKey)
+					require.Equal(t, want, data) // a permutation: every slot kept as it was
+				})
+			}
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package collection
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -480,17 +479,15 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	pi := &PartitionIterator[K, C]{ctx: ctx, n: s.n, part: -1}
 	if len(spills) > 0 {
 		switch {
-		case s.agg != nil && s.order != nil:
-			order := s.order
-			pi.merge = s.agg.MergeCombiners
-			pi.keyedCmp = func(a, b keyed[K, C]) int { return order(a.Key, b.Key) }
-		case s.agg != nil:
+		case s.agg != nil && s.order == nil:
 			pi.merge = s.agg.MergeCombiners
 			pi.hasher = &s.hasher
-			pi.keyedCmp = func(a, b keyed[K, C]) int { return cmp.Compare(a.hash, b.hash) }
 		case s.order != nil:
 			order := s.order
 			pi.pairCmp = func(a, b Pair[K, C]) int { return order(a.Key, b.Key) }
+			if s.agg != nil {
+				pi.merge = s.agg.MergeCombiners
+			}
 		}
 	}
 	for _, f := range spills {
@@ -694,17 +691,16 @@ func (r *readingIterator[K, V, C]) spillLocked() (bool, int64, error) {
 // (or the sorter) when done: Close deletes the spill files it still reads. Not safe for
 // concurrent use.
 type PartitionIterator[K comparable, C any] struct {
-	ctx      context.Context
-	n        int
-	sources  []*cursor[K, C] // spills, then the in-memory records
-	merge    func(a, b C) C  // with aggregation
-	keyedCmp func(a, b keyed[K, C]) int
-	pairCmp  func(a, b Pair[K, C]) int // with an ordering and no aggregation
-	hasher   *Hasher[K]                // merging by hash
-	part     int
-	recs     Iterator[Pair[K, C]]
-	err      error
-	closed   bool
+	ctx     context.Context
+	n       int
+	sources []*cursor[K, C]           // spills, then the in-memory records
+	merge   func(a, b C) C            // with aggregation
+	pairCmp func(a, b Pair[K, C]) int // with an ordering
+	hasher  *Hasher[K]                // aggregating without an ordering: merging by hash
+	part    int
+	recs    Iterator[Pair[K, C]]
+	err     error
+	closed  bool
 }
 
 // Next advances to the next partition and reports whether there is one; false after the last
@@ -742,18 +738,21 @@ func (it *PartitionIterator[K, C]) records(p int32) Iterator[Pair[K, C]] {
 	if len(it.sources) == 1 {
 		return it.sources[0].view(p, nil)
 	}
-	if it.merge != nil {
-		ins := make([]Iterator[keyed[K, C]], len(it.sources))
+	if it.hasher != nil { // aggregating without an ordering: by key hash
+		ins := make([]Iterator[slot[K, C]], len(it.sources))
 		for i, c := range it.sources {
-			ins[i] = keyedView[K, C]{c.view(p, it.hasher)}
+			ins[i] = slotView[K, C]{c.view(p, it.hasher)}
 		}
-		return &combineIterator[K, C]{in: Merge(it.keyedCmp, ins...), cmp: it.keyedCmp, merge: it.merge}
+		return mergedPairs[K, C]{newHashMerge(it.merge, ins)}
 	}
 	ins := make([]Iterator[Pair[K, C]], len(it.sources))
 	for i, c := range it.sources {
 		ins[i] = c.view(p, nil)
 	}
-	if it.pairCmp != nil {
+	switch {
+	case it.merge != nil: // aggregating with an ordering
+		return &combineIterator[K, C]{in: Merge(it.pairCmp, ins...), cmp: it.pairCmp, merge: it.merge}
+	case it.pairCmp != nil:
 		return Merge(it.pairCmp, ins...)
 	}
 	return Concat(ins...)
@@ -847,7 +846,7 @@ func (f *flatIterator[K, C]) next() bool {
 		if !f.view.Next() {
 			return false
 		}
-		f.cur = f.view.cur.Pair
+		f.cur = f.view.Value()
 	case f.recs != nil:
 		if !f.recs.Next() {
 			return false

@@ -266,24 +266,18 @@ func (c *cursor[K, C]) view(p int32, hasher *Hasher[K]) *partitionView[K, C] {
 	return &partitionView[K, C]{c: c, p: p, hasher: hasher}
 }
 
-// keyed is a record with its key hash (0 unless the merge orders by hash).
-type keyed[K, C any] struct {
-	hash uint64
-	Pair[K, C]
-}
-
 // partitionView is the Iterator of one partition of a cursor. Closing it leaves the cursor
 // open: the cursor belongs to the PartitionIterator.
 type partitionView[K comparable, C any] struct {
 	c      *cursor[K, C]
 	p      int32
 	hasher *Hasher[K]
-	cur    keyed[K, C]
+	cur    slot[K, C] // hash 0 unless hashing
 	done   bool
 }
 
 func (v *partitionView[K, C]) Next() bool {
-	v.cur = keyed[K, C]{}
+	v.cur = slot[K, C]{}
 	for !v.done && v.c.peek() {
 		h := &v.c.buf[v.c.i]
 		switch {
@@ -291,7 +285,7 @@ func (v *partitionView[K, C]) Next() bool {
 			v.c.drop()
 			continue
 		case h.Partition == v.p:
-			v.cur.Pair = Pair[K, C]{Key: h.Key, Value: h.Value}
+			v.cur.key, v.cur.val = h.Key, h.Value
 			if v.hasher != nil {
 				v.cur.hash = v.hasher.Hash(h.Key)
 			}
@@ -304,34 +298,39 @@ func (v *partitionView[K, C]) Next() bool {
 	return false
 }
 
-func (v *partitionView[K, C]) Value() Pair[K, C] { return v.cur.Pair }
+func (v *partitionView[K, C]) Value() Pair[K, C] { return Pair[K, C]{Key: v.cur.key, Value: v.cur.val} }
 func (v *partitionView[K, C]) Err() error        { return v.c.err }
 
 func (v *partitionView[K, C]) Close() error {
-	v.done, v.cur = true, keyed[K, C]{}
+	v.done, v.cur = true, slot[K, C]{}
 	return nil
 }
 
-// keyedView is a partitionView yielding records with their hash, for the merges with
-// aggregation.
-type keyedView[K comparable, C any] struct{ *partitionView[K, C] }
+// slotView is a partitionView yielding records as slots (hash, key and value): an input of the
+// hashMerge that merges a partition's streams when aggregating without an ordering.
+type slotView[K comparable, C any] struct{ *partitionView[K, C] }
 
-func (v keyedView[K, C]) Value() keyed[K, C] { return v.cur }
+func (v slotView[K, C]) Value() slot[K, C] { return v.cur }
 
-// combineIterator is the grouping half of Spark's ExternalSorter.mergeWithAggregation: its
-// input is the k-way merge of one partition's streams sorted by cmp (the key ordering, or the
-// key hash), each stream combined already. It reads each run of records cmp calls equal,
+// mergedPairs is a hashMerge yielding pairs.
+type mergedPairs[K comparable, C any] struct{ *hashMerge[K, C] }
+
+func (m mergedPairs[K, C]) Value() Pair[K, C] { return Pair[K, C]{Key: m.cur.key, Value: m.cur.val} }
+
+// combineIterator is the grouping half of Spark's ExternalSorter.mergeWithAggregation with an
+// ordering: its input is the k-way merge of one partition's streams sorted by cmp (the key
+// ordering), each stream combined already. It reads each run of records cmp calls equal,
 // combines the combiners of keys that are equal (==) and emits each key of the run once, in the
-// order the run met them. Keys an ordering calls equal but == tells apart stay distinct (Spark
-// would combine them when the ordering is total); distinct keys sharing a hash are never
-// combined (§13).
+// order the run met them. Keys the ordering calls equal but == tells apart stay distinct (Spark
+// would combine them when the ordering is total). Without an ordering the streams are merged by
+// key hash by a hashMerge, which never combines distinct keys sharing a hash (§13).
 type combineIterator[K comparable, C any] struct {
-	in      Iterator[keyed[K, C]]
-	cmp     func(a, b keyed[K, C]) int
+	in      Iterator[Pair[K, C]]
+	cmp     func(a, b Pair[K, C]) int
 	merge   func(a, b C) C
-	run     []keyed[K, C] // the current run's distinct keys, combined
-	i       int           // next element of run to emit
-	ahead   keyed[K, C]   // first record of the next run, read ahead
+	run     []Pair[K, C] // the current run's distinct keys, combined
+	i       int          // next element of run to emit
+	ahead   Pair[K, C]   // first record of the next run, read ahead
 	hasNext bool
 	cur     Pair[K, C]
 	err     error
@@ -340,8 +339,8 @@ type combineIterator[K comparable, C any] struct {
 func (c *combineIterator[K, C]) Next() bool {
 	c.cur = Pair[K, C]{}
 	if c.i < len(c.run) {
-		c.cur = c.run[c.i].Pair
-		c.run[c.i] = keyed[K, C]{}
+		c.cur = c.run[c.i]
+		c.run[c.i] = Pair[K, C]{}
 		c.i++
 		return true
 	}
@@ -352,7 +351,7 @@ func (c *combineIterator[K, C]) Next() bool {
 	switch {
 	case c.hasNext:
 		c.run = append(c.run, c.ahead)
-		c.ahead, c.hasNext = keyed[K, C]{}, false
+		c.ahead, c.hasNext = Pair[K, C]{}, false
 	case c.in.Next():
 		c.run = append(c.run, c.in.Value())
 	default:
@@ -374,14 +373,14 @@ func (c *combineIterator[K, C]) Next() bool {
 			return false
 		}
 	}
-	c.cur = c.run[0].Pair
-	c.run[0] = keyed[K, C]{}
+	c.cur = c.run[0]
+	c.run[0] = Pair[K, C]{}
 	c.i = 1
 	return true
 }
 
 // add merges x into the run's record with the same key, or appends it.
-func (c *combineIterator[K, C]) add(x keyed[K, C]) {
+func (c *combineIterator[K, C]) add(x Pair[K, C]) {
 	for j := range c.run {
 		if c.run[j].Key == x.Key {
 			c.run[j].Value = c.merge(c.run[j].Value, x.Value)
@@ -396,7 +395,7 @@ func (c *combineIterator[K, C]) Err() error        { return c.err }
 
 func (c *combineIterator[K, C]) Close() error {
 	clear(c.run)
-	c.run, c.ahead, c.cur = nil, keyed[K, C]{}, Pair[K, C]{}
+	c.run, c.ahead, c.cur = nil, Pair[K, C]{}, Pair[K, C]{}
 	if c.in == nil {
 		return nil
 	}

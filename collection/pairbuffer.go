@@ -179,7 +179,8 @@ func groupByPartition[K, V any](pairs []Pair[K, V], parts []int32) []int {
 	for _, p := range parts {
 		ends[p]++
 	}
-	next := runStarts(ends)
+	next := make([]int, len(ends)) // the next unsettled slot of each partition's run
+	runStarts(ends, next)
 	if grouped {
 		return ends
 	}
@@ -200,18 +201,16 @@ func groupByPartition[K, V any](pairs []Pair[K, V], parts []int32) []int {
 	return ends
 }
 
-// runStarts turns the record count of each partition in ends into the end offset of its run,
-// in place, and returns the start offset of each run (where an American flag sort places the
-// next record of that partition).
-func runStarts(ends []int) []int {
-	next := make([]int, len(ends))
+// runStarts turns the record count of each bucket in ends into the end offset of its run, in
+// place, and sets next to the start offset of each run (where an American flag sort places the
+// next record of that bucket).
+func runStarts(ends, next []int) {
 	sum := 0
-	for p, c := range ends {
-		next[p] = sum
+	for b, c := range ends {
+		next[b] = sum
 		sum += c
-		ends[p] = sum
+		ends[b] = sum
 	}
-	return next
 }
 
 // bufferIterator is the destructive sorted iterator of a PartitionedPairBuffer: it reads the
@@ -481,21 +480,22 @@ func (m *PartitionedAppendOnlyMap[K, V]) PartitionedDestructiveSortedByHash() It
 }
 
 // sortByPartitionAndHash sorts the slots of a partKey table by partition and then by hash, in
-// place: an American flag sort groups them by partition (one counting pass, then cycles of
-// swaps; nothing moves if they are grouped already), then sortByHash radix-sorts each
-// partition's run. It needs O(partitions) extra memory, so when the largest partition id is far
-// above the number of slots it sorts with a comparator instead.
+// place. One American flag pass (a counting pass, then cycles of swaps; nothing moves if the
+// slots are in order already) groups them by a digit made of the partition and the top bits of
+// the hash, as many bits as make buckets of about 8 slots (at most 4096 buckets, unless there
+// are more partitions); then each bucket is sorted by hash: by insertion when small, else (hashes
+// sharing their top bits) by sortByHash. Its extra memory is the bucket counts; when the largest
+// partition id is far above the number of slots it sorts with a comparator instead.
 func sortByPartitionAndHash[K comparable, V any](data []slot[partKey[K], V]) {
 	if len(data) == 0 {
 		return
 	}
-	top, grouped := data[0].key.partition, true
+	top := data[0].key.partition
 	for i := 1; i < len(data); i++ {
-		p := data[i].key.partition
-		grouped = grouped && p >= data[i-1].key.partition
-		top = max(top, p)
+		top = max(top, data[i].key.partition)
 	}
-	if int(top) > 2*len(data)+256 {
+	parts := int(top) + 1
+	if parts > 2*len(data)+256 {
 		slices.SortFunc(data, func(x, y slot[partKey[K], V]) int {
 			if c := cmp.Compare(x.key.partition, y.key.partition); c != 0 {
 				return c
@@ -504,30 +504,53 @@ func sortByPartitionAndHash[K comparable, V any](data []slot[partKey[K], V]) {
 		})
 		return
 	}
-	ends := make([]int, top+1)
-	for i := range data {
-		ends[data[i].key.partition]++
+	hashBits := 0
+	for hashBits < 16 && parts<<(hashBits+1) <= min(len(data)/8, 4096) {
+		hashBits++
 	}
-	next := runStarts(ends)
-	if !grouped {
-		for p := range ends {
-			for next[p] < ends[p] {
-				i := next[p]
-				q := data[i].key.partition
-				if int(q) == p {
-					next[p]++
+	shift := uint(64 - hashBits) // 64 when hashBits is 0: the digit is the partition alone
+	digit := func(s *slot[partKey[K], V]) int { return int(s.key.partition)<<hashBits | int(s.hash>>shift) }
+	ends := make([]int, parts<<hashBits)
+	inOrder, prev := true, 0
+	for i := range data {
+		d := digit(&data[i])
+		ends[d]++
+		inOrder = inOrder && d >= prev
+		prev = d
+	}
+	next := make([]int, len(ends)) // the next unsettled slot of each bucket
+	runStarts(ends, next)
+	if !inOrder {
+		for b := range ends {
+			for next[b] < ends[b] {
+				i := next[b]
+				d := digit(&data[i])
+				if d == b {
+					next[b]++
 					continue
 				}
-				j := next[q]
+				j := next[d]
 				data[i], data[j] = data[j], data[i]
-				next[q]++
+				next[d]++
 			}
 		}
 	}
 	start := 0
 	for _, end := range ends {
-		sortByHash(data[start:end], 56)
+		run := data[start:end]
 		start = end
+		if len(run) > 64 {
+			sortByHash(run, 56)
+			continue
+		}
+		for i := 1; i < len(run); i++ {
+			x := run[i]
+			j := i
+			for ; j > 0 && x.hash < run[j-1].hash; j-- {
+				run[j] = run[j-1]
+			}
+			run[j] = x
+		}
 	}
 }
 

@@ -86,7 +86,9 @@ const insertBatch = 64
 // key hash when aggregating without an Ordering, or by partition only; each spill file records
 // the records and byte range of every partition. Reading merges the spills and the in-memory
 // records partition by partition: combining equal keys when aggregating (runs of equal hash are
-// searched for truly equal keys), merge-sorting with an Ordering, else concatenating.
+// searched for truly equal keys), merge-sorting with an Ordering, else concatenating. Merging by
+// key hash goes through the tournament tree ExternalAppendOnlyMap merges with (Spark merge-sorts
+// with a heap, then groups runs of equal hash): the same records and combiners.
 //
 // It is a memory.Consumer of its task (on-heap). A forced spill (the TaskManager asking on
 // behalf of another consumer) does nothing while the sorter is filled or used for shuffle

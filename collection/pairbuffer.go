@@ -471,8 +471,9 @@ func (m *PartitionedAppendOnlyMap[K, V]) PartitionedDestructiveSortedIterator(ke
 
 // PartitionedDestructiveSortedByHash is PartitionedDestructiveSortedIterator ordered by partition
 // and then by HashOf(key) (Spark's partition-then-hash-comparator order when an aggregator is
-// given without an ordering), sorting by the stored hashes without rehashing. Keys of one
-// partition sharing a hash come out in an unspecified order.
+// given without an ordering), sorting by the stored hashes without rehashing, by radix rather
+// than Spark's comparator sort (see sortByPartitionAndHash). Keys of one partition sharing a hash
+// come out in an unspecified order.
 func (m *PartitionedAppendOnlyMap[K, V]) PartitionedDestructiveSortedByHash() Iterator[PartitionedPair[K, V]] {
 	data := m.m.compact()
 	sortByPartitionAndHash(data)

@@ -73,9 +73,13 @@
 //     hashers keep the low bits.
 //   - A map spill record carries its key's hash before the key, so merging never rehashes a
 //     key read back, and a stream out of hash order is reported as storage.ErrCorrupt.
-//   - ExternalAppendOnlyMap merges its spills through a tournament (loser) tree over each
-//     stream's current pair instead of Spark's heap of per-stream buffers of one hash: the same
-//     output order and combining, with log2(streams) comparisons per pair taken.
+//   - ExternalAppendOnlyMap, and ExternalSorter when it aggregates without an Ordering, merge
+//     spills through a tournament (loser) tree over each stream's current pair instead of
+//     Spark's heap of per-stream buffers of one hash: the same output order and combining, with
+//     log2(streams) comparisons per pair taken.
+//   - PartitionedAppendOnlyMap sorts by partition and key hash with a radix pass (buckets by
+//     partition and the hash's top bits, finished by insertion sort) instead of Spark's
+//     comparator sort.
 //   - ExternalAppendOnlyMap, ExternalGrouper and ExternalSorter ask for memory before their
 //     in-memory table or buffer doubles, not only every 32 elements, so they never grow past
 //     what was granted.

@@ -294,7 +294,7 @@ func (m *AppendOnlyMap[K, V]) All() iter.Seq2[K, V] {
 // an ExternalAppendOnlyMap without spills reads, and can hand the unread rest to a spill.
 func (m *AppendOnlyMap[K, V]) DestructiveIterator() Iterator[Pair[K, V]] {
 	data := m.takeData()
-	return &slotIterator[K, V]{data: data, sparse: true}
+	return &slotIterator[K, V]{slotStream[K, V]{data: data, sparse: true}}
 }
 
 // DestructiveSortedIterator sorts the pairs by key with cmp and returns them in that order
@@ -307,7 +307,7 @@ func (m *AppendOnlyMap[K, V]) DestructiveSortedIterator(cmp func(a, b K) int) It
 	}
 	data := m.compact()
 	slices.SortFunc(data, func(a, b slot[K, V]) int { return cmp(a.key, b.key) })
-	return &slotIterator[K, V]{data: data}
+	return &slotIterator[K, V]{slotStream[K, V]{data: data}}
 }
 
 // DestructiveSortedByHash is DestructiveSortedIterator ordered by HashOf(key) ascending (Spark's
@@ -317,7 +317,7 @@ func (m *AppendOnlyMap[K, V]) DestructiveSortedIterator(cmp func(a, b K) int) It
 func (m *AppendOnlyMap[K, V]) DestructiveSortedByHash() Iterator[Pair[K, V]] {
 	data := m.compact()
 	sortByHash(data, 56)
-	return &slotIterator[K, V]{data: data}
+	return &slotIterator[K, V]{slotStream[K, V]{data: data}}
 }
 
 // sortByHash sorts slots by hash in place: an MSD radix sort (American flag sort) on the byte of
@@ -407,51 +407,11 @@ func (m *AppendOnlyMap[K, V]) compact() []slot[K, V] {
 	return data[:n]
 }
 
-// slotIterator iterates a table handed over by a destructive iterator. sparse says whether empty
-// slots must be skipped (compacted tables have none).
-type slotIterator[K comparable, V any] struct {
-	data   []slot[K, V]
-	i      int
-	cur    Pair[K, V]
-	sparse bool
-}
-
-func (it *slotIterator[K, V]) Next() bool {
-	s, ok := nextSlot(&it.data, &it.i, it.sparse)
-	it.cur = Pair[K, V]{Key: s.key, Value: s.val}
-	return ok
-}
-
-// nextSlot returns the next used slot of *data from index *i on, clearing it in the table and
-// advancing *i past it (sparse: skip empty slots). At the end it drops the table and returns
-// false.
-func nextSlot[K comparable, V any](data *[]slot[K, V], i *int, sparse bool) (slot[K, V], bool) {
-	d := *data
-	for *i < len(d) {
-		s := &d[*i]
-		*i++
-		if sparse && s.hash == 0 {
-			continue
-		}
-		v := *s
-		*s = slot[K, V]{}
-		return v, true
-	}
-	*data = nil
-	return slot[K, V]{}, false
-}
-
-func (it *slotIterator[K, V]) Value() Pair[K, V] { return it.cur }
-func (it *slotIterator[K, V]) Err() error        { return nil }
-
-func (it *slotIterator[K, V]) Close() error {
-	it.data = nil
-	it.cur = Pair[K, V]{}
-	return nil
-}
-
-// slotStream is slotIterator yielding whole slots (hash, key and value), for the spill and the
-// merge of ExternalAppendOnlyMap, which order pairs by the hash stored with them.
+// slotStream iterates a table handed over by a destructive iterator, yielding whole slots
+// (hash, key and value) for the spill and the merge of ExternalAppendOnlyMap, which order pairs
+// by the hash stored with them. Each slot is cleared in the table as it is passed, and the table
+// is dropped at the end. sparse says whether empty slots must be skipped (compacted tables have
+// none).
 type slotStream[K comparable, V any] struct {
 	data   []slot[K, V]
 	i      int
@@ -460,9 +420,17 @@ type slotStream[K comparable, V any] struct {
 }
 
 func (it *slotStream[K, V]) Next() bool {
-	var ok bool
-	it.cur, ok = nextSlot(&it.data, &it.i, it.sparse)
-	return ok
+	for it.i < len(it.data) {
+		s := &it.data[it.i]
+		it.i++
+		if it.sparse && s.hash == 0 {
+			continue
+		}
+		it.cur, *s = *s, slot[K, V]{}
+		return true
+	}
+	it.data, it.cur = nil, slot[K, V]{}
+	return false
 }
 
 func (it *slotStream[K, V]) Value() slot[K, V] { return it.cur }
@@ -472,4 +440,11 @@ func (it *slotStream[K, V]) Close() error {
 	it.data = nil
 	it.cur = slot[K, V]{}
 	return nil
+}
+
+// slotIterator is a slotStream yielding key-value pairs.
+type slotIterator[K comparable, V any] struct{ slotStream[K, V] }
+
+func (it *slotIterator[K, V]) Value() Pair[K, V] {
+	return Pair[K, V]{Key: it.cur.key, Value: it.cur.val}
 }

@@ -466,7 +466,7 @@ func (m *PartitionedAppendOnlyMap[K, V]) PartitionedDestructiveSortedIterator(ke
 			return keyCmp(x.key.key, y.key.key)
 		})
 	}
-	return &partitionedSlotIterator[K, V]{slotIterator[partKey[K], V]{data: data}}
+	return &partitionedSlotIterator[K, V]{slotIterator[partKey[K], V]{slotStream[partKey[K], V]{data: data}}}
 }
 
 // PartitionedDestructiveSortedByHash is PartitionedDestructiveSortedIterator ordered by partition
@@ -477,7 +477,7 @@ func (m *PartitionedAppendOnlyMap[K, V]) PartitionedDestructiveSortedIterator(ke
 func (m *PartitionedAppendOnlyMap[K, V]) PartitionedDestructiveSortedByHash() Iterator[PartitionedPair[K, V]] {
 	data := m.m.compact()
 	sortByPartitionAndHash(data)
-	return &partitionedSlotIterator[K, V]{slotIterator[partKey[K], V]{data: data}}
+	return &partitionedSlotIterator[K, V]{slotIterator[partKey[K], V]{slotStream[partKey[K], V]{data: data}}}
 }
 
 // sortByPartitionAndHash sorts the slots of a partKey table by partition and then by hash, in
@@ -561,6 +561,6 @@ type partitionedSlotIterator[K comparable, V any] struct {
 }
 
 func (it *partitionedSlotIterator[K, V]) Value() PartitionedPair[K, V] {
-	p := it.cur
-	return PartitionedPair[K, V]{Partition: p.Key.partition, Key: p.Key.key, Value: p.Value}
+	s := it.cur
+	return PartitionedPair[K, V]{Partition: s.key.partition, Key: s.key.key, Value: s.val}
 }

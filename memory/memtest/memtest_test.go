@@ -1,0 +1,62 @@
+package memtest
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSamplerSeesEveryCycle(t *testing.T) {
+	const n = 8 << 20
+	s := Start()
+	held := make([]byte, n)
+	held[n-1] = 1
+	runtime.GC() // a cycle that finds held live
+	runtime.KeepAlive(held)
+	held = nil
+	runtime.GC() // and one that finds it gone
+	p := s.Stop()
+	t.Log(p)
+	require.GreaterOrEqual(t, p.Peak, int64(n), "the cycle that found the buffer live was sampled")
+	require.GreaterOrEqual(t, p.Cycles, uint64(2))
+	require.Equal(t, p, s.Stop(), "Stop is idempotent")
+	require.Less(t, LiveHeap(), p.Peak, "the buffer is collectable")
+}
+
+func TestBoundCheck(t *testing.T) {
+	tests := []struct {
+		name   string
+		growth int64
+		bound  Bound
+		ok     bool
+	}{
+		{"within", 10 << 20, StrictBound(16 << 20), true},
+		{"at the limit", 16<<20 + (16<<20)/10 + 2<<20, StrictBound(16 << 20), true},
+		{"above", 16<<20 + (16<<20)/10 + 2<<20 + 1, StrictBound(16 << 20), false},
+		{"no slack", 1, Bound{Budget: 0}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.bound.Check(Peak{Baseline: 100, Peak: 100 + tc.growth})
+			if tc.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			require.Contains(t, err.Error(), "above the budget")
+		})
+	}
+}
+
+func TestMeasureAndRequire(t *testing.T) {
+	const n = 4 << 20
+	var sink []byte
+	p := Measure(func() {
+		sink = make([]byte, n)
+		runtime.GC()
+	})
+	runtime.KeepAlive(sink)
+	Require(t, p, Bound{Budget: n, Slack: 1 << 20})
+	RequireFlat(t, p, p, 0)
+}

@@ -98,8 +98,9 @@ const insertBatch = 64
 //
 // Use: InsertAll (any number of times), then one of Iterator, PartitionedIterator or
 // WritePartitionedFile (once), then Close — always, also after errors and early stops: it
-// releases the memory and deletes every spill file. The TaskManager may call Spill from any
-// goroutine of the task; everything else is meant for one goroutine.
+// releases the memory and deletes every spill file. The TaskManager may call Spill, and Close
+// may be called while InsertAll waits for memory, from any goroutine of the task; everything
+// else, reading included, is meant for one goroutine.
 //
 // Not accounted to the task, as in Spark: the free initial threshold (SpillConfig's
 // InitialThreshold, Spark's 5 MiB), which the sorter holds without acquiring it; while a merge

@@ -271,16 +271,6 @@ func TestCloseDuringAcquisition(t *testing.T) {
 	}
 }
 
-// awaitWaiting returns once k tasks wait for their share of an execution pool of mm. It polls
-// memory's Metrics, which counts a waiter from the moment it holds the pool's lock to wait, so
-// a release after awaitWaiting returns wakes it; it never fails on a slow machine, it only
-// loops longer.
-func awaitWaiting(mm *memory.UnifiedManager, k int) {
-	for mm.Metrics().Waiting < k {
-		runtime.Gosched()
-	}
-}
-
 // TestIteratorOfClosedCollection closes each spillable collection while its iterator is being
 // read (over spill files and the in-memory rest): the iterator's Next returns false and its Err
 // returns ErrClosed, where a normal end of data returns nil; later operations return ErrClosed.

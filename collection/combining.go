@@ -26,7 +26,6 @@ type combiningTable[K comparable, V, C any] struct {
 	// Guarded by sp's lock.
 	current  *SizeTrackingMap[K, C] // nil once iterated, closed or broken
 	iterated bool
-	closed   bool
 	err      error             // sticky: a failed spill
 	touched  uint64            // sink of insertBatchLocked's loads
 	files    []storage.BlockID // every spill file created, deleted (if still there) by Close
@@ -70,20 +69,20 @@ func (t *combiningTable[K, V, C]) addSpillFile(id storage.BlockID) {
 	t.numSpill++
 }
 
-// close is Close for both collections: the first call, under the lock, runs closeReaders (the
-// owner closes its iterator and in-memory reader and drops its spill list), then drops the
-// in-memory table, releases the collection's memory and deletes every spill file. Later calls
-// return nil.
+// close is Close for both collections: the first call, under the lock, marks the Spillable
+// closed (releasing the collection's memory; an insert waiting for memory then gives its grant
+// back and returns ErrClosed), runs closeReaders (the owner ends its iterator with ErrClosed,
+// closes its in-memory reader and drops its spill list), drops the in-memory table and deletes
+// every spill file. Later calls return nil.
 func (t *combiningTable[K, V, C]) close(closeReaders func() []error) error {
 	t.sp.Lock()
 	defer t.sp.Unlock()
-	if t.closed {
+	if t.sp.Closed() {
 		return nil
 	}
-	t.closed = true
+	t.sp.MarkClosed()
 	errs := closeReaders()
 	t.current = nil
-	t.sp.ReleaseMemory()
 	for _, id := range t.files {
 		if _, err := t.scope.Remove(id); err != nil {
 			errs = append(errs, fmt.Errorf("collection: deleting spill file %s: %w", id, err))
@@ -102,7 +101,7 @@ func (t *combiningTable[K, V, C]) newTable(h Hasher[K]) *SizeTrackingMap[K, C] {
 // checkUsable returns why the collection cannot take inserts or hand out its iterator.
 func (t *combiningTable[K, V, C]) checkUsable() error {
 	switch {
-	case t.closed:
+	case t.sp.Closed():
 		return ErrClosed
 	case t.err != nil:
 		return t.err
@@ -112,9 +111,10 @@ func (t *combiningTable[K, V, C]) checkUsable() error {
 	return nil
 }
 
-// fail records err as the sticky error and drops the in-memory table.
+// fail records err as the sticky error (unless the collection is closed) and drops the
+// in-memory table.
 func (t *combiningTable[K, V, C]) fail(err error) error {
-	if t.err == nil {
+	if t.err == nil && !t.sp.Closed() {
 		t.err = err
 	}
 	t.current = nil

@@ -48,6 +48,23 @@
 // and drops every reference to its table (SPARK-22713). ExternalGrouper is groupByKey for keys
 // whose values exceed memory (SPARK-1823): values are spilled in chunks and read back lazily.
 //
+// # Closing
+//
+// Close releases a spillable collection's memory and deletes its spill files whatever state it
+// is in, and may be called from any goroutine of the task, also while another goroutine's
+// insert waits for memory: an insert gives up the collection's lock while it acquires, Close
+// marks the collection closed under that lock (Spillable.MarkClosed), and when the acquisition
+// returns the insert finds the mark, gives back what it was granted at once and returns an
+// error wrapping ErrClosed — it neither keeps the memory nor spills the dropped table. After
+// Close, inserts and iterator requests return ErrClosed, and the TaskManager's forced spills do
+// nothing. An iterator (or a sorter's partition, or a grouper's values) not read to its end when
+// its collection is closed stops: Next returns false and Err returns an error wrapping
+// ErrClosed, never nil, so a closed collection cannot pass for the end of its data. An iterator
+// read to its end, or closed by the caller, keeps a nil Err. Check with errors.Is(err,
+// ErrClosed). The map's and the grouper's iterators take the collection's lock, so another
+// goroutine may close the collection while they are read; an ExternalSorter's readers are meant
+// for the goroutine that closes it.
+//
 // # Differences from Spark
 //
 //   - Go keys have no null, so there is no out-of-band null key: a nullable key type (pointer,

@@ -186,7 +186,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) openSpill(f spillFile) (Iterator[slot[K
 // anything.
 func (m *ExternalAppendOnlyMap[K, V, C]) forceSpill() (bool, int64, error) {
 	switch {
-	case m.closed || m.err != nil:
+	case m.err != nil: // Spill does not call it once the map is closed
 		return false, 0, nil
 	case m.reading != nil:
 		disk, spilled, err := m.reading.spill()
@@ -267,12 +267,15 @@ func (m *ExternalAppendOnlyMap[K, V, C]) newSpillableIterator(upstream Iterator[
 }
 
 // Close releases the map's memory, closes its iterator and deletes every spill file it wrote,
-// whatever state the map is in. Later calls return nil.
+// whatever state the map is in. It is safe while another goroutine's Insert waits for memory:
+// that Insert gives back what it is granted and returns ErrClosed. An iterator not read to its
+// end stops: its Next returns false and its Err an error wrapping ErrClosed. Later calls return
+// nil; other methods then return ErrClosed.
 func (m *ExternalAppendOnlyMap[K, V, C]) Close() error {
 	return m.close(func() []error {
 		var errs []error
 		if m.out != nil {
-			errs = append(errs, m.out.closeLocked())
+			errs = append(errs, m.out.abort(m.sp.closedError("while its iterator was read")))
 			m.out = nil
 		}
 		if m.reading != nil {
@@ -328,6 +331,15 @@ func (it *mapIterator[K, V, C]) Err() error {
 func (it *mapIterator[K, V, C]) Close() error {
 	it.m.sp.Lock()
 	defer it.m.sp.Unlock()
+	return it.closeLocked()
+}
+
+// abort ends the iteration with err unless it already ended (the map was closed under it), and
+// closes it. Called with the lock held.
+func (it *mapIterator[K, V, C]) abort(err error) error {
+	if it.src != nil {
+		it.fail(err)
+	}
 	return it.closeLocked()
 }
 

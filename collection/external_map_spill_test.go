@@ -371,7 +371,7 @@ func TestExternalMapCleanup(t *testing.T) {
 	})
 	t.Run("cancelled while waiting for memory", func(t *testing.T) {
 		// Another task holds the whole pool, so this task waits for its 1/2N share until the
-		// context ends.
+		// context ends: the test cancels it once the insert is seen waiting.
 		mm, err := memory.NewUnifiedManager(memory.Config{SystemMemory: 1 << 20, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1})
 		require.NoError(t, err)
 		hog := newTestConsumer(memory.NewTaskManager(mm, 2, memory.TaskConfig{}))
@@ -380,18 +380,39 @@ func TestExternalMapCleanup(t *testing.T) {
 		m, err := NewExternalAppendOnlyMap(memory.NewTaskManager(mm, 1, memory.TaskConfig{}), newTestScope(t, nil),
 			listAgg[int, int](), intCodec, intsCodec, ExternalMapConfig[int]{SpillConfig: SpillConfig{InitialThreshold: NoInitialThreshold}})
 		require.NoError(t, err)
-		cctx, cancel := context.WithTimeout(ctx, time.Minute) // a safety net only
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- m.Insert(cctx, 1, 1) }()
+		awaitWaiting(mm, 1)
 		cancel()
-		require.ErrorIs(t, m.Insert(cctx, 1, 1), context.Canceled)
+		require.ErrorIs(t, <-done, context.Canceled)
 		require.ErrorIs(t, m.Insert(ctx, 1, 1), context.Canceled, "the error sticks")
 		require.NoError(t, m.Close())
 		require.Zero(t, mm.ExecutionUsedForTask(1))
 	})
 }
 
+// hookIterator is an Iterator that calls hook before each element whose index is a positive
+// multiple of every; the first error of hook ends it (in err).
+type hookIterator[T any] struct {
+	Iterator[T]
+	every, i int
+	hook     func() error
+	err      error
+}
+
+func (h *hookIterator[T]) Next() bool {
+	if h.i > 0 && h.i%h.every == 0 && h.err == nil {
+		h.err = h.hook()
+	}
+	h.i++
+	return h.err == nil && h.Iterator.Next()
+}
+
 // TestExternalMapInsertAllBatches checks InsertAll's batching: forced spills from another
-// goroutine land between batches and lose nothing, and a cancelled context stops InsertAll
-// between batches without breaking the map.
+// goroutine land between batches (while InsertAll reads its input) and lose nothing, and a
+// cancelled context stops InsertAll between batches without breaking the map.
 func TestExternalMapInsertAllBatches(t *testing.T) {
 	ctx := context.Background()
 	const n, keys = 20_000, 3000
@@ -406,25 +427,25 @@ func TestExternalMapInsertAllBatches(t *testing.T) {
 			ExternalMapConfig[int64]{SpillConfig: SpillConfig{InitialThreshold: NoInitialThreshold}})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, m.Close()) }()
-		stop, done := make(chan struct{}), make(chan error)
-		go func() {
-			for {
-				select {
-				case <-stop:
-					close(done)
-					return
-				default:
-				}
-				if _, err := m.Spill(math.MaxInt64, nil); err != nil {
-					done <- err
-					return
-				}
-			}
-		}()
-		require.NoError(t, m.InsertAll(ctx, SliceIterator(in)))
-		close(stop)
-		require.NoError(t, <-done)
-		t.Logf("%d forced spills while inserting", m.NumSpills())
+		// Before every 2000th record, InsertAll's input has another goroutine force-spill the map
+		// and waits for it: InsertAll reads its input without the lock, so the spill lands between
+		// two batches, at a point fixed by the data.
+		const every = 2000
+		calls := 0
+		input := &hookIterator[Pair[int64, int64]]{Iterator: SliceIterator(in), every: every, hook: func() error {
+			calls++
+			done := make(chan error)
+			go func() {
+				_, err := m.Spill(math.MaxInt64, nil)
+				done <- err
+			}()
+			return <-done
+		}}
+		require.NoError(t, m.InsertAll(ctx, input))
+		require.NoError(t, input.err)
+		require.Equal(t, n/every, calls, "before records 2000, 4000, … and at the end")
+		require.Equal(t, calls, m.NumSpills(), "every forced spill found records to spill")
+		require.Equal(t, int64(calls), m.Metrics().ForcedSpills)
 		it, err := m.Iterator()
 		require.NoError(t, err)
 		got := map[int64]int64{}

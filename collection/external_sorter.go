@@ -98,8 +98,9 @@ const insertBatch = 64
 //
 // Use: InsertAll (any number of times), then one of Iterator, PartitionedIterator or
 // WritePartitionedFile (once), then Close — always, also after errors and early stops: it
-// releases the memory and deletes every spill file. The TaskManager may call Spill from any
-// goroutine of the task; everything else is meant for one goroutine.
+// releases the memory and deletes every spill file. The TaskManager may call Spill, and Close
+// may be called while InsertAll waits for memory, from any goroutine of the task; everything
+// else, reading included, is meant for one goroutine.
 //
 // Not accounted to the task, as in Spark: the free initial threshold (SpillConfig's
 // InitialThreshold, Spark's 5 MiB), which the sorter holds without acquiring it; while a merge
@@ -143,8 +144,7 @@ type ExternalSorter[K comparable, V, C any] struct {
 	out      *PartitionIterator[K, C]  // the reader handed out
 	started  bool                      // a reader was created
 	readUse  bool                      // Iterator was called: forced spills spill the reader
-	closed   bool
-	err      error // sticky: a failed spill
+	err      error                     // sticky: a failed spill
 }
 
 // NewExternalSorter returns an empty sorter of task tm that spills into disk (normally the
@@ -237,7 +237,7 @@ func (s *ExternalSorter[K, V, C]) NumSpills() int {
 // checkUsable returns why the sorter cannot take records or hand out a reader.
 func (s *ExternalSorter[K, V, C]) checkUsable() error {
 	switch {
-	case s.closed:
+	case s.sp.Closed():
 		return ErrClosed
 	case s.err != nil:
 		return s.err
@@ -377,10 +377,10 @@ func (s *ExternalSorter[K, V, C]) growAhead(ctx context.Context, grown int64) er
 	return s.checkUsable() // the lock was released while acquiring
 }
 
-// fail records err as the sorter's sticky error, drops the in-memory records and gives back the
-// memory. Called with the lock held.
+// fail records err as the sorter's sticky error (unless it is closed), drops the in-memory
+// records and gives back the memory. Called with the lock held.
 func (s *ExternalSorter[K, V, C]) fail(err error) error {
-	if s.err == nil {
+	if s.err == nil && !s.sp.Closed() {
 		s.err = err
 	}
 	s.m, s.buf = nil, nil
@@ -438,7 +438,7 @@ func (s *ExternalSorter[K, V, C]) openSpill(f sorterSpill) (*spillSource[K, C], 
 // the sorter is filled or used for shuffle writing; once Iterator was called, the reader's unread
 // in-memory records go to disk.
 func (s *ExternalSorter[K, V, C]) forceSpill() (bool, int64, error) {
-	if s.closed || s.err != nil || !s.readUse || s.reading == nil {
+	if s.err != nil || !s.readUse || s.reading == nil { // Spill does not call it once closed
 		return false, 0, nil
 	}
 	return s.reading.spillLocked()
@@ -570,20 +570,24 @@ const cancelCheckPeriod = 4096
 
 // Close is Spark's stop: it closes the reader, drops the in-memory records, releases the memory
 // and deletes every spill file the sorter wrote, whatever state it is in (also mid-iteration and
-// after errors). Later calls return nil; other methods then return ErrClosed.
+// after errors). It is safe while an InsertAll waits for memory in another goroutine: that
+// InsertAll gives back what it is granted and returns ErrClosed. A reader not read to its end
+// stops: its Next returns false and its Err (and that of the partition being read) returns an
+// error wrapping ErrClosed. Later calls return nil; other methods then return ErrClosed.
 func (s *ExternalSorter[K, V, C]) Close() error {
 	s.sp.Lock()
-	if s.closed {
+	if s.sp.Closed() {
 		s.sp.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.sp.MarkClosed()
 	out := s.out
 	s.out = nil
+	closedErr := s.sp.closedError("while it was read")
 	s.sp.Unlock()
 	var errs []error
 	if out != nil {
-		errs = append(errs, out.Close()) // takes the lock to close the in-memory reader
+		errs = append(errs, out.abort(closedErr)) // takes the lock to close the in-memory reader
 	}
 	s.sp.Lock()
 	defer s.sp.Unlock()
@@ -591,7 +595,6 @@ func (s *ExternalSorter[K, V, C]) Close() error {
 		errs = append(errs, s.reading.finishLocked())
 	}
 	s.m, s.buf, s.spills = nil, nil, nil
-	s.sp.ReleaseMemory()
 	for _, id := range s.files {
 		if _, err := s.disk.Remove(id); err != nil {
 			errs = append(errs, fmt.Errorf("collection: deleting spill file %s: %w", id, err))
@@ -723,7 +726,9 @@ func (it *PartitionIterator[K, C]) Next() bool {
 		}
 	}
 	if it.part+1 >= it.n {
-		it.fail(it.closeSources())
+		err := it.closeSources()
+		it.closed = true // ended: Close and abort have nothing left to do
+		it.fail(err)
 		return false
 	}
 	if err := it.ctx.Err(); err != nil {
@@ -738,8 +743,27 @@ func (it *PartitionIterator[K, C]) Next() bool {
 // records returns the merged records of partition p (Spark's merge for one partition).
 func (it *PartitionIterator[K, C]) records(p int32) Iterator[Pair[K, C]] {
 	if len(it.sources) == 1 {
-		return it.sources[0].view(p, nil)
+		return it.sources[0].view(p, nil) // reports the error abort leaves in the cursor
 	}
+	return mergedRecords[K, C]{it.merged(p), it}
+}
+
+// mergedRecords is the merge of a partition's sources; once the merge stops (Close stops it), Err
+// also reports the PartitionIterator's error (abort's ErrClosed).
+type mergedRecords[K comparable, C any] struct {
+	Iterator[Pair[K, C]]
+	pi *PartitionIterator[K, C]
+}
+
+func (r mergedRecords[K, C]) Err() error {
+	if err := r.Iterator.Err(); err != nil {
+		return err
+	}
+	return r.pi.err
+}
+
+// merged returns the merge of the sources' records of partition p.
+func (it *PartitionIterator[K, C]) merged(p int32) Iterator[Pair[K, C]] {
 	if it.hasher != nil { // aggregating without an ordering: by key hash
 		ins := make([]Iterator[slot[K, C]], len(it.sources))
 		for i, c := range it.sources {
@@ -789,6 +813,23 @@ func (it *PartitionIterator[K, C]) Close() error {
 	errs = append(errs, it.closeSources())
 	it.closed = true
 	return errors.Join(errs...)
+}
+
+// abort ends an iteration that has not ended with err (the sorter was closed under it) and
+// closes it: Next returns false, and Err and the Err of the partition being read return err.
+func (it *PartitionIterator[K, C]) abort(err error) error {
+	if it.closed {
+		return nil
+	}
+	if it.err == nil {
+		it.err = err
+	}
+	for _, c := range it.sources {
+		if c.err == nil {
+			c.err = err // what the partition's view reports
+		}
+	}
+	return it.Close()
 }
 
 func (it *PartitionIterator[K, C]) fail(err error) {

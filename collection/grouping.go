@@ -253,7 +253,7 @@ func (g *ExternalGrouper[K, V]) writeSource(src *memGroupSource[K, V], fromCurre
 // forceSpill spills the in-memory source being read, or the in-memory table.
 func (g *ExternalGrouper[K, V]) forceSpill() (bool, int64, error) {
 	switch {
-	case g.closed || g.err != nil:
+	case g.err != nil: // Spill does not call it once the grouper is closed
 		return false, 0, nil
 	case g.reading != nil:
 		disk, spilled, err := g.reading.spill()
@@ -307,12 +307,15 @@ func (g *ExternalGrouper[K, V]) Iterator() (Iterator[Group[K, V]], error) {
 	return out, nil
 }
 
-// Close releases the memory, closes the iterator and deletes every spill file.
+// Close releases the memory, closes the iterator and deletes every spill file, like
+// ExternalAppendOnlyMap.Close: an Insert waiting for memory returns ErrClosed, and an iterator
+// (and the values of its current group) not read to the end stops with an error wrapping
+// ErrClosed.
 func (g *ExternalGrouper[K, V]) Close() error {
 	return g.close(func() []error {
 		var errs []error
 		if g.out != nil {
-			errs = append(errs, g.out.closeLocked())
+			errs = append(errs, g.out.abort(g.sp.closedError("while its iterator was read")))
 			g.out = nil
 		}
 		if g.reading != nil {
@@ -713,6 +716,15 @@ func (it *groupIterator[K, V]) Err() error {
 func (it *groupIterator[K, V]) Close() error {
 	it.g.sp.Lock()
 	defer it.g.sp.Unlock()
+	return it.closeLocked()
+}
+
+// abort ends the iteration with err unless it already ended (the grouper was closed under it),
+// and closes it. Called with the lock held.
+func (it *groupIterator[K, V]) abort(err error) error {
+	if it.sources != nil && it.err == nil {
+		it.err = err
+	}
 	return it.closeLocked()
 }
 

@@ -2,6 +2,7 @@ package collection
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -54,3 +55,13 @@ func (c *testConsumer) Spill(int64, memory.Consumer) (int64, error) {
 }
 func (c *testConsumer) Used() int64       { return c.base.Used() }
 func (c *testConsumer) Mode() memory.Mode { return c.base.Mode() }
+
+// awaitWaiting returns once k tasks wait for their share of an execution pool of mm. It polls
+// memory's Metrics, which counts a waiter from the moment it holds the pool's lock to wait, so
+// a release after awaitWaiting returns wakes it; it never fails on a slow machine, it only
+// loops longer.
+func awaitWaiting(mm *memory.UnifiedManager, k int) {
+	for mm.Metrics().Waiting < k {
+		runtime.Gosched()
+	}
+}

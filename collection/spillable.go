@@ -158,6 +158,13 @@ type SpillMetrics struct {
 // collection from the same goroutine) and takes it again before it returns. Nothing else may
 // be called with the lock held that acquires memory.
 //
+// Closing: the collection's Close calls MarkClosed with the lock held. Because MaybeSpill
+// releases the lock while it waits for memory, Close may run in the middle of an insert's
+// acquisition; when the acquisition returns, MaybeSpill sees the mark under the lock, gives the
+// grant back at once and returns an error wrapping ErrClosed without calling spill, so a closed
+// collection never holds memory again and its spill function never runs on freed state. After
+// MarkClosed, Spill does nothing and MaybeSpill returns ErrClosed.
+//
 // Differences from Spark: Spark only force-spills when the task's Tungsten mode is on-heap;
 // Spillway force-spills in either mode (the collection's memory is on-heap in both). Forced
 // spills are counted (ForcedSpills) where Spark counts nothing. Spill errors are returned as
@@ -174,6 +181,7 @@ type Spillable struct {
 	threshold    int64 // myMemoryThreshold: InitialThreshold + the bytes acquired
 	elementsRead int64 // since the last spill
 	forcedGen    int64 // forced spills so far; MaybeSpill notices one that ran while it waited
+	closed       bool  // MarkClosed ran
 	metrics      SpillMetrics
 }
 
@@ -217,6 +225,24 @@ func (s *Spillable) Used() int64 { return s.base.Used() }
 // Mode is memory.OnHeap: spillable collections live in the Go heap (memory.Consumer).
 func (s *Spillable) Mode() memory.Mode { return s.base.Mode() }
 
+// MarkClosed is the Spillable's part of the collection's Close, called with the lock held: it
+// gives back everything acquired and marks the collection closed, so that Spill does nothing
+// and MaybeSpill returns an error wrapping ErrClosed from now on — also a MaybeSpill that was
+// waiting for memory when Close ran, which frees what it is granted. Later calls do nothing.
+func (s *Spillable) MarkClosed() {
+	s.closed = true
+	s.ReleaseMemory()
+}
+
+// Closed reports whether MarkClosed ran. Call with the lock held.
+func (s *Spillable) Closed() bool { return s.closed }
+
+// closedError is the error of an operation of the collection cut short by its Close: it wraps
+// ErrClosed and names the collection and the operation.
+func (s *Spillable) closedError(during string) error {
+	return fmt.Errorf("collection: %s was closed %s: %w", s.name, during, ErrClosed)
+}
+
 // AddElementsRead counts one element read (Spark's addElementsRead). Call with the lock held.
 func (s *Spillable) AddElementsRead() { s.elementsRead++ }
 
@@ -250,7 +276,9 @@ func (s *Spillable) Metrics() SpillMetrics { return s.metrics }
 // spill.
 //
 // The error is the memory manager's (cancellation, a failed spill of another consumer) or
-// spill's, wrapped with the sizes involved; the collection should then be closed.
+// spill's, wrapped with the sizes involved; the collection should then be closed. After
+// MarkClosed, and when MarkClosed ran while it waited for memory, it returns an error wrapping
+// ErrClosed (see the type's doc).
 func (s *Spillable) MaybeSpill(ctx context.Context, currentMemory int64, spill func() (diskBytes int64, err error)) (bool, error) {
 	return s.maybeSpill(ctx, currentMemory, s.checkDue(), spill)
 }
@@ -273,6 +301,9 @@ func (s *Spillable) spillDue(currentMemory int64, check bool) bool {
 }
 
 func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check bool, spill func() (int64, error)) (bool, error) {
+	if s.closed {
+		return false, s.closedError("before a memory check")
+	}
 	shouldSpill := false
 	if check && currentMemory >= s.threshold {
 		// Claim up to double the current memory (Spark's amountToRequest).
@@ -281,6 +312,14 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 		s.mu.Unlock()
 		granted, err := s.base.Acquire(ctx, request)
 		s.mu.Lock()
+		if s.closed {
+			// Close ran while the lock was released: it gave back everything the collection held
+			// and dropped its data, so the grant goes back at once and nothing is spilled.
+			if granted > 0 {
+				s.base.Free(granted)
+			}
+			return false, s.closedError(fmt.Sprintf("while it waited for %s of execution memory", humanize.IBytes(uint64(request))))
+		}
 		s.threshold += granted
 		if err != nil {
 			return false, fmt.Errorf("collection: %s acquiring %s of execution memory for %s in memory: %w",
@@ -325,13 +364,16 @@ func (s *Spillable) ReleaseMemory() {
 // Spill is the memory.Consumer callback (Spillable.spill(size, trigger)): when another consumer
 // of the task is short of memory, it takes the lock and runs the collection's forceSpill; if
 // that spilled, it gives back everything acquired and returns that amount. A request the
-// collection made itself (trigger == the collection) returns 0.
+// collection made itself (trigger == the collection) returns 0, and so does a closed collection.
 func (s *Spillable) Spill(_ int64, trigger memory.Consumer) (int64, error) {
 	if trigger == s.self {
 		return 0, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return 0, nil
+	}
 	acquired := s.threshold - s.cfg.InitialThreshold
 	s.log.Info("force spilling in-memory collection to disk", zap.String("bytes", humanize.IBytes(uint64(acquired))))
 	spilled, disk, err := s.force()

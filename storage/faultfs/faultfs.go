@@ -185,6 +185,13 @@ func (f *FS) TotalFaults() int64 {
 	return n
 }
 
+// Written returns the bytes written through the FS so far.
+func (f *FS) Written() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.written
+}
+
 // Live returns, sorted, the files created through the FS that it has not seen removed (by
 // Remove, RemoveAll of a parent, or Rename away).
 func (f *FS) Live() []string {

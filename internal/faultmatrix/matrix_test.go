@@ -511,7 +511,7 @@ func envInt(t *testing.T, name string, def uint64) uint64 {
 }
 
 // sweepPositions returns the call positions the sweep of an operation with calls calls fails:
-// every one up to dense, then about a third more each step, and the last call.
+// every one up to dense, then doubling, and the last call.
 func sweepPositions(calls, dense int64) []int64 {
 	var out []int64
 	for p := int64(1); p <= calls; {
@@ -519,7 +519,7 @@ func sweepPositions(calls, dense int64) []int64 {
 		if p < dense {
 			p++
 		} else {
-			p = max(p+1, p*4/3)
+			p *= 2
 		}
 	}
 	if calls > 0 && out[len(out)-1] != calls {

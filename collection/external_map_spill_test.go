@@ -16,6 +16,7 @@ import (
 
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
+	"github.com/spillway/spillway/storage/faultfs"
 )
 
 // collected runs the garbage collector until the objects of every wp are gone, at most 50
@@ -342,29 +343,30 @@ func TestExternalMapCleanup(t *testing.T) {
 		require.NoError(t, m.Close())
 	})
 	t.Run("write error", func(t *testing.T) {
-		m, scope, err := fill(t, storage.FailWritesAfter(nil, 3000))
-		require.ErrorIs(t, err, storage.ErrInjected)
+		m, scope, err := fill(t, faultfs.New(nil, 0, faultfs.Rule{Op: faultfs.Write, AfterBytes: 3000}))
+		require.ErrorIs(t, err, faultfs.ErrInjected)
 		require.ErrorContains(t, err, "spill")
-		require.ErrorIs(t, m.Insert(ctx, 1, 1), storage.ErrInjected, "the error sticks")
+		require.ErrorIs(t, m.Insert(ctx, 1, 1), faultfs.ErrInjected, "the error sticks")
 		_, ierr := m.Iterator()
-		require.ErrorIs(t, ierr, storage.ErrInjected)
+		require.ErrorIs(t, ierr, faultfs.ErrInjected)
 		require.NoError(t, m.Close())
 		require.Zero(t, scope.Files())
 		require.Zero(t, m.Used())
 	})
 	t.Run("write error in a forced spill while reading", func(t *testing.T) {
-		fs := &storage.FaultFS{}
+		fs := faultfs.New(nil, 0, faultfs.Rule{Op: faultfs.Write, Prob: 1})
+		fs.SetEnabled(false)
 		m, scope, err := fill(t, fs)
 		require.NoError(t, err)
 		it, err := m.Iterator()
 		require.NoError(t, err)
 		require.True(t, it.Next())
-		fs.WriteFault = func(string, int64, int) error { return storage.ErrInjected }
+		fs.SetEnabled(true)
 		_, err = m.Spill(math.MaxInt64, nil)
-		require.ErrorIs(t, err, storage.ErrInjected)
+		require.ErrorIs(t, err, faultfs.ErrInjected)
 		for it.Next() {
 		}
-		require.ErrorIs(t, it.Err(), storage.ErrInjected)
+		require.ErrorIs(t, it.Err(), faultfs.ErrInjected)
 		require.NoError(t, m.Close())
 		require.Zero(t, scope.Files())
 		require.Zero(t, m.Used())

@@ -5,14 +5,12 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 	"weak"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
+	"github.com/spillway/spillway/storage/faultfs"
 )
 
 // modPartitioner is the suites' HashPartitioner for integer keys: partition = non-negative
@@ -494,16 +493,16 @@ func TestExternalSorterCleanup(t *testing.T) {
 
 	t.Run("spill write error", func(t *testing.T) {
 		tm := newTestTask(t, 256<<20)
-		scope := newTestScope(t, storage.FailWritesAfter(nil, 40<<10))
+		scope := newTestScope(t, faultfs.New(nil, 0, faultfs.Rule{Op: faultfs.Write, AfterBytes: 40 << 10}))
 		s := newInt64Sorter(t, tm, scope, sorterCases[0], 3, spilling)
 		err := s.InsertAll(ctx, SliceIterator(in))
-		require.ErrorIs(t, err, storage.ErrInjected)
+		require.ErrorIs(t, err, faultfs.ErrInjected)
 		require.Positive(t, s.NumSpills(), "the first spills fit")
 		require.Equal(t, s.NumSpills(), scope.Files(), "the failed spill file is deleted at once")
 		require.Zero(t, s.Used())
-		require.ErrorIs(t, s.InsertAll(ctx, SliceIterator(in)), storage.ErrInjected, "the error sticks")
+		require.ErrorIs(t, s.InsertAll(ctx, SliceIterator(in)), faultfs.ErrInjected, "the error sticks")
 		_, err = s.Iterator(ctx)
-		require.ErrorIs(t, err, storage.ErrInjected)
+		require.ErrorIs(t, err, faultfs.ErrInjected)
 		require.NoError(t, s.Close())
 		require.Zero(t, scope.Files())
 	})
@@ -685,13 +684,8 @@ func TestExternalSorterForcedSpillWhileReading(t *testing.T) {
 // the memory and leaves no file.
 func TestExternalSorterForcedSpillWriteError(t *testing.T) {
 	const budget = 64 << 20
-	var failing atomic.Bool
-	fs := &storage.FaultFS{WriteFault: func(name string, _ int64, n int) error {
-		if failing.Load() {
-			return fmt.Errorf("%w: write of %d bytes to %s", storage.ErrInjected, n, name)
-		}
-		return nil
-	}}
+	fs := faultfs.New(nil, 0, faultfs.Rule{Op: faultfs.Write, Prob: 1})
+	fs.SetEnabled(false)
 	tm, scope := newTestTask(t, budget), newTestScope(t, fs)
 	s := newInt64Sorter(t, tm, scope, sorterCases[2], 3,
 		SorterConfig[int64, int64, int64]{Spill: SpillConfig{InitialThreshold: NoInitialThreshold}})
@@ -699,17 +693,17 @@ func TestExternalSorterForcedSpillWriteError(t *testing.T) {
 	it, err := s.Iterator(context.Background())
 	require.NoError(t, err)
 	require.True(t, it.Next())
-	failing.Store(true)
+	fs.SetEnabled(true)
 	other := newTestConsumer(tm)
 	_, err = other.base.Acquire(context.Background(), budget)
-	require.ErrorIs(t, err, storage.ErrInjected, "the failed spill is reported to the requester")
+	require.ErrorIs(t, err, faultfs.ErrInjected, "the failed spill is reported to the requester")
 	require.Zero(t, s.Used())
 	require.Zero(t, scope.Files())
 	n := 1
 	for it.Next() {
 		n++
 	}
-	require.ErrorIs(t, it.Err(), storage.ErrInjected)
+	require.ErrorIs(t, it.Err(), faultfs.ErrInjected)
 	require.Less(t, n, 20000)
 	require.NoError(t, it.Close())
 	require.NoError(t, s.Close())

@@ -521,15 +521,15 @@ func TestBMDiskWriteFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			failing := false
-			fsys := &FaultFS{WriteFault: func(name string, _ int64, n int) error {
+			fsys := &faultyFS{writeFault: func(name string, n int) error {
 				if failing {
-					return fmt.Errorf("%w: disk full writing %d bytes to %s", ErrInjected, n, filepath.Base(name))
+					return fmt.Errorf("%w: disk full writing %d bytes to %s", errInjected, n, filepath.Base(name))
 				}
 				return nil
 			}}
 			h := newBMHarness(t, 12000, fsys)
 			err := tc.run(t, h, func(f bool) { failing = f })
-			require.ErrorIs(t, err, ErrInjected)
+			require.ErrorIs(t, err, errInjected)
 			require.Contains(t, err.Error(), "storage: ")
 			require.Contains(t, err.Error(), "to disk")
 			t.Log(err)

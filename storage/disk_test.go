@@ -200,23 +200,23 @@ func TestDiskBlockManagerFaults(t *testing.T) {
 		require.Empty(t, mustReadDir(t, good), "the directory made in the good root is removed again")
 	})
 	t.Run("open fails", func(t *testing.T) {
-		ffs := &FaultFS{OpenFault: func(string, int) error { return ErrInjected }}
+		ffs := &faultyFS{openFault: func(string) error { return errInjected }}
 		m := newTestDisk(t, DiskConfig{FS: ffs})
 		_, _, err := m.NewScope().CreateTempLocal()
-		require.ErrorIs(t, err, ErrInjected)
+		require.ErrorIs(t, err, errInjected)
 		require.ErrorContains(t, err, "storage: creating file for block temp_local_")
 		require.Equal(t, 0, m.Files())
 		require.Empty(t, regularFiles(t, m.LocalDirs()[0]))
 	})
 	t.Run("disk fills up", func(t *testing.T) {
-		m := newTestDisk(t, DiskConfig{FS: FailWritesAfter(nil, 10)})
+		m := newTestDisk(t, DiskConfig{FS: failWritesAfter(10)})
 		s := m.NewScope()
 		_, f, err := s.CreateTempShuffle()
 		require.NoError(t, err)
 		_, err = f.Write(make([]byte, 8))
 		require.NoError(t, err)
 		_, err = f.Write(make([]byte, 8))
-		require.ErrorIs(t, err, ErrInjected)
+		require.ErrorIs(t, err, errInjected)
 		require.ErrorContains(t, err, "write of 8 bytes to")
 		require.NoError(t, f.Close())
 		require.Equal(t, int64(8), s.BytesWritten())

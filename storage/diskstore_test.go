@@ -130,17 +130,17 @@ func TestDiskStorePutFailuresLeaveNoFile(t *testing.T) {
 			_, _ = w.Write(make([]byte, 100<<10))
 			return boom
 		}, boom, "storage: writing block rdd_1_0 to disk (102400 bytes written): producer failed"},
-		{"disk full", FailWritesAfter(nil, 50<<10), func(w io.Writer) error {
+		{"disk full", failWritesAfter(50 << 10), func(w io.Writer) error {
 			_, err := w.Write(make([]byte, 200<<10))
 			return err
-		}, ErrInjected, "storage: writing block rdd_1_0 to disk"},
-		{"disk full at flush", FailWritesAfter(nil, 10), func(w io.Writer) error {
+		}, errInjected, "storage: writing block rdd_1_0 to disk"},
+		{"disk full at flush", failWritesAfter(10), func(w io.Writer) error {
 			_, err := w.Write(make([]byte, 100))
 			return err
-		}, ErrInjected, "storage: writing block rdd_1_0 to disk (0 bytes written)"},
-		{"open fails", &FaultFS{OpenFault: func(string, int) error { return ErrInjected }}, func(io.Writer) error { return nil },
-			ErrInjected, "storage: creating file for block rdd_1_0"},
-		{"record writer on a full disk", FailWritesAfter(nil, 40<<10), func(w io.Writer) error {
+		}, errInjected, "storage: writing block rdd_1_0 to disk (0 bytes written)"},
+		{"open fails", &faultyFS{openFault: func(string) error { return errInjected }}, func(io.Writer) error { return nil },
+			errInjected, "storage: creating file for block rdd_1_0"},
+		{"record writer on a full disk", failWritesAfter(40 << 10), func(w io.Writer) error {
 			rw, err := NewRecordWriter(w, RecordWriterConfig{Compression: CompressionNone})
 			if err != nil {
 				return err
@@ -151,7 +151,7 @@ func TestDiskStorePutFailuresLeaveNoFile(t *testing.T) {
 				}
 			}
 			return rw.Close()
-		}, ErrInjected, "storage: writing batch"},
+		}, errInjected, "storage: writing batch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -108,7 +108,8 @@
 //     megabyte plus one record, whatever the record sizes; Spark cuts by record count only.
 //   - Files are owned: a Scope deletes what its owner created when the owner closes; Spark
 //     relies on each collection's cleanup and the task completion listener.
-//   - All file operations go through the FS interface, so tests can fail writes (FaultFS).
+//   - All file operations go through the FS interface, so tests can fail any of them
+//     (package storage/faultfs).
 //   - BlockInfoManager panics instead of deadlocking when a task waits for a lock it holds in a
 //     conflicting mode; waits take a context.
 //   - Level is a comparable value, so equal levels are the same value (Spark interns them).

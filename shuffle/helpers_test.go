@@ -24,11 +24,18 @@ type testEnv struct {
 // newTestEnv builds a runner with memBytes of unified memory (no reserved memory, fraction 1).
 func newTestEnv(t testing.TB, memBytes int64, cfg RunnerConfig) *testEnv {
 	t.Helper()
+	return newTestEnvFS(t, memBytes, cfg, nil)
+}
+
+// newTestEnvFS is newTestEnv with a disk block manager whose files go through fsys (nil: the
+// operating system's).
+func newTestEnvFS(t testing.TB, memBytes int64, cfg RunnerConfig, fsys storage.FS) *testEnv {
+	t.Helper()
 	mm, err := memory.NewUnifiedManager(memory.Config{
 		SystemMemory: memBytes, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 2,
 	})
 	require.NoError(t, err)
-	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{t.TempDir()}})
+	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{t.TempDir()}, FS: fsys})
 	require.NoError(t, err)
 	cfg.Memory, cfg.Disk = mm, disk
 	if cfg.Cores == 0 {

@@ -54,20 +54,15 @@ func decodeIndex(b []byte, numPartitions int, dataLen int64) ([]int64, error) {
 	return offsets, nil
 }
 
-// writeIndexFile creates the index file of a map output and writes the offsets of lengths.
-// On error the file is removed.
-func writeIndexFile(disk *storage.DiskBlockManager, id storage.BlockID, lengths []int64) (err error) {
-	f, err := disk.Create(id)
+// writeIndexFile creates the index file of a map output and writes the offsets of lengths. On
+// error the file is left to out's discard.
+func writeIndexFile(out *mapOutput, id storage.BlockID, lengths []int64) error {
+	f, err := out.create(id)
 	if err != nil {
 		return fmt.Errorf("shuffle: creating index file: %w", err)
 	}
-	defer func() {
-		if err = joinErrors(err, f.Close()); err != nil {
-			_, rmErr := disk.Remove(id)
-			err = joinErrors(err, rmErr)
-		}
-	}()
-	if _, err := f.Write(encodeIndex(lengths)); err != nil {
+	_, err = f.Write(encodeIndex(lengths))
+	if err = joinErrors(err, f.Close()); err != nil {
 		return fmt.Errorf("shuffle: writing index file %s: %w", id, err)
 	}
 	return nil

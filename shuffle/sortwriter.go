@@ -81,7 +81,14 @@ func NewSortWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V
 func (w *SortWriter[K, V]) Metrics() WriteMetrics { return w.metrics }
 
 // Write implements Writer.
-func (w *SortWriter[K, V]) Write(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (status MapStatus, err error) {
+func (w *SortWriter[K, V]) Write(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (MapStatus, error) {
+	return writeMapOutput(w.tc, func(out *mapOutput) (MapStatus, error) { return w.write(ctx, out, records) })
+}
+
+// write is Write with the map output's files created through out. Its deferred cleanups (the
+// input, the sorter and its spill files) run before writeMapOutput decides whether the output
+// stays.
+func (w *SortWriter[K, V]) write(ctx context.Context, out *mapOutput, records collection.Iterator[collection.Pair[K, V]]) (status MapStatus, err error) {
 	counted := &countingIterator[collection.Pair[K, V]]{Iterator: records}
 	defer func() { err = joinErrors(err, records.Close()) }()
 	sorter, err := w.newSorter()
@@ -96,8 +103,8 @@ func (w *SortWriter[K, V]) Write(ctx context.Context, records collection.Iterato
 		return MapStatus{}, err
 	}
 	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Records: counted.n}
-	err = commitMapOutput(w.tc, &status, func(out io.Writer) error {
-		lengths, err := sorter.WritePartitionedFile(ctx, out)
+	err = out.commit(&status, func(data io.Writer) error {
+		lengths, err := sorter.WritePartitionedFile(ctx, data)
 		status.Lengths = lengths
 		return err
 	})

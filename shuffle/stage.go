@@ -2,7 +2,6 @@ package shuffle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spillway/spillway/collection"
@@ -42,10 +41,8 @@ func RunMapStage[K comparable, V, C any](ctx context.Context, r *Runner, dep *De
 			return fmt.Errorf("shuffle: map %d of shuffle %d: %w", mapIndex, dep.ShuffleID, err)
 		}
 		if err := r.registry.RegisterMapOutput(status); err != nil {
-			disk := tc.disk.Manager()
-			_, err1 := disk.Remove(status.DataBlock())
-			_, err2 := disk.Remove(status.IndexBlock())
-			return errors.Join(err, err1, err2)
+			// The writer left the output whole; unregistered, it must go.
+			return joinErrors(err, r.registry.removeFiles(&status))
 		}
 		return nil
 	})

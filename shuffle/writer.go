@@ -104,7 +104,13 @@ type partitionFile[K, V any] struct {
 }
 
 // Write implements Writer.
-func (w *BypassMergeWriter[K, V]) Write(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (status MapStatus, err error) {
+func (w *BypassMergeWriter[K, V]) Write(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (MapStatus, error) {
+	return writeMapOutput(w.tc, func(out *mapOutput) (MapStatus, error) { return w.write(ctx, out, records) })
+}
+
+// write is Write with the map output's files created through out. Its deferred cleanups (the
+// input, the partition files) run before writeMapOutput decides whether the output stays.
+func (w *BypassMergeWriter[K, V]) write(ctx context.Context, out *mapOutput, records collection.Iterator[collection.Pair[K, V]]) (status MapStatus, err error) {
 	defer func() { err = joinErrors(err, records.Close()) }()
 	n := w.part.NumPartitions()
 	files := make([]*partitionFile[K, V], n)
@@ -142,13 +148,13 @@ func (w *BypassMergeWriter[K, V]) Write(ctx context.Context, records collection.
 		}
 	}
 	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Lengths: lengths, Records: count}
-	err = commitMapOutput(w.tc, &status, func(out io.Writer) error {
+	err = out.commit(&status, func(data io.Writer) error {
 		buf := make([]byte, storage.DefaultBufferSize)
 		for p, pf := range files {
 			if pf == nil {
 				continue
 			}
-			if _, err := io.CopyBuffer(out, io.NewSectionReader(pf.f, 0, lengths[p]), buf); err != nil {
+			if _, err := io.CopyBuffer(data, io.NewSectionReader(pf.f, 0, lengths[p]), buf); err != nil {
 				return fmt.Errorf("shuffle: concatenating partition %d: %w", p, err)
 			}
 		}
@@ -168,54 +174,89 @@ func (w *BypassMergeWriter[K, V]) openTemp() (*partitionFile[K, V], error) {
 	}
 	rw, err := storage.NewRecordWriter(f, w.records)
 	if err != nil {
-		f.Close()
-		_, _ = w.tc.disk.Remove(id)
-		return nil, err
+		_, rmErr := w.tc.disk.Remove(id)
+		return nil, joinErrors(err, f.Close(), rmErr)
 	}
 	return &partitionFile[K, V]{id: id, f: f, tw: storage.NewTypedWriter(rw, w.codec)}, nil
 }
 
-// removeTemp closes and deletes the partition files.
+// removeTemp closes and deletes the partition files, every one of them whatever fails.
 func (w *BypassMergeWriter[K, V]) removeTemp(files []*partitionFile[K, V]) error {
 	var errs []error
 	for _, pf := range files {
 		if pf != nil {
+			closeErr := pf.f.Close()
 			_, rmErr := w.tc.disk.Remove(pf.id)
-			errs = append(errs, pf.f.Close(), rmErr)
+			errs = append(errs, closeErr, rmErr)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// commitMapOutput writes a map output's data file with write, checks that it holds the sum of
+// mapOutput is the data and index files of one map output while a writer writes them. The
+// files belong to the DiskBlockManager, not to the task: once the map succeeds they outlive it
+// until the shuffle is unregistered, so nothing but mapOutput deletes them when it fails.
+type mapOutput struct {
+	tc    *TaskContext
+	files []storage.BlockID // created so far
+}
+
+// writeMapOutput runs a writer's write and returns its status, or its error after deleting
+// every file write created through its mapOutput. write returns only after its own deferred
+// cleanups ran (closing the input, deleting temporary files, closing a sorter), so a failure of
+// any of them also deletes the output: a map's output is either returned whole with a nil
+// error or gone. Spark's writers delete theirs in stop(success = false).
+func writeMapOutput(tc *TaskContext, write func(*mapOutput) (MapStatus, error)) (MapStatus, error) {
+	out := &mapOutput{tc: tc}
+	status, err := write(out)
+	if err != nil {
+		return MapStatus{}, joinErrors(err, out.discard())
+	}
+	return status, nil
+}
+
+// create creates one of the output's files.
+func (o *mapOutput) create(id storage.BlockID) (storage.File, error) {
+	f, err := o.tc.disk.Manager().Create(id)
+	if err != nil {
+		return nil, err
+	}
+	o.files = append(o.files, id)
+	return f, nil
+}
+
+// discard deletes every file created, each one whatever the others do.
+func (o *mapOutput) discard() error {
+	var errs []error
+	for _, id := range o.files {
+		_, err := o.tc.disk.Manager().Remove(id)
+		errs = append(errs, err)
+	}
+	o.files = nil
+	return errors.Join(errs...)
+}
+
+// commit writes the output's data file with write, checks that it holds the sum of
 // status.Lengths bytes (which write may set), and writes its index file (Spark's
-// IndexShuffleBlockResolver.writeMetadataFileAndCommit). On error both files are removed. The
-// files belong to the DiskBlockManager, not to the task: they outlive it until the shuffle is
-// unregistered.
-func commitMapOutput(tc *TaskContext, status *MapStatus, write func(io.Writer) error) (err error) {
-	disk := tc.disk.Manager()
+// IndexShuffleBlockResolver.writeMetadataFileAndCommit, without its temporary files and rename:
+// the files get their final names at once, and the writer's error path deletes them).
+func (o *mapOutput) commit(status *MapStatus, write func(io.Writer) error) error {
 	dataID, indexID := status.DataBlock(), status.IndexBlock()
-	f, err := disk.Create(dataID)
+	f, err := o.create(dataID)
 	if err != nil {
 		return fmt.Errorf("shuffle: creating data file: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_, rmErr := disk.Remove(dataID)
-			err = joinErrors(err, rmErr)
-		}
-	}()
 	cw := &countingWriter{w: f}
-	if err = joinErrors(write(cw), f.Close()); err != nil {
+	if err := joinErrors(write(cw), f.Close()); err != nil {
 		return err
 	}
 	if want := status.Bytes(); cw.n != want {
 		return fmt.Errorf("shuffle: data file %s holds %d bytes, the partition lengths sum to %d", dataID, cw.n, want)
 	}
-	if err := writeIndexFile(disk, indexID, status.Lengths); err != nil {
+	if err := writeIndexFile(o, indexID, status.Lengths); err != nil {
 		return err
 	}
-	tc.log.Debug("wrote map output", zap.Stringer("block", dataID), zap.String("bytes", humanize.IBytes(uint64(cw.n))))
+	o.tc.log.Debug("wrote map output", zap.Stringer("block", dataID), zap.String("bytes", humanize.IBytes(uint64(cw.n))))
 	return nil
 }
 

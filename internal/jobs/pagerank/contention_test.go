@@ -1,6 +1,7 @@
 package pagerank
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"runtime"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/spillway/spillway/internal/jobs/executor"
 	"github.com/spillway/spillway/internal/jobs/graphgen"
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
 )
 
 // liveHeap runs a garbage collection and returns the live heap it found.
@@ -36,6 +39,43 @@ type contentionProbe struct {
 	starts    map[taskKey]joinStart // every task's join map when contributing starts
 	spills    []forcedSpill         // every forced spill of a join map, in order
 	peakLive  int64                 // the largest live heap sampled outside the ranks stage
+	mem       *memory.UnifiedManager
+	squeezes  map[taskKey]*squeeze // held from a task's contributing start to its join map's forced spill
+}
+
+// squeeze is a consumer that holds the execution memory a task's join map left free when
+// contributing starts, and never spills: the contribution writer's sorter can then only get
+// memory by force-spilling the join map.
+type squeeze struct{ memory.ConsumerBase }
+
+func (*squeeze) Spill(int64, memory.Consumer) (int64, error) { return 0, nil }
+
+// squeezeFree makes a squeeze take all the execution memory free for the task of tm. With one
+// core no other task holds any, so the pool grants it whole and nothing spills.
+func (p *contentionProbe) squeezeFree(k taskKey, tm *memory.TaskManager) {
+	q := &squeeze{}
+	q.Init(tm, memory.OnHeap, "squeeze", q)
+	free := p.mem.MaxOnHeapStorage() - p.mem.StorageUsed() // the unified region less execution and storage use
+	if free > 0 {
+		got, err := q.Acquire(context.Background(), free)
+		if err != nil || got != free {
+			panic(fmt.Sprintf("squeeze acquired %d of %d: %v", got, free, err))
+		}
+	}
+	p.mu.Lock()
+	p.squeezes[k] = q
+	p.mu.Unlock()
+}
+
+// release frees the squeeze of task k, if it holds any.
+func (p *contentionProbe) release(k taskKey) {
+	p.mu.Lock()
+	q := p.squeezes[k]
+	delete(p.squeezes, k)
+	p.mu.Unlock()
+	if q != nil {
+		q.Free(q.Used())
+	}
 }
 
 // joinStart is a task's join map when the task starts contributing.
@@ -64,11 +104,20 @@ func alive(ws []weak.Pointer[Joined]) int {
 func (p *contentionProbe) observer() *Observer {
 	p.combiners = map[taskKey][]weak.Pointer[Joined]{}
 	p.starts = map[taskKey]joinStart{}
+	p.squeezes = map[taskKey]*squeeze{}
 	return &Observer{
 		Every: 16384,
 		Progress: func(ev Event) {
 			if ev.Phase == PhaseRanks {
 				return // the ranks collected into Result are the driver's, not the executor's
+			}
+			k := taskKey{ev.Iteration, ev.Partition}
+			if ev.Phase == PhaseContribute {
+				if ev.Records == 0 {
+					defer p.squeezeFree(k, ev.Task) // after the start is recorded
+				} else {
+					p.release(k) // no forced spill came (the join map held nothing): let the task end clean
+				}
 			}
 			live := liveHeap()
 			p.mu.Lock()
@@ -84,7 +133,6 @@ func (p *contentionProbe) observer() *Observer {
 					join += c.Used
 				}
 			}
-			k := taskKey{ev.Iteration, ev.Partition}
 			st := joinStart{used: join, share: math.NaN(), alive: alive(p.combiners[k])}
 			if total > 0 {
 				st.share = float64(join) / float64(total)
@@ -100,11 +148,12 @@ func (p *contentionProbe) observer() *Observer {
 			}
 		},
 		JoinForcedSpill: func(ev Event) {
+			k := taskKey{ev.Iteration, ev.Partition}
+			p.release(k)
 			live := liveHeap()
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			p.peakLive = max(p.peakLive, live)
-			k := taskKey{ev.Iteration, ev.Partition}
 			p.spills = append(p.spills, forcedSpill{task: k, alive: alive(p.combiners[k])})
 		},
 	}
@@ -118,6 +167,14 @@ func (p *contentionProbe) observer() *Observer {
 // ranks as Plain; after each forced spill the map's combiners must be collectable (weak
 // pointers; only the record being read and the merge's buffered heads may stay); and the live
 // heap must stay within the budget plus a slack.
+//
+// Nothing depends on scheduling: the run has one core, so no other task takes memory at a
+// moment that varies from run to run, and the links are cached on disk, so no cached block
+// gives up memory by eviction instead. The join map then never spills itself (all its sampled
+// combiners are alive when contributing starts); what its size estimate reads still varies with
+// the heap's layout, so a squeeze (a consumer that never spills) takes the memory the map left
+// free when contributing starts, and the sorter's first request must force-spill the map,
+// whatever size it reached.
 //
 // The slack, 3 MiB, covers what the memory manager does not account by design — the runtime and
 // the test binary (about 250 KiB before the run), the test's own weak pointers (to one combiner in
@@ -134,12 +191,14 @@ func TestPageRankTwoShuffleContention(t *testing.T) {
 		iterations = 2
 	)
 	graph := graphgen.Config{Vertices: 30_000, Edges: 200_000, Seed: 2}
-	ex := newExecutor(t, executor.Config{Budget: budget, Cores: 2})
-	probe := &contentionProbe{}
-	res, err := Run(testCtx(t), ex, Config{Graph: graph, Iterations: iterations, Partitions: 2, CollectRanks: true, Observer: probe.observer()})
+	ex := newExecutor(t, executor.Config{Budget: budget, Cores: 1})
+	probe := &contentionProbe{mem: ex.Memory}
+	res, err := Run(testCtx(t), ex, Config{Graph: graph, Iterations: iterations, Partitions: 2, Level: storage.DiskOnly,
+		CollectRanks: true, Observer: probe.observer()})
 	require.NoError(t, err)
 	t.Logf("peak live heap %s (budget %s); stats %+v", humanize.IBytes(uint64(probe.peakLive)), humanize.IBytes(budget), res.Stats)
 	t.Logf("join maps when contributing starts: %+v; forced spills: %+v", probe.starts, probe.spills)
+	require.Empty(t, probe.squeezes, "squeezes left")
 
 	// When the second aggregation started, every join map held most of its task's memory. (A
 	// map that has just spilled itself holds nothing, nor may its task.)
@@ -151,23 +210,24 @@ func TestPageRankTwoShuffleContention(t *testing.T) {
 		}
 		require.GreaterOrEqual(t, st.share, 0.9, "task %+v", k)
 	}
-	// The join maps were force-spilled while read, and each time their combiners became
-	// garbage but for what the reader legitimately holds: the record being read and, in the
-	// merge with the map's own spills, the in-memory stream's current pair (read before the
-	// spill). Among them at least one map held at least half of its task's fair share of the
-	// budget, with many combiners: SPARK-22713's situation. Where each map spilled itself
-	// before depends on how the two concurrent tasks were scheduled, so how many spills found
-	// a full map varies from run to run; in 60 stress runs every run had 2 to 4 forced spills,
-	// and at least one of a full map.
+	// Every join map that held memory was force-spilled while read (the squeeze left the sorter
+	// nothing else), and each time its combiners became garbage but for what the reader
+	// legitimately holds: the record being read and, in the merge with the map's own spills,
+	// the in-memory stream's current pair (read before the spill). Among them at least one map
+	// held at least a quarter of the budget, with many combiners: SPARK-22713's situation.
 	const heldByReader = 2
-	require.NotEmpty(t, probe.spills)
 	require.Len(t, probe.spills, int(res.Stats.JoinForcedSpills))
+	spilled := map[taskKey]bool{}
 	full := 0
 	for i, sp := range probe.spills {
+		spilled[sp.task] = true
 		require.LessOrEqual(t, sp.alive, heldByReader, "forced spill %d (task %+v) left %d sampled combiners reachable", i, sp.task, sp.alive)
 		if st := probe.starts[sp.task]; st.used >= budget/4 && st.alive > 100 {
 			full++
 		}
+	}
+	for k, st := range probe.starts {
+		require.Equal(t, st.used > 0, spilled[k], "task %+v: join map of %d bytes force-spilled", k, st.used)
 	}
 	require.Positive(t, full, "no forced spill found a full join map")
 	// The live heap stayed within budget plus slack although far more than that went through

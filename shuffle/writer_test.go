@@ -2,63 +2,17 @@ package shuffle
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/collection"
-	"github.com/spillway/spillway/storage"
+	"github.com/spillway/spillway/storage/faultfs"
 )
-
-// nthFaultFS fails the n-th open, write or remove (counted while armed, 1-based) with
-// storage.ErrInjected. Opens and writes fail through a storage.FaultFS; a failing remove leaves
-// its file in place, as a real failed unlink does, and is recorded in kept.
-type nthFaultFS struct {
-	storage.FS // a *storage.FaultFS
-	op         string
-	n          int64
-	armed      atomic.Bool
-	calls      atomic.Int64 // calls of op while armed
-
-	mu   sync.Mutex
-	kept []string
-}
-
-func newNthFaultFS(op string, n int64) *nthFaultFS {
-	f := &nthFaultFS{op: op, n: n}
-	f.FS = &storage.FaultFS{
-		OpenFault:  func(name string, _ int) error { return f.hit("open", name) },
-		WriteFault: func(name string, _ int64, _ int) error { return f.hit("write", name) },
-	}
-	return f
-}
-
-func (f *nthFaultFS) hit(op, name string) error {
-	if op != f.op || !f.armed.Load() {
-		return nil
-	}
-	if f.calls.Add(1) == f.n {
-		return fmt.Errorf("%w: %s %d of %s", storage.ErrInjected, op, f.n, filepath.Base(name))
-	}
-	return nil
-}
-
-func (f *nthFaultFS) Remove(name string) error {
-	if err := f.hit("remove", name); err != nil {
-		f.mu.Lock()
-		f.kept = append(f.kept, name)
-		f.mu.Unlock()
-		return err
-	}
-	return f.FS.Remove(name)
-}
 
 // filesIn lists the regular files under dirs.
 func filesIn(t testing.TB, dirs []string) []string {
@@ -86,48 +40,61 @@ func TestMapStageFaultLeavesNothing(t *testing.T) {
 	for m := range inputs {
 		inputs[m] = genRecords(13, m, 1500, 400)
 	}
-	run := func(t *testing.T, threshold int, fsys *nthFaultFS) error {
+	// run runs the map stage with fsys's faults armed only while the stage runs, and returns the
+	// stage's error and the calls of op it made.
+	run := func(t *testing.T, threshold int, fsys *faultfs.FS, op faultfs.Op) (error, int64) {
 		e := newTestEnvFS(t, 4<<20, RunnerConfig{Cores: 1, Shuffle: Config{
 			BypassMergeThreshold: threshold,
 			// Spills forced by count, whatever the memory: a few spill files per sort writer.
 			Spill: collection.SpillConfig{BatchSize: 64, ForceSpillElements: 400},
 		}}, fsys)
 		dep := intDep(e.runner, 4, false, false, false)
-		fsys.armed.Store(true)
+		before := fsys.Calls(op)
+		fsys.SetEnabled(true)
 		_, err := RunMapStage(context.Background(), e.runner, dep, len(inputs), func(_ context.Context, _ *TaskContext, m int) (collection.Iterator[collection.Pair[int, int64]], error) {
 			return collection.SliceIterator(inputs[m]), nil
 		})
-		fsys.armed.Store(false)
+		fsys.SetEnabled(false)
+		calls := fsys.Calls(op) - before
 		if err == nil {
-			return nil
+			return nil, calls
 		}
 		require.Zero(t, e.mm.ExecutionUsed(), "execution memory in use")
 		require.Zero(t, e.disk.Files(), "tracked block files left")
 		_, regErr := e.runner.registry.MapStatuses(dep.ShuffleID)
 		require.ErrorIs(t, regErr, ErrUnknownShuffle, "the failed shuffle is unregistered")
 		left := filesIn(t, e.disk.LocalDirs())
-		require.ElementsMatch(t, fsys.kept, left, "files left besides those whose removal failed")
+		if op != faultfs.Remove {
+			require.Empty(t, left, "files left after a failed %v", op)
+		}
+		require.ElementsMatch(t, fsys.Live(), left, "files left besides those whose removal failed")
 		for _, p := range left {
 			require.False(t, strings.HasPrefix(filepath.Base(p), "shuffle_"), "map output %s left", p)
 			require.NoError(t, os.Remove(p)) // what the failed removal could not do
 		}
-		return err
+		return err, calls
+	}
+	newFS := func(op faultfs.Op, n int64) *faultfs.FS {
+		var rules []faultfs.Rule
+		if n > 0 {
+			rules = append(rules, faultfs.Rule{Op: op, Nth: n})
+		}
+		fsys := faultfs.New(nil, 1, rules...)
+		fsys.SetEnabled(false)
+		return fsys
 	}
 	for _, w := range []struct {
 		name      string
 		threshold int
 	}{{"sort", NoBypassMerge}, {"bypass-merge", 0}} {
-		for _, op := range []string{"open", "write", "remove"} {
-			t.Run(w.name+"/"+op, func(t *testing.T) {
-				clean := newNthFaultFS(op, 0)
-				require.NoError(t, run(t, w.threshold, clean))
-				calls := clean.calls.Load()
-				require.Positive(t, calls)
-				t.Logf("%d calls of %s", calls, op)
+		for _, op := range []faultfs.Op{faultfs.OpenWrite, faultfs.OpenRead, faultfs.Write, faultfs.Remove} {
+			t.Run(w.name+"/"+op.String(), func(t *testing.T) {
+				err, calls := run(t, w.threshold, newFS(op, 0), op)
+				require.NoError(t, err)
+				t.Logf("%d calls of %v", calls, op)
 				for n := int64(1); n <= calls; n++ {
-					fsys := newNthFaultFS(op, n)
-					err := run(t, w.threshold, fsys)
-					require.ErrorIs(t, err, storage.ErrInjected, "%s %d of %d", op, n, calls)
+					err, _ := run(t, w.threshold, newFS(op, n), op)
+					require.ErrorIs(t, err, faultfs.ErrInjected, "%v %d of %d", op, n, calls)
 				}
 			})
 		}

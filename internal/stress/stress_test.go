@@ -122,10 +122,10 @@ func roundSeed(master uint64, r int) uint64 {
 
 // counters are the operation counts of the summary line.
 type counters struct {
-	rounds, tasks, finished                                atomic.Int64
-	inserts, recordsRead, acquisitions                    atomic.Int64
+	rounds, tasks, finished                                 atomic.Int64
+	inserts, recordsRead, acquisitions                      atomic.Int64
 	spills, forcedSpills, cancellations, aborts, earlyStops atomic.Int64
-	blocksPut, shuffles, waits, spillsRequested, evictions atomic.Int64
+	blocksPut, shuffles, waits, spillsRequested, evictions  atomic.Int64
 }
 
 func (c *counters) add(o *counters) {

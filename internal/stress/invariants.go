@@ -15,7 +15,8 @@ import (
 //   - invariant 3 as far as a snapshot shows it: no task holds more than
 //     maxPool = Max − min(storage used, storage region). The 1/N bound itself is about grants: N
 //     may have grown since a task's last grant, so a holding above maxPool/N is legitimate and
-//     is not reported;
+//     is not reported (in a consistent snapshot this bound follows from the others; it is
+//     checked anyway, as the figure the invariant names);
 //   - no negative figure (waiting tasks, counters), and no more waiting tasks than tasks that
 //     could be waiting (maxWaiting; negative means unknown).
 func CheckPools(s memory.Metrics, maxWaiting int) []string {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,7 @@ import (
 //	go test ./internal/stress/ -stress.seed=0x1234 -v         replay a run (or SPILLWAY_STRESS_SEED=0x1234)
 //	go test ./internal/stress/ -stress.seed=0x1234 -stress.round=17 -v
 //	                                                          replay only round 17 of that run
+//	go test ./internal/stress/ -stress.fates=finish,cancel    only these fates (or SPILLWAY_STRESS_FATES)
 //
 // A failure names the master seed, the round and the task; the same seed replays the same rounds
 // with the same tasks, data and fates (the interleaving, which is the point, differs).
@@ -36,6 +38,7 @@ var (
 	flagSeed   = flag.String("stress.seed", "", "master seed of the stress test (default: $SPILLWAY_STRESS_SEED, else random)")
 	flagRounds = flag.Int("stress.rounds", 0, "rounds of the stress test (default: $SPILLWAY_STRESS_ROUNDS, else 3, or 200 with -stress.long)")
 	flagRound  = flag.Int("stress.round", -1, "run only this round of the master seed (default: $SPILLWAY_STRESS_ROUND, else all)")
+	flagFates  = flag.String("stress.fates", "", "comma-separated fates tasks may meet: finish,cancel,abort,early-stop (default: $SPILLWAY_STRESS_FATES, else all); an excluded fate becomes finish, so seeds replay the same data")
 	flagLong   = flag.Bool("stress.long", false, "run the long stress test (200 rounds unless -stress.rounds says otherwise)")
 )
 
@@ -86,10 +89,48 @@ func settings(t *testing.T) (seed uint64, rounds, only int) {
 	return seed, rounds, only
 }
 
+func fateNames(allowed [numFates]bool) string {
+	var names []string
+	for f, ok := range allowed {
+		if ok {
+			names = append(names, fate(f).String())
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// allowedFates resolves -stress.fates.
+func allowedFates(t *testing.T) [numFates]bool {
+	t.Helper()
+	text := *flagFates
+	if text == "" {
+		text = os.Getenv("SPILLWAY_STRESS_FATES")
+	}
+	var allowed [numFates]bool
+	if text == "" {
+		for f := range allowed {
+			allowed[f] = true
+		}
+		return allowed
+	}
+	for name := range strings.SplitSeq(text, ",") {
+		found := false
+		for f := range numFates {
+			if f.String() == strings.TrimSpace(name) {
+				allowed[f], found = true, true
+			}
+		}
+		require.True(t, found, "unknown fate %q in -stress.fates", name)
+	}
+	return allowed
+}
+
 // TestStress runs the rounds; see the package doc and the comment on the flags.
 func TestStress(t *testing.T) {
 	seed, rounds, only := settings(t)
-	t.Logf("stress: master seed %#x, %d rounds (replay: -stress.seed=%#x or SPILLWAY_STRESS_SEED=%#x)", seed, rounds, seed, seed)
+	fates := allowedFates(t)
+	t.Logf("stress: master seed %#x, %d rounds, fates %v (replay: -stress.seed=%#x or SPILLWAY_STRESS_SEED=%#x)",
+		seed, rounds, fateNames(fates), seed, seed)
 	root := t.TempDir()
 	var total counters
 	start := time.Now()
@@ -99,7 +140,7 @@ func TestStress(t *testing.T) {
 			continue
 		}
 		rs := roundSeed(seed, r)
-		failures := runRound(t, root, r, rs, &total)
+		failures := runRound(t, root, r, rs, fates, &total)
 		if len(failures) > 0 {
 			failedRounds++
 			for i, f := range failures {
@@ -126,6 +167,7 @@ type counters struct {
 	inserts, recordsRead, acquisitions                      atomic.Int64
 	spills, forcedSpills, cancellations, aborts, earlyStops atomic.Int64
 	blocksPut, shuffles, waits, spillsRequested, evictions  atomic.Int64
+	checks                                                  atomic.Int64
 }
 
 func (c *counters) add(o *counters) {
@@ -135,7 +177,7 @@ func (c *counters) add(o *counters) {
 		{&c.spills, &o.spills}, {&c.forcedSpills, &o.forcedSpills}, {&c.cancellations, &o.cancellations},
 		{&c.aborts, &o.aborts}, {&c.earlyStops, &o.earlyStops}, {&c.blocksPut, &o.blocksPut},
 		{&c.shuffles, &o.shuffles}, {&c.waits, &o.waits}, {&c.spillsRequested, &o.spillsRequested},
-		{&c.evictions, &o.evictions},
+		{&c.evictions, &o.evictions}, {&c.checks, &o.checks},
 	} {
 		p.dst.Add(p.src.Load())
 	}
@@ -144,10 +186,10 @@ func (c *counters) add(o *counters) {
 func (c *counters) String() string {
 	return fmt.Sprintf("tasks %d (finished normally %d), inserts %d, records read %d, acquisitions %d, "+
 		"spills %d, forced spills %d, spill requests %d, pool waits %d, evictions %d, blocks put %d, "+
-		"shuffles %d, cancellations %d, aborts %d, early stops %d",
+		"shuffles %d, cancellations %d, aborts %d, early stops %d, monitor checks %d",
 		c.tasks.Load(), c.finished.Load(), c.inserts.Load(), c.recordsRead.Load(), c.acquisitions.Load(),
 		c.spills.Load(), c.forcedSpills.Load(), c.spillsRequested.Load(), c.waits.Load(), c.evictions.Load(),
-		c.blocksPut.Load(), c.shuffles.Load(), c.cancellations.Load(), c.aborts.Load(), c.earlyStops.Load())
+		c.blocksPut.Load(), c.shuffles.Load(), c.cancellations.Load(), c.aborts.Load(), c.earlyStops.Load(), c.checks.Load())
 }
 
 // round is what one round's tasks share.
@@ -181,7 +223,7 @@ func (rd *round) poke() {
 }
 
 // runRound runs round r and returns its failures; it adds its counts to total.
-func runRound(t *testing.T, root string, r int, seed uint64, total *counters) []string {
+func runRound(t *testing.T, root string, r int, seed uint64, fates [numFates]bool, total *counters) []string {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	goroutines := runtime.NumGoroutine()
@@ -193,7 +235,7 @@ func runRound(t *testing.T, root string, r int, seed uint64, total *counters) []
 	})
 	defer watchdog.Stop()
 
-	budget := int64(256<<10) << rng.IntN(5) // 256 KiB .. 4 MiB
+	budget := int64(128<<10) << rng.IntN(5) // 128 KiB .. 2 MiB
 	m, err := memory.NewUnifiedManager(memory.Config{
 		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
 		StorageFraction: []float64{0.1, 0.5, 0.9}[rng.IntN(3)], NumCores: 1, PageSize: 64 << 10,
@@ -227,7 +269,7 @@ func runRound(t *testing.T, root string, r int, seed uint64, total *counters) []
 	n := 1 + rng.IntN(maxTasks)
 	tasks := make([]*task, n)
 	for i := range tasks {
-		tasks[i] = newTask(rd, i, rng.Uint64())
+		tasks[i] = newTask(rd, i, rng.Uint64(), fates)
 	}
 
 	// The monitor checks the pools at every poke until the round ends.
@@ -242,6 +284,7 @@ func runRound(t *testing.T, root string, r int, seed uint64, total *counters) []
 			case <-rd.tick:
 			}
 			cur := m.Metrics()
+			rd.count.checks.Add(1)
 			// Waiting counts the stress tasks and the Runner's tasks, at most Cores per stage.
 			for _, v := range append(CheckPools(cur, -1), CheckCounters(prev, cur)...) {
 				rd.failf("monitor: %s", v)

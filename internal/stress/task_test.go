@@ -566,6 +566,11 @@ func (tk *task) runGrouper(ctx context.Context, tm *memory.TaskManager, scope *s
 	seen := map[int64]bool{}
 	for it.Next() {
 		grp := it.Value()
+		if grp.Values == nil {
+			// Seen when another goroutine closes the grouper between Next and Value.
+			tk.failf("Next returned true but Value is a Group without Values (key %d)", grp.Key)
+			return errors.New("stress: Group without Values")
+		}
 		if seen[grp.Key] {
 			tk.failf("key %d read twice", grp.Key)
 		}

@@ -152,8 +152,8 @@ func TestStress(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("stress: %d rounds (%d failed) in %v: %s", total.rounds.Load(), failedRounds,
-		time.Since(start).Round(time.Millisecond), total.String())
+	t.Logf("stress: %d failed rounds in %v: %v", failedRounds,
+		time.Since(start).Round(time.Millisecond), &total)
 }
 
 // roundSeed derives round r's seed from the master seed.
@@ -161,35 +161,51 @@ func roundSeed(master uint64, r int) uint64 {
 	return rand.New(rand.NewPCG(master, uint64(r))).Uint64()
 }
 
-// counters are the operation counts of the summary line.
-type counters struct {
-	rounds, tasks, finished                                 atomic.Int64
-	inserts, recordsRead, acquisitions                      atomic.Int64
-	spills, forcedSpills, cancellations, aborts, earlyStops atomic.Int64
-	blocksPut, shuffles, waits, spillsRequested, evictions  atomic.Int64
-	checks                                                  atomic.Int64
+// counter names one operation count of the summary line.
+type counter int
+
+const (
+	cRounds counter = iota
+	cTasks
+	cFinished
+	cInserts
+	cRecordsRead
+	cAcquisitions
+	cSpills
+	cForcedSpills
+	cSpillRequests
+	cWaits
+	cEvictions
+	cBlocksPut
+	cShuffles
+	cCancellations
+	cAborts
+	cEarlyStops
+	cChecks
+	numCounters
+)
+
+func (c counter) String() string {
+	return [...]string{"rounds", "tasks", "finished normally", "inserts", "records read",
+		"hog acquisitions", "spills", "forced spills", "spill requests", "pool waits", "evictions",
+		"blocks put", "shuffles", "cancellations", "aborts", "early stops", "monitor checks"}[c]
 }
 
+// counters are the operation counts.
+type counters [numCounters]atomic.Int64
+
 func (c *counters) add(o *counters) {
-	for _, p := range []struct{ dst, src *atomic.Int64 }{
-		{&c.rounds, &o.rounds}, {&c.tasks, &o.tasks}, {&c.finished, &o.finished},
-		{&c.inserts, &o.inserts}, {&c.recordsRead, &o.recordsRead}, {&c.acquisitions, &o.acquisitions},
-		{&c.spills, &o.spills}, {&c.forcedSpills, &o.forcedSpills}, {&c.cancellations, &o.cancellations},
-		{&c.aborts, &o.aborts}, {&c.earlyStops, &o.earlyStops}, {&c.blocksPut, &o.blocksPut},
-		{&c.shuffles, &o.shuffles}, {&c.waits, &o.waits}, {&c.spillsRequested, &o.spillsRequested},
-		{&c.evictions, &o.evictions}, {&c.checks, &o.checks},
-	} {
-		p.dst.Add(p.src.Load())
+	for i := range c {
+		c[i].Add(o[i].Load())
 	}
 }
 
 func (c *counters) String() string {
-	return fmt.Sprintf("tasks %d (finished normally %d), inserts %d, records read %d, acquisitions %d, "+
-		"spills %d, forced spills %d, spill requests %d, pool waits %d, evictions %d, blocks put %d, "+
-		"shuffles %d, cancellations %d, aborts %d, early stops %d, monitor checks %d",
-		c.tasks.Load(), c.finished.Load(), c.inserts.Load(), c.recordsRead.Load(), c.acquisitions.Load(),
-		c.spills.Load(), c.forcedSpills.Load(), c.spillsRequested.Load(), c.waits.Load(), c.evictions.Load(),
-		c.blocksPut.Load(), c.shuffles.Load(), c.cancellations.Load(), c.aborts.Load(), c.earlyStops.Load(), c.checks.Load())
+	parts := make([]string, 0, numCounters)
+	for i := range c {
+		parts = append(parts, fmt.Sprintf("%v %d", counter(i), c[i].Load()))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // round is what one round's tasks share.
@@ -284,7 +300,7 @@ func runRound(t *testing.T, root string, r int, seed uint64, fates [numFates]boo
 			case <-rd.tick:
 			}
 			cur := m.Metrics()
-			rd.count.checks.Add(1)
+			rd.count[cChecks].Add(1)
 			// Waiting counts the stress tasks and the Runner's tasks, at most Cores per stage.
 			for _, v := range append(CheckPools(cur, -1), CheckCounters(prev, cur)...) {
 				rd.failf("monitor: %s", v)
@@ -306,9 +322,9 @@ func runRound(t *testing.T, root string, r int, seed uint64, fates [numFates]boo
 	for _, v := range append(CheckPools(final, 0), CheckIdle(final)...) {
 		rd.failf("after the round: %s", v)
 	}
-	rd.count.waits.Add(final.Waits)
-	rd.count.spillsRequested.Add(final.SpillsRequested)
-	rd.count.evictions.Add(final.EvictionsRequested)
+	rd.count[cWaits].Add(final.Waits)
+	rd.count[cSpillRequests].Add(final.SpillsRequested)
+	rd.count[cEvictions].Add(final.EvictionsRequested)
 	if err := rd.runner.Close(); err != nil {
 		rd.failf("Runner.Close: %v", err)
 	}
@@ -333,7 +349,7 @@ func runRound(t *testing.T, root string, r int, seed uint64, fates [numFates]boo
 	if leaked := waitGoroutines(goroutines); leaked != "" {
 		rd.failf("after the round: goroutines left behind (%d at the start):\n%s", goroutines, leaked)
 	}
-	rd.count.rounds.Add(1)
+	rd.count[cRounds].Add(1)
 	total.add(&rd.count)
 	return rd.failures
 }

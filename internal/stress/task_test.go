@@ -70,6 +70,7 @@ type task struct {
 	steps    atomic.Int64
 	read     atomic.Int64
 	fired    chan struct{} // closed when the fate fires on another goroutine
+	hogTick  chan struct{} // the hog's pace: a tick every 16 steps
 	done     chan struct{} // closed when the task's work ends
 	cancel   context.CancelFunc
 	abort    func() error // what fateAbort calls; nil means cancel
@@ -84,7 +85,7 @@ func newTask(rd *round, idx int, seed uint64, fates [numFates]bool) *task {
 		rd: rd, idx: idx, seed: seed, rng: rng,
 		kind: kind(rng.IntN(int(numKinds))), fate: fate(rng.IntN(int(numFates))),
 		id:    taskIDBase + memory.TaskID(idx),
-		fired: make(chan struct{}), done: make(chan struct{}),
+		fired: make(chan struct{}), done: make(chan struct{}), hogTick: make(chan struct{}, 1),
 	}
 	if !fates[tk.fate] {
 		tk.fate = fateFinish
@@ -121,6 +122,10 @@ func (tk *task) step() {
 	n := tk.steps.Add(1)
 	if n%16 == 0 {
 		tk.rd.poke()
+		select {
+		case tk.hogTick <- struct{}{}:
+		default:
+		}
 	}
 	if n != tk.at || (tk.fate != fateCancel && tk.fate != fateAbort) {
 		return
@@ -131,10 +136,10 @@ func (tk *task) step() {
 	case tk.fate == fateAbort && tk.abort != nil:
 		tk.abortDue.Store(true) // closed by checkAbort at the task's next safe point
 	case tk.fate == fateAbort:
-		tk.rd.count.aborts.Add(1)
+		tk.rd.count[cAborts].Add(1)
 		tk.cancel()
 	default:
-		tk.rd.count.cancellations.Add(1)
+		tk.rd.count[cCancellations].Add(1)
 		tk.cancel()
 	}
 }
@@ -144,7 +149,7 @@ func (tk *task) step() {
 // collection may hold its lock while it pulls records from the source).
 func (tk *task) checkAbort() {
 	if tk.abortDue.CompareAndSwap(true, false) {
-		tk.rd.count.aborts.Add(1)
+		tk.rd.count[cAborts].Add(1)
 		if err := tk.abort(); err != nil {
 			tk.failf("Close during the task: %v", err)
 		}
@@ -153,11 +158,11 @@ func (tk *task) checkAbort() {
 
 // stopNow reports, after a record was read, whether the task stops reading here.
 func (tk *task) stopNow() bool {
-	tk.rd.count.recordsRead.Add(1)
+	tk.rd.count[cRecordsRead].Add(1)
 	tk.step()
 	tk.checkAbort()
 	if tk.fate == fateEarlyStop && tk.read.Add(1) >= tk.stopAfter {
-		tk.rd.count.earlyStops.Add(1)
+		tk.rd.count[cEarlyStops].Add(1)
 		return true
 	}
 	return false
@@ -166,7 +171,7 @@ func (tk *task) stopNow() bool {
 // run runs the task and checks how it ended.
 func (tk *task) run() {
 	rd := tk.rd
-	rd.count.tasks.Add(1)
+	rd.count[cTasks].Add(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tk.cancel = cancel
@@ -206,7 +211,7 @@ func (tk *task) run() {
 	switch {
 	case err == nil:
 		if tk.fate == fateFinish {
-			rd.count.finished.Add(1)
+			rd.count[cFinished].Add(1)
 		}
 	case tk.fate == fateCancel && errors.Is(err, context.Canceled):
 	case tk.fate == fateAbort && tk.kind <= kindGrouper && closed(err):
@@ -243,7 +248,7 @@ func (tk *task) startHelper() {
 			return
 		}
 		if tk.fate == fateAbort {
-			tk.rd.count.aborts.Add(1)
+			tk.rd.count[cAborts].Add(1)
 			if tk.abort != nil {
 				if err := tk.abort(); err != nil {
 					tk.failf("Close from another goroutine: %v", err)
@@ -251,7 +256,7 @@ func (tk *task) startHelper() {
 				return
 			}
 		} else {
-			tk.rd.count.cancellations.Add(1)
+			tk.rd.count[cCancellations].Add(1)
 		}
 		tk.cancel()
 	})
@@ -285,7 +290,9 @@ func (h *hog) free(n int64) {
 	}
 }
 
-// startHog runs a hog until ctx ends or its operations are done; it frees what it holds.
+// startHog runs a hog until ctx ends, one acquisition every 16 steps of the task (inserts and
+// reads alike, so it forces spills while the collection is filled and while it is read); it
+// frees what it holds when it stops.
 func (tk *task) startHog(ctx context.Context, tm *memory.TaskManager) {
 	h := &hog{}
 	h.base.Init(tm, memory.OnHeap, "stress-hog", h)
@@ -298,12 +305,14 @@ func (tk *task) startHog(ctx context.Context, tm *memory.TaskManager) {
 				tk.failf("hog panic: %v\n%s", p, debug.Stack())
 			}
 		}()
-		for range 5 + rng.IntN(60) {
-			if ctx.Err() != nil {
+		for {
+			select {
+			case <-ctx.Done():
 				return
+			case <-tk.hogTick:
 			}
 			_, err := h.base.Acquire(ctx, 1+rng.Int64N(maxChunk))
-			tk.rd.count.acquisitions.Add(1)
+			tk.rd.count[cAcquisitions].Add(1)
 			tk.rd.poke()
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
@@ -324,7 +333,7 @@ func (tk *task) source(recs []pair) collection.Iterator[pair] {
 			return pair{}, false, nil
 		}
 		i++
-		tk.rd.count.inserts.Add(1)
+		tk.rd.count[cInserts].Add(1)
 		tk.step()
 		return recs[i-1], true, nil
 	}, nil)
@@ -336,7 +345,7 @@ func (tk *task) insert(ctx context.Context, one func(context.Context, int64, int
 	recs := tk.records
 	if one != nil && tk.rng.IntN(3) == 0 {
 		for _, p := range recs {
-			tk.rd.count.inserts.Add(1)
+			tk.rd.count[cInserts].Add(1)
 			tk.step()
 			if err := one(ctx, p.Key, p.Value); err != nil {
 				return err
@@ -365,8 +374,8 @@ func (tk *task) closeCollection(close func() error, metrics func() collection.Sp
 		tk.failf("Close: %v", err)
 	}
 	m := metrics()
-	tk.rd.count.spills.Add(m.Spills)
-	tk.rd.count.forcedSpills.Add(m.ForcedSpills)
+	tk.rd.count[cSpills].Add(m.Spills)
+	tk.rd.count[cForcedSpills].Add(m.ForcedSpills)
 }
 
 func sumAggregator() collection.Aggregator[int64, int64, int64] {
@@ -670,7 +679,7 @@ func (tk *task) runBlocks(ctx context.Context) error {
 					return 0, false, nil
 				}
 				i++
-				tk.rd.count.inserts.Add(1)
+				tk.rd.count[cInserts].Add(1)
 				tk.step()
 				return vals[i-1], true, nil
 			}, nil), nil
@@ -679,7 +688,7 @@ func (tk *task) runBlocks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		tk.rd.count.blocksPut.Add(1)
+		tk.rd.count[cBlocksPut].Add(1)
 		complete, err := readBack(it)
 		if err != nil || !complete {
 			return err
@@ -716,7 +725,7 @@ func (tk *task) runShuffle(ctx context.Context) error {
 		dep.KeyOrdering = cmp.Compare[int64]
 	}
 	numMaps := 1 + tk.rng.IntN(4)
-	tk.rd.count.shuffles.Add(1)
+	tk.rd.count[cShuffles].Add(1)
 	_, err := shuffle.RunMapStage(ctx, runner, dep, numMaps,
 		func(_ context.Context, _ *shuffle.TaskContext, m int) (collection.Iterator[pair], error) {
 			n := len(tk.records)

@@ -140,7 +140,7 @@ func TestStress(t *testing.T) {
 			continue
 		}
 		rs := roundSeed(seed, r)
-		failures := runRound(t, root, r, rs, fates, &total)
+		failures := runRound(t, root, seed, r, rs, fates, &total)
 		if len(failures) > 0 {
 			failedRounds++
 			for i, f := range failures {
@@ -239,17 +239,10 @@ func (rd *round) poke() {
 }
 
 // runRound runs round r and returns its failures; it adds its counts to total.
-func runRound(t *testing.T, root string, r int, seed uint64, fates [numFates]bool, total *counters) []string {
+func runRound(t *testing.T, root string, master uint64, r int, seed uint64, fates [numFates]bool, total *counters) []string {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	goroutines := runtime.NumGoroutine()
-	watchdog := time.AfterFunc(roundTimeout, func() {
-		buf := make([]byte, 64<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		fmt.Fprintf(os.Stderr, "stress: round %d (round seed %#x) still running after %v; goroutines:\n%s\n", r, seed, roundTimeout, buf)
-		panic(fmt.Sprintf("stress: round %d hangs", r))
-	})
-	defer watchdog.Stop()
 
 	budget := int64(128<<10) << rng.IntN(5) // 128 KiB .. 2 MiB
 	m, err := memory.NewUnifiedManager(memory.Config{
@@ -262,6 +255,17 @@ func runRound(t *testing.T, root string, r int, seed uint64, fates [numFates]boo
 	bm, err := storage.NewBlockManager(storage.Config{Memory: m, Disk: disk})
 	require.NoError(t, err)
 	rd := &round{r: r, seed: seed, m: m, disk: disk, bm: bm, tick: make(chan struct{}, 1)}
+	watchdog := time.AfterFunc(roundTimeout, func() {
+		rd.mu.Lock()
+		failures := strings.Join(rd.failures, "\n")
+		rd.mu.Unlock()
+		buf := make([]byte, 64<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		fmt.Fprintf(os.Stderr, "stress: master seed %#x round %d (replay: -stress.seed=%#x -stress.round=%d) still running after %v; failures so far:\n%s\ngoroutines:\n%s\n",
+			master, r, master, r, roundTimeout, failures, buf)
+		panic(fmt.Sprintf("stress: round %d hangs", r))
+	})
+	defer watchdog.Stop()
 	rd.spill = collection.SpillConfig{
 		InitialThreshold: []int64{collection.NoInitialThreshold, 4 << 10, 64 << 10}[rng.IntN(3)],
 		BatchSize:        []int{0, 7, 100}[rng.IntN(3)],

@@ -368,8 +368,12 @@ func (tk *task) insert(ctx context.Context, one func(context.Context, int64, int
 	return nil
 }
 
-// closeCollection closes a collection at the end of the task and adds its spill counts.
-func (tk *task) closeCollection(close func() error, metrics func() collection.SpillMetrics) {
+// closeCollection closes a collection at the end of the task and adds its spill counts. After a
+// panic (p) it only passes the panic on: the collection may still hold its lock.
+func (tk *task) closeCollection(p any, close func() error, metrics func() collection.SpillMetrics) {
+	if p != nil {
+		panic(p)
+	}
 	if err := close(); err != nil {
 		tk.failf("Close: %v", err)
 	}
@@ -476,7 +480,7 @@ func (tk *task) runMap(ctx context.Context, tm *memory.TaskManager, scope *stora
 	}
 	tk.abort = m.Close
 	tk.startHelper()
-	defer tk.closeCollection(m.Close, m.Metrics)
+	defer func() { tk.closeCollection(recover(), m.Close, m.Metrics) }()
 	if err := tk.insert(ctx, m.Insert, m.InsertAll); err != nil {
 		return err
 	}
@@ -519,7 +523,7 @@ func (tk *task) runSorter(ctx context.Context, tm *memory.TaskManager, scope *st
 	}
 	tk.abort = s.Close
 	tk.startHelper()
-	defer tk.closeCollection(s.Close, s.Metrics)
+	defer func() { tk.closeCollection(recover(), s.Close, s.Metrics) }()
 	if err := tk.insert(ctx, nil, s.InsertAll); err != nil {
 		return err
 	}
@@ -559,7 +563,7 @@ func (tk *task) runGrouper(ctx context.Context, tm *memory.TaskManager, scope *s
 	}
 	tk.abort = g.Close
 	tk.startHelper()
-	defer tk.closeCollection(g.Close, g.Metrics)
+	defer func() { tk.closeCollection(recover(), g.Close, g.Metrics) }()
 	if err := tk.insert(ctx, g.Insert, g.InsertAll); err != nil {
 		return err
 	}

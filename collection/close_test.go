@@ -286,7 +286,11 @@ func TestIteratorOfClosedCollection(t *testing.T) {
 			for range 10 {
 				require.True(t, it.Next())
 			}
-			require.NoError(t, c.close())
+			v := it.Value()
+			closed := make(chan error)
+			go func() { closed <- c.close() }() // the owner closes from another goroutine
+			require.NoError(t, <-closed)
+			require.Equal(t, v, it.Value(), "the value read before the owner's Close stays readable")
 			require.False(t, it.Next())
 			require.ErrorIs(t, it.Err(), ErrClosed)
 			require.False(t, it.Next(), "stays ended")

@@ -335,18 +335,25 @@ func (it *mapIterator[K, V, C]) Close() error {
 }
 
 // abort ends the iteration with err unless it already ended (the map was closed under it), and
-// closes it. Called with the lock held.
+// closes its source. Called with the lock held, possibly from another goroutine than the
+// reader's: it leaves cur alone, which the reader's Value reads without the lock (the reader's
+// next Next clears it).
 func (it *mapIterator[K, V, C]) abort(err error) error {
 	if it.src != nil {
 		it.fail(err)
 	}
-	return it.closeLocked()
+	return it.closeSource()
 }
 
-// closeLocked closes the source (its readers delete their files) and releases the memory of the
-// in-memory stream.
+// closeLocked drops the current pair and closes the source.
 func (it *mapIterator[K, V, C]) closeLocked() error {
 	it.cur = Pair[K, C]{}
+	return it.closeSource()
+}
+
+// closeSource closes the source (its readers delete their files) and releases the memory of the
+// in-memory stream.
+func (it *mapIterator[K, V, C]) closeSource() error {
 	if it.src == nil {
 		return nil
 	}

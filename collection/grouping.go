@@ -720,16 +720,23 @@ func (it *groupIterator[K, V]) Close() error {
 }
 
 // abort ends the iteration with err unless it already ended (the grouper was closed under it),
-// and closes it. Called with the lock held.
+// and closes its sources. Called with the lock held, possibly from another goroutine than the
+// reader's: it leaves cur alone, which the reader's Value reads without the lock (the reader's
+// next Next clears it).
 func (it *groupIterator[K, V]) abort(err error) error {
 	if it.sources != nil && it.err == nil {
 		it.err = err
 	}
-	return it.closeLocked()
+	return it.closeSources()
 }
 
+// closeLocked drops the current group and closes the sources.
 func (it *groupIterator[K, V]) closeLocked() error {
 	it.cur = Group[K, V]{}
+	return it.closeSources()
+}
+
+func (it *groupIterator[K, V]) closeSources() error {
 	if it.vals != nil {
 		it.vals.stale = true
 		it.vals = nil

@@ -61,7 +61,11 @@ func writeIndexFile(out *mapOutput, id storage.BlockID, lengths []int64) error {
 	if err != nil {
 		return fmt.Errorf("shuffle: creating index file: %w", err)
 	}
-	_, err = f.Write(encodeIndex(lengths))
+	buf := encodeIndex(lengths)
+	n, err := f.Write(buf)
+	if err == nil && n < len(buf) {
+		err = fmt.Errorf("%w: %d of %d bytes", io.ErrShortWrite, n, len(buf))
+	}
 	if err = joinErrors(err, f.Close()); err != nil {
 		return fmt.Errorf("shuffle: writing index file %s: %w", id, err)
 	}

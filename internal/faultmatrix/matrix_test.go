@@ -552,10 +552,6 @@ var knownFailures = func() map[string]string {
 	for _, w := range workloads() {
 		known[w.name+"/remove"] = forgotten
 	}
-	known["BypassMergeWriter/close"] = "BypassMergeWriter.Write returns an error from closing its partition files after commitMapOutput, so RunMapStage never registers (or deletes) the committed data and index files"
-	const shortIndex = "shuffle.writeIndexFile ignores Write's count: a short write leaves a truncated index that readers report as storage.ErrCorrupt"
-	known["SortShuffleWriter/write-short"] = shortIndex
-	known["BypassMergeWriter/write-short"] = shortIndex
 	return known
 }()
 

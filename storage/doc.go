@@ -59,7 +59,8 @@
 //	offset  size  field
 //	0       2     magic "SW" (0x53 0x57)
 //	2       1     format version, 1
-//	3       1     codec of the payload: 0 none, 1 S2 (block format), 2 zstd (one frame)
+//	3       1     codec of the payload: 0 none, 1 S2 (block format), 2 zstd (one frame that
+//	              states its content size, R, unless R < 256)
 //	4       4     N, stored payload length in bytes (uint32, little-endian)
 //	8       4     R, uncompressed payload length (uint32 LE); R == N for codec 0, R > N otherwise
 //	12      4     C, record count (uint32 LE), 1 ≤ C ≤ R
@@ -72,7 +73,17 @@
 // A writer ends a batch after BatchRecords records (Spark's spark.shuffle.spill.batchSize,
 // 10000) or once the payload reaches BatchBytes (1 MiB), on EndBatch and on Close; empty batches
 // are never written. It stores a batch uncompressed when compression would not make it smaller.
-// Limits: a record is at most 1 GiB; R at most 1 GiB + 64 MiB + 10.
+// Limits: a record is at most 1 GiB; R at most 1 GiB + 64 MiB + 10, and at most 128 MiB in a
+// compressed batch (the largest BatchBytes and as much again for the record that ends the batch):
+// a writer stores a larger batch, which holds a record of over 64 MiB, uncompressed.
+//
+// Decoding allocates only what the data backs, so a crafted or fuzzed file cannot make a reader
+// allocate gigabytes: an uncompressed payload's buffer grows as its bytes arrive (or is checked
+// against the size given first); a compressed one is allocated only after the length stored in
+// the S2 block or zstd frame header is found equal to R, so at most 128 MiB, and zstd decodes
+// into exactly R bytes of capacity with its window capped at the writer's 1 MiB, so a
+// decompression bomb fails once it has filled them. Codec decoders likewise check every length
+// against the bytes that follow, and SliceCodec preallocates at most 64 KiB of elements.
 //
 // A reader checks, before handing out any record of a batch: magic and version, the header CRC,
 // codec and length consistency, that the batch fits in the data it was given, the payload CRC,

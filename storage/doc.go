@@ -50,6 +50,27 @@
 // memory manager's mutex, then the MemoryStore's, then the BlockInfoManager's; eviction runs
 // under the memory manager's mutex and only tries block locks without blocking.
 //
+// # Local directories and killed processes
+//
+// A DiskBlockManager creates one "blockmgr-*" directory under each root and deletes it on Close.
+// A process killed before Close leaves its directories behind. Spark does the same: its
+// DiskBlockManager creates blockmgr-UUID directories under spark.local.dir and deletes them in a
+// JVM shutdown hook, which a killed executor never runs; what it leaves is removed later, if at
+// all, by the cluster: in standalone mode the Worker through the external shuffle service
+// (spark.storage.cleanupFilesAfterExecutorExit) and, with spark.worker.cleanup.enabled, the
+// periodic cleanup of stopped applications' directories; on YARN the NodeManager.
+//
+// Spillway cleans up by itself. Beside each directory it keeps a lock file ("blockmgr-*.lock",
+// naming the process) on which it holds an exclusive flock for as long as the manager is open;
+// the operating system releases the lock when the process dies, however it dies. A new manager
+// removes every directory under its roots whose lock file it can lock, logging each at Info
+// with its size, and never one whose lock is held (a live manager, in this process or another)
+// or that has no lock file (Spark's, for one). DiskConfig.KeepStaleDirs turns this off. Where
+// flock is unavailable (not Linux, macOS or the BSDs) there are no lock files and nothing is
+// removed. The lock file sits beside the directory, not in it, so the directory holds block files
+// only; a directory that Close fails to delete keeps its lock file, released, for the next
+// manager to remove.
+//
 // # Record file format
 //
 // A record file (or a section of one: several partitions may share a file) is a sequence of
@@ -117,6 +138,8 @@
 //     that do not shrink are stored raw.
 //   - Batches are also cut by bytes (BatchBytes), so a reader never holds more than about one
 //     megabyte plus one record, whatever the record sizes; Spark cuts by record count only.
+//   - Local directories left by a killed process are removed by the next manager on the same
+//     root (see "Local directories and killed processes"); Spark leaves them to the cluster.
 //   - Files are owned: a Scope deletes what its owner created when the owner closes; Spark
 //     relies on each collection's cleanup and the task completion listener.
 //   - All file operations go through the FS interface, so tests can fail writes (FaultFS).

@@ -365,11 +365,13 @@ type RecordReader struct {
 // known: then a stream cut exactly at a batch boundary cannot be told from its end. To read a
 // section of a file: NewRecordReader(io.NewSectionReader(f, off, n), n).
 func NewRecordReader(r io.Reader, size int64) *RecordReader {
+	buf := DefaultBufferSize
 	if size >= 0 {
 		r = io.LimitReader(r, size)
+		buf = int(min(size, int64(buf))) // a small section needs no more (bufio takes at least 16)
 	}
 	return &RecordReader{
-		r:    bufio.NewReaderSize(r, DefaultBufferSize),
+		r:    bufio.NewReaderSize(r, buf),
 		size: size,
 		crc:  crc32.MakeTable(crc32.Castagnoli),
 	}

@@ -41,7 +41,8 @@ const (
 	defaultBatchBytes   = 1 << 20  // 1 MiB
 	maxBatchBytes       = 64 << 20 // 64 MiB
 	// DefaultBufferSize is the default and minimum I/O buffer of record writers and readers
-	// and of DiskStore puts: 32 KiB, Spark's spark.shuffle.file.buffer.
+	// (a reader of a smaller section buffers only the section) and of DiskStore puts: 32 KiB,
+	// Spark's spark.shuffle.file.buffer.
 	DefaultBufferSize = 32 << 10
 )
 

@@ -485,9 +485,9 @@ func TestRecordReaderRejectsBombs(t *testing.T) {
 					_, err = r.Next()
 					require.NoError(t, r.Close())
 				})
+				require.Less(t, alloc, uint64(4<<20), "bytes allocated reading %d crafted bytes", len(tt.data))
 				require.ErrorIs(t, err, ErrCorrupt)
 				require.ErrorContains(t, err, tt.msg)
-				require.Less(t, alloc, uint64(4<<20), "bytes allocated reading %d crafted bytes", len(tt.data))
 			})
 		}
 	}

@@ -380,7 +380,10 @@ func (c SliceCodec[T]) Decode(src []byte) ([]T, int, error) {
 	if err != nil || count == 0 {
 		return nil, n, err
 	}
-	out := make([]T, 0, count)
+	// count is at most the bytes that follow, but an element may take far more memory than
+	// its encoding: preallocate at most 64 KiB and let append grow the rest as elements decode.
+	var zero T
+	out := make([]T, 0, min(count, 64<<10/max(1, int(unsafe.Sizeof(zero)))))
 	for i := range count {
 		e, m, err := c.Elem.Decode(src[n:])
 		if err != nil {

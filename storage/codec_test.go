@@ -147,6 +147,24 @@ func TestCodecRejects(t *testing.T) {
 	}
 }
 
+// A slice's count is checked against the bytes that follow, not against the memory its elements
+// take: decoding a count of large elements must not allocate them all before they decode.
+func TestSliceCodecBoundsPreallocation(t *testing.T) {
+	type big [4096]byte
+	elem := FuncCodec[big]{DecodeFunc: func(src []byte) (big, int, error) {
+		if len(src) == 0 || src[0] != 1 {
+			return big{}, 0, corruptf("not an element")
+		}
+		return big{}, 1, nil
+	}}
+	src := append(binary.AppendUvarint(nil, 1<<16), make([]byte, 1<<16)...) // 64 Ki elements claimed
+	src[3] = 1                                                              // one decodes
+	var err error
+	alloc := totalAlloc(func() { _, _, err = SliceCodec[big]{Elem: elem}.Decode(src) })
+	require.ErrorContains(t, err, "slice element 1 of 65536 at byte 4")
+	require.Less(t, alloc, uint64(1<<20), "256 MiB of elements claimed")
+}
+
 func decErr[T any](c Codec[T]) func([]byte) error {
 	return func(b []byte) error { _, _, err := c.Decode(b); return err }
 }

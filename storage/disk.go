@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -24,7 +25,14 @@ var (
 	ErrBlockNotFound = errors.New("storage: block not found")
 )
 
-const defaultSubDirsPerDir = 64 // spark.diskStore.subDirectories
+const (
+	defaultSubDirsPerDir = 64 // spark.diskStore.subDirectories
+	localDirPrefix       = "blockmgr-"
+	// A local directory's lock file is its path plus lockSuffix; a flock on it marks the
+	// directory's owner as alive, and it starts with lockContent (see lockDir).
+	lockSuffix  = ".lock"
+	lockContent = "spillway local directory owned by pid "
+)
 
 // DiskConfig configures a DiskBlockManager. The zero value means Spark's defaults.
 type DiskConfig struct {
@@ -32,12 +40,19 @@ type DiskConfig struct {
 	// "blockmgr-*" directory under each root and removes it on Close; block files are spread
 	// over them by hash. Default: one root, os.TempDir().
 	Dirs []string
+	// KeepStaleDirs disables removing stale local directories. Each manager holds a lock on a
+	// file beside each of its directories ("blockmgr-*.lock") for as long as it is open. By
+	// default a new manager removes the local directories under its roots whose lock file no
+	// process holds: those of processes killed before they could Close. It never touches a
+	// directory without such a lock file (made by something else, Spark for one).
+	KeepStaleDirs bool
 	// SubDirsPerDir is the number of hashed subdirectories per local directory, created
 	// lazily. Default 64 (spark.diskStore.subDirectories).
 	SubDirsPerDir int
 	// FS performs every file operation. Default OSFS{}.
 	FS FS
-	// Logger receives directory creation and deletion failures. Default: no logging.
+	// Logger receives directory creation and deletion (Info) and deletion failures (Warn).
+	// Default: no logging.
 	Logger *zap.Logger
 }
 
@@ -63,6 +78,7 @@ type DiskBlockManager struct {
 	fs      FS
 	log     *zap.Logger
 	dirs    []string
+	locks   []*os.File // dirs[i]'s lock file (nil where flock is unavailable)
 	subDirs int
 	written atomic.Int64
 
@@ -77,8 +93,8 @@ type trackedFile struct {
 	scope *Scope // nil: owned by the manager
 }
 
-// NewDiskBlockManager creates the local directories and returns the manager. On error nothing
-// is left behind.
+// NewDiskBlockManager removes stale local directories (see DiskConfig.KeepStaleDirs), creates
+// its own and returns the manager. On error nothing is left behind.
 func NewDiskBlockManager(cfg DiskConfig) (*DiskBlockManager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -104,16 +120,67 @@ func NewDiskBlockManager(cfg DiskConfig) (*DiskBlockManager, error) {
 	if len(roots) == 0 {
 		roots = []string{os.TempDir()}
 	}
+	if !cfg.KeepStaleDirs {
+		for _, root := range roots {
+			m.removeStaleDirs(root)
+		}
+	}
 	for _, root := range roots {
-		dir, err := m.fs.MkdirTemp(root, "blockmgr-")
+		dir, err := m.fs.MkdirTemp(root, localDirPrefix)
 		if err != nil {
 			err = fmt.Errorf("storage: creating a local directory in %s: %w", root, err)
 			return nil, errors.Join(err, m.removeDirs())
 		}
 		m.dirs = append(m.dirs, dir)
+		lock, err := lockDir(dir)
+		m.locks = append(m.locks, lock)
+		if err != nil {
+			err = fmt.Errorf("storage: creating the lock file of local directory %s: %w", dir, err)
+			return nil, errors.Join(err, m.removeDirs())
+		}
 		m.log.Info("created local directory", zap.String("dir", dir))
 	}
 	return m, nil
+}
+
+// removeStaleDirs removes the local directories under root, and their lock files, whose lock no
+// process holds. Failures are logged: they do not stop this manager.
+func (m *DiskBlockManager) removeStaleDirs(root string) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return // MkdirTemp reports an unusable root
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, localDirPrefix) || !strings.HasSuffix(name, lockSuffix) {
+			continue
+		}
+		dir := filepath.Join(root, strings.TrimSuffix(name, lockSuffix))
+		lock := lockStale(dir + lockSuffix)
+		if lock == nil {
+			continue
+		}
+		size := dirSize(dir)
+		if err := m.removeDir(dir, lock); err != nil {
+			m.log.Warn("error deleting stale local directory", zap.String("dir", dir), zap.Error(err))
+		} else {
+			m.log.Info("deleted stale local directory", zap.String("dir", dir), zap.String("size", humanize.IBytes(uint64(size))))
+		}
+	}
+}
+
+// dirSize returns the bytes of the regular files under dir, as far as they can be listed.
+func dirSize(dir string) int64 {
+	var size int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				size += info.Size()
+			}
+		}
+		return nil
+	})
+	return size
 }
 
 // LocalDirs returns the directories the manager created (Spark's localDirs).
@@ -235,7 +302,8 @@ func (m *DiskBlockManager) Open(id BlockID) (File, error) {
 }
 
 // Remove deletes id's file and stops tracking it. It reports whether there was such a file; a
-// failed deletion is logged ("Error deleting") and returned.
+// failed deletion is logged ("Error deleting") and returned, and the file stays tracked so that
+// Close tries again.
 func (m *DiskBlockManager) Remove(id BlockID) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -247,13 +315,14 @@ func (m *DiskBlockManager) removeLocked(id BlockID) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	if err := m.fs.Remove(tf.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Still tracked: a later Remove, the scope's Close or the manager's Close tries again.
+		m.log.Warn("error deleting block file", zap.Stringer("block", id), zap.String("file", tf.path), zap.Error(err))
+		return true, fmt.Errorf("storage: deleting file of block %s: %w", id, err)
+	}
 	delete(m.files, id)
 	if tf.scope != nil {
 		delete(tf.scope.ids, id)
-	}
-	if err := m.fs.Remove(tf.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		m.log.Warn("error deleting block file", zap.Stringer("block", id), zap.String("file", tf.path), zap.Error(err))
-		return true, fmt.Errorf("storage: deleting file of block %s: %w", id, err)
 	}
 	return true, nil
 }
@@ -289,15 +358,32 @@ func (m *DiskBlockManager) Close() error {
 	return errors.Join(errs...)
 }
 
+// removeDirs deletes the local directories and their lock files.
 func (m *DiskBlockManager) removeDirs() error {
 	var errs []error
-	for _, d := range m.dirs {
-		if err := m.fs.RemoveAll(d); err != nil {
+	for i, d := range m.dirs {
+		if err := m.removeDir(d, m.locks[i]); err != nil {
 			m.log.Warn("error deleting local directory", zap.String("dir", d), zap.Error(err))
 			errs = append(errs, fmt.Errorf("storage: deleting local directory %s: %w", d, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeDir deletes dir, then its lock file if lock (which holds the lock) is not nil, and
+// releases the lock. A directory that cannot be deleted keeps its lock file, unlocked, so the
+// next manager on the same root deletes it.
+func (m *DiskBlockManager) removeDir(dir string, lock *os.File) error {
+	err := m.fs.RemoveAll(dir)
+	if lock != nil {
+		if err == nil {
+			if err = os.Remove(dir + lockSuffix); errors.Is(err, fs.ErrNotExist) {
+				err = nil
+			}
+		}
+		_ = lock.Close() // releases the lock
+	}
+	return err
 }
 
 // Scope groups the files one owner (a task, a spilling collection) creates through a
@@ -347,7 +433,8 @@ func (s *Scope) Files() int {
 // diskBytesSpilled for one task or collection).
 func (s *Scope) BytesWritten() int64 { return s.written.Load() }
 
-// Close deletes every live file the scope owns; afterwards Create fails with ErrClosed.
+// Close deletes every live file the scope owns; afterwards Create fails with ErrClosed. A file
+// whose deletion fails is reported and stays tracked by the manager, whose Close tries again.
 // Later calls return nil.
 func (s *Scope) Close() error {
 	s.m.mu.Lock()

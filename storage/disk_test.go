@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -236,4 +237,67 @@ func mustReadDir(t *testing.T, dir string) []os.DirEntry {
 	es, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	return es
+}
+
+// failingRemoveFS is the OS's FS whose next Remove and RemoveAll calls fail, as many as set.
+type failingRemoveFS struct {
+	OSFS
+	removes, removeAlls atomic.Int32
+}
+
+func (f *failingRemoveFS) Remove(name string) error {
+	if f.removes.Add(-1) >= 0 {
+		return fmt.Errorf("%w: remove %s", ErrInjected, name)
+	}
+	return f.OSFS.Remove(name)
+}
+
+func (f *failingRemoveFS) RemoveAll(name string) error {
+	if f.removeAlls.Add(-1) >= 0 {
+		return fmt.Errorf("%w: remove all of %s", ErrInjected, name)
+	}
+	return f.OSFS.RemoveAll(name)
+}
+
+// A file whose deletion fails stays tracked, so the next Remove, the scope's Close or the
+// manager's Close deletes it.
+func TestDiskBlockManagerFailedDeleteKeepsTracking(t *testing.T) {
+	ffs := &failingRemoveFS{}
+	m := newTestDisk(t, DiskConfig{FS: ffs})
+	dir := m.LocalDirs()[0]
+	create := func(s *Scope) BlockID {
+		id, f, err := s.CreateTempLocal()
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		return id
+	}
+
+	s := m.NewScope()
+	id := create(s)
+	ffs.removes.Store(1)
+	removed, err := m.Remove(id)
+	require.True(t, removed)
+	require.ErrorIs(t, err, ErrInjected)
+	require.ErrorContains(t, err, "storage: deleting file of block "+id.String())
+	require.True(t, m.Contains(id))
+	require.Equal(t, 1, s.Files())
+	require.Len(t, regularFiles(t, dir), 1)
+	removed, err = m.Remove(id)
+	require.True(t, removed)
+	require.NoError(t, err)
+	require.False(t, m.Contains(id))
+	require.Equal(t, 0, s.Files())
+
+	id = create(s)
+	ffs.removes.Store(1)
+	require.ErrorIs(t, s.Close(), ErrInjected)
+	require.True(t, m.Contains(id), "left for the manager's Close")
+	require.Len(t, regularFiles(t, dir), 1)
+
+	ffs.removes.Store(1)
+	err = m.Close()
+	require.ErrorIs(t, err, ErrInjected)
+	require.ErrorContains(t, err, "storage: deleting file of block "+id.String())
+	_, err = os.Stat(dir)
+	require.ErrorIs(t, err, fs.ErrNotExist, "deleting the directory deletes the file after all")
 }

@@ -50,6 +50,27 @@
 // memory manager's mutex, then the MemoryStore's, then the BlockInfoManager's; eviction runs
 // under the memory manager's mutex and only tries block locks without blocking.
 //
+// # Local directories and killed processes
+//
+// A DiskBlockManager creates one "blockmgr-*" directory under each root and deletes it on Close.
+// A process killed before Close leaves its directories behind. Spark does the same: its
+// DiskBlockManager creates blockmgr-UUID directories under spark.local.dir and deletes them in a
+// JVM shutdown hook, which a killed executor never runs; what it leaves is removed later, if at
+// all, by the cluster: in standalone mode the Worker through the external shuffle service
+// (spark.storage.cleanupFilesAfterExecutorExit) and, with spark.worker.cleanup.enabled, the
+// periodic cleanup of stopped applications' directories; on YARN the NodeManager.
+//
+// Spillway cleans up by itself. Beside each directory it keeps a lock file ("blockmgr-*.lock",
+// naming the process) on which it holds an exclusive flock for as long as the manager is open;
+// the operating system releases the lock when the process dies, however it dies. A new manager
+// removes every directory under its roots whose lock file it can lock, logging each at Info
+// with its size, and never one whose lock is held (a live manager, in this process or another)
+// or that has no lock file (Spark's, for one). DiskConfig.KeepStaleDirs turns this off. Where
+// flock is unavailable (not Linux, macOS or the BSDs) there are no lock files and nothing is
+// removed. The lock file sits beside the directory, not in it, so the directory holds block files
+// only; a directory that Close fails to delete keeps its lock file, released, for the next
+// manager to remove.
+//
 // # Record file format
 //
 // A record file (or a section of one: several partitions may share a file) is a sequence of
@@ -59,7 +80,8 @@
 //	offset  size  field
 //	0       2     magic "SW" (0x53 0x57)
 //	2       1     format version, 1
-//	3       1     codec of the payload: 0 none, 1 S2 (block format), 2 zstd (one frame)
+//	3       1     codec of the payload: 0 none, 1 S2 (block format), 2 zstd (one frame that
+//	              states its content size, R, unless R < 256)
 //	4       4     N, stored payload length in bytes (uint32, little-endian)
 //	8       4     R, uncompressed payload length (uint32 LE); R == N for codec 0, R > N otherwise
 //	12      4     C, record count (uint32 LE), 1 ≤ C ≤ R
@@ -72,7 +94,17 @@
 // A writer ends a batch after BatchRecords records (Spark's spark.shuffle.spill.batchSize,
 // 10000) or once the payload reaches BatchBytes (1 MiB), on EndBatch and on Close; empty batches
 // are never written. It stores a batch uncompressed when compression would not make it smaller.
-// Limits: a record is at most 1 GiB; R at most 1 GiB + 64 MiB + 10.
+// Limits: a record is at most 1 GiB; R at most 1 GiB + 64 MiB + 10, and at most 128 MiB in a
+// compressed batch (the largest BatchBytes and as much again for the record that ends the batch):
+// a writer stores a larger batch, which holds a record of over 64 MiB, uncompressed.
+//
+// Decoding allocates only what the data backs, so a crafted or fuzzed file cannot make a reader
+// allocate gigabytes: an uncompressed payload's buffer grows as its bytes arrive (or is checked
+// against the size given first); a compressed one is allocated only after the length stored in
+// the S2 block or zstd frame header is found equal to R, so at most 128 MiB, and zstd decodes
+// into exactly R bytes of capacity with its window capped at the writer's 1 MiB, so a
+// decompression bomb fails once it has filled them. Codec decoders likewise check every length
+// against the bytes that follow, and SliceCodec preallocates at most 64 KiB of elements.
 //
 // A reader checks, before handing out any record of a batch: magic and version, the header CRC,
 // codec and length consistency, that the batch fits in the data it was given, the payload CRC,
@@ -106,6 +138,8 @@
 //     that do not shrink are stored raw.
 //   - Batches are also cut by bytes (BatchBytes), so a reader never holds more than about one
 //     megabyte plus one record, whatever the record sizes; Spark cuts by record count only.
+//   - Local directories left by a killed process are removed by the next manager on the same
+//     root (see "Local directories and killed processes"); Spark leaves them to the cluster.
 //   - Files are owned: a Scope deletes what its owner created when the owner closes; Spark
 //     relies on each collection's cleanup and the task completion listener.
 //   - All file operations go through the FS interface, so tests can fail any of them

@@ -23,6 +23,16 @@ const (
 	// maxBatchRaw bounds a batch's uncompressed payload: MaxRecordSize plus the largest
 	// BatchBytes plus the record's length prefix, far below the uint32 header fields.
 	maxBatchRaw = MaxRecordSize + maxBatchBytes + binary.MaxVarintLen64
+	// maxCompressedRaw bounds the uncompressed payload of a compressed batch, and so what
+	// decompressing one batch may allocate: the largest BatchBytes plus as much again for the
+	// record that ends the batch. A writer stores a larger batch (one holding a record of more
+	// than 64 MiB) uncompressed; its stored bytes are read as they arrive, so their buffer is
+	// backed by data, not by a length a header claims.
+	maxCompressedRaw = 2 * maxBatchBytes
+	// zstdWindow is the zstd window of writers and the largest window readers accept.
+	zstdWindow = 1 << 20
+	// zstdMinFCS: a zstd frame of at least this many bytes states its content size.
+	zstdMinFCS = 256
 
 	batchMagic0, batchMagic1 = 'S', 'W'
 	batchVersion             = 1
@@ -31,7 +41,8 @@ const (
 	defaultBatchBytes   = 1 << 20  // 1 MiB
 	maxBatchBytes       = 64 << 20 // 64 MiB
 	// DefaultBufferSize is the default and minimum I/O buffer of record writers and readers
-	// and of DiskStore puts: 32 KiB, Spark's spark.shuffle.file.buffer.
+	// (a reader of a smaller section buffers only the section) and of DiskStore puts: 32 KiB,
+	// Spark's spark.shuffle.file.buffer.
 	DefaultBufferSize = 32 << 10
 )
 
@@ -147,6 +158,7 @@ type RecordWriter struct {
 	batch   []byte // uncompressed payload of the current batch
 	count   int    // records in the current batch
 	prefix  int    // length-prefix bytes beginRecord reserves
+	maxComp int    // larger batches are stored uncompressed: maxCompressedRaw (tests lower it)
 	comp    []byte // compression scratch
 	hdr     [BatchHeaderSize]byte
 	written int64
@@ -162,10 +174,11 @@ func NewRecordWriter(w io.Writer, cfg RecordWriterConfig) (*RecordWriter, error)
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	rw := &RecordWriter{cfg: cfg, bw: bufio.NewWriterSize(w, cfg.BufferSize), crc: crc32.MakeTable(crc32.Castagnoli), prefix: 1}
+	rw := &RecordWriter{cfg: cfg, bw: bufio.NewWriterSize(w, cfg.BufferSize), crc: crc32.MakeTable(crc32.Castagnoli), prefix: 1,
+		maxComp: maxCompressedRaw}
 	if cfg.Compression == CompressionZstd {
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
+			zstd.WithWindowSize(zstdWindow), zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			return nil, fmt.Errorf("storage: zstd encoder: %w", err)
 		}
@@ -245,8 +258,11 @@ func (w *RecordWriter) EndBatch() error {
 	if w.count == 0 {
 		return nil
 	}
-	payload, codec := w.batch, codecNone
-	switch w.cfg.Compression {
+	payload, codec, comp := w.batch, codecNone, w.cfg.Compression
+	if len(w.batch) > w.maxComp {
+		comp = CompressionNone
+	}
+	switch comp {
 	case CompressionS2:
 		if n := s2.MaxEncodedLen(len(w.batch)); cap(w.comp) < n {
 			w.comp = make([]byte, n)
@@ -350,11 +366,13 @@ type RecordReader struct {
 // known: then a stream cut exactly at a batch boundary cannot be told from its end. To read a
 // section of a file: NewRecordReader(io.NewSectionReader(f, off, n), n).
 func NewRecordReader(r io.Reader, size int64) *RecordReader {
+	buf := DefaultBufferSize
 	if size >= 0 {
 		r = io.LimitReader(r, size)
+		buf = int(min(size, int64(buf))) // a small section needs no more (bufio takes at least 16)
 	}
 	return &RecordReader{
-		r:    bufio.NewReaderSize(r, DefaultBufferSize),
+		r:    bufio.NewReaderSize(r, buf),
 		size: size,
 		crc:  crc32.MakeTable(crc32.Castagnoli),
 	}
@@ -419,6 +437,8 @@ func (r *RecordReader) loadBatch() error {
 		return corruptf("batch at offset %d: codec %d with %d stored and %d raw bytes", at, codec, stored, rawLen)
 	case rawLen > maxBatchRaw:
 		return corruptf("batch at offset %d claims %d raw bytes, above the limit %d", at, rawLen, maxBatchRaw)
+	case codec != codecNone && rawLen > maxCompressedRaw:
+		return corruptf("compressed batch at offset %d claims %d raw bytes, above the limit %d", at, rawLen, maxCompressedRaw)
 	case count == 0 || count > rawLen:
 		return corruptf("batch at offset %d claims %d records in %d bytes", at, count, rawLen)
 	case r.size >= 0 && at+BatchHeaderSize+stored > r.size:
@@ -461,9 +481,19 @@ func (r *RecordReader) decompress(codec byte, rawLen int) ([]byte, error) {
 		r.dec = out
 		return out, nil
 	case codecZstd:
+		// The frame header states the content size (writers omit it only below 256 bytes): check
+		// it before allocating, then decode into exactly rawLen bytes of capacity, so a frame
+		// that decodes to more (a decompression bomb) fails once it has filled them.
+		var fh zstd.Header
+		if err := fh.Decode(r.stored); err != nil {
+			return nil, fmt.Errorf("zstd frame header: %w", err)
+		}
+		if fh.HasFCS && fh.FrameContentSize != uint64(rawLen) || !fh.HasFCS && rawLen >= zstdMinFCS {
+			return nil, fmt.Errorf("zstd frame content size %d (stated %t), header says %d", fh.FrameContentSize, fh.HasFCS, rawLen)
+		}
 		if r.zdec == nil {
 			d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true),
-				zstd.WithDecoderMaxMemory(maxBatchRaw))
+				zstd.WithDecoderMaxMemory(maxCompressedRaw), zstd.WithDecoderMaxWindow(zstdWindow))
 			if err != nil {
 				return nil, err
 			}

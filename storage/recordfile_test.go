@@ -320,13 +320,18 @@ func TestRecordWriterConfigValidate(t *testing.T) {
 // FuzzRecordReader: arbitrary bytes never panic the reader; every failure wraps ErrCorrupt; and
 // every batch that reads back re-encodes, with its codec, to exactly the bytes it came from.
 func FuzzRecordReader(f *testing.F) {
+	// Small seeds (two batches, about 200 bytes) keep each execution, and above all the
+	// minimization of each new interesting input, which costs executions quadratic in its
+	// length, cheap.
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, comp := range compressions {
 		var buf bytes.Buffer
-		writeRecords(f, &buf, RecordWriterConfig{Compression: comp, BatchRecords: 5}, testRecords(rng, 12))
+		writeRecords(f, &buf, RecordWriterConfig{Compression: comp, BatchRecords: 2}, testRecords(rng, 4))
 		f.Add(buf.Bytes())
 	}
 	f.Add([]byte{})
+	f.Add(craftBatch(codecS2, 1<<30, 1, append(binary.AppendUvarint(nil, 1<<30), make([]byte, 13)...)))
+	f.Add(craftBatch(codecZstd, 1<<20, 1, zstdZeros(16, 1<<20)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Also read a copy whose checksums are recomputed, so mutations get past the CRCs and
 		// exercise the header checks, decompressors and record framing.
@@ -367,7 +372,11 @@ func checkRecordData(t *testing.T, data []byte) {
 			var re bytes.Buffer
 			for _, b := range batches {
 				comp := map[byte]Compression{codecNone: CompressionNone, codecS2: CompressionS2, codecZstd: CompressionZstd}[b.codec]
-				writeRecords(t, &re, RecordWriterConfig{Compression: comp, BatchRecords: len(b.recs), BatchBytes: maxBatchBytes}, b.recs)
+				raw := 0 // BatchBytes above the batch's payload, not more: the writer preallocates it
+				for _, rec := range b.recs {
+					raw += uvarintLen(len(rec)) + len(rec)
+				}
+				writeRecords(t, &re, RecordWriterConfig{Compression: comp, BatchRecords: len(b.recs), BatchBytes: min(raw+1, maxBatchBytes)}, b.recs)
 			}
 			require.True(t, bytes.Equal(data, re.Bytes()), "re-encoding what was read:\n%x\n%x", data, re.Bytes())
 		}
@@ -402,4 +411,108 @@ func TestRecordFileLeavesNoGoroutines(t *testing.T) {
 		require.NoError(t, r.Close())
 	}
 	require.LessOrEqual(t, runtime.NumGoroutine(), before, "goroutines left behind")
+}
+
+// craftBatch frames payload as one batch with the given codec and claimed raw length and record
+// count, with valid checksums: what a hostile or fuzzed file looks like past the CRCs.
+func craftBatch(codec byte, rawLen, count uint32, payload []byte) []byte {
+	h := make([]byte, BatchHeaderSize, BatchHeaderSize+len(payload))
+	h[0], h[1], h[2], h[3] = batchMagic0, batchMagic1, batchVersion, codec
+	binary.LittleEndian.PutUint32(h[4:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(h[8:], rawLen)
+	binary.LittleEndian.PutUint32(h[12:], count)
+	return fixCRCs(append(h, payload...))
+}
+
+// zstdZeros returns a zstd frame of n RLE blocks of 128 KiB zeros (n × 4 bytes decoding to n ×
+// 128 KiB: a decompression bomb), with window 1 MiB and the content size stated as fcs if it is
+// non-negative.
+func zstdZeros(n int, fcs int64) []byte {
+	f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 10 << 3} // magic, descriptor, window 2^(10+10)
+	if fcs >= 0 {
+		f[4] = 3 << 6 // an 8-byte content size follows the window
+		f = binary.LittleEndian.AppendUint64(f, uint64(fcs))
+	}
+	for i := range n {
+		hdr := uint32(1<<17)<<3 | 1<<1 // block size, type RLE
+		if i == n-1 {
+			hdr |= 1 // last block
+		}
+		f = append(f, byte(hdr), byte(hdr>>8), byte(hdr>>16), 0)
+	}
+	return f
+}
+
+// totalAlloc returns the bytes f allocates (the tests of a package run one at a time).
+func totalAlloc(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// Crafted batches whose header or compressed stream claims a huge payload are ErrCorrupt before
+// anything near the claim is allocated: decompression never allocates more than the header's
+// raw length, which is at most maxCompressedRaw for a compressed batch.
+func TestRecordReaderRejectsBombs(t *testing.T) {
+	const gib = 1 << 30
+	// 42 bytes: a header claiming 1 GiB and an S2 block whose length prefix claims the same.
+	s2Claim := craftBatch(codecS2, gib, 1, append(binary.AppendUvarint(nil, gib), make([]byte, 13)...))
+	require.Len(t, s2Claim, 42)
+	bomb := zstdZeros(8192, -1) // 32 KiB decoding to 1 GiB
+	tests := []struct {
+		name string
+		data []byte
+		msg  string
+	}{
+		{"s2 claims 1 GiB", s2Claim, fmt.Sprintf("claims %d raw bytes, above the limit %d", gib, maxCompressedRaw)},
+		{"s2 block longer than its header", craftBatch(codecS2, 1000, 1, append(binary.AppendUvarint(nil, gib), make([]byte, 13)...)),
+			fmt.Sprintf("s2 decoded length %d (err <nil>), header says 1000", gib)},
+		{"zstd bomb claims 1 GiB", craftBatch(codecZstd, gib, 1, bomb), fmt.Sprintf("claims %d raw bytes, above the limit %d", gib, maxCompressedRaw)},
+		{"zstd bomb without a content size", craftBatch(codecZstd, 1<<20, 1, bomb),
+			"zstd frame content size 0 (stated false), header says 1048576"},
+		{"zstd bomb stating 1 GiB", craftBatch(codecZstd, 1<<20, 1, zstdZeros(8192, gib)),
+			fmt.Sprintf("zstd frame content size %d (stated true), header says 1048576", gib)},
+		{"zstd bomb understating its size", craftBatch(codecZstd, 1<<20, 1, zstdZeros(8192, 1<<20)), "batch at offset 0 (32782 bytes, codec 2)"},
+	}
+	for _, tt := range tests {
+		for _, size := range []int64{int64(len(tt.data)), -1} {
+			t.Run(fmt.Sprintf("%s/size %d", tt.name, size), func(t *testing.T) {
+				var err error
+				alloc := totalAlloc(func() {
+					r := NewRecordReader(bytes.NewReader(tt.data), size)
+					_, err = r.Next()
+					require.NoError(t, r.Close())
+				})
+				require.Less(t, alloc, uint64(4<<20), "bytes allocated reading %d crafted bytes", len(tt.data))
+				require.ErrorIs(t, err, ErrCorrupt)
+				require.ErrorContains(t, err, tt.msg)
+			})
+		}
+	}
+}
+
+// A batch above maxCompressedRaw (it holds a record over 64 MiB) is stored uncompressed, so every
+// compressed batch a writer produces is one a reader accepts.
+func TestRecordWriterStoresLargeBatchesRaw(t *testing.T) {
+	rec := bytes.Repeat([]byte("abcd"), 1000)
+	for _, comp := range []Compression{CompressionS2, CompressionZstd} {
+		t.Run(comp.String(), func(t *testing.T) {
+			var buf bytes.Buffer
+			w, err := NewRecordWriter(&buf, RecordWriterConfig{Compression: comp, BatchRecords: 1})
+			require.NoError(t, err)
+			w.maxComp = len(rec) // one byte short of the batch: prefix and record
+			require.NoError(t, w.Write(rec))
+			require.NoError(t, w.Write(rec[:len(rec)-2]))
+			require.NoError(t, w.Close())
+			data := buf.Bytes()
+			second := w.Batches()[1].Offset
+			require.Equal(t, codecNone, data[3], "the batch above the limit is stored raw")
+			require.NotEqual(t, codecNone, data[second+3], "the batch at the limit is compressed")
+			got, err := readAll(NewRecordReader(bytes.NewReader(data), int64(len(data))))
+			require.NoError(t, err)
+			require.Equal(t, [][]byte{rec, rec[:len(rec)-2]}, got)
+		})
+	}
 }

@@ -117,7 +117,7 @@ func TestDiskBlockManagerUndeletableDirIsLeftStale(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	ffs.removeAlls.Store(1)
-	require.ErrorIs(t, m.Close(), ErrInjected)
+	require.ErrorIs(t, m.Close(), errInjected)
 	dir := m.LocalDirs()[0]
 	require.FileExists(t, dir+lockSuffix)
 

@@ -247,14 +247,14 @@ type failingRemoveFS struct {
 
 func (f *failingRemoveFS) Remove(name string) error {
 	if f.removes.Add(-1) >= 0 {
-		return fmt.Errorf("%w: remove %s", ErrInjected, name)
+		return fmt.Errorf("%w: remove %s", errInjected, name)
 	}
 	return f.OSFS.Remove(name)
 }
 
 func (f *failingRemoveFS) RemoveAll(name string) error {
 	if f.removeAlls.Add(-1) >= 0 {
-		return fmt.Errorf("%w: remove all of %s", ErrInjected, name)
+		return fmt.Errorf("%w: remove all of %s", errInjected, name)
 	}
 	return f.OSFS.RemoveAll(name)
 }
@@ -277,7 +277,7 @@ func TestDiskBlockManagerFailedDeleteKeepsTracking(t *testing.T) {
 	ffs.removes.Store(1)
 	removed, err := m.Remove(id)
 	require.True(t, removed)
-	require.ErrorIs(t, err, ErrInjected)
+	require.ErrorIs(t, err, errInjected)
 	require.ErrorContains(t, err, "storage: deleting file of block "+id.String())
 	require.True(t, m.Contains(id))
 	require.Equal(t, 1, s.Files())
@@ -290,13 +290,13 @@ func TestDiskBlockManagerFailedDeleteKeepsTracking(t *testing.T) {
 
 	id = create(s)
 	ffs.removes.Store(1)
-	require.ErrorIs(t, s.Close(), ErrInjected)
+	require.ErrorIs(t, s.Close(), errInjected)
 	require.True(t, m.Contains(id), "left for the manager's Close")
 	require.Len(t, regularFiles(t, dir), 1)
 
 	ffs.removes.Store(1)
 	err = m.Close()
-	require.ErrorIs(t, err, ErrInjected)
+	require.ErrorIs(t, err, errInjected)
 	require.ErrorContains(t, err, "storage: deleting file of block "+id.String())
 	_, err = os.Stat(dir)
 	require.ErrorIs(t, err, fs.ErrNotExist, "deleting the directory deletes the file after all")

@@ -10,7 +10,6 @@
 //
 // The sweep fails each call position that a fault-free run of the workload reaches (the first
 // three, then doubling, and the last). The random runs log their seed; SPILLWAY_FAULT_SEED=<seed>
-// replays them (add SPILLWAY_FAULT_RUNS=1 to replay one run), SPILLWAY_FAULT_LONG=1 sweeps every
-// call position and runs 40 random seeds per workload, and SPILLWAY_FAULT_KNOWN=1 also runs the
-// cells skipped as known failures (knownFailures in matrix_test.go).
+// replays them (add SPILLWAY_FAULT_RUNS=1 to replay one run), and SPILLWAY_FAULT_LONG=1 sweeps
+// every call position and runs 40 random seeds per workload.
 package faultmatrix

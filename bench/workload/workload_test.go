@@ -58,7 +58,7 @@ func TestEveryWorkloadRunsAndChecksItself(t *testing.T) {
 				require.Positive(t, res.Records)
 			}
 			for _, s := range w.Strategies {
-				res, tl, err := harness.Run(ctx, cfg, w.Spec(s, budget))
+				res, _, err := harness.Run(ctx, cfg, w.Spec(s, budget))
 				require.NoError(t, err, s.Label())
 				require.Positive(t, res.Records)
 				if w.Name != "pagerank" {
@@ -69,10 +69,10 @@ func TestEveryWorkloadRunsAndChecksItself(t *testing.T) {
 				}
 				level, err := s.StorageLevel()
 				require.NoError(t, err)
-				switch {
-				case w.Name != "cache":
-					require.NotEmpty(t, tl.Series, "consumers appear in the timeline")
-				case level != storage.DiskOnly:
+				// Which consumers appear in the timeline depends on when the sampler's ticks fall
+				// (a short run may hold consumers between two ticks only); the sampler itself is
+				// tested with fixed samples in bench/harness.
+				if w.Name == "cache" && level != storage.DiskOnly {
 					require.Positive(t, res.PeakAccounted, "%s: blocks or unroll memory are accounted", s.Label())
 				}
 			}

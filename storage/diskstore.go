@@ -189,15 +189,18 @@ func (s *DiskStore) Contains(id BlockID) bool {
 	return ok
 }
 
-// Remove deletes block id's file (Spark's remove) and reports whether it was stored.
+// Remove deletes block id's file (Spark's remove) and reports whether it was stored. When the
+// deletion fails the block stays stored (and its file tracked by the DiskBlockManager), so
+// Remove can be retried.
 func (s *DiskStore) Remove(id BlockID) (bool, error) {
-	s.mu.Lock()
-	_, ok := s.sizes[id]
-	delete(s.sizes, id)
-	s.mu.Unlock()
-	if !ok {
+	if !s.Contains(id) {
 		return false, nil
 	}
-	_, err := s.dm.Remove(id)
-	return true, err
+	if _, err := s.dm.Remove(id); err != nil {
+		return true, err
+	}
+	s.mu.Lock()
+	delete(s.sizes, id)
+	s.mu.Unlock()
+	return true, nil
 }

@@ -194,3 +194,23 @@ func TestDiskStoreConfigValidate(t *testing.T) {
 	_, err = NewDiskStore(dm, DiskStoreConfig{ChunkSize: -1})
 	require.ErrorContains(t, err, "ChunkSize -1 is negative")
 }
+
+// A block whose file cannot be deleted stays stored, so its Remove can be retried.
+func TestDiskStoreFailedRemoveKeepsTheBlock(t *testing.T) {
+	ffs := &failingRemoveFS{}
+	ds, dm := newTestDiskStore(t, ffs)
+	id := RDDBlockID(0, 2)
+	_, err := ds.Put(id, func(w io.Writer) error { _, err := w.Write([]byte("block")); return err })
+	require.NoError(t, err)
+	ffs.removes.Store(1)
+	removed, err := ds.Remove(id)
+	require.True(t, removed)
+	require.ErrorIs(t, err, errInjected)
+	require.True(t, ds.Contains(id), "still stored after the failed delete")
+	require.True(t, dm.Contains(id))
+	removed, err = ds.Remove(id)
+	require.True(t, removed)
+	require.NoError(t, err)
+	require.False(t, ds.Contains(id))
+	require.False(t, dm.Contains(id))
+}

@@ -216,9 +216,10 @@ func TestTMM01LeakedPageMemoryIsDetected(t *testing.T) {
 	require.Zero(t, m.ExecutionUsed())
 }
 
+// NumCores is fixed: the default page size depends on it, and by default it is GOMAXPROCS.
 func newOffHeapUMM(t *testing.T, size int64) *UnifiedManager {
 	m, err := NewUnifiedManager(Config{SystemMemory: 1 << 20, ReservedMemory: NoReservedMemory, Fraction: 1,
-		OffHeapEnabled: true, OffHeapSize: size})
+		OffHeapEnabled: true, OffHeapSize: size, NumCores: 4})
 	require.NoError(t, err)
 	return m
 }

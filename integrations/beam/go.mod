@@ -6,6 +6,7 @@ require (
 	github.com/apache/beam/sdks/v2 v2.78.0
 	github.com/dustin/go-humanize v1.1.0
 	github.com/spillway/spillway v0.0.0
+	github.com/stretchr/testify v1.12.1
 )
 
 require (
@@ -16,6 +17,7 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/exp v0.0.0-20260508232706-74f9aab9d74a // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect

@@ -74,6 +74,15 @@ func (c *beamCodec[T]) encodeTo(v T) (err error) {
 	return nil
 }
 
+// decodeString is decode of a string's bytes, without copying them for string values.
+func (c *beamCodec[T]) decodeString(s string) (v T, err error) {
+	if p, ok := any(&v).(*string); ok {
+		*p = s
+		return v, nil
+	}
+	return c.decode([]byte(s))
+}
+
 // decode decodes all of b, which it does not retain.
 func (c *beamCodec[T]) decode(b []byte) (v T, err error) {
 	switch p := any(&v).(type) {

@@ -86,7 +86,7 @@ func CombineGroup[K2, V, A any](ctx context.Context, e *Executor, values func(*K
 		defer it.Close()
 		for it.Next() {
 			p := it.Value()
-			k, err := keys.decode([]byte(p.Key))
+			k, err := keys.decodeString(p.Key)
 			if err != nil {
 				return err
 			}

@@ -301,9 +301,10 @@ func recordHeap(s string) {
 
 // TestWorkerHeapStaysWithinBudget checks the worker's live heap grows by no more than the
 // budget plus a fixed slack while it sorts a hot key whose decoded values are several times the
-// budget, and peaks no higher than with a slice-based sort of the same group. (On Prism in this
-// process the runner's copy of the encoded group is freed as the worker reads it, so the slice
-// sort's growth is small too: the transport, not the sort, dominates the heap; see README.)
+// budget, and peaks no higher than with a slice-based sort of the same group. Prism runs in this
+// process, so the live heap also holds the runner's copies of the data, which dominate it and
+// are freed as the worker reads the group: the slice sort's growth is small too. The example's
+// figures in README.md measure a worker without Prism in its process.
 func TestWorkerHeapStaysWithinBudget(t *testing.T) {
 	const budget, slack = 8 << 20, 8 << 20
 	g := group{Key: "hot", N: 200000, Distinct: 200000, Size: 60}

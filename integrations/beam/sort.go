@@ -106,7 +106,7 @@ func SortGroup[K2, V any](ctx context.Context, e *Executor, values func(*KV[K2, 
 		defer it.Close()
 		for it.Next() {
 			p := it.Value()
-			k, err := keys.decode([]byte(p.Key))
+			k, err := keys.decodeString(p.Key)
 			if err != nil {
 				return err
 			}

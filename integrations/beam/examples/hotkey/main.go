@@ -1,7 +1,9 @@
 // Command hotkey is a Beam pipeline with hot keys whose values do not fit in memory: it groups
 // generated values by key and consumes each key's values sorted by a secondary key with
 // spillbeam.SortGroup (or, with -mode slice, with a slice-based sort for comparison), reporting
-// per key the values, spills, the worker's peak live heap during the sort and the time taken.
+// per key the values, spills, the time taken, and the worker's live heap when the group arrives
+// (which holds the received group: the transport) and at its peak while sorting (sampled after a
+// forced GC every -sample-every values and at the end).
 //
 // Locally it runs on Prism (the default runner):
 //
@@ -80,7 +82,8 @@ func (f *consumeSortedFn) Setup() (err error) {
 
 func (f *consumeSortedFn) ProcessElement(ctx context.Context, key string, values func(*spillbeam.KV[string, string]) bool) error {
 	start := time.Now()
-	peak := liveHeap(f.SampleEvery > 0)
+	atStart := liveHeap(f.SampleEvery > 0)
+	var peak int64
 	var count int64
 	var prev string
 	consume := func(k, _ string) error {
@@ -118,9 +121,11 @@ func (f *consumeSortedFn) ProcessElement(ctx context.Context, key string, values
 	beam.NewCounter("hotkey", "values").Inc(ctx, count)
 	beam.NewCounter("hotkey", "spills").Inc(ctx, st.Spills)
 	beam.NewDistribution("hotkey", "sortMillis").Update(ctx, elapsed.Milliseconds())
-	beam.NewDistribution("hotkey", "peakLiveHeapMiB").Update(ctx, peak>>20)
-	log.Infof(ctx, "hotkey: key %s: %d values sorted in %v, %d spills (%s spilled to disk), peak live heap %s",
-		key, count, elapsed.Round(time.Millisecond), st.Spills, humanize.IBytes(uint64(st.DiskBytesSpilled)), humanize.IBytes(uint64(peak)))
+	beam.NewDistribution("hotkey", "startLiveHeapMiB").Update(ctx, atStart>>20)
+	beam.NewDistribution("hotkey", "sortPeakLiveHeapMiB").Update(ctx, peak>>20)
+	log.Infof(ctx, "hotkey: key %s: %d values sorted in %v, %d spills (%s spilled to disk), live heap %s at the start, peak %s while sorting",
+		key, count, elapsed.Round(time.Millisecond), st.Spills, humanize.IBytes(uint64(st.DiskBytesSpilled)),
+		humanize.IBytes(uint64(atStart)), humanize.IBytes(uint64(peak)))
 	return nil
 }
 

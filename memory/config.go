@@ -64,8 +64,41 @@ type Config struct {
 	// nextPowerOf2(tungstenPool / NumCores / 16) clamped to [1 MiB, 64 MiB]. Otherwise it must be
 	// in [1, MaxPageSize].
 	PageSize int64
+	// Accounting says what the library charges to the budget. The zero value, Strict, charges
+	// every byte it holds for data; SparkAllowances leaves out what Spark leaves out, for
+	// comparisons with Spark only.
+	Accounting Accounting
 	// Logger receives the package's logs under the name "memory". nil means zap.NewNop().
 	Logger *zap.Logger
+}
+
+// Accounting is the switch between Spillway's strict accounting and Spark's unaccounted
+// allowances. Every consumer of the library reads it from its manager (UnifiedManager.Accounting).
+type Accounting uint8
+
+const (
+	// Strict (the default) charges to the budget every byte the library holds for data,
+	// acquired before it is allocated: collections and their growth copies, the initial
+	// threshold of spillable collections, spill and merge readers' and writers' buffers, the
+	// reduce side's fetched shuffle bytes and the shuffle writers' buffers.
+	Strict Accounting = iota
+	// SparkAllowances keeps Spark's unaccounted allowances: the free initial threshold of every
+	// spillable collection (spark.shuffle.spill.initialMemoryThreshold, 5 MiB), the reduce
+	// side's in-flight fetches (spark.reducer.maxSizeInFlight, 48 MiB), file and record buffers
+	// of spill readers and writers, the old array while a table grows. The live heap can then
+	// exceed the budget by those amounts, as a Spark executor's does.
+	SparkAllowances
+)
+
+// String returns "strict" or "spark-allowances".
+func (a Accounting) String() string {
+	switch a {
+	case Strict:
+		return "strict"
+	case SparkAllowances:
+		return "spark-allowances"
+	}
+	return fmt.Sprintf("Accounting(%d)", uint8(a))
 }
 
 // Validate reports the first invalid field, naming it and its value.
@@ -89,6 +122,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("memory: Config.NumCores %d is negative", c.NumCores)
 	case c.PageSize < 0 || c.PageSize > MaxPageSize:
 		return fmt.Errorf("memory: Config.PageSize %d must be in [1, %d]", c.PageSize, MaxPageSize)
+	case c.Accounting > SparkAllowances:
+		return fmt.Errorf("memory: Config.Accounting %d is unknown (Strict or SparkAllowances)", c.Accounting)
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ type UnifiedManager struct {
 	evictor  Evictor  // guarded by mon.mu
 	tungsten Mode
 	pageSize int64
+	account  Accounting
 	log      *zap.Logger
 
 	evictions    int64 // evictor calls, guarded by mon.mu
@@ -75,6 +76,7 @@ func NewUnifiedManager(cfg Config) (*UnifiedManager, error) {
 		m.tungsten = OffHeap
 	}
 	m.pageSize = cfg.PageSize
+	m.account = cfg.Accounting
 	if m.pageSize == 0 {
 		m.pageSize = defaultPageSize(m.exec[m.tungsten].size, cfg.numCores())
 	}
@@ -320,3 +322,7 @@ func (m *UnifiedManager) TungstenMode() Mode { return m.tungsten }
 
 // PageSize is the default page size for consumers (pageSizeBytes).
 func (m *UnifiedManager) PageSize() int64 { return m.pageSize }
+
+// Accounting returns the manager's accounting switch (Config.Accounting): whether consumers charge
+// every byte they hold (Strict) or keep Spark's unaccounted allowances.
+func (m *UnifiedManager) Accounting() Accounting { return m.account }

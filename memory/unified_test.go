@@ -413,3 +413,18 @@ func TestModeString(t *testing.T) {
 	require.Equal(t, "off-heap", OffHeap.String())
 	require.Equal(t, "Mode(9)", Mode(9).String())
 }
+
+func TestAccountingSwitch(t *testing.T) {
+	tests := []struct {
+		cfg  Accounting
+		want string
+	}{{Strict, "strict"}, {SparkAllowances, "spark-allowances"}}
+	for _, tc := range tests {
+		m, err := NewUnifiedManager(Config{SystemMemory: 1 << 20, ReservedMemory: NoReservedMemory, Fraction: 1, Accounting: tc.cfg})
+		require.NoError(t, err)
+		require.Equal(t, tc.cfg, m.Accounting())
+		require.Equal(t, tc.want, m.Accounting().String())
+	}
+	_, err := NewUnifiedManager(Config{SystemMemory: 1 << 20, Accounting: 7})
+	require.ErrorContains(t, err, "memory: Config.Accounting 7 is unknown")
+}

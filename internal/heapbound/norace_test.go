@@ -1,0 +1,5 @@
+//go:build !race
+
+package heapbound
+
+const raceEnabled = false

@@ -2,7 +2,7 @@
 // Spark's rdd.persist(level) does through the BlockManager: the values are unrolled into memory
 // as far as the storage pool allows, then kept in memory, written to disk, or not cached at all,
 // depending on the level. For each level it prints where the block ended up, how long the put
-// took, the peak live heap while it ran, and whether reading the block back gives the values
+// took, the peak live heap while it ran beside the budget, and whether reading the block back gives the values
 // that were put. Run it with
 //
 //	go run ./examples/cache
@@ -17,8 +17,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/metrics"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +24,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/spillway/spillway/internal/jobs/executor"
+	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/storage"
 )
 
@@ -72,13 +71,6 @@ func checksum(sum uint64, r record) uint64 {
 	return sum
 }
 
-// liveHeap is the heap marked live by the last garbage collection.
-func liveHeap() int64 {
-	s := [1]metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s[:])
-	return int64(s[0].Value.Uint64())
-}
-
 func run(args []string) error {
 	fs := flag.NewFlagSet("cache", flag.ContinueOnError)
 	records := fs.Int64("records", 1_000_000, "records in the partition (about 40 bytes each in memory)")
@@ -97,7 +89,7 @@ func run(args []string) error {
 	compute, want := partition(*records)
 	fmt.Printf("one partition of %s records (about %s as Go values), memory %s\n\n",
 		humanize.Comma(*records), size(*records*40), size(int64(budget)))
-	fmt.Printf("%-20s %-32s %10s %16s  %s\n", "level", "stored", "time", "peak live heap", "read back")
+	fmt.Printf("%-20s %-32s %10s %22s  %s\n", "level", "stored", "time", "peak live heap (×budget)", "read back")
 	for _, name := range strings.Split(*levels, ",") {
 		level, err := storage.ParseLevel(strings.TrimSpace(name))
 		if err != nil {
@@ -130,33 +122,15 @@ func cacheOnce(ctx context.Context, budget int64, level storage.Level, compute f
 	id := storage.RDDBlockID(0, 0)
 	task := storage.NonTaskID
 
-	runtime.GC()
-	peak := liveHeap()
-	sampled := func() {
-		peak = max(peak, liveHeap())
-	}
+	heap := memtest.Start() // the live heap at every garbage collection while the block is cached and read
 	start := time.Now()
-	values := compute()
-	var n int64
-	counted := storage.FuncIterator(func() (record, bool, error) {
-		if !values.Next() {
-			return record{}, false, values.Err()
-		}
-		if n++; n%4096 == 0 {
-			sampled()
-		}
-		return values.Value(), true, nil
-	}, values.Close)
-	it, cached, err := storage.GetOrElseUpdate(ctx, ex.Blocks, task, id, level, codec, func() (storage.Iterator[record], error) { return counted, nil })
+	it, cached, err := storage.GetOrElseUpdate(ctx, ex.Blocks, task, id, level, codec, func() (storage.Iterator[record], error) { return compute(), nil })
 	if err != nil {
 		return "", err
 	}
 	var sum uint64
 	for it.Next() {
 		sum = checksum(sum, it.Value())
-		if n++; n%4096 == 0 {
-			sampled()
-		}
 	}
 	if err := it.Err(); err != nil {
 		return "", err
@@ -165,6 +139,7 @@ func cacheOnce(ctx context.Context, budget int64, level storage.Level, compute f
 		return "", err
 	}
 	elapsed := time.Since(start)
+	peak := heap.Stop()
 
 	where := "not cached (recomputed on read)"
 	if st, ok := ex.Blocks.Status(id); ok && cached {
@@ -187,5 +162,5 @@ func cacheOnce(ctx context.Context, budget int64, level storage.Level, compute f
 	if err := ex.Leaks(); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%-20v %-32s %10v %16s  %s", level, where, elapsed.Round(time.Millisecond), size(peak), check), nil
+	return fmt.Sprintf("%-20v %-32s %10v %22s  %s", level, where, elapsed.Round(time.Millisecond), fmt.Sprintf("%s (%.1f×)", size(peak.Peak), float64(peak.Peak)/float64(budget)), check), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/memory/memtest"
 )
 
 func size(n int64) string { return humanize.IBytes(uint64(n)) }
@@ -71,6 +72,7 @@ func run() error {
 		return err
 	}
 	pool := m.Metrics().Pools[memory.OnHeap]
+	heap := memtest.Start() // the live heap at every garbage collection from here on
 	fmt.Printf("unified memory %s (storage region %s, execution pool %s)\n",
 		size(pool.Max), size(pool.StorageRegion), size(pool.ExecutionPoolSize))
 
@@ -118,6 +120,7 @@ func run() error {
 	agg.release()
 	leaked := task1.Close() + task2.Close()
 	fmt.Printf("tasks closed, leaked %s, execution memory in use %s\n", size(leaked), size(m.ExecutionUsed()))
+	fmt.Println(heapLine(heap.Stop(), pool.Max))
 	if leaked != 0 {
 		return errors.New("managed memory leaked")
 	}
@@ -137,4 +140,9 @@ func waitForWaiters(ctx context.Context, m *memory.UnifiedManager, n int) error 
 		}
 	}
 	return nil
+}
+
+// heapLine puts the peak live heap of a run beside the memory budget.
+func heapLine(p memtest.Peak, budget int64) string {
+	return fmt.Sprintf("peak live heap %s (budget %s, %.1f× the budget)", size(p.Peak), size(budget), float64(p.Peak)/float64(budget))
 }

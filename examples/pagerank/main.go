@@ -30,10 +30,8 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +41,7 @@ import (
 	"github.com/spillway/spillway/internal/jobs/executor"
 	"github.com/spillway/spillway/internal/jobs/graphgen"
 	"github.com/spillway/spillway/internal/jobs/pagerank"
+	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/storage"
 )
 
@@ -187,11 +186,11 @@ func run(args []string) error {
 	fmt.Printf("PageRank: %d iterations on %d cores, memory %s (unified, storage region %s), links cached %v\n",
 		o.iterations, ex.Config().Cores, size(pool.Max), size(pool.StorageRegion), level)
 
-	heap := &heapSampler{}
-	cfg.Observer = &pagerank.Observer{Progress: func(pagerank.Event) { heap.sample() }}
+	heap := memtest.Start() // the live heap at every garbage collection of the run
 	start := time.Now()
 	res, err := pagerank.Run(ctx, ex, cfg)
 	elapsed := time.Since(start)
+	peak := heap.Stop()
 	if err != nil {
 		return err
 	}
@@ -217,7 +216,7 @@ func run(args []string) error {
 	fmt.Printf("  links partitions computed        %d (%d partitions × %d iterations)\n", s.LinksComputed, res.Partitions, o.iterations)
 	fmt.Printf("  eviction requests                %d (%s of cached blocks evicted)\n", m.EvictionsRequested, size(m.EvictedBytes))
 	fmt.Printf("  shuffle written                  %s records, %s\n", humanize.Comma(s.ShuffleRecordsWritten), size(s.ShuffleBytesWritten))
-	fmt.Printf("  peak live heap (sampled)         %s\n", size(heap.peak.Load()))
+	fmt.Printf("  %s\n", heapLine(peak, pool.Max))
 
 	if o.check {
 		edges := cfg.Edges
@@ -248,24 +247,6 @@ func run(args []string) error {
 	return nil
 }
 
-// heapSampler keeps the largest live heap seen in runtime/metrics (the heap marked live by the
-// last garbage collection; reading it does not force one).
-type heapSampler struct {
-	peak atomic.Int64
-}
-
-func (h *heapSampler) sample() {
-	s := [1]metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s[:])
-	live := int64(s[0].Value.Uint64())
-	for {
-		p := h.peak.Load()
-		if live <= p || h.peak.CompareAndSwap(p, live) {
-			return
-		}
-	}
-}
-
 // writeHeapProfile writes the heap profile (allocations since the start, and what the last
 // garbage collection found live) to path.
 func writeHeapProfile(path string) error {
@@ -281,3 +262,8 @@ func writeHeapProfile(path string) error {
 }
 
 func size(n int64) string { return humanize.IBytes(uint64(n)) }
+
+// heapLine puts the peak live heap of a run beside the memory budget.
+func heapLine(p memtest.Peak, budget int64) string {
+	return fmt.Sprintf("peak live heap %s (budget %s, %.1f× the budget)", size(p.Peak), size(budget), float64(p.Peak)/float64(budget))
+}

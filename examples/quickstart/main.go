@@ -10,6 +10,7 @@ import (
 
 	"github.com/spillway/spillway/collection"
 	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/storage"
 )
 
@@ -17,8 +18,9 @@ func main() {
 	ctx := context.Background()
 
 	// One executor: 16 MiB shared by all tasks (no reserved memory, all of it unified).
+	const budget = 16 << 20
 	mm, err := memory.NewUnifiedManager(memory.Config{
-		SystemMemory: 16 << 20, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
+		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -47,6 +49,9 @@ func main() {
 		log.Fatal(err)
 	}
 	defer counts.Close() // releases memory, deletes spill files
+
+	// The live heap at every garbage collection from here on, to compare with the budget.
+	heap := memtest.Start()
 	for i := range 2_000_000 {
 		if err := counts.Insert(ctx, fmt.Sprintf("word-%d", i%400_000), 1); err != nil {
 			log.Fatal(err)
@@ -65,4 +70,7 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println(n, "words;", counts.Metrics().Spills, "spills")
+	p := heap.Stop()
+	fmt.Printf("peak live heap %.1f MiB (budget %d MiB, %.1f× the budget)\n",
+		float64(p.Peak)/(1<<20), budget>>20, float64(p.Peak)/budget)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/spillway/spillway/internal/jobs/executor"
 	"github.com/spillway/spillway/internal/jobs/wordcount"
+	"github.com/spillway/spillway/memory/memtest"
 )
 
 func main() {
@@ -81,12 +82,14 @@ func run(args []string) error {
 
 	fmt.Printf("word count: %s Zipf(%.2f) words over a vocabulary of %s, %d cores, memory %s\n",
 		humanize.Comma(*words), *skew, humanize.Comma(*vocabulary), ex.Config().Cores, size(ex.Memory.Metrics().Pools[0].Max))
+	heap := memtest.Start() // the live heap at every garbage collection of the run
 	start := time.Now()
 	res, err := wordcount.Run(ctx, ex, cfg)
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
+	peak := heap.Stop()
 	if err := ex.Leaks(); err != nil {
 		return err
 	}
@@ -96,6 +99,7 @@ func run(args []string) error {
 	}
 	fmt.Printf("\nspills: %d (map-side sorters and reduce-side maps), %s in memory, %s on disk; peak execution memory of a task %s\n",
 		res.Spills, size(res.MemoryBytesSpilled), size(res.DiskBytesSpilled), size(res.PeakTaskExecution))
+	fmt.Println(heapLine(peak, ex.Memory.Metrics().Pools[0].Max))
 
 	if *check {
 		text, err := wordcount.NewText(cfg.Text)
@@ -114,4 +118,9 @@ func run(args []string) error {
 		fmt.Println("check: every count equals the Go map's")
 	}
 	return nil
+}
+
+// heapLine puts the peak live heap of a run beside the memory budget.
+func heapLine(p memtest.Peak, budget int64) string {
+	return fmt.Sprintf("peak live heap %s (budget %s, %.1f× the budget)", size(p.Peak), size(budget), float64(p.Peak)/float64(budget))
 }

@@ -87,7 +87,7 @@ func newEnv(cfg Config, budget int64, s Strategy, baseline, ownMemory bool) (_ *
 	}
 	mcfg := memory.Config{
 		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
-		NumCores: runtime.GOMAXPROCS(0), Logger: cfg.Logger,
+		NumCores: runtime.GOMAXPROCS(0), Accounting: s.Accounting(), Logger: cfg.Logger,
 	}
 	if level, _ := s.StorageLevel(); level.UseOffHeap() {
 		mcfg.OffHeapSize = budget // for off-heap blocks only: execution stays on-heap

@@ -39,12 +39,14 @@ func TestStrategyLabelRoundTrip(t *testing.T) {
 		{Level: "MEMORY_AND_DISK_SER", Unroll: UnrollPresize},
 		{Level: "OFF_HEAP", Unroll: UnrollMaterialise, Victim: VictimLargest, NoCompress: true},
 		{Unroll: UnrollSpark},
+		{SparkAllowances: true},
+		{Victim: VictimLargest, SparkAllowances: true},
 	} {
 		got, err := ParseStrategy(s.Label())
 		require.NoError(t, err, s.Label())
 		require.Equal(t, s, got)
 	}
-	for _, bad := range []string{"victim=lru", "unroll=lazy", "level=MEMORY_SOMETIMES", "fast", "nocompress=1"} {
+	for _, bad := range []string{"victim=lru", "unroll=lazy", "level=MEMORY_SOMETIMES", "fast", "nocompress=1", "accounting=lax", "accounting"} {
 		_, err := ParseStrategy(bad)
 		require.Error(t, err, bad)
 	}

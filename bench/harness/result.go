@@ -44,6 +44,15 @@ type Result struct {
 	Err string `json:"error,omitempty"`
 }
 
+// HeapBudgetRatio is PeakLiveHeap divided by Budget (0 without a budget): above 1, the heap
+// outgrew the memory the library was given.
+func (r Result) HeapBudgetRatio() float64 {
+	if r.Budget <= 0 {
+		return 0
+	}
+	return float64(r.PeakLiveHeap) / float64(r.Budget)
+}
+
 // SetRatios fills TimeRatio and HeapRatio of every row from the first successful baseline row
 // of the same workload.
 func SetRatios(rows []Result) {
@@ -84,17 +93,17 @@ func ratio(x float64) string {
 // WriteTable writes rows as an aligned text table, sizes human-readable.
 func WriteTable(w io.Writer, rows []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\trun\tbudget\trecords\twall\trec/s\ttime\tpeak heap\theap\tpeak acct\tspills\tspilled\tevict\tGCs\t")
+	fmt.Fprintln(tw, "workload\trun\tbudget\trecords\twall\trec/s\ttime\tpeak heap\theap\theap/budget\tpeak acct\tspills\tspilled\tevict\tGCs\t")
 	for _, r := range rows {
 		if r.Err != "" {
 			// The error is trailing text outside the aligned cells, on one line.
 			fmt.Fprintf(tw, "%s\t%s\t%s\t  FAILED: %s\n", r.Workload, r.Strategy, ibytes(r.Budget), strings.Join(strings.Fields(r.Err), " "))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t\n",
 			r.Workload, r.Strategy, ibytes(r.Budget), r.Records, r.Wall.Round(time.Millisecond),
 			humanize.SIWithDigits(r.RecordsPerSec, 2, ""), ratio(r.TimeRatio),
-			ibytes(r.PeakLiveHeap), ratio(r.HeapRatio), ibytes(r.PeakAccounted),
+			ibytes(r.PeakLiveHeap), ratio(r.HeapRatio), ratio(r.HeapBudgetRatio()), ibytes(r.PeakAccounted),
 			r.Spills, ibytes(r.SpillBytes), r.Evictions, r.GCCycles)
 	}
 	return tw.Flush()

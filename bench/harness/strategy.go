@@ -78,6 +78,17 @@ type Strategy struct {
 	// storage.CompressionNone); the default compresses spills with S2, as Spark compresses them
 	// with its default codec.
 	NoCompress bool `json:"no_compress,omitempty"`
+	// SparkAllowances runs the library with memory.SparkAllowances instead of memory.Strict
+	// (memory.Config.Accounting): Spark's unaccounted allowances, for comparisons with Spark.
+	SparkAllowances bool `json:"spark_allowances,omitempty"`
+}
+
+// Accounting is the memory.Accounting the strategy selects.
+func (s Strategy) Accounting() memory.Accounting {
+	if s.SparkAllowances {
+		return memory.SparkAllowances
+	}
+	return memory.Strict
 }
 
 // Compression is the spill compression the strategy selects.
@@ -123,6 +134,9 @@ func (s Strategy) Label() string {
 	if s.NoCompress {
 		parts = append(parts, "nocompress")
 	}
+	if s.SparkAllowances {
+		parts = append(parts, "accounting=spark")
+	}
 	if len(parts) == 0 {
 		return "default"
 	}
@@ -130,7 +144,7 @@ func (s Strategy) Label() string {
 }
 
 // ParseStrategy parses a Label back ("default" or comma-separated level=…, unroll=…,
-// victim=…, nocompress, compress).
+// victim=…, nocompress, compress, accounting=spark or accounting=strict).
 func ParseStrategy(label string) (Strategy, error) {
 	var s Strategy
 	label = strings.TrimSpace(label)
@@ -150,8 +164,10 @@ func ParseStrategy(label string) (Strategy, error) {
 			s.NoCompress = true
 		case k == "compress" && !hasValue:
 			s.NoCompress = false
+		case k == "accounting" && (v == "spark" || v == "strict"):
+			s.SparkAllowances = v == "spark"
 		default:
-			return Strategy{}, fmt.Errorf("harness: bad strategy part %q in %q (want level=…, unroll=…, victim=…, nocompress or compress)", part, label)
+			return Strategy{}, fmt.Errorf("harness: bad strategy part %q in %q (want level=…, unroll=…, victim=…, nocompress, compress or accounting=spark|strict)", part, label)
 		}
 	}
 	return s, s.Validate()

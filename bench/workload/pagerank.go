@@ -114,7 +114,8 @@ func runPageRank(ctx context.Context, env *harness.Env, g graphgen.Config, itera
 	if err != nil {
 		return rankDigest{}, err
 	}
-	cfg := executor.Config{Budget: env.Budget, Dirs: []string{env.Dir}, Task: memory.TaskConfig{VictimOrder: order}, Logger: env.Logger}
+	cfg := executor.Config{Budget: env.Budget, Dirs: []string{env.Dir}, Task: memory.TaskConfig{VictimOrder: order},
+		Accounting: env.Strategy.Accounting(), Logger: env.Logger}
 	if level.UseOffHeap() {
 		cfg.OffHeap = env.Budget
 	}

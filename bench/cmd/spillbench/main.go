@@ -6,6 +6,7 @@
 //	go run ./bench/cmd/spillbench -workloads sort -records 2000000 -budget 64MiB
 //	go run ./bench/cmd/spillbench -workloads agg-zipf -strategies 'default;nocompress;victim=largest'
 //	go run ./bench/cmd/spillbench -workloads cache -strategies 'level=MEMORY_AND_DISK;level=MEMORY_AND_DISK,unroll=presize'
+//	go run ./bench/cmd/spillbench -workloads agg-uniform -accounting both  # strict beside Spark's allowances
 //	go run ./bench/cmd/spillbench -format csv > results.csv
 //
 // Timelines go to -out (default bench-out/ in the current directory). Progress goes to stderr.
@@ -48,6 +49,7 @@ type options struct {
 	budget     int64
 	workloads  []string
 	strategies []harness.Strategy // nil: each workload's own
+	accounting string             // "" (as each strategy says), "strict", "spark" or "both"
 	baselines  bool
 	format     string
 	out        string
@@ -66,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&budget, "budget", "16MiB", "memory budget: the unified region of Spillway's memory manager, and the run size of the hand-written external sort")
 	fs.StringVar(&workloads, "workloads", "all", "comma-separated workloads to run (see -list)")
 	fs.StringVar(&strategies, "strategies", "", "semicolon-separated strategies to run on every workload instead of each workload's defaults, e.g. 'default;nocompress;victim=largest'")
+	fs.StringVar(&o.accounting, "accounting", "", "memory accounting of every strategy: strict, spark (memory.SparkAllowances, Spark's unaccounted allowances) or both (each strategy twice); empty: as each strategy says (accounting=spark in its label), else strict")
 	fs.BoolVar(&o.baselines, "baselines", true, "run the plain-Go baselines too")
 	fs.StringVar(&o.format, "format", "table", "output format: table, csv or json")
 	fs.StringVar(&o.out, "out", "bench-out", "directory for the SVG timelines (one per run); empty for none")
@@ -95,6 +98,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case "table", "csv", "json":
 	default:
 		return o, fmt.Errorf("-format %q: want table, csv or json", o.format)
+	}
+	switch o.accounting {
+	case "", "strict", "spark", "both":
+	default:
+		return o, fmt.Errorf("-accounting %q: want strict, spark or both", o.accounting)
 	}
 	if strategies != "" {
 		for label := range strings.SplitSeq(strategies, ";") {
@@ -177,7 +185,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if o.strategies != nil {
 			strategies = o.strategies
 		}
-		for _, s := range strategies {
+		for _, s := range withAccounting(strategies, o.accounting) {
 			jobs = append(jobs, job{w, w.Spec(s, o.budget)})
 		}
 	}
@@ -252,4 +260,25 @@ func writeSVG(name string, tl harness.Timeline) error {
 		return err
 	}
 	return errors.Join(harness.WriteSVG(f, tl), f.Close())
+}
+
+// withAccounting applies the -accounting flag to strategies: "strict" and "spark" set every
+// strategy's accounting, "both" runs each strategy strict and then with Spark's allowances, ""
+// leaves them as they are.
+func withAccounting(strategies []harness.Strategy, accounting string) []harness.Strategy {
+	if accounting == "" {
+		return strategies
+	}
+	var out []harness.Strategy
+	for _, s := range strategies {
+		if accounting != "spark" {
+			s.SparkAllowances = false
+			out = append(out, s)
+		}
+		if accounting != "strict" {
+			s.SparkAllowances = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

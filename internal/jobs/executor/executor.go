@@ -38,6 +38,9 @@ type Config struct {
 	Dirs []string
 	// Task configures every task's memory.TaskManager (the spill victim order).
 	Task memory.TaskConfig
+	// Accounting is the memory manager's memory.Config.Accounting: Strict (the default) or
+	// Spark's unaccounted allowances.
+	Accounting memory.Accounting
 	// Logger receives every component's logs. nil means zap.NewNop().
 	Logger *zap.Logger
 }
@@ -85,7 +88,7 @@ func New(cfg Config) (_ *Executor, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	mcfg := memory.Config{NumCores: cfg.Cores, OffHeapSize: cfg.OffHeap, Logger: cfg.Logger}
+	mcfg := memory.Config{NumCores: cfg.Cores, OffHeapSize: cfg.OffHeap, Accounting: cfg.Accounting, Logger: cfg.Logger}
 	if cfg.Budget != Unlimited {
 		mcfg.SystemMemory, mcfg.ReservedMemory, mcfg.Fraction = cfg.Budget, memory.NoReservedMemory, 1
 	}

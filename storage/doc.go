@@ -127,6 +127,15 @@
 //
 // # Deliberate differences from Spark
 //
+//   - Strict unrolling (memory.Strict, the default): PutIteratorAsValues and PutIteratorAsBytes
+//     check the unrolled size after every record instead of every UnrollMemoryCheckPeriod, so a
+//     large record is charged before the next one is read, and before the values vector doubles
+//     the reservation covers the old and the new array together. The unrolled values are stored
+//     in the vector's own array rather than copied into one of their exact number. A partition
+//     therefore needs room for its values plus one doubling to be cached as values; one that
+//     would only fit without counting the copies is handed back unrolled (recomputed or sent to
+//     disk by its level), where Spark would cache it and exceed its budget while doing so.
+//     memory.SparkAllowances keeps Spark's policy.
 //   - Checksums: every batch carries a CRC-32C of its header and payload, so a torn or altered
 //     spill or block file is reported as ErrCorrupt and never silently misread. Spark's spill
 //     files have no checksum (shuffle checksums, spark.shuffle.checksum, cover only shuffle

@@ -50,11 +50,14 @@ func byteList(n, size int, seed byte) [][]byte {
 	return out
 }
 
+// newTestUMM is the memory manager of the ported Spark scenarios. They count on Spark's unroll
+// policy (a size check every UnrollMemoryCheckPeriod records), so it keeps Spark's allowances;
+// strict accounting is tested by TestStrictUnroll* and by internal/heapbound.
 func newTestUMM(t testing.TB, onHeap, offHeap int64, storageFraction float64) *memory.UnifiedManager {
 	t.Helper()
 	m, err := memory.NewUnifiedManager(memory.Config{
 		SystemMemory: onHeap, ReservedMemory: storageNoReserve, Fraction: 1, StorageFraction: storageFraction,
-		OffHeapSize: offHeap, NumCores: 1,
+		OffHeapSize: offHeap, NumCores: 1, Accounting: memory.SparkAllowances,
 	})
 	require.NoError(t, err)
 	return m
@@ -758,4 +761,75 @@ func mustBytes(t testing.TB, buf *ChunkedBuffer) []byte {
 	b, err := buf.Bytes(1 << 30)
 	require.NoError(t, err)
 	return b
+}
+
+// probeIterator hands out values and, before each, records the unroll memory the task holds.
+type probeIterator[T any] struct {
+	vals     []T
+	i        int
+	reserved []int64 // the unroll memory held when value i was asked for
+	read     func() int64
+}
+
+func (p *probeIterator[T]) Next() bool {
+	if p.i >= len(p.vals) {
+		return false
+	}
+	p.reserved = append(p.reserved, p.read())
+	p.i++
+	return true
+}
+func (p *probeIterator[T]) Value() T     { return p.vals[p.i-1] }
+func (p *probeIterator[T]) Err() error   { return nil }
+func (p *probeIterator[T]) Close() error { return nil }
+
+// Under strict accounting the unroll reservation covers the vector's old and new arrays before
+// it doubles, and a large record is charged before the next one is read.
+func TestStrictUnrollAccountsGrowthAndLargeRecords(t *testing.T) {
+	strictUMM := func(t *testing.T, heap int64) *memory.UnifiedManager {
+		m, err := memory.NewUnifiedManager(memory.Config{
+			SystemMemory: heap, ReservedMemory: storageNoReserve, Fraction: 1, NumCores: 1,
+		})
+		require.NoError(t, err)
+		require.Equal(t, memory.Strict, m.Accounting())
+		return m
+	}
+	t.Run("growth", func(t *testing.T) {
+		m := strictUMM(t, 64<<20)
+		ms, err := NewMemoryStore(m, NewBlockInfoManager(), nil, MemoryStoreConfig{UnrollMemoryThreshold: 1 << 10})
+		require.NoError(t, err)
+		p := &probeIterator[int64]{vals: make([]int64, 5000),
+			read: func() int64 { return ms.CurrentUnrollMemoryForTask(msTask, memory.OnHeap) }}
+		size, partial, err := PutIteratorAsValues(context.Background(), ms, msTask, TestBlockID("g"), p, memory.OnHeap)
+		require.NoError(t, err)
+		require.Nil(t, partial)
+		require.Positive(t, size)
+		for c := 64; c < len(p.vals); c *= 2 {
+			// Value c is appended to a full vector of c: the new array of 2c is allocated while
+			// the old one is held.
+			require.GreaterOrEqual(t, p.reserved[c], int64(3*c*8), "before growing from %d values", c)
+		}
+		ms.Clear()
+	})
+	t.Run("large records", func(t *testing.T) {
+		const budget, record = 4 << 20, 1 << 20
+		m := strictUMM(t, budget)
+		ms, err := NewMemoryStore(m, NewBlockInfoManager(), nil, MemoryStoreConfig{})
+		require.NoError(t, err)
+		vals := make([][]byte, 31)
+		for i := range vals {
+			vals[i] = make([]byte, record)
+		}
+		p := &probeIterator[[]byte]{vals: vals,
+			read: func() int64 { return ms.CurrentUnrollMemoryForTask(msTask, memory.OnHeap) }}
+		_, partial, err := PutIteratorAsValues(context.Background(), ms, msTask, TestBlockID("l"), p, memory.OnHeap)
+		require.NoError(t, err)
+		require.NotNil(t, partial, "31 MiB cannot be cached in 4 MiB")
+		for i, r := range p.reserved {
+			require.GreaterOrEqual(t, r, int64(i)*record, "records held when value %d was asked for", i)
+		}
+		require.LessOrEqual(t, len(p.reserved), budget/record+1, "no more records read than the budget holds")
+		require.NoError(t, partial.Close())
+		require.Zero(t, ms.CurrentUnrollMemoryForTask(msTask, memory.OnHeap))
+	})
 }

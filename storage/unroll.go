@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
@@ -37,7 +38,13 @@ const (
 // run stores records with store (which returns false at the end of the input) until the input
 // ends, a reservation fails or ctx ends, checking the estimated size every checkPeriod records
 // and growing the reservation to growth × the size when the size reaches it.
-func (u *unrollState) run(ctx context.Context, store func() (bool, error), estimate func() int64) (unrollOutcome, error) {
+//
+// Under strict accounting (memory.Strict) the size is checked after every record, so one large
+// record cannot slip between two checks, and before a record whose store grows the holder:
+// growth, if not nil, returns the bytes the next store allocates beside what the estimate already
+// counts (a doubling vector's new array, while the old one is still held), and the reservation
+// must cover both before the store runs.
+func (u *unrollState) run(ctx context.Context, store func() (bool, error), estimate, growth func() int64) (unrollOutcome, error) {
 	cfg := u.ms.cfg
 	initial := cfg.UnrollMemoryThreshold
 	keep, err := u.ms.ReserveUnrollMemoryForThisTask(u.task, u.id, initial, u.mode)
@@ -54,6 +61,19 @@ func (u *unrollState) run(ctx context.Context, store func() (bool, error), estim
 	threshold := initial
 	done := ctx.Done()
 	period := int64(cfg.UnrollMemoryCheckPeriod)
+	strict := u.ms.m.Accounting() == memory.Strict
+	if strict {
+		period = 1
+	}
+	reserve := func(cur int64) (bool, error) {
+		req := int64(float64(cur)*cfg.UnrollMemoryGrowthFactor) - threshold
+		keep, err := u.ms.ReserveUnrollMemoryForThisTask(u.task, u.id, req, u.mode)
+		if err == nil && keep {
+			u.unrollUsed += req
+			threshold += req
+		}
+		return keep, err
+	}
 	for elements := int64(0); ; elements++ {
 		select {
 		case <-done:
@@ -61,6 +81,17 @@ func (u *unrollState) run(ctx context.Context, store func() (bool, error), estim
 				zap.Stringer("block", u.id), zap.Int64("task", int64(u.task)), zap.Error(ctx.Err()))
 			return interrupted, nil
 		default:
+		}
+		if strict && growth != nil {
+			if g := growth(); g > 0 {
+				if cur := estimate() + g; cur >= threshold {
+					if keep, err := reserve(cur); err != nil {
+						return inputFailed, err
+					} else if !keep {
+						return outOfMemory, nil
+					}
+				}
+			}
 		}
 		more, err := store()
 		if err != nil {
@@ -73,16 +104,11 @@ func (u *unrollState) run(ctx context.Context, store func() (bool, error), estim
 			continue
 		}
 		if cur := estimate(); cur >= threshold {
-			req := int64(float64(cur)*cfg.UnrollMemoryGrowthFactor) - threshold
-			keep, err := u.ms.ReserveUnrollMemoryForThisTask(u.task, u.id, req, u.mode)
-			if err != nil {
+			if keep, err := reserve(cur); err != nil {
 				return inputFailed, err
-			}
-			if !keep {
+			} else if !keep {
 				return outOfMemory, nil
 			}
-			u.unrollUsed += req
-			threshold += req
 		}
 	}
 }
@@ -143,6 +169,15 @@ func newUnrollVector[T any]() *unrollVector[T] {
 	return v
 }
 
+// growth is the bytes the next append allocates beside the current array: the doubled array,
+// while the old one is still held.
+func (v *unrollVector[T]) growth() int64 {
+	if len(v.data) < cap(v.data) {
+		return 0
+	}
+	return 2 * int64(cap(v.data)) * int64(reflect.TypeFor[T]().Size())
+}
+
 func (v *unrollVector[T]) append(x T) {
 	if len(v.data) == cap(v.data) {
 		grown := make([]T, len(v.data), 2*cap(v.data))
@@ -155,11 +190,12 @@ func (v *unrollVector[T]) append(x T) {
 	v.tracker.AfterUpdate()
 }
 
-// build returns the values in a slice of exactly their number (Spark's toArray) and their
-// precise size.
-func (v *unrollVector[T]) build() ([]T, int64) {
+// build returns the values and their precise size. With trim, they are copied into a slice of
+// exactly their number (Spark's toArray); without, they stay in the vector's array, so no second
+// array is allocated beside it (strict accounting).
+func (v *unrollVector[T]) build(trim bool) ([]T, int64) {
 	vals := v.data
-	if cap(vals) != len(vals) {
+	if trim && cap(vals) != len(vals) {
 		vals = make([]T, len(v.data))
 		copy(vals, v.data)
 		clear(v.data)
@@ -196,13 +232,13 @@ func PutIteratorAsValues[T any](ctx context.Context, ms *MemoryStore, task memor
 		}
 		vec.append(values.Value())
 		return true, nil
-	}, vec.tracker.EstimateSize)
+	}, vec.tracker.EstimateSize, vec.growth)
 	switch outcome {
 	case inputFailed:
 		u.release()
 		return 0, nil, errors.Join(err, values.Close())
 	case unrolledAll:
-		vals, size := vec.build()
+		vals, size := vec.build(ms.m.Accounting() != memory.Strict)
 		ok, err := u.fitPrecise(size)
 		if err != nil {
 			u.release()
@@ -432,7 +468,7 @@ func PutIteratorAsBytes[T any](ctx context.Context, ms *MemoryStore, task memory
 			return false, values.Err()
 		}
 		return true, h.store(values.Value())
-	}, h.estimatedSize)
+	}, h.estimatedSize, nil)
 	switch outcome {
 	case inputFailed:
 		return fail(err)

@@ -478,6 +478,14 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 		return nil, err
 	}
 	s.started, s.readUse = true, readUse
+	if !readUse && s.io.strict && len(s.spills) > 0 {
+		// No forced spill can free the in-memory records while they are merged for a shuffle
+		// writer: spill them too, so their memory can hold the merge's readers.
+		if _, err := s.spillCollection(); err != nil {
+			return nil, err
+		}
+		s.sp.ReleaseMemory()
+	}
 	spills := s.spills
 	s.spills = nil
 	r := &readingIterator[K, V, C]{s: s, upstream: s.takeSorted(len(spills) > 0)}

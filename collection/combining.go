@@ -22,6 +22,7 @@ type combiningTable[K comparable, V, C any] struct {
 	est   estimator.Estimator                 // measures every table of the collection
 
 	scope *storage.Scope // where spill files are created
+	io    ioMemory       // the spill readers' and merge writers' memory
 
 	// Guarded by sp's lock.
 	current  *SizeTrackingMap[K, C] // nil once iterated, closed or broken
@@ -90,6 +91,59 @@ func (t *combiningTable[K, V, C]) close(closeReaders func() []error) error {
 	}
 	t.files = nil
 	return errors.Join(errs...)
+}
+
+// mergeSpills is the read side of a bounded merge, called with the lock held. It releases the
+// lock while groups of spills are merged into larger files by merge (multiPass.reduce), then,
+// with the lock held again, calls open on every remaining file with the function releasing its
+// reader's memory, and records the passes. On error (and when Close ran meanwhile) every file
+// not handed to open is deleted and the memory is released.
+func (t *combiningTable[K, V, C]) mergeSpills(ctx context.Context, spills []spillFile,
+	merge func(context.Context, []spillFile, *reservation) (spillFile, error), open func(spillFile, func()) error) error {
+	mp := &multiPass[spillFile]{io: &t.io, cfg: t.sp.cfg, info: spillFile.info, merge: merge, remove: t.removeFile}
+	t.sp.Unlock()
+	files, res, passes, err := mp.reduce(ctx, spills)
+	t.sp.Lock()
+	if err != nil {
+		return err
+	}
+	defer res.close()
+	if t.sp.Closed() {
+		err = t.sp.closedError("while its spills were merged")
+	} else {
+		t.sp.metrics.MergePasses += int64(passes)
+	}
+	for i, f := range files {
+		if err == nil {
+			err = open(f, res.take(f.readCost))
+			if err == nil {
+				continue
+			}
+		}
+		err = errors.Join(err, t.removeFile(files[i]))
+	}
+	return err
+}
+
+// removeFile deletes a spill file (if it still exists).
+func (t *combiningTable[K, V, C]) removeFile(f spillFile) error {
+	if _, err := t.scope.Remove(f.id); err != nil {
+		return fmt.Errorf("collection: deleting spill file %s: %w", f.id, err)
+	}
+	return nil
+}
+
+// registerMerged records a file written by a merge pass for Close, which deletes it; if Close
+// already ran, it deletes it at once and returns an error wrapping ErrClosed.
+func (t *combiningTable[K, V, C]) registerMerged(id storage.BlockID) error {
+	t.sp.Lock()
+	defer t.sp.Unlock()
+	if t.sp.Closed() {
+		_, err := t.scope.Remove(id)
+		return errors.Join(t.sp.closedError("while its spills were merged"), err)
+	}
+	t.files = append(t.files, id)
+	return nil
 }
 
 // newTable returns an empty in-memory table hashing with h and measured with the collection's

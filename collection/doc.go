@@ -114,8 +114,40 @@
 //     by Spark's record count, which bounds each reader's buffer; ExternalGrouper spills one
 //     key's values in records of at most 32 KiB of values (SPARK-1823, never fixed in Spark).
 //
+// # Merge memory and bounded merges
+//
+// With memory.Strict accounting (memory.Config.Accounting, the default) the buffers of every
+// spill reader and of every merge writer are execution memory of the collection's task, held by
+// a consumer named "<collection> spill I/O" that cannot spill: acquired before a file is opened,
+// released when its reader closes (a merge closes each file as soon as it is exhausted). A
+// reader of a spill file costs what storage.RecordWriter.ReadBufferBytes reports for it: its
+// file buffer (32 KiB, or the file's size if smaller), its largest stored batch and, when
+// compressed, its largest decompressed batch — at most about 32 KiB + 2 × (BatchBytes + the
+// largest record), 2.1 MiB with the default 1 MiB batches (plus about 1.25 MiB of decoder
+// state for zstd). A merge writer costs 32 KiB + 2.5 × (BatchBytes + the largest record)
+// + 8 KiB (2 MiB more for zstd), about 2.6 MiB by default.
+//
+// A merge opens only as many spill files as the task can hold readers for. When the grant
+// does not cover a reader of every file, ExternalAppendOnlyMap, ExternalGrouper and
+// ExternalSorter (each partition's merge, and so the shuffle's sort writer) first merge the
+// smallest files, k at a time (k readers and a writer fit the grant, k ≥ 2), into larger files,
+// and ask again; each merged file is deleted as soon as it is read, and every file on error or
+// cancellation (ExternalAppendOnlyMap.IteratorContext and ExternalGrouper.IteratorContext take
+// the context; ExternalSorter's readers take theirs). With k readers affordable, s spill files
+// take passes = ⌈log_k(s)⌉ (the final merge included; SpillMetrics.MergePasses reports it),
+// each pass reading and writing all the spilled data once. Example: a 16 MiB budget with
+// 1 MiB batches holds a writer (2.6 MiB) and k = 6 readers (2.1 MiB each); 10 GiB of data
+// spilled by a collection that fills about 16 MiB of memory per spill gives about 640 spill
+// files, so ⌈log_6(640)⌉ = 4 passes (3 intermediate, then the final merge); with 64 KiB
+// batches a reader costs about 160 KiB, k ≈ 90 and 2 passes suffice. When not even two
+// readers and a writer can be had after spilling the task's other consumers, reading returns
+// an error wrapping memory.ErrOutOfMemory with the task's usage report. With
+// memory.SparkAllowances nothing of this is accounted and every merge takes one pass, as in
+// Spark.
+//
 // Not accounted to the task, as in Spark: a collection's free initial threshold (5 MiB by
-// default), each spill reader's batch buffer during a merge (up to 2 × SpillConfig.BatchBytes
-// when compressed), and the record writer's buffers during a spill. The type docs give the
-// details.
+// default), the record writer's buffers while the in-memory collection is spilled (also by a
+// forced spill while it is read), and, with memory.SparkAllowances, each spill reader's batch
+// buffer during a merge (up to 2 × SpillConfig.BatchBytes when compressed). The type docs give
+// the details.
 package collection

@@ -108,6 +108,7 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 		m.keep = func(s slot[K, C], buf []byte) slot[K, C] { s.key = keepKey(s.key, buf); return s }
 	}
 	m.sp.Init(tm, m, cfg.Name, cfg.SpillConfig, m.forceSpill)
+	m.io.init(tm, cfg.Name)
 	m.current = m.newMap()
 	return m, nil
 }
@@ -172,9 +173,10 @@ func (m *ExternalAppendOnlyMap[K, V, C]) writeSpill(it Iterator[slot[K, C]]) (sp
 	return f, nil
 }
 
-// openSpill returns a reader of a spill file of the map.
+// openSpill returns a reader of a spill file of the map, for a forced spill of the iterator
+// (whose buffers are not accounted: see the package doc).
 func (m *ExternalAppendOnlyMap[K, V, C]) openSpill(f spillFile) (Iterator[slot[K, C]], error) {
-	r, err := openSpill(m.scope, f, m.codec, m.keep)
+	r, err := openSpill(m.scope, f, m.codec, m.keep, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -207,16 +209,25 @@ func (m *ExternalAppendOnlyMap[K, V, C]) forceSpill() (bool, int64, error) {
 	return true, disk, nil
 }
 
-// Iterator returns the map's pairs, each key once with its combiner, and takes the map over
-// (Spark's iterator, which may be called once). Without spills it reads the in-memory table;
-// otherwise it merges the spill files and the in-memory table, sorted by key hash, by hash
-// (Spark's ExternalIterator, reference §12.5). The TaskManager may force-spill the iterator
-// while it is read; then it continues from disk and the table becomes garbage. The map's memory
-// is released when the in-memory part is exhausted or spilled. Close the iterator (or the map)
-// when done.
-//
-// It returns ErrIterated when called twice, ErrClosed after Close, or the map's error.
+// Iterator is IteratorContext with context.Background().
 func (m *ExternalAppendOnlyMap[K, V, C]) Iterator() (Iterator[Pair[K, C]], error) {
+	return m.IteratorContext(context.Background())
+}
+
+// IteratorContext returns the map's pairs, each key once with its combiner, and takes the map
+// over (Spark's iterator, which may be called once). Without spills it reads the in-memory
+// table; otherwise it merges the spill files and the in-memory table, sorted by key hash, by
+// hash (Spark's ExternalIterator, reference §12.5). The TaskManager may force-spill the
+// iterator while it is read; then it continues from disk and the table becomes garbage. The
+// map's memory is released when the in-memory part is exhausted or spilled. Close the iterator
+// (or the map) when done.
+//
+// In Strict accounting the spill readers' buffers are execution memory of the task: when the
+// task cannot hold a reader of every spill file at once, IteratorContext first merges groups of
+// files into larger ones (see the package doc), which ctx can cancel. It returns an error
+// wrapping memory.ErrOutOfMemory when not even two readers fit, ErrIterated when called twice,
+// ErrClosed after Close, or the map's error; on error every spill file is deleted.
+func (m *ExternalAppendOnlyMap[K, V, C]) IteratorContext(ctx context.Context) (Iterator[Pair[K, C]], error) {
 	m.sp.Lock()
 	defer m.sp.Unlock()
 	if err := m.checkUsable(); err != nil {
@@ -228,29 +239,59 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Iterator() (Iterator[Pair[K, C]], error
 	m.iterated = true
 	cur := m.current
 	m.current = nil
-	m.out = &mapIterator[K, V, C]{m: m}
+	out := &mapIterator[K, V, C]{m: m}
+	m.out = out
 	if len(m.spills) == 0 {
 		m.reading = m.newSpillableIterator(cur.destructiveSlots())
-		m.out.src = m.reading
-		return m.out, nil
+		out.src = m.reading
+		return out, nil
 	}
-	m.reading = m.newSpillableIterator(cur.destructiveSortedSlots())
-	streams := []Iterator[slot[K, C]]{m.reading}
+	reading := m.newSpillableIterator(cur.destructiveSortedSlots())
+	m.reading = reading
 	spills := m.spills
 	m.spills = nil
-	for _, f := range spills {
-		r, err := m.openSpill(f)
+	streams := []Iterator[slot[K, C]]{reading}
+	err := m.mergeSpills(ctx, spills, m.mergeGroup, func(f spillFile, release func()) error {
+		r, err := openSpill(m.scope, f, m.codec, m.keep, release)
+		if err == nil {
+			streams = append(streams, r)
+		}
+		return err
+	})
+	if err != nil {
+		for _, s := range streams {
+			_ = s.Close()
+		}
+		if m.out == out {
+			m.out = nil
+		}
+		return nil, m.fail(err)
+	}
+	out.src = newHashMerge(m.agg.MergeCombiners, streams)
+	return out, nil
+}
+
+// mergeGroup merges a group of the map's spill files into one (a pass of a multi-pass merge),
+// with the lock not held: the readers and the writer take their memory from res.
+func (m *ExternalAppendOnlyMap[K, V, C]) mergeGroup(ctx context.Context, group []spillFile, res *reservation) (spillFile, error) {
+	streams := make([]Iterator[slot[K, C]], 0, len(group))
+	for _, f := range group {
+		r, err := openSpill(m.scope, f, m.codec, m.keep, res.take(f.readCost))
 		if err != nil {
 			for _, s := range streams {
 				_ = s.Close()
 			}
-			m.out = nil
-			return nil, m.fail(err)
+			return spillFile{}, err
 		}
 		streams = append(streams, r)
 	}
-	m.out.src = newHashMerge(m.agg.MergeCombiners, streams)
-	return m.out, nil
+	defer res.take(res.left)() // the writer's
+	merged := &ctxIterator[slot[K, C]]{Iterator: newHashMerge(m.agg.MergeCombiners, streams), ctx: ctx}
+	f, err := writeSpill(m.scope, m.sp.cfg, m.codec, merged)
+	if err != nil {
+		return spillFile{}, err
+	}
+	return f, m.registerMerged(f.id)
 }
 
 // newSpillableIterator wraps the in-memory stream so a forced spill can move its rest to disk;

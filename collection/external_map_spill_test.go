@@ -251,7 +251,7 @@ func TestExternalMapMetamorphic(t *testing.T) {
 		in[i] = Pair[int, int]{rng.IntN(keySpace), rng.IntN(1000)}
 	}
 	run := func(t *testing.T, budget int64, cfg ExternalMapConfig[int], spillEvery int) map[int][]int {
-		m, err := NewExternalAppendOnlyMap(newTestTask(t, budget), newTestScope(t, nil), listAgg[int, int](), intCodec, intsCodec, cfg)
+		m, err := NewExternalAppendOnlyMap(newSparkTask(t, budget), newTestScope(t, nil), listAgg[int, int](), intCodec, intsCodec, cfg)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, m.Close()) }()
 		require.NoError(t, m.InsertAll(context.Background(), SliceIterator(in)))

@@ -145,6 +145,7 @@ type ExternalSorter[K comparable, V, C any] struct {
 	started  bool                      // a reader was created
 	readUse  bool                      // Iterator was called: forced spills spill the reader
 	err      error                     // sticky: a failed spill
+	io       ioMemory                  // the spill readers' and merge writers' memory
 }
 
 // NewExternalSorter returns an empty sorter of task tm that spills into disk (normally the
@@ -187,6 +188,7 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 		name = "ExternalSorter"
 	}
 	s.sp.Init(tm, s, name, cfg.Spill, s.forceSpill)
+	s.io.init(tm, name)
 	s.newCollection()
 	return s, nil
 }
@@ -430,8 +432,10 @@ func (s *ExternalSorter[K, V, C]) writeSpill(it Iterator[PartitionedPair[K, C]])
 	return f, nil
 }
 
-func (s *ExternalSorter[K, V, C]) openSpill(f sorterSpill) (*spillSource[K, C], error) {
-	return openSorterSpill(s.disk, f, s.codec, s.keep)
+// openSpill opens a spill of the sorter whose reader's memory release gives back (nil: accounted
+// elsewhere, as for a forced spill's reader).
+func (s *ExternalSorter[K, V, C]) openSpill(f sorterSpill, release func()) (*spillSource[K, C], error) {
+	return openSorterSpill(s.disk, f, s.codec, s.keep, release)
 }
 
 // forceSpill is Spark's forceSpill, called by Spillable.Spill with the lock held: nothing while
@@ -474,38 +478,133 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 		return nil, err
 	}
 	s.started, s.readUse = true, readUse
+	if !readUse && s.io.strict && len(s.spills) > 0 {
+		// No forced spill can free the in-memory records while they are merged for a shuffle
+		// writer: spill them too, so their memory can hold the merge's readers.
+		if _, err := s.spillCollection(); err != nil {
+			return nil, err
+		}
+		s.sp.ReleaseMemory()
+	}
 	spills := s.spills
 	s.spills = nil
 	r := &readingIterator[K, V, C]{s: s, upstream: s.takeSorted(len(spills) > 0)}
 	s.reading = r
 	pi := &PartitionIterator[K, C]{ctx: ctx, n: s.n, part: -1}
 	if len(spills) > 0 {
-		switch {
-		case s.agg != nil && s.order == nil:
-			pi.merge = s.agg.MergeCombiners
-			pi.hasher = &s.hasher
-		case s.order != nil:
-			order := s.order
-			pi.pairCmp = func(a, b Pair[K, C]) int { return order(a.Key, b.Key) }
-			if s.agg != nil {
-				pi.merge = s.agg.MergeCombiners
-			}
-		}
+		s.mergeSettings(pi)
 	}
-	for _, f := range spills {
-		src, err := s.openSpill(f)
-		if err != nil {
-			for _, c := range pi.sources {
-				err = errors.Join(err, c.close())
+	mp := &multiPass[sorterSpill]{io: &s.io, cfg: s.sp.cfg, info: func(f sorterSpill) fileInfo { return f.file.info() },
+		merge: s.mergeGroup, remove: s.removeSpill}
+	s.sp.Unlock()
+	files, res, passes, err := mp.reduce(ctx, spills)
+	s.sp.Lock()
+	if err == nil && s.sp.Closed() {
+		err = s.sp.closedError("while its spills were merged")
+	}
+	if err == nil {
+		s.sp.metrics.MergePasses += int64(passes)
+	}
+	for i, f := range files {
+		var src *spillSource[K, C]
+		if err == nil {
+			if src, err = s.openSpill(f, res.take(f.file.readCost)); err == nil {
+				pi.sources = append(pi.sources, newCursor[K, C](src))
+				continue
 			}
-			return nil, s.fail(errors.Join(err, r.finishLocked()))
 		}
-		pi.sources = append(pi.sources, newCursor[K, C](src))
+		err = errors.Join(err, s.removeSpill(files[i]))
+	}
+	if res != nil {
+		res.close()
+	}
+	if err != nil {
+		for _, c := range pi.sources {
+			err = errors.Join(err, c.close())
+		}
+		return nil, s.fail(errors.Join(err, r.finishLocked()))
 	}
 	pi.sources = append(pi.sources, newCursor[K, C](r))
 	s.out = pi
 	return pi, nil
 }
+
+// mergeSettings sets how pi merges the sorter's streams of a partition.
+func (s *ExternalSorter[K, V, C]) mergeSettings(pi *PartitionIterator[K, C]) {
+	switch {
+	case s.agg != nil && s.order == nil:
+		pi.merge = s.agg.MergeCombiners
+		pi.hasher = &s.hasher
+	case s.order != nil:
+		order := s.order
+		pi.pairCmp = func(a, b Pair[K, C]) int { return order(a.Key, b.Key) }
+		if s.agg != nil {
+			pi.merge = s.agg.MergeCombiners
+		}
+	}
+}
+
+// mergeGroup merges a group of the sorter's spills into one, partition by partition, as the
+// final merge would (a pass of a multi-pass merge), with the lock not held: the readers and the
+// writer take their memory from res.
+func (s *ExternalSorter[K, V, C]) mergeGroup(ctx context.Context, group []sorterSpill, res *reservation) (sorterSpill, error) {
+	pi := &PartitionIterator[K, C]{ctx: ctx, n: s.n, part: -1}
+	s.mergeSettings(pi)
+	for _, f := range group {
+		src, err := s.openSpill(f, res.take(f.file.readCost))
+		if err != nil {
+			return sorterSpill{}, errors.Join(err, pi.Close())
+		}
+		pi.sources = append(pi.sources, newCursor[K, C](src))
+	}
+	defer res.take(res.left)() // the writer's
+	f, err := writeSorterSpill(s.disk, s.sp.cfg, s.codec, s.n, &partitionedRecords[K, C]{pi: pi})
+	if err != nil {
+		return sorterSpill{}, err
+	}
+	s.sp.Lock()
+	defer s.sp.Unlock()
+	if s.sp.Closed() {
+		return sorterSpill{}, errors.Join(s.sp.closedError("while its spills were merged"), s.removeSpill(f))
+	}
+	s.files = append(s.files, f.file.id)
+	return f, nil
+}
+
+// removeSpill deletes a spill file of the sorter (if it still exists).
+func (s *ExternalSorter[K, V, C]) removeSpill(f sorterSpill) error {
+	if _, err := s.disk.Remove(f.file.id); err != nil {
+		return fmt.Errorf("collection: deleting spill file %s: %w", f.file.id, err)
+	}
+	return nil
+}
+
+// partitionedRecords is a PartitionIterator's records as one stream of PartitionedPairs.
+type partitionedRecords[K comparable, C any] struct {
+	pi   *PartitionIterator[K, C]
+	recs Iterator[Pair[K, C]]
+	cur  PartitionedPair[K, C]
+}
+
+func (r *partitionedRecords[K, C]) Next() bool {
+	for {
+		if r.recs != nil && r.recs.Next() {
+			p := r.recs.Value()
+			r.cur = PartitionedPair[K, C]{Partition: int32(r.pi.Partition()), Key: p.Key, Value: p.Value}
+			return true
+		}
+		r.cur = PartitionedPair[K, C]{}
+		if !r.pi.Next() {
+			r.recs = nil
+			return false
+		}
+		r.recs = r.pi.Records()
+	}
+}
+
+func (r *partitionedRecords[K, C]) Value() PartitionedPair[K, C] { return r.cur }
+func (r *partitionedRecords[K, C]) Err() error                   { return r.pi.Err() }
+func (r *partitionedRecords[K, C]) Close() error                 { return r.pi.Close() }
 
 // WritePartitionedFile writes every partition, in order, into w: each partition's bytes form an
 // independent record stream (its own CRC-framed batches of (K, C) pairs in storage's record
@@ -679,7 +778,7 @@ func (r *readingIterator[K, V, C]) spillLocked() (bool, int64, error) {
 	f, err := r.s.writeSpill(up) // closes up: the collection is unreachable from here on
 	if err == nil {
 		var src *spillSource[K, C]
-		if src, err = r.s.openSpill(f); err == nil {
+		if src, err = r.s.openSpill(f, nil); err == nil {
 			r.upstream = src
 			return true, f.file.size, nil
 		}

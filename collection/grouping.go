@@ -122,6 +122,7 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 	g := &ExternalGrouper[K, V]{keys: keys, vals: values, keep: keeper[K](), hasher: cfg.Hasher}
 	g.agg, g.spill, g.scope = groupingAggregator[K, V](), g.spillCurrent, scope
 	g.sp.Init(tm, g, cfg.Name, cfg.SpillConfig, g.forceSpill)
+	g.io.init(tm, cfg.Name)
 	g.current = g.newMap()
 	return g, nil
 }
@@ -274,10 +275,16 @@ func (g *ExternalGrouper[K, V]) forceSpill() (bool, int64, error) {
 	return true, disk, nil
 }
 
-// Iterator returns every key once with its values (see Group), merging the spill files and the
-// in-memory table; it takes the grouper over and may be called once. Close it (or the grouper)
-// when done.
+// Iterator is IteratorContext with context.Background().
 func (g *ExternalGrouper[K, V]) Iterator() (Iterator[Group[K, V]], error) {
+	return g.IteratorContext(context.Background())
+}
+
+// IteratorContext returns every key once with its values (see Group), merging the spill files
+// and the in-memory table; it takes the grouper over and may be called once. Close it (or the
+// grouper) when done. Like ExternalAppendOnlyMap.IteratorContext, in Strict accounting it first
+// merges groups of spill files into larger ones when the task cannot hold a reader of each.
+func (g *ExternalGrouper[K, V]) IteratorContext(ctx context.Context) (Iterator[Group[K, V]], error) {
 	g.sp.Lock()
 	defer g.sp.Unlock()
 	if err := g.checkUsable(); err != nil {
@@ -295,16 +302,62 @@ func (g *ExternalGrouper[K, V]) Iterator() (Iterator[Group[K, V]], error) {
 	g.out = out
 	spills := g.spills
 	g.spills = nil
-	for _, f := range spills {
-		raw, err := openRawSpill(g.scope, f)
-		if err != nil {
-			out.closeLocked()
-			g.out = nil
-			return nil, g.fail(err)
+	err := g.mergeSpills(ctx, spills, g.mergeGroup, func(f spillFile, release func()) error {
+		raw, err := openRawSpill(g.scope, f, release)
+		if err == nil {
+			out.sources = append(out.sources, &diskGroupSource[K, V]{g: g, r: raw})
 		}
-		out.sources = append(out.sources, &diskGroupSource[K, V]{g: g, r: raw})
+		return err
+	})
+	if err != nil {
+		_ = out.closeSources()
+		if g.out == out {
+			g.out = nil
+		}
+		return nil, g.fail(err)
 	}
 	return out, nil
+}
+
+// mergeGroup merges a group of the grouper's spill files into one (a pass of a multi-pass
+// merge), with the lock not held: the readers and the writer take their memory from res. Each
+// key's records are copied as they are, the files' in turn.
+func (g *ExternalGrouper[K, V]) mergeGroup(ctx context.Context, group []spillFile, res *reservation) (f spillFile, err error) {
+	it := &groupIterator[K, V]{g: g}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	for _, f := range group {
+		raw, err := openRawSpill(g.scope, f, res.take(f.readCost))
+		if err != nil {
+			return spillFile{}, err
+		}
+		it.sources = append(it.sources, &diskGroupSource[K, V]{g: g, r: raw})
+	}
+	defer res.take(res.left)() // the writer's
+	w, err := newSpillWriter(g.scope, g.scope.CreateTempLocal, g.sp.cfg, rawCodec{})
+	if err != nil {
+		return spillFile{}, err
+	}
+	var buf []byte
+	for keys := 1; it.Next(); keys++ {
+		if keys%64 == 0 {
+			err = ctx.Err()
+		}
+		for _, s := range it.group {
+			if err == nil {
+				buf, err = s.(*diskGroupSource[K, V]).copyKey(w, buf)
+			}
+		}
+		if err != nil {
+			return spillFile{}, errors.Join(err, w.Abort())
+		}
+	}
+	if err := it.Err(); err != nil {
+		return spillFile{}, errors.Join(err, w.Abort())
+	}
+	if f, err = w.Commit(); err != nil {
+		return spillFile{}, err
+	}
+	return f, g.registerMerged(f.id)
 }
 
 // Close releases the memory, closes the iterator and deletes every spill file, like
@@ -448,7 +501,7 @@ func (s *memGroupSource[K, V]) spill() (int64, bool, error) {
 		s.e = err
 		return 0, false, err
 	}
-	raw, err := openRawSpill(s.g.scope, f)
+	raw, err := openRawSpill(s.g.scope, f, nil)
 	if err != nil {
 		s.e = err
 		return f.size, false, err
@@ -587,6 +640,30 @@ func (s *diskGroupSource[K, V]) nextValue() (V, bool) {
 }
 
 func (s *diskGroupSource[K, V]) err() error { return s.e }
+
+// copyKey writes the current key's unread values and its further records to w as they are,
+// stopping at the next key's first record; buf is scratch, returned for reuse.
+func (s *diskGroupSource[K, V]) copyKey(w *spillWriter[[]byte], buf []byte) ([]byte, error) {
+	buf = appendGroupRecord(buf[:0], s.enc, s.left, s.rec)
+	s.rec, s.left = nil, 0
+	if err := w.Write(buf); err != nil {
+		return buf, err
+	}
+	for s.pending == nil {
+		rec := s.read()
+		if rec == nil {
+			return buf, s.e
+		}
+		if !s.sameKey(rec) {
+			s.pending = rec
+			break
+		}
+		if err := w.Write(rec); err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
 
 func (s *diskGroupSource[K, V]) close() error {
 	s.rec, s.pending, s.enc = nil, nil, nil

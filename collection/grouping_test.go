@@ -83,7 +83,7 @@ func TestExternalGrouperMetamorphic(t *testing.T) {
 	}
 	limit := func(k int) int { return 1 + k%5 }
 	run := func(t *testing.T, budget int64, cfg ExternalMapConfig[int], lim func(int) int, spillEvery int) map[int][]int {
-		g, err := NewExternalGrouper(newTestTask(t, budget), newTestScope(t, nil), intCodec, intCodec, cfg)
+		g, err := NewExternalGrouper(newSparkTask(t, budget), newTestScope(t, nil), intCodec, intCodec, cfg)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, g.Close()) }()
 		require.NoError(t, g.InsertAll(context.Background(), SliceIterator(in)))

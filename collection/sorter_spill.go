@@ -121,8 +121,8 @@ type spillSource[K, C any] struct {
 }
 
 func openSorterSpill[K, C any](scope *storage.Scope, sp sorterSpill, codec storage.Codec[Pair[K, C]],
-	keep func(Pair[K, C], []byte) Pair[K, C]) (*spillSource[K, C], error) {
-	r, err := openSpill(scope, sp.file, codec, keep)
+	keep func(Pair[K, C], []byte) Pair[K, C], release func()) (*spillSource[K, C], error) {
+	r, err := openSpill(scope, sp.file, codec, keep, release)
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func FuzzGroupSpillRecord(f *testing.F) {
 	scope := newTestScope(f, nil)
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		file := writeRawSpill(t, scope, rec)
-		raw, err := openRawSpill(scope, file)
+		raw, err := openRawSpill(scope, file, nil)
 		require.NoError(t, err)
 		src := &diskGroupSource[int, int]{g: g, r: raw}
 		defer func() { require.NoError(t, src.close()) }()
@@ -93,7 +93,7 @@ func FuzzMapSpillRecord(f *testing.F) {
 			require.NotZero(t, p.hash)
 			require.Equal(t, rec[:n], c.Append(nil, p), "decoded %+v", p)
 		}
-		r, oerr := openSpill(scope, writeRawSpill(t, scope, rec), c, nil)
+		r, oerr := openSpill(scope, writeRawSpill(t, scope, rec), c, nil, nil)
 		require.NoError(t, oerr)
 		defer func() { require.NoError(t, r.Close()) }()
 		ok := r.Next()

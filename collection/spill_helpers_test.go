@@ -15,8 +15,21 @@ import (
 // holds no memory.
 func newTestTask(t testing.TB, budget int64) *memory.TaskManager {
 	t.Helper()
+	return newTestTaskAccounting(t, budget, memory.Strict)
+}
+
+// newSparkTask is newTestTask with Spark's unaccounted allowances (memory.SparkAllowances): for
+// tests whose budgets are too small for strictly accounted spill readers (a reader holds a
+// file buffer of up to 32 KiB and a batch), which Spark does not account.
+func newSparkTask(t testing.TB, budget int64) *memory.TaskManager {
+	t.Helper()
+	return newTestTaskAccounting(t, budget, memory.SparkAllowances)
+}
+
+func newTestTaskAccounting(t testing.TB, budget int64, acc memory.Accounting) *memory.TaskManager {
+	t.Helper()
 	m, err := memory.NewUnifiedManager(memory.Config{
-		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1,
+		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1, Accounting: acc,
 	})
 	require.NoError(t, err)
 	tm := memory.NewTaskManager(m, 1, memory.TaskConfig{})

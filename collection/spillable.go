@@ -128,6 +128,11 @@ type SpillMetrics struct {
 	// PeakMemoryUsedBytes is the largest estimated size of the in-memory collection
 	// (peakMemoryUsedBytes, reported as PeakExecutionBytes).
 	PeakMemoryUsedBytes int64
+	// MergePasses is the number of passes over the spilled data when it was read: 1 when every
+	// spill file was merged at once, more when the memory for the readers allowed only a few
+	// at a time and groups were first merged into larger files; 0 without spills. Spark
+	// always merges in one pass.
+	MergePasses int64
 }
 
 // Spillable is Spark's Spillable (core/src/main/scala/org/apache/spark/util/collection/

@@ -17,6 +17,16 @@ type spillFile struct {
 	size    int64 // bytes in the file (the writer's BytesWritten, == file length)
 	records int64
 	batches []storage.BatchInfo
+	// What a merge needs to know: a reader's buffers (storage.RecordWriter.ReadBufferBytes)
+	// and the largest record.
+	readCost int64
+	record   int64
+	raw      int64
+}
+
+// info is what the merge planner needs to know of the file.
+func (f spillFile) info() fileInfo {
+	return fileInfo{readCost: f.readCost, record: f.record, raw: f.raw, size: f.size}
 }
 
 // spillWriter writes records of type T to a new temporary block file of a disk scope in the
@@ -65,7 +75,8 @@ func (w *spillWriter[T]) Commit() (spillFile, error) {
 		return spillFile{}, errors.Join(fmt.Errorf("collection: finishing spill file %s (%d bytes written): %w",
 			w.id, w.rw.BytesWritten(), err), w.Abort())
 	}
-	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(), batches: w.rw.Batches()}, nil
+	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(), batches: w.rw.Batches(),
+		readCost: w.rw.ReadBufferBytes(), record: int64(w.rw.LargestRecord()), raw: w.rw.RawBytes()}, nil
 }
 
 // Abort closes and deletes the file (Spark's revertPartialWritesAndClose plus delete).
@@ -102,20 +113,25 @@ func writeSpill[T any](scope *storage.Scope, cfg SpillConfig, c storage.Codec[T]
 
 // rawSpillReader reads the records of a spill file in order and deletes the file when it ends
 // or is closed (Spark's DiskMapIterator cleanup). Records alias the reader's buffer until the
-// next call to next.
+// next call to next. release, if not nil, gives back the memory accounted for the reader's
+// buffers (file.readCost) when it closes.
 type rawSpillReader struct {
-	scope *storage.Scope
-	file  spillFile
-	f     storage.File
-	rr    *storage.RecordReader
+	scope   *storage.Scope
+	file    spillFile
+	f       storage.File
+	rr      *storage.RecordReader
+	release func()
 }
 
-func openRawSpill(scope *storage.Scope, file spillFile) (*rawSpillReader, error) {
+func openRawSpill(scope *storage.Scope, file spillFile, release func()) (*rawSpillReader, error) {
 	f, err := scope.Manager().Open(file.id)
 	if err != nil {
+		if release != nil {
+			release()
+		}
 		return nil, fmt.Errorf("collection: opening spill file %s (%d bytes): %w", file.id, file.size, err)
 	}
-	return &rawSpillReader{scope: scope, file: file, f: f, rr: storage.NewRecordReader(f, file.size)}, nil
+	return &rawSpillReader{scope: scope, file: file, f: f, rr: storage.NewRecordReader(f, file.size), release: release}, nil
 }
 
 // next returns the next record and true, or false at the end, after closing and deleting the
@@ -143,6 +159,10 @@ func (r *rawSpillReader) close() error {
 	var errs []error
 	errs = append(errs, r.rr.Close(), r.f.Close())
 	r.rr, r.f = nil, nil
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
 	if _, err := r.scope.Remove(r.file.id); err != nil {
 		errs = append(errs, fmt.Errorf("collection: deleting spill file %s: %w", r.file.id, err))
 	}
@@ -160,8 +180,8 @@ type spillReader[T any] struct {
 	err  error
 }
 
-func openSpill[T any](scope *storage.Scope, file spillFile, c storage.Codec[T], keep func(T, []byte) T) (*spillReader[T], error) {
-	raw, err := openRawSpill(scope, file)
+func openSpill[T any](scope *storage.Scope, file spillFile, c storage.Codec[T], keep func(T, []byte) T, release func()) (*spillReader[T], error) {
+	raw, err := openRawSpill(scope, file, release)
 	if err != nil {
 		return nil, err
 	}

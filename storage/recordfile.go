@@ -164,9 +164,19 @@ type RecordWriter struct {
 	written int64
 	records int64
 	batches []BatchInfo
-	err     error
-	closed  bool
+	// For ReadBufferBytes: the largest stored batch, the largest compressed batch's raw size,
+	// whether a batch is zstd-compressed.
+	maxStored, maxDec int64
+	zstdUsed          bool
+	maxRecord         int   // LargestRecord
+	raw               int64 // RawBytes
+	err               error
+	closed            bool
 }
+
+// ZstdDecoderBytes is an estimate of the state a RecordReader's zstd decoder holds (window and
+// block buffers) once it decoded a batch; ReadBufferBytes counts it for files with zstd batches.
+const ZstdDecoderBytes = zstdWindow + 256<<10
 
 // NewRecordWriter returns a RecordWriter writing to w. It returns an error if cfg is invalid.
 func NewRecordWriter(w io.Writer, cfg RecordWriterConfig) (*RecordWriter, error) {
@@ -233,6 +243,7 @@ func (w *RecordWriter) endRecord(start int) error {
 		w.prefix = p
 	}
 	binary.PutUvarint(w.batch[start:], uint64(l))
+	w.maxRecord = max(w.maxRecord, l)
 	w.count++
 	if w.count >= w.cfg.BatchRecords || len(w.batch) >= w.cfg.BatchBytes {
 		return w.EndBatch()
@@ -298,6 +309,12 @@ func (w *RecordWriter) EndBatch() error {
 		return w.err
 	}
 	w.batches = append(w.batches, BatchInfo{Offset: w.written, Size: size, Records: w.count})
+	w.maxStored = max(w.maxStored, int64(len(payload)))
+	if codec != codecNone {
+		w.maxDec = max(w.maxDec, int64(len(w.batch)))
+		w.zstdUsed = w.zstdUsed || codec == codecZstd
+	}
+	w.raw += int64(len(w.batch))
 	w.written += size
 	w.records += int64(w.count)
 	w.batch, w.count = w.batch[:0], 0
@@ -332,6 +349,29 @@ func (w *RecordWriter) BytesWritten() int64 { return w.written }
 // Records returns the number of records in written batches; after Close, all records
 // (Spark's recordsWritten).
 func (w *RecordWriter) Records() int64 { return w.records }
+
+// ReadBufferBytes bounds the memory a RecordReader of the batches written so far allocates
+// (NewRecordReader with their total size): its read buffer (DefaultBufferSize, or the data's
+// size if smaller), the largest stored batch and, for compressed batches, the largest
+// decompressed one (plus ZstdDecoderBytes for zstd). Callers that account readers acquire it
+// before they open one.
+func (w *RecordWriter) ReadBufferBytes() int64 {
+	if w.written == 0 {
+		return 0
+	}
+	n := min(w.written, DefaultBufferSize) + w.maxStored + w.maxDec
+	if w.zstdUsed {
+		n += ZstdDecoderBytes
+	}
+	return n
+}
+
+// RawBytes returns the uncompressed payload bytes (records and their length prefixes) of the
+// batches written so far.
+func (w *RecordWriter) RawBytes() int64 { return w.raw }
+
+// LargestRecord returns the size of the largest record written so far.
+func (w *RecordWriter) LargestRecord() int { return w.maxRecord }
 
 // Batches returns the batches written so far, in order. The slice must not be modified.
 func (w *RecordWriter) Batches() []BatchInfo { return w.batches }

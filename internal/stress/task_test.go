@@ -216,6 +216,9 @@ func (tk *task) run() {
 	case tk.fate == fateCancel && errors.Is(err, context.Canceled):
 	case tk.fate == fateAbort && tk.kind <= kindGrouper && closed(err):
 	case tk.fate == fateAbort && tk.kind > kindGrouper && errors.Is(err, context.Canceled):
+	case errors.Is(err, memory.ErrOutOfMemory):
+		// Strict accounting: the task's share of a tiny pool cannot hold two spill readers and a
+		// merge writer (collection's bounded merges refuse rather than overshoot).
 	default:
 		tk.failf("unexpected error: %v", err)
 	}

@@ -1,0 +1,255 @@
+package collection
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+)
+
+// ioMemory is the execution memory of a collection's spill readers and merge writers: a
+// memory.Consumer of the collection's task, named "<collection> spill I/O", that holds the
+// buffers of the files the collection has open and cannot spill (Spill returns 0). In Strict
+// accounting every reader's and merge writer's buffers are acquired through it before they are
+// allocated and released when they are closed; with memory.SparkAllowances it acquires nothing,
+// as in Spark, which does not account them.
+type ioMemory struct {
+	base   memory.ConsumerBase
+	strict bool
+}
+
+func (m *ioMemory) init(tm *memory.TaskManager, name string) {
+	m.base.Init(tm, memory.OnHeap, name+" spill I/O", m)
+	m.strict = tm.Manager().Accounting() == memory.Strict
+}
+
+// Spill implements memory.Consumer: open files' buffers cannot be given back.
+func (m *ioMemory) Spill(int64, memory.Consumer) (int64, error) { return 0, nil }
+
+// Used implements memory.Consumer.
+func (m *ioMemory) Used() int64 { return m.base.Used() }
+
+// Mode implements memory.Consumer: memory.OnHeap.
+func (m *ioMemory) Mode() memory.Mode { return m.base.Mode() }
+
+func (m *ioMemory) String() string { return m.base.String() }
+
+// acquire asks for n bytes and returns the grant, possibly less (n when not accounting). It
+// must not be called with the collection's lock held: it may spill the collection.
+func (m *ioMemory) acquire(ctx context.Context, n int64) (int64, error) {
+	if !m.strict || n <= 0 {
+		return max(n, 0), nil
+	}
+	return m.base.Acquire(ctx, n)
+}
+
+func (m *ioMemory) release(n int64) {
+	if m.strict && n > 0 {
+		m.base.Free(n)
+	}
+}
+
+// outOfMemory is the error of a merge that cannot get memory for two readers (and a writer):
+// it wraps memory.ErrOutOfMemory and carries the task's usage report.
+func (m *ioMemory) outOfMemory(what string, need, got int64) error {
+	return fmt.Errorf("%w: collection: %s needs %s for %s, got %s\n%s", memory.ErrOutOfMemory, m,
+		humanize.IBytes(uint64(need)), what, humanize.IBytes(uint64(got)), m.base.TaskManager().UsageReport())
+}
+
+// reservation is memory acquired through an ioMemory and handed out piecewise to readers and
+// writers, each of which releases its piece when it closes.
+type reservation struct {
+	io   *ioMemory
+	left int64
+}
+
+// take moves n bytes (at most what is left) out of the reservation and returns the function
+// that releases them, once (later calls do nothing).
+func (r *reservation) take(n int64) func() {
+	n = min(n, r.left)
+	r.left -= n
+	io := r.io
+	return func() {
+		io.release(n)
+		n = 0
+	}
+}
+
+// close releases what was not taken.
+func (r *reservation) close() {
+	r.io.release(r.left)
+	r.left = 0
+}
+
+// Per-file memory of the merge, in bytes.
+const (
+	// writerSlack covers the rounding of the record writer's batch growth.
+	writerSlack = 8 << 10
+	// zstdEncoderBytes is the state of a zstd record writer (see storage.RecordWriter).
+	zstdEncoderBytes = 2 << 20
+)
+
+// writerCost bounds the buffers of a record writer of cfg writing raw uncompressed bytes in
+// records of at most record bytes: its file buffer, its batch (up to BatchBytes plus one
+// record, or raw if smaller; append may grow it by a quarter) and the compressed copy (about as
+// large again), plus a zstd encoder's state.
+func writerCost(cfg SpillConfig, record, raw int64) int64 {
+	batch := min(int64(cfg.BatchBytes)+record, raw)
+	n := storage.DefaultBufferSize + 5*batch/2 + writerSlack
+	if cfg.Compression == storage.CompressionZstd {
+		n += zstdEncoderBytes
+	}
+	return n
+}
+
+// mergeRun is one input of a multi-pass merge: a spill file, its reader's cost and the merge
+// pass that wrote it (0 for a spill).
+type mergeRun[F any] struct {
+	file F
+	info fileInfo
+	gen  int
+}
+
+// fileInfo is what the merge planner needs to know of a spill file.
+type fileInfo struct {
+	readCost int64 // memory of a reader of the whole file (storage.RecordWriter.ReadBufferBytes)
+	record   int64 // the largest record
+	raw      int64 // uncompressed bytes
+	size     int64 // bytes on disk
+}
+
+// multiPass merges spill files of type F in passes until the task can hold a reader for every
+// one of them at once. merge merges a group into one new file, taking each reader's and the
+// writer's memory from the reservation it is given (readers release theirs, and delete their
+// files, when they close); remove deletes a file.
+type multiPass[F any] struct {
+	io     *ioMemory
+	cfg    SpillConfig
+	info   func(F) fileInfo
+	merge  func(ctx context.Context, group []F, res *reservation) (F, error)
+	remove func(F) error
+}
+
+// reduce returns files, or the files that replaced them, together with a reservation covering a
+// reader of each (to be taken by the final merge's readers) and the number of merge passes, the
+// final one included. While the task cannot grant every reader at once, it merges the smallest
+// files of the oldest pass into one, as many as the grant allows with a writer (at least two),
+// and asks again. If not even two readers and a writer can be had it returns an error wrapping
+// memory.ErrOutOfMemory. On error every file is deleted and nothing is held.
+func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation, int, error) {
+	if len(files) == 0 {
+		return nil, &reservation{io: p.io}, 0, nil
+	}
+	runs := make([]mergeRun[F], len(files))
+	for i, f := range files {
+		runs[i] = mergeRun[F]{file: f, info: p.info(f)}
+	}
+	fail := func(err error) ([]F, *reservation, int, error) {
+		var errs []error
+		for _, r := range runs {
+			errs = append(errs, p.remove(r.file))
+		}
+		return nil, nil, 0, errors.Join(append([]error{err}, errs...)...)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		var total int64
+		for _, r := range runs {
+			total += r.info.readCost
+		}
+		got, err := p.io.acquire(ctx, total)
+		if err != nil {
+			return fail(err)
+		}
+		if got >= total {
+			out := make([]F, len(runs))
+			passes := 0
+			for i, r := range runs {
+				out[i] = r.file
+				passes = max(passes, r.gen+1)
+			}
+			return out, &reservation{io: p.io, left: got}, passes, nil
+		}
+		// Merge the smallest files of the oldest pass first.
+		slices.SortStableFunc(runs, func(a, b mergeRun[F]) int {
+			return cmp.Or(cmp.Compare(a.gen, b.gen), cmp.Compare(a.info.size, b.info.size))
+		})
+		n, need := 0, int64(0)
+		var readers, record, raw int64
+		for _, r := range runs {
+			c := readers + r.info.readCost + writerCost(p.cfg, max(record, r.info.record), raw+r.info.raw)
+			if c > got {
+				break
+			}
+			n, need = n+1, c
+			readers, record, raw = readers+r.info.readCost, max(record, r.info.record), raw+r.info.raw
+		}
+		if n < 2 {
+			p.io.release(got)
+			two := total // one file: its reader, which is all the final merge needs
+			if len(runs) > 1 {
+				two = runs[0].info.readCost + runs[1].info.readCost +
+					writerCost(p.cfg, max(runs[0].info.record, runs[1].info.record), runs[0].info.raw+runs[1].info.raw)
+			}
+			return fail(p.io.outOfMemory(fmt.Sprintf("merging %d spill files (%s on disk; readers of all need %s)",
+				len(runs), humanize.IBytes(uint64(sizeOf(runs))), humanize.IBytes(uint64(total))), two, got))
+		}
+		p.io.release(got - need)
+		res := &reservation{io: p.io, left: need}
+		group := make([]F, n)
+		gen := 0
+		for i, r := range runs[:n] {
+			group[i] = r.file
+			gen = max(gen, r.gen)
+		}
+		f, err := p.merge(ctx, group, res)
+		res.close()
+		if err != nil {
+			return fail(err)
+		}
+		runs = append(runs[n:], mergeRun[F]{file: f, info: p.info(f), gen: gen + 1})
+	}
+}
+
+func sizeOf[F any](runs []mergeRun[F]) int64 {
+	var n int64
+	for _, r := range runs {
+		n += r.info.size
+	}
+	return n
+}
+
+// ctxIterator stops an iterator when ctx is done, checking every cancelCheckPeriod/64 elements.
+type ctxIterator[T any] struct {
+	Iterator[T]
+	ctx context.Context
+	n   int
+	err error
+}
+
+func (c *ctxIterator[T]) Next() bool {
+	if c.err != nil {
+		return false
+	}
+	if c.n++; c.n%64 == 0 {
+		if c.err = c.ctx.Err(); c.err != nil {
+			return false
+		}
+	}
+	return c.Iterator.Next()
+}
+
+func (c *ctxIterator[T]) Err() error {
+	if c.err != nil {
+		return c.err
+	}
+	return c.Iterator.Err()
+}

@@ -1,0 +1,237 @@
+package collection
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+	"github.com/spillway/spillway/storage/faultfs"
+)
+
+// The multi-pass tests force multiPassSpills spills, one every multiPassEvery records.
+const (
+	multiPassSpills = 50
+	multiPassEvery  = 2000
+)
+
+// mergeSubject is one collection under the multi-pass tests: fill inserts the records (forcing
+// a spill every spillEvery), read drains it to key sums with ctx, io is its reader memory.
+type mergeSubject struct {
+	name  string
+	build func(t *testing.T, tm *memory.TaskManager, scope *storage.Scope, cfg SpillConfig, keys storage.Codec[int64]) (
+		read func(ctx context.Context) (map[int64]int64, error), metrics func() SpillMetrics, io *ioMemory, closer func() error)
+}
+
+var mergeSubjects = []mergeSubject{
+	{"map", func(t *testing.T, tm *memory.TaskManager, scope *storage.Scope, cfg SpillConfig, keys storage.Codec[int64]) (
+		func(context.Context) (map[int64]int64, error), func() SpillMetrics, *ioMemory, func() error) {
+		m, err := NewExternalAppendOnlyMap(tm, scope, sumAgg[int64](), keys, int64Codec, ExternalMapConfig[int64]{SpillConfig: cfg})
+		require.NoError(t, err)
+		return func(ctx context.Context) (map[int64]int64, error) {
+			require.NoError(t, m.InsertAll(ctx, SliceIterator(multiPassInput(t))))
+			it, err := m.IteratorContext(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out := map[int64]int64{}
+			for it.Next() {
+				out[it.Value().Key] += it.Value().Value
+			}
+			return out, it.Err()
+		}, m.Metrics, &m.io, m.Close
+	}},
+	{"grouper", func(t *testing.T, tm *memory.TaskManager, scope *storage.Scope, cfg SpillConfig, keys storage.Codec[int64]) (
+		func(context.Context) (map[int64]int64, error), func() SpillMetrics, *ioMemory, func() error) {
+		g, err := NewExternalGrouper(tm, scope, keys, int64Codec, ExternalMapConfig[int64]{SpillConfig: cfg})
+		require.NoError(t, err)
+		return func(ctx context.Context) (map[int64]int64, error) {
+			require.NoError(t, g.InsertAll(ctx, SliceIterator(multiPassInput(t))))
+			it, err := g.IteratorContext(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out := map[int64]int64{}
+			for it.Next() {
+				k := it.Value().Key
+				for v := range All(it.Value().Values) {
+					out[k] += v
+				}
+			}
+			return out, it.Err()
+		}, g.Metrics, &g.io, g.Close
+	}},
+	{"sorter by hash", sorterSubject(true, nil)},
+	{"sorter ordered", sorterSubject(false, func(a, b int64) int { return int(a - b) })},
+}
+
+func sorterSubject(agg bool, order func(a, b int64) int) func(t *testing.T, tm *memory.TaskManager, scope *storage.Scope, cfg SpillConfig, keys storage.Codec[int64]) (
+	func(context.Context) (map[int64]int64, error), func() SpillMetrics, *ioMemory, func() error) {
+	return func(t *testing.T, tm *memory.TaskManager, scope *storage.Scope, cfg SpillConfig, keys storage.Codec[int64]) (
+		func(context.Context) (map[int64]int64, error), func() SpillMetrics, *ioMemory, func() error) {
+		sc := SorterConfig[int64, int64, int64]{KeyCodec: keys, ValueCodec: int64Codec, Spill: cfg, Ordering: order}
+		if agg {
+			a := sumAgg[int64]()
+			sc.Aggregator = &a
+		}
+		s, err := NewExternalSorter(tm, scope, sc)
+		require.NoError(t, err)
+		return func(ctx context.Context) (map[int64]int64, error) {
+			require.NoError(t, s.InsertAll(ctx, SliceIterator(multiPassInput(t))))
+			it, err := s.Iterator(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out := map[int64]int64{}
+			var prev int64 = -1
+			for it.Next() {
+				p := it.Value()
+				if order != nil {
+					require.GreaterOrEqual(t, p.Key, prev, "sorted")
+					prev = p.Key
+				}
+				out[p.Key] += p.Value
+			}
+			return out, it.Err()
+		}, s.Metrics, &s.io, s.Close
+	}
+}
+
+// multiPassSeed seeds the input; logged so a failure can be replayed.
+var multiPassSeed = uint64(time.Now().UnixNano())
+
+func multiPassInput(t *testing.T) []Pair[int64, int64] {
+	rng := rand.New(rand.NewPCG(multiPassSeed, 11))
+	in := make([]Pair[int64, int64], multiPassSpills*multiPassEvery)
+	for i := range in {
+		in[i] = Pair[int64, int64]{int64(rng.IntN(15 * multiPassEvery)), int64(rng.IntN(100))}
+	}
+	return in
+}
+
+func multiPassWant(t *testing.T) map[int64]int64 {
+	want := map[int64]int64{}
+	for _, p := range multiPassInput(t) {
+		want[p.Key] += p.Value
+	}
+	return want
+}
+
+// multiPassConfig forces the spills, in batches of 1 KiB: a reader holds at most 32 KiB of file
+// buffer and two batches, a merge writer 32 KiB and 2.5 batches, so 2 readers and a writer fit
+// in about 115 KiB whatever the data size.
+var multiPassConfig = SpillConfig{InitialThreshold: NoInitialThreshold, ForceSpillElements: multiPassEvery, BatchBytes: 1 << 10}
+
+func TestMultiPassMerge(t *testing.T) {
+	t.Logf("seed %d", multiPassSeed)
+	want := multiPassWant(t)
+	for _, sub := range mergeSubjects {
+		for _, tc := range []struct {
+			budget    int64
+			acc       memory.Accounting
+			minPasses int64
+		}{
+			{128 << 10, memory.Strict, 2},
+			{192 << 10, memory.Strict, 2},
+			{160 << 10, memory.SparkAllowances, 1}, // Spark: one pass, readers unaccounted
+		} {
+			t.Run(sub.name, func(t *testing.T) {
+				tm := newTestTaskAccounting(t, tc.budget, tc.acc)
+				scope := newTestScope(t, nil)
+				read, metrics, io, closer := sub.build(t, tm, scope, multiPassConfig, int64Codec)
+				got, err := read(context.Background())
+				require.NoError(t, err)
+				require.Equal(t, want, got)
+				m := metrics()
+				t.Logf("budget %d %v: %d spills, %d passes", tc.budget, tc.acc, m.Spills+m.ForcedSpills, m.MergePasses)
+				require.GreaterOrEqual(t, m.Spills+m.ForcedSpills, int64(multiPassSpills-1))
+				require.GreaterOrEqual(t, m.MergePasses, tc.minPasses)
+				if tc.acc == memory.SparkAllowances {
+					require.Equal(t, int64(1), m.MergePasses)
+				}
+				require.Zero(t, scope.Files(), "every merged file deleted")
+				require.Zero(t, io.Used(), "readers' memory released")
+				require.NoError(t, closer())
+			})
+		}
+	}
+}
+
+// TestMultiPassMergeTooSmall: a budget below two readers and a writer is ErrOutOfMemory, with
+// nothing left behind.
+func TestMultiPassMergeTooSmall(t *testing.T) {
+	for _, sub := range mergeSubjects {
+		t.Run(sub.name, func(t *testing.T) {
+			tm := newTestTask(t, 64<<10)
+			scope := newTestScope(t, nil)
+			read, _, io, closer := sub.build(t, tm, scope, multiPassConfig, int64Codec)
+			_, err := read(context.Background())
+			require.ErrorIs(t, err, memory.ErrOutOfMemory)
+			require.Contains(t, err.Error(), "Memory used in task")
+			require.Zero(t, scope.Files())
+			require.Zero(t, io.Used())
+			require.NoError(t, closer())
+		})
+	}
+}
+
+// TestMultiPassMergeFault: a write error in an intermediate merge fails the read and deletes
+// every file.
+func TestMultiPassMergeFault(t *testing.T) {
+	for _, sub := range mergeSubjects {
+		t.Run(sub.name, func(t *testing.T) {
+			tm := newTestTask(t, 128<<10)
+			fs := faultfs.New(nil, 1, faultfs.Rule{Op: faultfs.Write, Prob: 1})
+			fs.SetEnabled(false)
+			scope := newTestScope(t, fs)
+			// The keys codec turns the faults on at the first decode: in the first merge pass.
+			keys := &hookCodec{Codec: int64Codec, at: 1, hook: func() { fs.SetEnabled(true) }}
+			read, _, io, closer := sub.build(t, tm, scope, multiPassConfig, keys)
+			_, err := read(context.Background())
+			require.ErrorIs(t, err, faultfs.ErrInjected)
+			require.Zero(t, scope.Files())
+			require.Zero(t, io.Used())
+			require.NoError(t, closer())
+		})
+	}
+}
+
+// TestMultiPassMergeCancel: cancelling in the middle of an intermediate merge stops it and
+// deletes every file.
+func TestMultiPassMergeCancel(t *testing.T) {
+	for _, sub := range mergeSubjects {
+		t.Run(sub.name, func(t *testing.T) {
+			tm := newTestTask(t, 128<<10)
+			scope := newTestScope(t, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			keys := &hookCodec{Codec: int64Codec, at: 500, hook: cancel}
+			read, _, io, closer := sub.build(t, tm, scope, multiPassConfig, keys)
+			_, err := read(ctx)
+			require.ErrorIs(t, err, context.Canceled)
+			require.Zero(t, scope.Files())
+			require.Zero(t, io.Used())
+			require.NoError(t, closer())
+		})
+	}
+}
+
+// hookCodec calls hook once, at its at-th Decode.
+type hookCodec struct {
+	storage.Codec[int64]
+	n    atomic.Int64
+	at   int64
+	hook func()
+}
+
+func (c *hookCodec) Decode(src []byte) (int64, int, error) {
+	if c.n.Add(1) == c.at {
+		c.hook()
+	}
+	return c.Codec.Decode(src)
+}

@@ -51,7 +51,9 @@ type SpillConfig struct {
 	BatchSize int
 	// BatchBytes also ends a spill batch once its uncompressed records reach this many bytes, so
 	// each spill reader holds at most about BatchBytes plus one record (twice that with
-	// compression). 0 means 1 MiB; at most 64 MiB. Spark has no byte limit.
+	// compression). 0 means 1 MiB, or under strict accounting (memory.Strict) 1/64 of the
+	// on-heap unified memory when that is smaller (at least 8 KiB), so that a small budget can
+	// hold several spill readers; at most 64 MiB. Spark has no byte limit.
 	BatchBytes int
 	// Compression of spill batches (spark.shuffle.spill.compress). The zero value is
 	// storage.CompressionDefault (S2); storage.CompressionNone turns it off.
@@ -104,6 +106,14 @@ func (c SpillConfig) withDefaults() SpillConfig {
 		c.Logger = zap.NewNop()
 	}
 	return c
+}
+
+// strictBatchBytes is the default spill batch size under strict accounting: 1/64 of the
+// on-heap unified memory, between 8 KiB and DefaultSpillBatchBytes. Every open spill reader
+// holds about two batches, all of it acquired, so batches sized for the budget let a merge open
+// several files even when the budget is small.
+func strictBatchBytes(m *memory.UnifiedManager) int {
+	return int(min(DefaultSpillBatchBytes, max(8<<10, m.Metrics().Pools[memory.OnHeap].Max/64)))
 }
 
 // recordWriterConfig is the storage configuration of this config's spill files.
@@ -206,6 +216,9 @@ func (s *Spillable) Init(tm *memory.TaskManager, self memory.Consumer, name stri
 	}
 	s.base.Init(tm, memory.OnHeap, name, self)
 	s.cfg = cfg.withDefaults()
+	if cfg.BatchBytes == 0 && tm.Manager().Accounting() == memory.Strict {
+		s.cfg.BatchBytes = strictBatchBytes(tm.Manager())
+	}
 	s.log = s.cfg.Logger.Named("collection").With(zap.Int64("task", int64(tm.ID())), zap.String("consumer", name))
 	s.self, s.name, s.force = self, name, forceSpill
 	s.threshold = s.cfg.InitialThreshold

@@ -13,9 +13,9 @@ import (
 )
 
 // testParams are tiny inputs with a small free allowance, so that every Spillway run spills.
-var testParams = Params{Records: 20_000, Seed: 7, InitialThreshold: 16 << 10}
+var testParams = Params{Records: 100_000, Seed: 7, InitialThreshold: 16 << 10}
 
-const testBudget = 128 << 10
+const testBudget = 1 << 20
 
 // testSizes overrides testParams and testBudget where a workload needs another scale to spill or
 // evict: cache needs blocks around the 1 MiB unroll threshold, pagerank the executor's minimum
@@ -61,14 +61,16 @@ func TestEveryWorkloadRunsAndChecksItself(t *testing.T) {
 				res, _, err := harness.Run(ctx, cfg, w.Spec(s, budget))
 				require.NoError(t, err, s.Label())
 				require.Positive(t, res.Records)
-				if w.Name != "pagerank" {
+				level, err := s.StorageLevel()
+				require.NoError(t, err)
+				// Under strict accounting a MEMORY_ONLY partition that cannot be unrolled with its
+				// growth copies is not cached at all (recomputed on read): nothing to evict.
+				if w.Name != "pagerank" && level != storage.MemoryOnly {
 					require.Positive(t, res.Spills+res.Evictions, "%s %s: the small budget must make it spill or evict", w.Name, s.Label())
 				}
 				if w.OwnMemory {
 					require.Positive(t, res.PeakAccounted, "%s: the body's own memory manager is sampled", s.Label())
 				}
-				level, err := s.StorageLevel()
-				require.NoError(t, err)
 				// Which consumers appear in the timeline depends on when the sampler's ticks fall
 				// (a short run may hold consumers between two ticks only); the sampler itself is
 				// tested with fixed samples in bench/harness.

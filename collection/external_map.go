@@ -108,6 +108,7 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 		m.keep = func(s slot[K, C], buf []byte) slot[K, C] { s.key = keepKey(s.key, buf); return s }
 	}
 	m.sp.Init(tm, m, cfg.Name, cfg.SpillConfig, m.forceSpill)
+	m.sizes = newRecordSizes[K, V](m.sp.Strict())
 	m.current = m.newMap()
 	return m, nil
 }

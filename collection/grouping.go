@@ -122,6 +122,7 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 	g := &ExternalGrouper[K, V]{keys: keys, vals: values, keep: keeper[K](), hasher: cfg.Hasher}
 	g.agg, g.spill, g.scope = groupingAggregator[K, V](), g.spillCurrent, scope
 	g.sp.Init(tm, g, cfg.Name, cfg.SpillConfig, g.forceSpill)
+	g.sizes, g.keeps = newRecordSizes[K, V](g.sp.Strict()), true
 	g.current = g.newMap()
 	return g, nil
 }

@@ -15,8 +15,14 @@ import (
 // holds no memory.
 func newTestTask(t testing.TB, budget int64) *memory.TaskManager {
 	t.Helper()
+	return newTestTaskAccounting(t, budget, memory.Strict)
+}
+
+// newTestTaskAccounting is newTestTask with the manager's accounting switch set to acct.
+func newTestTaskAccounting(t testing.TB, budget int64, acct memory.Accounting) *memory.TaskManager {
+	t.Helper()
 	m, err := memory.NewUnifiedManager(memory.Config{
-		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1,
+		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1, Accounting: acct,
 	})
 	require.NoError(t, err)
 	tm := memory.NewTaskManager(m, 1, memory.TaskConfig{})

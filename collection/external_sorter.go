@@ -102,13 +102,14 @@ const insertBatch = 64
 // may be called while InsertAll waits for memory, from any goroutine of the task; everything
 // else, reading included, is meant for one goroutine.
 //
-// Not accounted to the task, as in Spark: the free initial threshold (SpillConfig's
-// InitialThreshold, Spark's 5 MiB), which the sorter holds without acquiring it; while a merge
+// Not accounted to the task, as in Spark: with memory.SparkAllowances, the free initial
+// threshold (SpillConfig's InitialThreshold, Spark's 5 MiB), which the sorter holds without
+// acquiring it (memory.Strict acquires it; see Spillable); while a merge
 // runs, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
 // 2 × BatchBytes when compressed); while a spill is written, the record writer's buffers (a
 // batch of up to BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd);
-// and when the in-memory collection doubles, its old and new arrays are both live during the
-// copy.
+// and, with memory.SparkAllowances, the old array while the in-memory collection doubles (both
+// arrays are live during the copy; memory.Strict asks for both).
 //
 // Differences from Spark, all deliberate:
 //   - Before the in-memory collection doubles, the sorter asks for the memory the doubled

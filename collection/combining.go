@@ -223,7 +223,7 @@ func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h
 		// The next new key doubles the table: ask for the memory it will take now.
 		doubling = int64(cur.Capacity()) * int64(unsafe.Sizeof(slot[K, C]{}))
 	}
-	kb, vb := t.sizes.of(&k, &v)
+	kb, vb := t.sizes.of(k, v)
 	if mem, check := t.sp.beforeInsert(est, doubling, kb+vb); t.sp.spillDue(mem, check) {
 		if err := t.sp.admitChecked(ctx, mem, check, kb+vb, t.spill, t.currentSize); err != nil {
 			return t.fail(err)

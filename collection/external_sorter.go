@@ -346,7 +346,7 @@ func (s *ExternalSorter[K, V, C]) insertCombined(ctx context.Context, p int32, r
 		// The next new key doubles the table: ask for the memory it will take now.
 		doubling = int64(tbl.Capacity()) * int64(unsafe.Sizeof(slot[partKey[K], C]{}))
 	}
-	kb, vb := s.sizes.of(&r.Key, &r.Value)
+	kb, vb := s.sizes.of(r.Key, r.Value)
 	if err := s.beforeInsert(ctx, s.m.EstimateSize(), doubling, kb+vb); err != nil {
 		return err
 	}
@@ -372,11 +372,8 @@ func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pa
 		// The next record doubles the buffer: ask for the memory it will take now.
 		doubling = int64(buf.capacity()) * buf.recordSize()
 	}
-	var rec int64
-	if v, ok := any(&r.Value).(*V); ok { // always: C is V without an Aggregator
-		kb, vb := s.sizes.of(&r.Key, v)
-		rec = kb + vb
-	}
+	kb, vb := s.sizes.of(r.Key, *(*V)(unsafe.Pointer(&r.Value))) // C is V without an Aggregator
+	rec := kb + vb
 	if err := s.beforeInsert(ctx, s.buf.EstimateSize(), doubling, rec); err != nil {
 		return err
 	}

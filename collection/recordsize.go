@@ -12,20 +12,20 @@ import (
 // measures), for the memory.Strict accounting of large records: the length of a string, the
 // capacity of a slice of pointer-free elements, an estimator.Estimator's walk for any other type
 // holding pointers. It returns nil for a pointer-free T, whose records reference nothing.
-func recordSizer[T any]() func(*T) int64 {
+func recordSizer[T any]() func(T) int64 {
 	t := reflect.TypeFor[T]()
 	switch {
 	case !hasPointers(t):
 		return nil
 	case t.Kind() == reflect.String:
-		return func(p *T) int64 { return int64(len(*(*string)(unsafe.Pointer(p)))) }
+		return func(v T) int64 { return int64(len(*(*string)(unsafe.Pointer(&v)))) }
 	case t.Kind() == reflect.Slice && !hasPointers(t.Elem()):
 		elem := int64(t.Elem().Size())
 		// Every slice has the same header, whatever its element type.
-		return func(p *T) int64 { return int64(cap(*(*[]byte)(unsafe.Pointer(p)))) * elem }
+		return func(v T) int64 { return int64(cap(*(*[]byte)(unsafe.Pointer(&v)))) * elem }
 	}
 	est := new(estimator.Estimator) // caches T's layout across records
-	return func(p *T) int64 { return est.Estimate(*p) }
+	return func(v T) int64 { return est.Estimate(v) }
 }
 
 // hasPointers reports whether a value of type t holds pointers the garbage collector follows.
@@ -52,8 +52,8 @@ func hasPointers(t reflect.Type) bool {
 // recordSizer). Its zero value, and the value of newRecordSizes in memory.SparkAllowances
 // accounting, counts nothing.
 type recordSizes[K, V any] struct {
-	key func(*K) int64
-	val func(*V) int64
+	key func(K) int64
+	val func(V) int64
 }
 
 // newRecordSizes returns the sizers of K and V, or the zero recordSizes unless strict.
@@ -65,7 +65,7 @@ func newRecordSizes[K, V any](strict bool) recordSizes[K, V] {
 }
 
 // of returns the estimated bytes k and v reference.
-func (r *recordSizes[K, V]) of(k *K, v *V) (key, val int64) {
+func (r *recordSizes[K, V]) of(k K, v V) (key, val int64) {
 	if r.key != nil {
 		key = r.key(k)
 	}

@@ -24,6 +24,9 @@ type combiningTable[K comparable, V, C any] struct {
 	scope *storage.Scope // where spill files are created
 	io    ioMemory       // the spill readers' and merge writers' memory
 
+	sizes recordSizes[K, V] // memory.Strict: the bytes a record references (see recordSizer)
+	keeps bool              // MergeValue keeps the value (the grouper): merged values count too
+
 	// Guarded by sp's lock.
 	current  *SizeTrackingMap[K, C] // nil once iterated, closed or broken
 	iterated bool
@@ -257,10 +260,11 @@ func (t *combiningTable[K, V, C]) insertLocked(ctx context.Context, k K, v V) er
 }
 
 // insertHashedLocked inserts k, whose hash is h, with the lock held: Spark's maybeSpill before
-// the record (plus the check before a doubling of the table), then changeValue and
-// addElementsRead. The common case — no memory check due, no doubling ahead — costs an
-// estimate, a probe and the aggregator's call. Every table of the collection shares one Hasher,
-// so h stays valid across a spill.
+// the record (plus the check before a doubling of the table and, in memory.Strict accounting,
+// the check for a large record; see Spillable), then changeValue and addElementsRead. The common
+// case — no memory check due, no doubling ahead — costs an estimate, a probe and the
+// aggregator's call. Every table of the collection shares one Hasher, so h stays valid across a
+// spill.
 func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h uint64, v V) error {
 	cur := t.current
 	if cur == nil { // iterated, closed or broken
@@ -268,13 +272,14 @@ func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h
 	}
 	est := cur.EstimateSize()
 	t.sp.UpdatePeak(est)
-	mem, check := est, t.sp.checkDue()
+	var doubling int64
 	if cur.AtGrowThreshold() {
 		// The next new key doubles the table: ask for the memory it will take now.
-		mem, check = est+int64(cur.Capacity())*int64(unsafe.Sizeof(slot[K, C]{})), true
+		doubling = int64(cur.Capacity()) * int64(unsafe.Sizeof(slot[K, C]{}))
 	}
-	if t.sp.spillDue(mem, check) {
-		if _, err := t.sp.maybeSpill(ctx, mem, check, t.spill); err != nil {
+	kb, vb := t.sizes.of(k, v)
+	if mem, check := t.sp.beforeInsert(est, doubling, kb+vb); t.sp.spillDue(mem, check) {
+		if err := t.sp.admitChecked(ctx, mem, check, kb+vb, t.spill, t.currentSize); err != nil {
 			return t.fail(err)
 		}
 		// maybeSpill released the lock while acquiring memory and may have spilled: look again.
@@ -282,31 +287,47 @@ func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h
 			return t.checkUsable()
 		}
 	}
-	if err := combineValue(cur, k, h, v, &t.agg); err != nil {
+	isNew, err := combineValue(cur, k, h, v, &t.agg)
+	if err != nil {
 		return fmt.Errorf("collection: %s: %w", t.sp.name, err) // ErrMapFull: nothing changed
+	}
+	switch {
+	case isNew:
+		t.sp.retain(kb + vb)
+	case t.keeps:
+		t.sp.retain(vb)
 	}
 	t.sp.AddElementsRead()
 	return nil
 }
 
+// currentSize is the in-memory table's tracked size (0 without one).
+func (t *combiningTable[K, V, C]) currentSize() int64 {
+	if t.current == nil {
+		return 0
+	}
+	return t.current.EstimateSize()
+}
+
 // combineValue merges v into the combiner of k, whose hash is h, in m with agg (CreateCombiner
-// for a new key): SizeTrackingMap.ChangeValue without a closure per record. If k is new and the
-// table cannot grow it returns an error wrapping ErrMapFull and changes nothing.
-func combineValue[K comparable, V, C any](m *SizeTrackingMap[K, C], k K, h uint64, v V, agg *Aggregator[K, V, C]) error {
+// for a new key): SizeTrackingMap.ChangeValue without a closure per record. It reports whether k
+// was new. If k is new and the table cannot grow it returns an error wrapping ErrMapFull and
+// changes nothing.
+func combineValue[K comparable, V, C any](m *SizeTrackingMap[K, C], k K, h uint64, v V, agg *Aggregator[K, V, C]) (bool, error) {
 	a := m.AppendOnlyMap
 	a.checkValid()
 	s, found := a.probe(k, h)
 	if found {
 		s.val = agg.MergeValue(s.val, v)
 		m.tracker.AfterUpdate()
-		return nil
+		return false, nil
 	}
 	if err := a.checkRoom(); err != nil {
-		return err
+		return false, err
 	}
 	s.hash, s.key, s.val = h, k, agg.CreateCombiner(v)
 	capacity := len(a.data)
 	a.incrementSize()
 	m.afterUpdate(capacity)
-	return nil
+	return true, nil
 }

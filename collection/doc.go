@@ -40,7 +40,7 @@
 //
 // # Spilling
 //
-// Spillable is Spark's spill policy (free initial threshold, a memory check every 32 elements,
+// Spillable is Spark's spill policy (an initial threshold, a memory check every 32 elements,
 // forced spills by element count and size, TaskManager-forced spills); ExternalAppendOnlyMap,
 // ExternalGrouper and ExternalSorter keep one and are memory.Consumers of their task. Spill files
 // are storage record files in the task's disk scope, deleted when read to the end and by Close.
@@ -114,6 +114,23 @@
 //     by Spark's record count, which bounds each reader's buffer; ExternalGrouper spills one
 //     key's values in records of at most 32 KiB of values (SPARK-1823, never fixed in Spark).
 //
+// # Accounting: Strict and SparkAllowances
+//
+// The task's memory.Config.Accounting decides what a spillable collection charges to its task
+// (Spillable's doc gives the details):
+//   - memory.Strict, the default: nothing is free. The collection acquires before its first
+//     record (at least SpillConfig.InitialThreshold when set: a minimum first acquisition, not
+//     an allowance), asks for the old and the new array together before its table or buffer
+//     doubles (spilling instead of growing when they cannot be had), checks the memory as soon
+//     as the records inserted since the last check reference 64 KiB, not only every 32
+//     records, and keeps the bytes its records reference as a floor under the sampled size
+//     estimate. A record larger than the task can grant the emptied collection fails the
+//     insert with an error wrapping memory.ErrOutOfMemory and the task's usage report.
+//   - memory.SparkAllowances, for comparisons with Spark: Spark's policy as it is, with the
+//     free initial threshold (5 MiB by default), the doubling asking for the grown size only,
+//     and large records noticed at the next check every 32 records (31 records of 1 MiB
+//     inserted into a fresh map are all held with nothing accounted).
+//
 // # Merge memory and bounded merges
 //
 // With memory.Strict accounting (memory.Config.Accounting, the default) the buffers of every
@@ -145,9 +162,9 @@
 // memory.SparkAllowances nothing of this is accounted and every merge takes one pass, as in
 // Spark.
 //
-// Not accounted to the task, as in Spark: a collection's free initial threshold (5 MiB by
-// default), the record writer's buffers while the in-memory collection is spilled (also by a
-// forced spill while it is read), and, with memory.SparkAllowances, each spill reader's batch
-// buffer during a merge (up to 2 × SpillConfig.BatchBytes when compressed). The type docs give
-// the details.
+// Not accounted to the task, as in Spark, with memory.Strict: the record writer's buffers while
+// the in-memory collection is spilled (also by a forced spill while it is read). With
+// memory.SparkAllowances nothing above is accounted: the free initial threshold, spill readers'
+// batch buffers (up to 2 × SpillConfig.BatchBytes when compressed) and growth copies are
+// outside the budget, as in Spark.
 package collection

@@ -50,8 +50,9 @@ type ExternalMapConfig[K comparable] struct {
 // once per batch of 64 records, so it is much cheaper per record than Insert; a forced spill
 // from another goroutine runs between two batches.
 //
-// Not accounted to the task, as in Spark: the free initial threshold (SpillConfig's
-// InitialThreshold, Spark's 5 MiB), which the map holds without acquiring it; while the spills
+// Not accounted to the task, as in Spark: with memory.SparkAllowances, the free initial
+// threshold (SpillConfig's InitialThreshold, Spark's 5 MiB), which the map holds without
+// acquiring it (memory.Strict acquires it; see Spillable); while the spills
 // are merged, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
 // 2 × BatchBytes when compressed), each file's current pair and the merge's buffer of the pairs
 // sharing the current hash; while a spill is written, the record writer's buffers (a batch of up to
@@ -109,6 +110,7 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 	}
 	m.sp.Init(tm, m, cfg.Name, cfg.SpillConfig, m.forceSpill)
 	m.io.init(tm, cfg.Name)
+	m.sizes = newRecordSizes[K, V](m.sp.Strict())
 	m.current = m.newMap()
 	return m, nil
 }

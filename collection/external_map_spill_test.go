@@ -124,13 +124,15 @@ func countSumAgg() Aggregator[int64, int64, countSum] {
 // ends.
 func TestTwoMapContention(t *testing.T) {
 	const (
-		budget  = 4 << 20
-		keys    = 50_000
+		budget = 4 << 20
+		// keys fit E1 in a table of 2^16 slots (1.5 MiB), whose doubling from 2^15 slots holds
+		// both arrays (2.25 MiB, accounted in memory.Strict) within the budget.
+		keys    = 40_000
 		records = 200_000
-		free    = 256 << 10 // each map's free allowance
-		// slack covers what the memory manager does not account: both free allowances, the spill
-		// reader's and writer's buffers (BatchBytes, the 32 KiB file buffer, compression),
-		// estimation error and the test's own bookkeeping.
+		free    = 256 << 10 // each map's first acquisition (free allowance in SparkAllowances)
+		// slack covers what the memory manager does not account: the spill reader's and writer's
+		// buffers (BatchBytes, the 32 KiB file buffer, compression), estimation error and the
+		// test's own bookkeeping (and both free allowances in SparkAllowances).
 		slack = 2*free + 2<<20
 	)
 	for _, tc := range []struct {

@@ -102,13 +102,14 @@ const insertBatch = 64
 // may be called while InsertAll waits for memory, from any goroutine of the task; everything
 // else, reading included, is meant for one goroutine.
 //
-// Not accounted to the task, as in Spark: the free initial threshold (SpillConfig's
-// InitialThreshold, Spark's 5 MiB), which the sorter holds without acquiring it; while a merge
+// Not accounted to the task, as in Spark: with memory.SparkAllowances, the free initial
+// threshold (SpillConfig's InitialThreshold, Spark's 5 MiB), which the sorter holds without
+// acquiring it (memory.Strict acquires it; see Spillable); while a merge
 // runs, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
 // 2 × BatchBytes when compressed); while a spill is written, the record writer's buffers (a
 // batch of up to BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd);
-// and when the in-memory collection doubles, its old and new arrays are both live during the
-// copy.
+// and, with memory.SparkAllowances, the old array while the in-memory collection doubles (both
+// arrays are live during the copy; memory.Strict asks for both).
 //
 // Differences from Spark, all deliberate:
 //   - Before the in-memory collection doubles, the sorter asks for the memory the doubled
@@ -133,6 +134,7 @@ type ExternalSorter[K comparable, V, C any] struct {
 	codec  pairCodec[K, C]
 	keep   func(Pair[K, C], []byte) Pair[K, C]
 	input  []Pair[K, V]
+	sizes  recordSizes[K, V] // memory.Strict: the bytes a record references (see recordSizer)
 
 	// Guarded by sp's lock.
 	m        *PartitionedAppendOnlyMap[K, C] // with aggregation; nil once read, closed or broken
@@ -189,6 +191,7 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 	}
 	s.sp.Init(tm, s, name, cfg.Spill, s.forceSpill)
 	s.io.init(tm, name)
+	s.sizes = newRecordSizes[K, V](s.sp.Strict())
 	s.newCollection()
 	return s, nil
 }
@@ -328,6 +331,9 @@ func (s *ExternalSorter[K, V, C]) partitionOf(key K) (int32, error) {
 // anything.
 func (s *ExternalSorter[K, V, C]) afterInsert(ctx context.Context, est int64) error {
 	s.sp.UpdatePeak(est)
+	if s.sp.strict {
+		return nil // checked before the insert (beforeInsert)
+	}
 	if check := s.sp.checkDue(); s.sp.spillDue(est, check) {
 		if _, err := s.sp.maybeSpill(ctx, est, check, s.spillCollection); err != nil {
 			return s.fail(err)
@@ -337,46 +343,79 @@ func (s *ExternalSorter[K, V, C]) afterInsert(ctx context.Context, est int64) er
 }
 
 func (s *ExternalSorter[K, V, C]) insertCombined(ctx context.Context, p int32, r Pair[K, V]) error {
+	var doubling int64
 	if tbl := s.m.m; tbl.AtGrowThreshold() {
 		// The next new key doubles the table: ask for the memory it will take now.
-		grown := s.m.EstimateSize() + int64(tbl.Capacity())*int64(unsafe.Sizeof(slot[partKey[K], C]{}))
-		if err := s.growAhead(ctx, grown); err != nil {
-			return err
-		}
+		doubling = int64(tbl.Capacity()) * int64(unsafe.Sizeof(slot[partKey[K], C]{}))
 	}
-	agg := s.agg
+	kb, vb := s.sizes.of(r.Key, r.Value)
+	if err := s.beforeInsert(ctx, s.m.EstimateSize(), doubling, kb+vb); err != nil {
+		return err
+	}
+	agg, isNew := s.agg, false
 	if _, err := s.m.ChangeValue(p, r.Key, func(had bool, old C) C {
 		if had {
 			return agg.MergeValue(old, r.Value)
 		}
+		isNew = true
 		return agg.CreateCombiner(r.Value)
 	}); err != nil {
 		return fmt.Errorf("collection: %s: %w", s.sp.name, err) // ErrMapFull: nothing changed
+	}
+	if isNew {
+		s.sp.retain(kb + vb)
 	}
 	return nil
 }
 
 func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pair[K, C]) error {
+	var doubling int64
 	if buf := s.buf; buf.Len() == buf.capacity() {
 		// The next record doubles the buffer: ask for the memory it will take now.
-		grown := buf.EstimateSize() + int64(buf.capacity())*buf.recordSize()
-		if err := s.growAhead(ctx, grown); err != nil {
-			return err
-		}
+		doubling = int64(buf.capacity()) * buf.recordSize()
+	}
+	kb, vb := s.sizes.of(r.Key, *(*V)(unsafe.Pointer(&r.Value))) // C is V without an Aggregator
+	rec := kb + vb
+	if err := s.beforeInsert(ctx, s.buf.EstimateSize(), doubling, rec); err != nil {
+		return err
 	}
 	if err := s.buf.Insert(p, r.Key, r.Value); err != nil {
 		return fmt.Errorf("collection: %s: %w", s.sp.name, err) // ErrBufferFull: nothing changed
 	}
+	s.sp.retain(rec)
 	return nil
 }
 
-// growAhead asks for the memory of the collection after its next growth, spilling if it is not
-// granted.
-func (s *ExternalSorter[K, V, C]) growAhead(ctx context.Context, grown int64) error {
-	if _, err := s.sp.MaybeSpillNow(ctx, grown, s.spillCollection); err != nil {
+// beforeInsert is the memory check before a record of rec bytes (see recordSizer) is inserted
+// into the in-memory collection of tracked size est, which the insert grows by doubling an array
+// of doubling bytes (0 if not). In memory.SparkAllowances accounting it only asks for the memory
+// of the collection after a doubling (the periodic check follows the insert, as in Spark); in
+// memory.Strict it runs the whole check (Spillable.admit), the periodic one included.
+func (s *ExternalSorter[K, V, C]) beforeInsert(ctx context.Context, est, doubling, rec int64) error {
+	var err error
+	switch {
+	case s.sp.strict:
+		err = s.sp.admit(ctx, est, doubling, rec, s.spillCollection, s.collectionSize)
+	case doubling > 0:
+		_, err = s.sp.MaybeSpillNow(ctx, s.sp.GrowthMemory(est, doubling), s.spillCollection)
+	default:
+		return nil
+	}
+	if err != nil {
 		return s.fail(err)
 	}
 	return s.checkUsable() // the lock was released while acquiring
+}
+
+// collectionSize is the in-memory collection's tracked size (0 without one).
+func (s *ExternalSorter[K, V, C]) collectionSize() int64 {
+	switch {
+	case s.m != nil:
+		return s.m.EstimateSize()
+	case s.buf != nil:
+		return s.buf.EstimateSize()
+	}
+	return 0
 }
 
 // fail records err as the sorter's sticky error (unless it is closed), drops the in-memory

@@ -28,15 +28,27 @@ const (
 	NoInitialThreshold int64 = -1
 	// checkPeriod is how often (in elements read) maybeSpill asks for memory (Spark's 32).
 	checkPeriod = 32
+	// largeCheckBytes is, in memory.Strict accounting, the estimated bytes of records inserted
+	// since the last memory check that make the next check run at once, whatever the number of
+	// elements read: a large record is accounted before it is inserted, not up to 31 records
+	// later.
+	largeCheckBytes = 64 << 10
 )
 
 // SpillConfig configures the spill policy shared by ExternalAppendOnlyMap, ExternalGrouper and
 // ExternalSorter (Spark's Spillable and the spill writers' settings). Its zero value means
 // Spark's defaults.
 type SpillConfig struct {
-	// InitialThreshold is the memory a collection may hold before it asks the memory manager for
-	// any (spark.shuffle.spill.initialMemoryThreshold). This allowance is free: it is never
-	// acquired, exactly as in Spark. 0 means 5 MiB; NoInitialThreshold means none.
+	// InitialThreshold is spark.shuffle.spill.initialMemoryThreshold. Its meaning depends on the
+	// task's memory.Config.Accounting:
+	//   - memory.SparkAllowances: the memory a collection may hold before it asks the memory
+	//     manager for any. This allowance is free: it is never acquired, exactly as in Spark.
+	//     0 means 5 MiB; NoInitialThreshold means none.
+	//   - memory.Strict (the default): nothing is free. A positive value is the least the
+	//     collection acquires whenever it starts holding memory (its first insert, the first
+	//     insert after each spill), so small collections do not ask the manager for a few
+	//     kilobytes at a time; it is acquired, accounted, and given back at the spill. 0 and
+	//     NoInitialThreshold mean no minimum: the first acquisition is Spark's 2 × size.
 	InitialThreshold int64
 	// ForceSpillElements forces a spill once more than this many elements were read since the
 	// last spill, whatever the memory (spark.shuffle.spill.numElementsForceSpillThreshold).
@@ -157,14 +169,35 @@ type SpillMetrics struct {
 //	func (m *myMap) Used() int64       { return m.sp.Used() }
 //	func (m *myMap) Mode() memory.Mode { return m.sp.Mode() }
 //
-// The policy (reference §9): the collection's first InitialThreshold bytes are free. Every 32
-// elements read, once the collection's estimated size reaches its threshold, MaybeSpill asks for
-// 2 × size − threshold more bytes; if the threshold still does not cover the size, the
-// collection spills and gives back everything it acquired. It also spills when more than
-// ForceSpillElements elements were read since the last spill or its size exceeds
-// ForceSpillBytes. When another consumer of the task is short, the TaskManager calls Spill and
-// the collection's forceSpill hook writes what it can to disk; a request the collection made
-// itself (trigger == the collection) returns 0, since it spills through MaybeSpill instead.
+// The policy (Spark's): every 32 elements read, once the collection's estimated size reaches
+// its threshold, MaybeSpill asks for 2 × size − threshold more bytes; if the threshold still
+// does not cover the size, the collection spills and gives back everything it acquired. It also
+// spills when more than ForceSpillElements elements were read since the last spill or its size
+// exceeds ForceSpillBytes. When another consumer of the task is short, the TaskManager calls
+// Spill and the collection's forceSpill hook writes what it can to disk; a request the
+// collection made itself (trigger == the collection) returns 0, since it spills through
+// MaybeSpill instead.
+//
+// What is accounted follows the task's memory.Config.Accounting:
+//   - memory.SparkAllowances, for comparisons with Spark: the collection's first
+//     InitialThreshold bytes (5 MiB by default) are free, never acquired; a large record is
+//     noticed only at the next check (up to 31 records later), so the collection can hold its
+//     threshold plus 31 records; when the table doubles, the check asks for the doubled size
+//     (the old array, live during the copy, is not counted).
+//   - memory.Strict (the default): nothing is free. The threshold starts at 0, so the first
+//     insert acquires the collection's memory before it is used (at least InitialThreshold when
+//     set, see SpillConfig). Before a table or buffer doubles the check asks for the old and the
+//     new array together, both live during the copy, and spills instead of growing when they
+//     cannot be had. Each insert estimates the bytes its record references beyond its slot (the
+//     length of a string or a slice of pointer-free elements, the estimator's walk for other
+//     pointerful types, nothing for pointer-free types, whose bytes are all in the table the
+//     tracker measures) and runs the check at once when the records inserted since the last
+//     check reach 64 KiB, counting the record about to be inserted. The bytes of the records
+//     kept since the last spill are also a floor under the tracker's estimate, which samples
+//     and extrapolates and so can miss a large record. A record that does not fit even once
+//     the collection spilled everything and the task spilled its other consumers (more than
+//     the task can ever grant it) fails the insert with an error wrapping memory.ErrOutOfMemory
+//     carrying the task's usage report: it is never held unaccounted.
 //
 // Concurrency: the TaskManager may call Spill from any goroutine of the task. Lock and Unlock
 // guard the collection's state against that: the collection holds the lock in every method
@@ -192,8 +225,14 @@ type Spillable struct {
 	name  string
 	force func() (spilled bool, diskBytes int64, err error)
 
+	strict     bool  // the task's manager is in memory.Strict accounting
+	allowance  int64 // the free initial threshold: InitialThreshold (SparkAllowances), 0 (Strict)
+	minAcquire int64 // Strict: the least a collection holding nothing acquires (InitialThreshold)
+
 	mu           sync.Mutex
-	threshold    int64 // myMemoryThreshold: InitialThreshold + the bytes acquired
+	threshold    int64 // myMemoryThreshold: the allowance + the bytes acquired
+	floor        int64 // Strict: estimated bytes referenced by the records kept since the last spill
+	pending      int64 // Strict: estimated bytes of the records inserted since the last check
 	elementsRead int64 // since the last spill
 	forcedGen    int64 // forced spills so far; MaybeSpill notices one that ran while it waited
 	closed       bool  // MarkClosed ran
@@ -221,8 +260,16 @@ func (s *Spillable) Init(tm *memory.TaskManager, self memory.Consumer, name stri
 	}
 	s.log = s.cfg.Logger.Named("collection").With(zap.Int64("task", int64(tm.ID())), zap.String("consumer", name))
 	s.self, s.name, s.force = self, name, forceSpill
-	s.threshold = s.cfg.InitialThreshold
+	s.strict = tm.Manager().Accounting() == memory.Strict
+	s.allowance = s.cfg.InitialThreshold
+	if s.strict {
+		s.allowance, s.minAcquire = 0, max(cfg.InitialThreshold, 0)
+	}
+	s.threshold = s.allowance
 }
+
+// Strict reports whether the task's manager is in memory.Strict accounting.
+func (s *Spillable) Strict() bool { return s.strict }
 
 // Config returns the configuration with defaults filled in.
 func (s *Spillable) Config() SpillConfig { return s.cfg }
@@ -237,7 +284,7 @@ func (s *Spillable) Lock() { s.mu.Lock() }
 func (s *Spillable) Unlock() { s.mu.Unlock() }
 
 // Used is the execution memory the collection holds: what it acquired beyond its free allowance
-// (memory.Consumer).
+// (none in memory.Strict accounting) (memory.Consumer).
 func (s *Spillable) Used() int64 { return s.base.Used() }
 
 // Mode is memory.OnHeap: spillable collections live in the Go heap (memory.Consumer).
@@ -267,8 +314,8 @@ func (s *Spillable) AddElementsRead() { s.elementsRead++ }
 // ElementsRead returns the elements read since the last spill.
 func (s *Spillable) ElementsRead() int64 { return s.elementsRead }
 
-// Threshold returns the current memory threshold (myMemoryThreshold): the free allowance plus
-// what the collection acquired.
+// Threshold returns the current memory threshold (myMemoryThreshold): the free allowance (none
+// in memory.Strict accounting) plus what the collection acquired.
 func (s *Spillable) Threshold() int64 { return s.threshold }
 
 // UpdatePeak records currentMemory as the peak if it is the largest seen. Call with the lock
@@ -302,10 +349,105 @@ func (s *Spillable) MaybeSpill(ctx context.Context, currentMemory int64, spill f
 }
 
 // MaybeSpillNow is MaybeSpill checking the memory whatever the number of elements read: for a
-// collection about to grow by a large step (a table doubling), with currentMemory its size after
-// the step, so the step is granted or spilled before it happens.
+// collection about to grow by a large step, with currentMemory the most it will hold during the
+// step, so the step is granted or spilled before it happens. For a table doubling that is its
+// size after the step in memory.SparkAllowances accounting, and its size plus the old array in
+// memory.Strict, where both arrays are live during the copy (see GrowthMemory).
 func (s *Spillable) MaybeSpillNow(ctx context.Context, currentMemory int64, spill func() (diskBytes int64, err error)) (bool, error) {
 	return s.maybeSpill(ctx, currentMemory, true, spill)
+}
+
+// GrowthMemory returns the memory a collection of estimated size est holds while an array of
+// oldBytes (counted in est) doubles: est plus the new array less the old one, which is freed
+// after the copy, in memory.SparkAllowances accounting; est plus the new array in memory.Strict,
+// where the old and the new array coexist during the copy.
+func (s *Spillable) GrowthMemory(est, oldBytes int64) int64 {
+	if s.strict {
+		return est + 2*oldBytes
+	}
+	return est + oldBytes
+}
+
+// beforeInsert returns the memory figure and whether the check is due before a record is
+// inserted into a collection of tracked size est: with doubling the bytes of an array the insert
+// doubles (0 if none), and rec the bytes the record references beyond its slot (0 unless
+// memory.Strict; see recordSizer). Call with the lock held.
+func (s *Spillable) beforeInsert(est, doubling, rec int64) (mem int64, check bool) {
+	mem, check = est, s.checkDue()
+	if s.strict {
+		mem = max(est, s.floor) + rec
+		s.pending += rec
+		// A collection holding nothing acquires before its first record, not 32 records later.
+		check = check || s.pending >= largeCheckBytes || s.threshold == 0
+	}
+	if check {
+		s.pending = 0 // the memory is looked at now
+	}
+	if doubling > 0 {
+		mem, check = s.GrowthMemory(mem, doubling), true
+	}
+	return mem, check
+}
+
+// admit is the memory check before an insert (Spark's maybeSpill before the record, plus the
+// check before a doubling and, in memory.Strict accounting, the check for a large record): est,
+// doubling and rec are beforeInsert's; spill is MaybeSpill's; size returns the collection's
+// tracked size after a spill (0 if it has no in-memory data any more). In memory.Strict, once
+// the check spilled, it acquires the room for the record in the emptied collection, and returns
+// an error wrapping memory.ErrOutOfMemory with the task's usage report if the task cannot grant
+// it. Call with the lock held; it releases it while acquiring.
+func (s *Spillable) admit(ctx context.Context, est, doubling, rec int64, spill func() (int64, error), size func() int64) error {
+	if mem, check := s.beforeInsert(est, doubling, rec); s.spillDue(mem, check) {
+		return s.admitChecked(ctx, mem, check, rec, spill, size)
+	}
+	return nil
+}
+
+// admitChecked is admit once beforeInsert returned mem and check and spillDue said the check
+// does something.
+func (s *Spillable) admitChecked(ctx context.Context, mem int64, check bool, rec int64, spill func() (int64, error), size func() int64) error {
+	if _, err := s.maybeSpill(ctx, mem, check, spill); err != nil {
+		return err
+	}
+	if !s.strict || rec == 0 {
+		return nil
+	}
+	return s.reserve(ctx, size()+rec, rec)
+}
+
+// retain records, in memory.Strict accounting, that the collection now keeps n more bytes
+// referenced by its records: the floor under the tracker's estimate. Call with the lock held.
+func (s *Spillable) retain(n int64) { s.floor += n }
+
+// reserve makes the threshold cover need bytes, the collection's size with a record of rec
+// bytes it is about to insert, after the memory check spilled: it acquires what is missing, and
+// if the task grants less, the record can never fit and it returns an error wrapping
+// memory.ErrOutOfMemory with the task's usage report. Call with the lock held.
+func (s *Spillable) reserve(ctx context.Context, need, rec int64) error {
+	request := need - s.threshold
+	if request <= 0 {
+		return nil
+	}
+	s.mu.Unlock()
+	granted, err := s.base.Acquire(ctx, request)
+	s.mu.Lock()
+	if s.closed {
+		if granted > 0 {
+			s.base.Free(granted)
+		}
+		return s.closedError(fmt.Sprintf("while it waited for %s of execution memory for a record", humanize.IBytes(uint64(request))))
+	}
+	s.threshold += granted
+	if err != nil {
+		return fmt.Errorf("collection: %s acquiring %s of execution memory for a record of about %s: %w",
+			s.name, humanize.IBytes(uint64(request)), humanize.IBytes(uint64(rec)), err)
+	}
+	if granted < request {
+		return fmt.Errorf("collection: %s cannot hold a record of about %s even with everything spilled: "+
+			"%w: unable to acquire %s of memory, got %s\n%s", s.name, humanize.IBytes(uint64(rec)), memory.ErrOutOfMemory,
+			humanize.IBytes(uint64(request)), humanize.IBytes(uint64(granted)), s.base.TaskManager().UsageReport())
+	}
+	return nil
 }
 
 // checkDue reports whether the periodic memory check is due (every checkPeriod elements read).
@@ -324,8 +466,12 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 	}
 	shouldSpill := false
 	if check && currentMemory >= s.threshold {
-		// Claim up to double the current memory (Spark's amountToRequest).
+		// Claim up to double the current memory (Spark's amountToRequest); in Strict accounting a
+		// collection holding nothing claims at least InitialThreshold.
 		request := 2*currentMemory - s.threshold
+		if s.threshold == 0 {
+			request = max(request, s.minAcquire)
+		}
 		gen := s.forcedGen
 		s.mu.Unlock()
 		granted, err := s.base.Acquire(ctx, request)
@@ -365,18 +511,20 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 	s.metrics.DiskBytesSpilled += disk
 	s.log.Info("spilled in-memory collection to disk",
 		zap.String("bytes", humanize.IBytes(uint64(currentMemory))), zap.String("disk", humanize.IBytes(uint64(disk))),
-		zap.String("released", humanize.IBytes(uint64(s.threshold-s.cfg.InitialThreshold))))
+		zap.String("released", humanize.IBytes(uint64(s.threshold-s.allowance))))
 	s.ReleaseMemory()
 	return true, nil
 }
 
 // ReleaseMemory gives back everything acquired beyond the free allowance and resets the
-// threshold to it (Spark's releaseMemory). Call with the lock held.
+// threshold to it (Spark's releaseMemory), for a collection that no longer holds its in-memory
+// data. Call with the lock held.
 func (s *Spillable) ReleaseMemory() {
-	if acquired := s.threshold - s.cfg.InitialThreshold; acquired > 0 {
+	if acquired := s.threshold - s.allowance; acquired > 0 {
 		s.base.Free(acquired)
 	}
-	s.threshold = s.cfg.InitialThreshold
+	s.threshold = s.allowance
+	s.floor, s.pending = 0, 0
 }
 
 // Spill is the memory.Consumer callback (Spillable.spill(size, trigger)): when another consumer
@@ -392,7 +540,7 @@ func (s *Spillable) Spill(_ int64, trigger memory.Consumer) (int64, error) {
 	if s.closed {
 		return 0, nil
 	}
-	acquired := s.threshold - s.cfg.InitialThreshold
+	acquired := s.threshold - s.allowance
 	s.log.Info("force spilling in-memory collection to disk", zap.String("bytes", humanize.IBytes(uint64(acquired))))
 	spilled, disk, err := s.force()
 	s.metrics.DiskBytesSpilled += disk

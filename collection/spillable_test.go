@@ -56,9 +56,13 @@ func (f *fakeSpillable) maybeSpill(t *testing.T, elementsRead, size int64) bool 
 }
 
 // TestSP04MaybeSpillArithmetic is SP-04 (maybeSpill arithmetic, derived from Spark's
-// Spillable.maybeSpill, reference §9).
+// Spillable.maybeSpill, reference §9). It pins Spark's policy, free 5 MiB threshold included, so
+// its tasks run with memory.SparkAllowances; TestStrictMaybeSpillArithmetic is the Strict one.
 func TestSP04MaybeSpillArithmetic(t *testing.T) {
 	const mib = 1 << 20
+	newTestTask := func(t *testing.T, budget int64) *memory.TaskManager {
+		return newTestTaskAccounting(t, budget, memory.SparkAllowances)
+	}
 	t.Run("grant, then spill when nothing more is granted", func(t *testing.T) {
 		tm := newTestTask(t, 3*mib)
 		f := newFakeSpillable(tm, SpillConfig{})

@@ -163,7 +163,8 @@ func readSegments[V any](t testing.TB, e *testEnv, shuffleID, reduceID int, valu
 	blocks, err := reg.MapSizesByReduce(shuffleID, reduceID)
 	require.NoError(t, err)
 	cfg := e.runner.cfg.Shuffle
-	f := newFetcher(context.Background(), e.disk, blocks, n, cfg.MaxBytesInFlight, cfg.MaxBlockSizeFetchToMem)
+	f, err := newFetcher(context.Background(), e.disk, blocks, n, fetchLimits{maxInFlight: cfg.MaxBytesInFlight, maxToMem: cfg.MaxBlockSizeFetchToMem})
+	require.NoError(t, err)
 	it := newRecordIterator(context.Background(), f, storage.VarintCodec[int]{}, values)
 	var out []collection.Pair[int, V]
 	for it.Next() {

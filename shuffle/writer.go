@@ -85,14 +85,6 @@ func NewBypassMergeWriter[K comparable, V, C any](tc *TaskContext, dep *Dependen
 	}, nil
 }
 
-// batchBytes is the spill configuration's batch byte limit with its default.
-func batchBytes(c collection.SpillConfig) int {
-	if c.BatchBytes == 0 {
-		return collection.DefaultSpillBatchBytes
-	}
-	return c.BatchBytes
-}
-
 // Metrics implements Writer.
 func (w *BypassMergeWriter[K, V]) Metrics() WriteMetrics { return w.metrics }
 

@@ -216,6 +216,10 @@ func (tk *task) run() {
 	case tk.fate == fateCancel && errors.Is(err, context.Canceled):
 	case tk.fate == fateAbort && tk.kind <= kindGrouper && closed(err):
 	case tk.fate == fateAbort && tk.kind > kindGrouper && errors.Is(err, context.Canceled):
+	case tk.kind == kindShuffle && errors.Is(err, memory.ErrOutOfMemory):
+		// Strict accounting: a shuffle writer's or reader's buffers (at least one 32 KiB file
+		// buffer each) may not fit a task's share of the round's tiny budget among up to 64
+		// tasks; like Spark's SparkOutOfMemoryError, the task then fails cleanly.
 	default:
 		tk.failf("unexpected error: %v", err)
 	}

@@ -113,7 +113,8 @@ func NewReader[K comparable, V, C any](ctx context.Context, tc *TaskContext, dep
 // fetchLimitsOf returns the bounds of a reduce task's fetcher. Under Strict accounting the
 // fetched bytes are the task's execution memory, acquired through a "shuffle fetch" consumer:
 // the in-flight bound is then also at most fetchShare, and the consumer holds the buffers of the
-// record reader, sized for the largest segment.
+// record reader, sized for the segment that needs the most (by its size and its map output's
+// batches).
 func fetchLimitsOf(tc *TaskContext, shuffleID, reduceID int, blocks []BlockSize) fetchLimits {
 	cfg := tc.runner.cfg.Shuffle
 	lim := fetchLimits{maxInFlight: cfg.MaxBytesInFlight, maxToMem: cfg.MaxBlockSizeFetchToMem}
@@ -122,11 +123,13 @@ func fetchLimitsOf(tc *TaskContext, shuffleID, reduceID int, blocks []BlockSize)
 		return lim
 	}
 	lim.maxInFlight = min(lim.maxInFlight, fetchShare(tc))
-	var largest int64
 	for _, b := range blocks {
-		largest = max(largest, b.Size)
+		batch := b.BatchBytes
+		if batch == 0 {
+			batch = batchBytes(cfg.Spill)
+		}
+		lim.decode = max(lim.decode, readerBytes(b.Size, batch, cfg.Spill.Compression))
 	}
-	lim.decode = readerBytes(largest, batchBytes(cfg.Spill), cfg.Spill.Compression)
 	return lim
 }
 

@@ -50,6 +50,9 @@ type SortWriter[K comparable, V any] struct {
 	metrics   WriteMetrics
 }
 
+// strictOutputBatchBytes caps the batches of a SortWriter's data file under Strict accounting.
+const strictOutputBatchBytes = 64 << 10
+
 // NewSortWriter returns a SortWriter for one map task of dep.
 func NewSortWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V, C], mapIndex int) (*SortWriter[K, V], error) {
 	if err := dep.Validate(); err != nil {
@@ -97,10 +100,15 @@ func (w *SortWriter[K, V]) write(ctx context.Context, out *mapOutput, records co
 	counted := &countingIterator[collection.Pair[K, V]]{Iterator: records}
 	defer func() { err = joinErrors(err, records.Close()) }()
 	// Under Strict accounting the data file's record writer's buffers are acquired first, so the
-	// sorter fits in the rest instead of being made to spill when the file is written. With less
-	// memory, its batches (and the sorter's spill batches) are smaller.
+	// sorter fits in the rest instead of being made to spill when the file is written. Its batches
+	// (and so the sorter's spill batches) are then at most strictOutputBatchBytes, which bounds
+	// the reduce side's reader buffers too, and smaller when memory is short.
 	mem := newBufferConsumer(w.tc.tm, fmt.Sprintf("shuffle %d sort writer output (map %d)", w.shuffleID, w.mapIndex))
-	output, held, ok, err := reserveWriters(ctx, mem, 1, w.output, 0)
+	output := w.output
+	if mem != nil {
+		output.BatchBytes = min(output.BatchBytes, strictOutputBatchBytes)
+	}
+	output, held, ok, err := reserveWriters(ctx, mem, 1, output, 0)
 	if err != nil {
 		return MapStatus{}, fmt.Errorf("shuffle: acquiring the buffers of the data file's writer: %w", err)
 	}
@@ -121,7 +129,8 @@ func (w *SortWriter[K, V]) write(ctx context.Context, out *mapOutput, records co
 	if err := sorter.InsertAll(ctx, counted); err != nil {
 		return MapStatus{}, err
 	}
-	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Records: counted.n}
+	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Records: counted.n,
+		BatchBytes: output.BatchBytes}
 	err = out.commit(&status, func(data io.Writer) error {
 		lengths, err := sorter.WritePartitionedFile(ctx, data)
 		status.Lengths = lengths

@@ -219,7 +219,8 @@ func (w *BypassMergeWriter[K, V]) write(ctx context.Context, out *mapOutput, rec
 			lengths[p] = pf.tw.Writer().BytesWritten()
 		}
 	}
-	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Lengths: lengths, Records: count}
+	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Lengths: lengths, Records: count,
+		BatchBytes: w.records.BatchBytes}
 	err = out.commit(&status, func(data io.Writer) error {
 		buf := make([]byte, storage.DefaultBufferSize)
 		for p, pf := range files {

@@ -21,7 +21,7 @@ type ReadMetrics struct {
 	BlocksStreamed int64
 	BytesStreamed  int64
 	// PeakBytesInFlight is the most bytes of loaded segments held at once; at most
-	// MaxBytesInFlight unless a single segment is larger.
+	// MaxBytesInFlight unless a single segment is larger (which Strict accounting streams).
 	PeakBytesInFlight int64
 	// Spills counts the spills of the aggregation map and the sorter (their own and forced).
 	Spills int64

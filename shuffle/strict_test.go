@@ -131,7 +131,6 @@ func TestStrictFetchReaderBuffersDoNotFit(t *testing.T) {
 	_, err = newFetcher(context.Background(), e.disk, blocks, 1, fetchLimits{maxInFlight: 1 << 20, maxToMem: 1 << 20, mem: mem, decode: 64 << 10})
 	require.ErrorIs(t, err, memory.ErrOutOfMemory)
 	require.ErrorContains(t, err, "64 KiB")
-	require.Zero(t, prefetchers())
 }
 
 // Closing a fetcher early, or cancelling it, releases every byte its consumer acquired.
@@ -161,7 +160,8 @@ func TestStrictFetchEarlyCloseReleases(t *testing.T) {
 			require.NoError(t, it.Close())
 			require.Zero(t, mem.Used())
 			require.Zero(t, tm.Manager().ExecutionUsed())
-			require.Zero(t, prefetchers())
+			_, open := <-f.results
+			require.False(t, open, "the prefetcher ended")
 		})
 	}
 }

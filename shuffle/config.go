@@ -20,7 +20,7 @@ const (
 	// DefaultMaxBlockSizeFetchToMem is spark.network.maxRemoteBlockSizeFetchToMem (200 MiB).
 	DefaultMaxBlockSizeFetchToMem int64 = 200 << 20
 	// bypassBatchBytes bounds the batch each of the BypassMergeWriter's partition writers
-	// buffers, so its buffers stay near numPartitions × 100 KiB.
+	// buffers, so its buffers stay near numPartitions × 110 KiB.
 	bypassBatchBytes = 32 << 10
 )
 
@@ -32,8 +32,10 @@ type Config struct {
 	// NoBypassMerge means never.
 	BypassMergeThreshold int
 	// MaxBytesInFlight bounds the bytes of fetched shuffle segments a reduce task holds at once
-	// (spark.reducer.maxSizeInFlight). A single segment larger than the bound is fetched alone.
-	// 0 means 48 MiB.
+	// (spark.reducer.maxSizeInFlight). A single segment larger than the bound is fetched alone
+	// under memory.SparkAllowances; under Strict accounting the fetched bytes are execution memory
+	// of the task, the bound caps what it acquires (at most a quarter of a task's fair share), and
+	// a larger segment is streamed from its file. 0 means 48 MiB.
 	MaxBytesInFlight int64
 	// MaxBlockSizeFetchToMem: a segment larger than this is read straight from its file while it
 	// is consumed instead of being loaded into memory

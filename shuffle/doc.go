@@ -42,6 +42,47 @@
 // combine), through an ExternalSorter when there is a KeyOrdering, or straight to the caller.
 // Closing a Reader stops the fetching goroutine and returns only after it exited.
 //
+// # Memory accounting
+//
+// Under memory.Strict accounting (memory.Config.Accounting, the default) every buffer a shuffle
+// writer or reader holds for data is execution memory of its task, acquired before it is
+// allocated through a consumer of the task that reports what it holds and cannot spill (its
+// acquisitions may make the task's other consumers spill), and released when it is dropped:
+//
+//   - Reduce side ("shuffle N fetch (reduce R)"): the record reader's buffers (file buffer, one
+//     batch as stored and decompressed, sized from the largest segment and its map output's
+//     batches), acquired before fetching starts and held until the Reader is exhausted or closed,
+//     and every loaded segment's bytes, acquired before it is read and released as soon as it is
+//     consumed. MaxBytesInFlight is then a cap on what the task tries to acquire, lowered to a
+//     quarter of a task's fair share of the memory (memory over the Runner's Cores); with less
+//     granted the prefetcher loads fewer segments at once, waiting for the consumer to release
+//     one. A segment above the cap, or one the task cannot grant while nothing else is loaded,
+//     is streamed from its file through the reader's buffers, like one above
+//     MaxBlockSizeFetchToMem.
+//   - BypassMergeWriter ("shuffle N bypass-merge writer (map M)"): every partition's record
+//     writer (a 32 KiB file buffer, a batch of 32 KiB and its compressed copy) and the 32 KiB
+//     concatenation buffer, acquired before the first record. When the task grants less, the
+//     batches are halved down to 4 KiB; when even those do not fit, the map output is written by
+//     a SortWriter instead (Spark has no such fallback) and an Info log says so.
+//   - SortWriter ("shuffle N sort writer output (map M)"): the data file's record writer,
+//     acquired before the sorter is filled. Its batches, and so the sorter's spill batches, are
+//     at most 64 KiB (halved down to 4 KiB when memory is short); when even that does not fit,
+//     the map fails with an error wrapping memory.ErrOutOfMemory that names the sizes and carries
+//     the task's usage report. So does a Reader whose record reader's buffers do not fit.
+//
+// A task is sure of only 1/2N of the execution memory (N running tasks), so a budget that leaves
+// less than these buffers to a task makes it fail with memory.ErrOutOfMemory, as Spark's tasks
+// fail when they cannot get a page. The buffers are estimates of what storage's record readers
+// and writers allocate; a record larger than a batch makes its batch larger. The collections
+// the writers and readers use (ExternalSorter, ExternalAppendOnlyMap) account their own memory.
+//
+// Under memory.SparkAllowances these buffers are not accounted, as in Spark: the reduce side's
+// in-flight fetches (spark.reducer.maxSizeInFlight, 48 MiB, bounded by
+// ShuffleBlockFetcherIterator but never acquired from the memory manager), the
+// BypassMergeSortShuffleWriter's per-partition DiskBlockObjectWriters (a
+// spark.shuffle.file.buffer of 32 KiB each, for every partition), the sort writer's output
+// writer and the readers' deserialization buffers.
+//
 // # Tasks
 //
 // Runner.Run runs a stage's tasks as goroutines, at most Cores at once (an errgroup with a
@@ -63,10 +104,9 @@
 //   - One process: map outputs are local files and every fetch is a local read, so the
 //     MaxBytesInFlight bound applies to all of them (Spark bounds remote fetches and reads local
 //     blocks lazily), and a segment above MaxBlockSizeFetchToMem is read from its own file rather
-//     than first copied to a temporary one. Buffers of loaded segments are bounded but, as in
-//     Spark (Netty buffers), not accounted by the memory manager; neither are the
-//     BypassMergeWriter's per-partition buffers (about 100 KiB per non-empty partition; its
-//     partition files get batches of at most 32 KiB).
+//     than first copied to a temporary one. Under Strict accounting loaded segments and the
+//     writers' and readers' buffers are execution memory (see Memory accounting); under
+//     SparkAllowances they are bounded but, as in Spark (Netty buffers), not accounted.
 //   - MapStatus sizes are exact (Spark rounds them to a log scale or an average), which lets the
 //     reader check every index against them.
 //   - A map output's files are written under their final names and removed on any error,

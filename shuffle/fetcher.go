@@ -21,13 +21,22 @@ import (
 // maxToMem are not loaded but handed over to be streamed from their file. Spark reads local
 // blocks lazily and bounds only remote fetches; here every map output is a file, so all reads go
 // through the bound.
+//
+// Under Strict accounting (mem != nil) the loaded bytes are also execution memory of the task,
+// acquired through mem before a segment is read: a segment larger than maxInFlight, or one the
+// task cannot grant while no other segment is loaded, is streamed instead, and while others are
+// loaded the prefetcher waits for the consumer to release one before it asks again. The record
+// reader's buffers (decode bytes) are acquired when the fetcher starts and held until it closes.
 type fetcher struct {
 	disk          *storage.DiskBlockManager
 	numPartitions int
 	maxToMem      int64
 	maxInFlight   int64
+	mem           *bufferConsumer // nil: unaccounted (SparkAllowances)
+	decode        int64           // bytes of mem held for the record reader's buffers
 	sem           *semaphore.Weighted
 	results       chan fetchResult // buffered for every block, so the prefetcher never blocks on it
+	released      chan struct{}    // signalled when the consumer releases a loaded segment
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
 	closed        bool
@@ -36,8 +45,21 @@ type fetcher struct {
 	peak     atomic.Int64 // the most inFlight has been
 
 	// onWait, if set (by tests, before start), is called when the prefetcher has to wait for
-	// room under maxInFlight, with the bytes in flight and the size of the segment waiting.
+	// room under maxInFlight or for memory, with the bytes in flight and the size of the segment
+	// waiting.
 	onWait func(inFlight, size int64)
+}
+
+// fetchLimits are a fetcher's bounds and, under Strict accounting, what it acquires memory
+// through.
+type fetchLimits struct {
+	// maxInFlight bounds the bytes of loaded segments held at once; maxToMem: larger segments
+	// are streamed.
+	maxInFlight, maxToMem int64
+	// mem is the reduce task's fetch consumer, nil under SparkAllowances; decode is what it
+	// acquires for the record reader's buffers.
+	mem    *bufferConsumer
+	decode int64
 }
 
 // fetchResult is one segment: loaded into data, or (data == nil) to be streamed from the data
@@ -51,28 +73,42 @@ type fetchResult struct {
 }
 
 // newFetcher starts fetching blocks, which must all belong to one shuffle with numPartitions
-// reduce partitions. The prefetching goroutine stops when ctx ends or close is called.
-func newFetcher(ctx context.Context, disk *storage.DiskBlockManager, blocks []BlockSize, numPartitions int, maxInFlight, maxToMem int64) *fetcher {
-	f := newStoppedFetcher(disk, blocks, numPartitions, maxInFlight, maxToMem)
-	f.start(ctx, blocks)
-	return f
+// reduce partitions. The prefetching goroutine stops when ctx ends or close is called. Under
+// Strict accounting it first acquires the record reader's buffers, and returns an error wrapping
+// memory.ErrOutOfMemory when the task cannot grant them.
+func newFetcher(ctx context.Context, disk *storage.DiskBlockManager, blocks []BlockSize, numPartitions int, lim fetchLimits) (*fetcher, error) {
+	f := newStoppedFetcher(disk, blocks, numPartitions, lim)
+	if err := f.start(ctx, blocks, lim.decode); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
-func newStoppedFetcher(disk *storage.DiskBlockManager, blocks []BlockSize, numPartitions int, maxInFlight, maxToMem int64) *fetcher {
+func newStoppedFetcher(disk *storage.DiskBlockManager, blocks []BlockSize, numPartitions int, lim fetchLimits) *fetcher {
 	return &fetcher{
 		disk:          disk,
 		numPartitions: numPartitions,
-		maxToMem:      maxToMem,
-		maxInFlight:   maxInFlight,
-		sem:           semaphore.NewWeighted(maxInFlight),
+		maxToMem:      lim.maxToMem,
+		maxInFlight:   lim.maxInFlight,
+		mem:           lim.mem,
+		sem:           semaphore.NewWeighted(lim.maxInFlight),
 		results:       make(chan fetchResult, len(blocks)),
+		released:      make(chan struct{}, 1),
 	}
 }
 
-func (f *fetcher) start(ctx context.Context, blocks []BlockSize) {
+// start acquires decode bytes for the record reader's buffers and starts the prefetcher.
+func (f *fetcher) start(ctx context.Context, blocks []BlockSize, decode int64) error {
+	if f.mem != nil {
+		if err := f.mem.reserve(ctx, decode, "the buffers of a shuffle record reader"); err != nil {
+			return err
+		}
+		f.decode = decode
+	}
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.wg.Add(1)
 	go f.prefetch(ctx, blocks)
+	return nil
 }
 
 func (f *fetcher) prefetch(ctx context.Context, blocks []BlockSize) {
@@ -91,7 +127,7 @@ func (f *fetcher) prefetch(ctx context.Context, blocks []BlockSize) {
 }
 
 // fetch locates one segment through its map output's index file and loads it unless it is to be
-// streamed, waiting for room under maxInFlight first.
+// streamed, waiting for room under maxInFlight (and for its memory) first.
 func (f *fetcher) fetch(ctx context.Context, b BlockSize) (fetchResult, error) {
 	shuffleID, mapID, reduceID, _ := b.Block.Shuffle()
 	data := storage.ShuffleDataBlockID(shuffleID, mapID, 0)
@@ -105,20 +141,20 @@ func (f *fetcher) fetch(ctx context.Context, b BlockSize) (fetchResult, error) {
 			b.Block, end-start, b.Size, storage.ErrCorrupt)
 	}
 	r := fetchResult{block: b, offset: start}
-	if b.Size > f.maxToMem {
-		return r, nil // streamed by the consumer (Spark's fetch-to-disk of blocks above maxRemoteBlockSizeFetchToMem)
+	if b.Size > f.maxToMem || f.mem != nil && b.Size > f.maxInFlight {
+		// Streamed by the consumer (Spark's fetch-to-disk of blocks above
+		// maxRemoteBlockSizeFetchToMem); under Strict accounting also a segment above the
+		// in-flight bound, which is memory the task acquires.
+		return r, nil
 	}
-	// A segment larger than maxInFlight takes the whole bound, so it is fetched alone, as in
-	// Spark.
-	r.weight = min(b.Size, f.maxInFlight)
-	if !f.sem.TryAcquire(r.weight) {
-		if f.onWait != nil {
-			f.onWait(f.inFlight.Load(), b.Size)
-		}
-		if err := f.sem.Acquire(ctx, r.weight); err != nil {
-			return fetchResult{}, err
-		}
+	// Without accounting, a segment larger than maxInFlight takes the whole bound, so it is
+	// fetched alone, as in Spark.
+	weight := min(b.Size, f.maxInFlight)
+	loaded, err := f.acquire(ctx, weight, b.Size)
+	if err != nil || !loaded {
+		return r, err
 	}
+	r.weight = weight
 	f.hold(b.Size)
 	r.data, err = readSection(f.disk, data, start, b.Size)
 	if err != nil {
@@ -126,6 +162,47 @@ func (f *fetcher) fetch(ctx context.Context, b BlockSize) (fetchResult, error) {
 		return fetchResult{}, fmt.Errorf("shuffle: fetching %s: %w", b.Block, err)
 	}
 	return r, nil
+}
+
+// acquire takes weight of the semaphore and, under Strict accounting, size bytes of execution
+// memory for a segment to be loaded. It reports false, holding nothing, when the segment is to be
+// streamed instead: the task cannot grant size bytes while no other segment is loaded. While
+// others are, it waits for the consumer to release one and asks again.
+func (f *fetcher) acquire(ctx context.Context, weight, size int64) (bool, error) {
+	for {
+		if !f.sem.TryAcquire(weight) {
+			f.waiting(size)
+			if err := f.sem.Acquire(ctx, weight); err != nil {
+				return false, err
+			}
+		}
+		alone := f.inFlight.Load() == 0 // read before asking: a release after it is signalled
+		ok, err := f.mem.tryAcquire(ctx, size)
+		if ok || err != nil {
+			if err != nil {
+				f.sem.Release(weight)
+			}
+			return ok, err
+		}
+		f.sem.Release(weight)
+		if alone {
+			return false, nil
+		}
+		f.waiting(size)
+		select {
+		case <-f.released:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// waiting reports to the test hook that the prefetcher waits for room for a segment of size
+// bytes.
+func (f *fetcher) waiting(size int64) {
+	if f.onWait != nil {
+		f.onWait(f.inFlight.Load(), size)
+	}
 }
 
 func (f *fetcher) hold(n int64) {
@@ -143,7 +220,12 @@ func (f *fetcher) hold(n int64) {
 func (f *fetcher) release(r fetchResult) {
 	if r.weight > 0 {
 		f.inFlight.Add(-r.block.Size)
+		f.mem.release(r.block.Size)
 		f.sem.Release(r.weight)
+		select {
+		case f.released <- struct{}{}:
+		default: // a signal is pending already
+		}
 	}
 }
 
@@ -161,8 +243,8 @@ func (f *fetcher) next(ctx context.Context) (fetchResult, bool, error) {
 	}
 }
 
-// close stops the prefetcher, waits for it to end and drops every segment not consumed. It
-// returns only when the goroutine has exited.
+// close stops the prefetcher, waits for it to end, drops every segment not consumed and releases
+// the fetcher's memory. It returns only when the goroutine has exited.
 func (f *fetcher) close() {
 	if f.closed {
 		return
@@ -173,6 +255,8 @@ func (f *fetcher) close() {
 	for r := range f.results {
 		f.release(r)
 	}
+	f.mem.release(f.decode)
+	f.decode = 0
 }
 
 // readSection reads n bytes at off of a block's file.

@@ -99,11 +99,11 @@ func TestFetcherMaxBytesInFlight(t *testing.T) {
 	require.Greater(t, total, int64(5*maxInFlight))
 
 	waits := make(chan [2]int64, len(blocks))
-	f := newStoppedFetcher(e.disk, blocks, 1, maxInFlight, DefaultMaxBlockSizeFetchToMem)
+	f := newStoppedFetcher(e.disk, blocks, 1, fetchLimits{maxInFlight: maxInFlight, maxToMem: DefaultMaxBlockSizeFetchToMem})
 	f.onWait = func(inFlight, size int64) { waits <- [2]int64{inFlight, size} }
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a safety net only
 	defer cancel()
-	f.start(ctx, blocks)
+	require.NoError(t, f.start(ctx, blocks, 0))
 	// Nothing is consumed yet: the prefetcher must stop at the bound.
 	select {
 	case w := <-waits:
@@ -163,7 +163,8 @@ func TestFetcherEarlyClose(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			f := newFetcher(ctx, e.disk, blocks, 2, 4<<10, DefaultMaxBlockSizeFetchToMem)
+			f, err := newFetcher(ctx, e.disk, blocks, 2, fetchLimits{maxInFlight: 4 << 10, maxToMem: DefaultMaxBlockSizeFetchToMem})
+			require.NoError(t, err)
 			it := newRecordIterator(ctx, f, dep.KeyCodec, dep.ValueCodec)
 			for range 10 {
 				require.True(t, it.Next())

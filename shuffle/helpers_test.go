@@ -31,8 +31,14 @@ func newTestEnv(t testing.TB, memBytes int64, cfg RunnerConfig) *testEnv {
 // operating system's).
 func newTestEnvFS(t testing.TB, memBytes int64, cfg RunnerConfig, fsys storage.FS) *testEnv {
 	t.Helper()
+	return newTestEnvAccounting(t, memBytes, memory.Strict, cfg, fsys)
+}
+
+// newTestEnvAccounting is newTestEnvFS with the memory manager's accounting switch.
+func newTestEnvAccounting(t testing.TB, memBytes int64, acc memory.Accounting, cfg RunnerConfig, fsys storage.FS) *testEnv {
+	t.Helper()
 	mm, err := memory.NewUnifiedManager(memory.Config{
-		SystemMemory: memBytes, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 2,
+		SystemMemory: memBytes, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 2, Accounting: acc,
 	})
 	require.NoError(t, err)
 	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{t.TempDir()}, FS: fsys})
@@ -163,7 +169,8 @@ func readSegments[V any](t testing.TB, e *testEnv, shuffleID, reduceID int, valu
 	blocks, err := reg.MapSizesByReduce(shuffleID, reduceID)
 	require.NoError(t, err)
 	cfg := e.runner.cfg.Shuffle
-	f := newFetcher(context.Background(), e.disk, blocks, n, cfg.MaxBytesInFlight, cfg.MaxBlockSizeFetchToMem)
+	f, err := newFetcher(context.Background(), e.disk, blocks, n, fetchLimits{maxInFlight: cfg.MaxBytesInFlight, maxToMem: cfg.MaxBlockSizeFetchToMem})
+	require.NoError(t, err)
 	it := newRecordIterator(context.Background(), f, storage.VarintCodec[int]{}, values)
 	var out []collection.Pair[int, V]
 	for it.Next() {

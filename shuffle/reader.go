@@ -21,7 +21,7 @@ type ReadMetrics struct {
 	BlocksStreamed int64
 	BytesStreamed  int64
 	// PeakBytesInFlight is the most bytes of loaded segments held at once; at most
-	// MaxBytesInFlight unless a single segment is larger.
+	// MaxBytesInFlight unless a single segment is larger (which Strict accounting streams).
 	PeakBytesInFlight int64
 	// Spills counts the spills of the aggregation map and the sorter (their own and forced).
 	Spills int64
@@ -68,8 +68,10 @@ func NewReader[K comparable, V, C any](ctx context.Context, tc *TaskContext, dep
 	if err != nil {
 		return nil, err
 	}
-	cfg := tc.runner.cfg.Shuffle
-	f := newFetcher(ctx, tc.disk.Manager(), blocks, numPartitions, cfg.MaxBytesInFlight, cfg.MaxBlockSizeFetchToMem)
+	f, err := newFetcher(ctx, tc.disk.Manager(), blocks, numPartitions, fetchLimitsOf(tc, dep.ShuffleID, reduceID, blocks))
+	if err != nil {
+		return nil, fmt.Errorf("shuffle: reading reduce partition %d of shuffle %d: %w", reduceID, dep.ShuffleID, err)
+	}
 	r := &Reader[K, C]{}
 	tc.AddCompletionListener(r.Close)
 	defer func() {
@@ -106,6 +108,38 @@ func NewReader[K comparable, V, C any](ctx context.Context, tc *TaskContext, dep
 		}
 	}
 	return r, nil
+}
+
+// fetchLimitsOf returns the bounds of a reduce task's fetcher. Under Strict accounting the
+// fetched bytes are the task's execution memory, acquired through a "shuffle fetch" consumer:
+// the in-flight bound is then also at most fetchShare, and the consumer holds the buffers of the
+// record reader, sized for the segment that needs the most (by its size and its map output's
+// batches).
+func fetchLimitsOf(tc *TaskContext, shuffleID, reduceID int, blocks []BlockSize) fetchLimits {
+	cfg := tc.runner.cfg.Shuffle
+	lim := fetchLimits{maxInFlight: cfg.MaxBytesInFlight, maxToMem: cfg.MaxBlockSizeFetchToMem}
+	lim.mem = newBufferConsumer(tc.tm, fmt.Sprintf("shuffle %d fetch (reduce %d)", shuffleID, reduceID))
+	if lim.mem == nil {
+		return lim
+	}
+	lim.maxInFlight = min(lim.maxInFlight, fetchShare(tc))
+	for _, b := range blocks {
+		batch := b.BatchBytes
+		if batch == 0 {
+			batch = batchBytes(cfg.Spill)
+		}
+		lim.decode = max(lim.decode, readerBytes(b.Size, batch, cfg.Spill.Compression))
+	}
+	return lim
+}
+
+// fetchShare is the most a reduce task's loaded segments may hold under Strict accounting: a
+// quarter of a task's fair share of the unified memory (the memory over the runner's cores), so
+// that prefetching leaves most of the task's memory to its aggregation or sort instead of making
+// them spill. The unified memory is read as what storage could hold plus what execution holds.
+func fetchShare(tc *TaskContext) int64 {
+	mm := tc.tm.Manager()
+	return (mm.MaxOnHeapStorage() + mm.ExecutionUsed()) / int64(tc.runner.cfg.Cores) / 4
 }
 
 // track makes the record iterator's counters the reader's fetch metrics and closes it with the

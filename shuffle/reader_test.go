@@ -214,7 +214,9 @@ func TestShuffleLargerThanMemory(t *testing.T) {
 	for m := range inputs {
 		inputs[m] = genRecords(seed, m, 60000, 50000)
 	}
-	spill := collection.SpillConfig{InitialThreshold: collection.NoInitialThreshold}
+	// Small batches: under Strict accounting every record reader's and writer's buffers come out
+	// of the budget, which is derived from the data below.
+	spill := collection.SpillConfig{InitialThreshold: collection.NoInitialThreshold, BatchBytes: 32 << 10}
 	for _, c := range []shuffleCase{
 		{writer: "auto", partitions: 2, agg: true, mapSide: true},
 		{writer: "sort", partitions: 2, agg: true},
@@ -332,7 +334,7 @@ func TestRunMapStageFailureLeavesNothing(t *testing.T) {
 
 // A Reader closed early, or not closed at all, leaves no prefetching goroutine and no memory.
 func TestReaderEarlyCloseAndForgottenClose(t *testing.T) {
-	e := newTestEnv(t, 64<<20, RunnerConfig{Shuffle: Config{MaxBytesInFlight: 4 << 10}})
+	e := newTestEnv(t, 64<<20, RunnerConfig{Shuffle: Config{MaxBytesInFlight: 16 << 10}})
 	inputs := make([][]collection.Pair[int, int64], 20)
 	for m := range inputs {
 		inputs[m] = genRecords(5, m, 2000, 1<<20)

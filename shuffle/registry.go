@@ -37,6 +37,10 @@ type MapStatus struct {
 	Lengths []int64
 	// Records is the number of records the map task wrote (see WriteMetrics.RecordsWritten).
 	Records int64
+	// BatchBytes is the batch byte limit the output's record writers used, which bounds the
+	// buffers of the readers of its segments (but for records larger than a batch). 0 means
+	// unknown: readers assume Config.Spill's.
+	BatchBytes int
 }
 
 // DataBlock is the block id of the output's data file (Spark's ShuffleDataBlockId with
@@ -68,6 +72,8 @@ type BlockSize struct {
 	MapIndex int
 	// Size is the segment's length in bytes.
 	Size int64
+	// BatchBytes is the map output's MapStatus.BatchBytes.
+	BatchBytes int
 }
 
 // MapOutputRegistry mirrors Spark's MapOutputTracker for one process: it records the MapStatus
@@ -194,7 +200,7 @@ func (r *MapOutputRegistry) MapSizesByReduce(shuffleID, reduceID int) ([]BlockSi
 			return nil, fmt.Errorf("%w: shuffle %d, map %d, reduce partition %d", ErrMissingOutput, shuffleID, i, reduceID)
 		}
 		if n := st.Lengths[reduceID]; n > 0 {
-			out = append(out, BlockSize{Block: storage.ShuffleBlockID(shuffleID, st.MapID, reduceID), MapIndex: i, Size: n})
+			out = append(out, BlockSize{Block: storage.ShuffleBlockID(shuffleID, st.MapID, reduceID), MapIndex: i, Size: n, BatchBytes: st.BatchBytes})
 		}
 	}
 	return out, nil

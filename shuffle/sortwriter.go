@@ -2,9 +2,11 @@ package shuffle
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/storage"
 )
 
 // NewWriter selects and returns the writer for one map task of dep, as Spark's
@@ -42,9 +44,14 @@ type SortWriter[K comparable, V any] struct {
 	tc        *TaskContext
 	shuffleID int
 	mapIndex  int
-	newSorter func() (mapSorter[K, V], error)
+	newSorter func(collection.SpillConfig) (mapSorter[K, V], error)
+	spill     collection.SpillConfig
+	output    storage.RecordWriterConfig // what the sorter writes the data file with
 	metrics   WriteMetrics
 }
+
+// strictOutputBatchBytes caps the batches of a SortWriter's data file under Strict accounting.
+const strictOutputBatchBytes = 64 << 10
 
 // NewSortWriter returns a SortWriter for one map task of dep.
 func NewSortWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V, C], mapIndex int) (*SortWriter[K, V], error) {
@@ -52,9 +59,10 @@ func NewSortWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V
 		return nil, err
 	}
 	spill := tc.runner.cfg.Shuffle.Spill
-	w := &SortWriter[K, V]{tc: tc, shuffleID: dep.ShuffleID, mapIndex: mapIndex, metrics: WriteMetrics{Writer: "sort"}}
+	w := &SortWriter[K, V]{tc: tc, shuffleID: dep.ShuffleID, mapIndex: mapIndex, metrics: WriteMetrics{Writer: "sort"}, spill: spill,
+		output: storage.RecordWriterConfig{Compression: spill.Compression, BatchRecords: spill.BatchSize, BatchBytes: batchBytes(spill)}}
 	if dep.MapSideCombine {
-		w.newSorter = func() (mapSorter[K, V], error) {
+		w.newSorter = func(spill collection.SpillConfig) (mapSorter[K, V], error) {
 			return collection.NewExternalSorter(tc.tm, tc.disk, collection.SorterConfig[K, V, C]{
 				Aggregator:  dep.Aggregator,
 				Partitioner: dep.Partitioner,
@@ -65,7 +73,7 @@ func NewSortWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V
 			})
 		}
 	} else {
-		w.newSorter = func() (mapSorter[K, V], error) {
+		w.newSorter = func(spill collection.SpillConfig) (mapSorter[K, V], error) {
 			return collection.NewExternalSorter(tc.tm, tc.disk, collection.SorterConfig[K, V, V]{
 				Partitioner: dep.Partitioner,
 				KeyCodec:    dep.KeyCodec,
@@ -91,7 +99,26 @@ func (w *SortWriter[K, V]) Write(ctx context.Context, records collection.Iterato
 func (w *SortWriter[K, V]) write(ctx context.Context, out *mapOutput, records collection.Iterator[collection.Pair[K, V]]) (status MapStatus, err error) {
 	counted := &countingIterator[collection.Pair[K, V]]{Iterator: records}
 	defer func() { err = joinErrors(err, records.Close()) }()
-	sorter, err := w.newSorter()
+	// Under Strict accounting the data file's record writer's buffers are acquired first, so the
+	// sorter fits in the rest instead of being made to spill when the file is written. Its batches
+	// (and so the sorter's spill batches) are then at most strictOutputBatchBytes, which bounds
+	// the reduce side's reader buffers too, and smaller when memory is short.
+	mem := newBufferConsumer(w.tc.tm, fmt.Sprintf("shuffle %d sort writer output (map %d)", w.shuffleID, w.mapIndex))
+	output := w.output
+	if mem != nil {
+		output.BatchBytes = min(output.BatchBytes, strictOutputBatchBytes)
+	}
+	output, held, ok, err := reserveWriters(ctx, mem, 1, output, 0)
+	if err != nil {
+		return MapStatus{}, fmt.Errorf("shuffle: acquiring the buffers of the data file's writer: %w", err)
+	}
+	if !ok {
+		return MapStatus{}, mem.outOfMemory(held, "the data file's record writer")
+	}
+	defer mem.release(held)
+	spill := w.spill
+	spill.BatchBytes = output.BatchBytes
+	sorter, err := w.newSorter(spill)
 	if err != nil {
 		return MapStatus{}, err
 	}
@@ -102,7 +129,8 @@ func (w *SortWriter[K, V]) write(ctx context.Context, out *mapOutput, records co
 	if err := sorter.InsertAll(ctx, counted); err != nil {
 		return MapStatus{}, err
 	}
-	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Records: counted.n}
+	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Records: counted.n,
+		BatchBytes: output.BatchBytes}
 	err = out.commit(&status, func(data io.Writer) error {
 		lengths, err := sorter.WritePartitionedFile(ctx, data)
 		status.Lengths = lengths

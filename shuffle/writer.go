@@ -47,9 +47,15 @@ type WriteMetrics struct {
 // BypassMergeWriter is Spark's BypassMergeSortShuffleWriter: it writes each record straight to a
 // temporary file of its reduce partition (one record writer per partition, opened when the
 // partition gets its first record), then concatenates the files into the data file and writes
-// the index. It sorts nothing and holds no execution memory; its buffers, like Spark's, are not
-// accounted by the memory manager: about 100 KiB per non-empty partition (a 32 KiB write
+// the index. It sorts nothing. Its buffers are about 110 KiB per partition (a 32 KiB write
 // buffer, a batch of at most 32 KiB and its compressed copy).
+//
+// Under memory.SparkAllowances those buffers are not accounted, as in Spark (its
+// DiskBlockObjectWriters with spark.shuffle.file.buffer each). Under Strict accounting the writer
+// acquires them for every partition before it writes, through a consumer of the map task (which
+// may make the task's other consumers spill). When the task cannot grant them, it halves the
+// partitions' batches down to 4 KiB; when even that cannot be had, it writes the map output with
+// a SortWriter instead, whose memory is spillable (Spark has no such fallback), and logs it.
 type BypassMergeWriter[K comparable, V any] struct {
 	tc        *TaskContext
 	shuffleID int
@@ -58,6 +64,7 @@ type BypassMergeWriter[K comparable, V any] struct {
 	codec     storage.PairCodec[K, V]
 	records   storage.RecordWriterConfig
 	metrics   WriteMetrics
+	fallback  func() (*SortWriter[K, V], error)
 }
 
 // NewBypassMergeWriter returns a BypassMergeWriter for one map task of dep, which must not
@@ -81,16 +88,9 @@ func NewBypassMergeWriter[K comparable, V, C any](tc *TaskContext, dep *Dependen
 			BatchRecords: spill.BatchSize,
 			BatchBytes:   min(bypassBatchBytes, batchBytes(spill)),
 		},
-		metrics: WriteMetrics{Writer: "bypass-merge"},
+		metrics:  WriteMetrics{Writer: "bypass-merge"},
+		fallback: func() (*SortWriter[K, V], error) { return NewSortWriter(tc, dep, mapIndex) },
 	}, nil
-}
-
-// batchBytes is the spill configuration's batch byte limit with its default.
-func batchBytes(c collection.SpillConfig) int {
-	if c.BatchBytes == 0 {
-		return collection.DefaultSpillBatchBytes
-	}
-	return c.BatchBytes
 }
 
 // Metrics implements Writer.
@@ -105,7 +105,79 @@ type partitionFile[K, V any] struct {
 
 // Write implements Writer.
 func (w *BypassMergeWriter[K, V]) Write(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (MapStatus, error) {
+	mem := newBufferConsumer(w.tc.tm, fmt.Sprintf("shuffle %d bypass-merge writer (map %d)", w.shuffleID, w.mapIndex))
+	held, ok, err := w.reserve(ctx, mem)
+	if err != nil {
+		return MapStatus{}, joinErrors(err, records.Close())
+	}
+	if !ok {
+		return w.sortInstead(ctx, records)
+	}
+	defer mem.release(held)
 	return writeMapOutput(w.tc, func(out *mapOutput) (MapStatus, error) { return w.write(ctx, out, records) })
+}
+
+// reserve acquires through mem (under Strict accounting) the buffers of every partition's
+// writer and of the concatenation, with the partitions' batches made smaller if need be. It
+// returns the bytes held, or false, holding nothing, when even the smallest batches do not fit.
+func (w *BypassMergeWriter[K, V]) reserve(ctx context.Context, mem *bufferConsumer) (int64, bool, error) {
+	n := w.part.NumPartitions()
+	cfg, held, ok, err := reserveWriters(ctx, mem, int64(n), w.records, storage.DefaultBufferSize)
+	if err != nil {
+		return 0, false, fmt.Errorf("shuffle: acquiring the buffers of %d partition writers: %w", n, err)
+	}
+	if !ok {
+		w.tc.log.Info("not enough memory for the bypass-merge writer's buffers, writing with the sort writer",
+			zap.Int("shuffle", w.shuffleID), zap.Int("partitions", n),
+			zap.String("needed", humanize.IBytes(uint64(held))))
+		return 0, false, nil
+	}
+	w.records = cfg
+	return held, true, nil
+}
+
+// minWriterBatchBytes is the smallest batch reserveWriters gives a record writer when memory is
+// short.
+const minWriterBatchBytes = 4 << 10
+
+// reserveWriters acquires through mem (under Strict accounting) the buffers of n record writers
+// with cfg plus extra bytes, and returns cfg and the bytes held. When the task grants less, it
+// halves cfg.BatchBytes (which must be set) down to minWriterBatchBytes until they fit what was
+// granted; when even that does not fit, it holds nothing and returns false with the bytes that
+// the smallest batches need. A nil mem holds nothing and returns cfg.
+func reserveWriters(ctx context.Context, mem *bufferConsumer, n int64, cfg storage.RecordWriterConfig, extra int64) (
+	_ storage.RecordWriterConfig, held int64, ok bool, err error) {
+	if mem == nil {
+		return cfg, 0, true, nil
+	}
+	need := func(cfg storage.RecordWriterConfig) int64 { return n*writerBytes(cfg) + extra }
+	got, err := mem.Acquire(ctx, need(cfg))
+	if err != nil {
+		return cfg, 0, false, err
+	}
+	floor := min(minWriterBatchBytes, cfg.BatchBytes)
+	for ; ; cfg.BatchBytes = max(cfg.BatchBytes/2, floor) {
+		if held := need(cfg); held <= got {
+			mem.release(got - held)
+			return cfg, held, true, nil
+		}
+		if cfg.BatchBytes == floor {
+			mem.release(got)
+			return cfg, need(cfg), false, nil
+		}
+	}
+}
+
+// sortInstead writes the map output with a SortWriter, when the task cannot hold the
+// BypassMergeWriter's buffers.
+func (w *BypassMergeWriter[K, V]) sortInstead(ctx context.Context, records collection.Iterator[collection.Pair[K, V]]) (MapStatus, error) {
+	sw, err := w.fallback()
+	if err != nil {
+		return MapStatus{}, joinErrors(err, records.Close())
+	}
+	status, err := sw.Write(ctx, records)
+	w.metrics = sw.Metrics()
+	return status, err
 }
 
 // write is Write with the map output's files created through out. Its deferred cleanups (the
@@ -147,7 +219,8 @@ func (w *BypassMergeWriter[K, V]) write(ctx context.Context, out *mapOutput, rec
 			lengths[p] = pf.tw.Writer().BytesWritten()
 		}
 	}
-	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Lengths: lengths, Records: count}
+	status = MapStatus{ShuffleID: w.shuffleID, MapID: int64(w.tc.id), MapIndex: w.mapIndex, Lengths: lengths, Records: count,
+		BatchBytes: w.records.BatchBytes}
 	err = out.commit(&status, func(data io.Writer) error {
 		buf := make([]byte, storage.DefaultBufferSize)
 		for p, pf := range files {

@@ -217,8 +217,10 @@ func (tk *task) run() {
 	case tk.fate == fateAbort && tk.kind <= kindGrouper && closed(err):
 	case tk.fate == fateAbort && tk.kind > kindGrouper && errors.Is(err, context.Canceled):
 	case errors.Is(err, memory.ErrOutOfMemory):
-		// Strict accounting: the task's share of a tiny pool cannot hold two spill readers and a
-		// merge writer (collection's bounded merges refuse rather than overshoot).
+		// Strict accounting: a task's share of the round's tiny budget among up to 64 tasks may
+		// not hold two spill readers and a merge writer, or a shuffle writer's or reader's buffers
+		// (at least one 32 KiB file buffer each); like Spark's SparkOutOfMemoryError, the task
+		// then fails cleanly (bounded merges and buffers refuse rather than overshoot).
 	default:
 		tk.failf("unexpected error: %v", err)
 	}

@@ -212,7 +212,7 @@ func TestShuffleLargerThanMemory(t *testing.T) {
 	t.Logf("seed %d", seed)
 	inputs := make([][]collection.Pair[int, int64], 2)
 	for m := range inputs {
-		inputs[m] = genRecords(seed, m, 60000, 50000)
+		inputs[m] = genRecords(seed, m, 200_000, 150_000)
 	}
 	// Small batches: under Strict accounting every record reader's and writer's buffers come out
 	// of the budget, which is derived from the data below.

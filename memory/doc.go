@@ -52,6 +52,29 @@
 //     numbered FreedInTaskManagerPageNumber, then FreedInAllocatorPageNumber, and freeing one
 //     again, or freeing another task's page, panics.
 //
+// # The bound: the budget is the memory
+//
+// Under [Strict] accounting ([Config.Accounting]'s default) every byte Spillway holds for data
+// is acquired from this package before it is allocated and released when it is dropped:
+// collections and the old and new arrays while one grows, the first bytes of every spillable
+// collection (no free initial threshold), spill and merge readers' and writers' buffers (a
+// merge opens only as many spill files as the task can hold readers for, merging the rest in
+// passes first), the reduce side's fetched shuffle bytes, the shuffle writers' buffers, and
+// unrolled and cached blocks. The bound Spillway states for the live Go heap of a process whose
+// data is held by Spillway is
+//
+//	peak live heap − the heap before the work ≤ budget + slack,   slack = budget/10 + 2 MiB
+//
+// where budget is the unified region of this manager (what [Config] sizes) and the slack,
+// which depends on neither the data size nor the number of spill files, covers what no budget
+// can account: the records being read and written at that moment, the size estimator's error
+// (±5%, ±10% when sampled), runtime structures and the collector's granularity. A request that
+// can never fit gets an error wrapping [ErrOutOfMemory] with the task's usage report rather
+// than an overshoot. memory/memtest states the bound as StrictBound, and internal/heapbound checks
+// it at two data sizes 10× apart, and that the peak does not grow with the data, for each
+// scenario it covers; the scenarios that do not hold it yet are listed there with their
+// measured figures. [SparkAllowances] gives the bound up for Spark's unaccounted allowances.
+//
 // # Lock order
 //
 //  1. TaskManager.mu — one task's acquisitions; held across Consumer.Spill calls.

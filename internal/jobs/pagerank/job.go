@@ -444,12 +444,11 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 			return nil, err
 		}
 	}
-	joined, err := m.Iterator()
-	if err != nil {
-		return nil, err
-	}
+	// The map is not read yet: its iterator, which under strict accounting acquires its spill
+	// readers' buffers (as much of the task's share as their files need), is taken at the first
+	// Next, after the shuffle writer pulling from the emitter acquired its output buffers.
 	e := &emitter{
-		j: j, m: m, joined: joined, first: it == 1,
+		j: j, m: m, ctx: ctx, first: it == 1,
 		ob: newObserver(j.cfg.Observer, j.cfg.Fault, PhaseContribute, it, p, tm),
 	}
 	return e, nil
@@ -490,7 +489,8 @@ func drain[T any](it collection.Iterator[T], f func(T) error) error {
 type emitter struct {
 	j      *job
 	m      *collection.ExternalAppendOnlyMap[int64, joinValue, *Joined]
-	joined collection.Iterator[collection.Pair[int64, *Joined]]
+	ctx    context.Context
+	joined collection.Iterator[collection.Pair[int64, *Joined]] // nil until the first Next
 	first  bool
 	ob     *observer
 
@@ -506,10 +506,19 @@ func (e *emitter) Next() bool {
 	if e.done {
 		return false
 	}
+	if e.joined == nil {
+		joined, err := e.m.IteratorContext(e.ctx)
+		if err != nil {
+			e.err, e.done = err, true
+			return false
+		}
+		e.joined = joined
+	}
 	for len(e.links) == 0 {
 		if !e.joined.Next() {
-			e.err = e.joined.Err()
-			e.done = true
+			// Done with the join: its memory goes back to the task before the writer's sorter
+			// merges its own spills.
+			e.err = errors.Join(e.joined.Err(), e.Close())
 			return false
 		}
 		e.checkForcedSpill()
@@ -554,7 +563,11 @@ func (e *emitter) Close() error {
 		return nil
 	}
 	e.done, e.links = true, nil
-	err := errors.Join(e.joined.Close(), e.m.Close())
+	var err error
+	if e.joined != nil {
+		err = e.joined.Close()
+	}
+	err = errors.Join(err, e.m.Close())
 	s := e.m.Metrics()
 	e.j.add(Stats{Spills: s.Spills + s.ForcedSpills, JoinForcedSpills: s.ForcedSpills,
 		MemoryBytesSpilled: s.MemoryBytesSpilled, DiskBytesSpilled: s.DiskBytesSpilled})

@@ -563,6 +563,7 @@ func (e *emitter) Close() error {
 		return nil
 	}
 	e.done, e.links = true, nil
+	e.checkForcedSpill() // one while the last page was read
 	var err error
 	if e.joined != nil {
 		err = e.joined.Close()

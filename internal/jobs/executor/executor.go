@@ -105,7 +105,7 @@ func New(cfg Config) (_ *Executor, err error) {
 			err = errors.Join(err, disk.Close())
 		}
 	}()
-	blocks, err := storage.NewBlockManager(storage.Config{Memory: mm, Disk: disk, Logger: cfg.Logger})
+	blocks, err := storage.NewBlockManager(storage.Config{Memory: mm, Disk: disk, MemoryStore: MemoryStoreConfig(cfg.Budget, cfg.Cores), Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("executor: %w", err)
 	}
@@ -168,6 +168,22 @@ func ShuffleConfig(budget int64, cores int) shuffle.Config {
 			InitialThreshold: min(collection.DefaultInitialThreshold, max(64<<10, budget/(32*c))),
 			BatchBytes:       int(min(collection.DefaultSpillBatchBytes, max(16<<10, budget/(64*c)))),
 		},
+	}
+}
+
+// MemoryStoreConfig is the memory store configuration an executor with budget and cores gives
+// its block manager: Spark's defaults when the budget is Unlimited; otherwise the unroll memory
+// first reserved for a block (spark.storage.unrollMemoryThreshold, 1 MiB), and with it the chunk
+// size and the record batches of serialized blocks, becomes budget/(32 × cores), at least
+// 16 KiB. A reader of a serialized block holds one batch (twice that when compressed) outside
+// the budget, as Spark's does, so batches of 1 MiB in a budget of a few MiB would be a large part
+// of the heap beside it.
+func MemoryStoreConfig(budget int64, cores int) storage.MemoryStoreConfig {
+	if budget == Unlimited {
+		return storage.MemoryStoreConfig{}
+	}
+	return storage.MemoryStoreConfig{
+		UnrollMemoryThreshold: min(storage.DefaultUnrollMemoryThreshold, max(16<<10, budget/(32*int64(max(cores, 1))))),
 	}
 }
 

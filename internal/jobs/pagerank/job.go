@@ -444,12 +444,11 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 			return nil, err
 		}
 	}
-	joined, err := m.Iterator()
-	if err != nil {
-		return nil, err
-	}
+	// The map is not read yet: its iterator, which under strict accounting acquires its spill
+	// readers' buffers (as much of the task's share as their files need), is taken at the first
+	// Next, after the shuffle writer pulling from the emitter acquired its output buffers.
 	e := &emitter{
-		j: j, m: m, joined: joined, first: it == 1,
+		j: j, m: m, ctx: ctx, first: it == 1,
 		ob: newObserver(j.cfg.Observer, j.cfg.Fault, PhaseContribute, it, p, tm),
 	}
 	return e, nil
@@ -490,7 +489,8 @@ func drain[T any](it collection.Iterator[T], f func(T) error) error {
 type emitter struct {
 	j      *job
 	m      *collection.ExternalAppendOnlyMap[int64, joinValue, *Joined]
-	joined collection.Iterator[collection.Pair[int64, *Joined]]
+	ctx    context.Context
+	joined collection.Iterator[collection.Pair[int64, *Joined]] // nil until the first Next
 	first  bool
 	ob     *observer
 
@@ -506,10 +506,19 @@ func (e *emitter) Next() bool {
 	if e.done {
 		return false
 	}
+	if e.joined == nil {
+		joined, err := e.openJoin()
+		if err != nil {
+			e.err, e.done = err, true
+			return false
+		}
+		e.joined = joined
+	}
 	for len(e.links) == 0 {
 		if !e.joined.Next() {
-			e.err = e.joined.Err()
-			e.done = true
+			// Done with the join: its memory goes back to the task before the writer's sorter
+			// merges its own spills.
+			e.err = errors.Join(e.joined.Err(), e.Close())
 			return false
 		}
 		e.checkForcedSpill()
@@ -531,6 +540,49 @@ func (e *emitter) Next() bool {
 	}
 	return true
 }
+
+// openJoin takes the join map's iterator. Under strict accounting the map's merge holds a
+// reader of every spill file, as much of the task's memory as their files need, and those
+// readers cannot spill: the contributions' aggregation, which fills while the map is read, would
+// be left nothing and spill a tiny file every few records. So when the task can grant twice
+// sorterReserve, the emitter first sets sorterReserve aside for that aggregation, takes the
+// iterator — the merge then sizes its fan-in to the rest — and hands the reserve back for the
+// sorter to take.
+func (e *emitter) openJoin() (collection.Iterator[collection.Pair[int64, *Joined]], error) {
+	tm := e.ob.ev.Task
+	if tm.Manager().Accounting() != memory.Strict {
+		return e.m.IteratorContext(e.ctx)
+	}
+	r := &reserve{}
+	r.Init(tm, memory.OnHeap, fmt.Sprintf("join of iteration %d: reserve of the contributions", e.ob.ev.Iteration), r)
+	want := e.j.sorterReserve()
+	got, err := r.Acquire(e.ctx, 2*want)
+	if err != nil {
+		return nil, err
+	}
+	// Only set aside what leaves the merge at least as much again: when memory is that short
+	// the merge needs all of it, and the aggregation can spill as it fills.
+	keep := want
+	if got < 2*want {
+		keep = 0
+	}
+	r.Free(got - keep)
+	defer r.Free(keep)
+	return e.m.IteratorContext(e.ctx)
+}
+
+// sorterReserve is the memory the emitter sets aside for the contributions' aggregation while
+// the join map's merge is planned: a quarter of a task's share of the budget with every core
+// busy.
+func (j *job) sorterReserve() int64 {
+	return j.ex.Memory.Metrics().Pools[0].Max / int64(4*j.ex.Config().Cores)
+}
+
+// reserve is memory set aside for a while; it cannot spill.
+type reserve struct{ memory.ConsumerBase }
+
+// Spill implements memory.Consumer: the reserve is given back by its owner only.
+func (*reserve) Spill(int64, memory.Consumer) (int64, error) { return 0, nil }
 
 // checkForcedSpill tells the observer when the join map was force-spilled since the last record.
 func (e *emitter) checkForcedSpill() {
@@ -554,7 +606,12 @@ func (e *emitter) Close() error {
 		return nil
 	}
 	e.done, e.links = true, nil
-	err := errors.Join(e.joined.Close(), e.m.Close())
+	e.checkForcedSpill() // one while the last page was read
+	var err error
+	if e.joined != nil {
+		err = e.joined.Close()
+	}
+	err = errors.Join(err, e.m.Close())
 	s := e.m.Metrics()
 	e.j.add(Stats{Spills: s.Spills + s.ForcedSpills, JoinForcedSpills: s.ForcedSpills,
 		MemoryBytesSpilled: s.MemoryBytesSpilled, DiskBytesSpilled: s.DiskBytesSpilled})

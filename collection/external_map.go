@@ -110,6 +110,7 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 	}
 	m.sp.Init(tm, m, cfg.Name, cfg.SpillConfig, m.forceSpill)
 	m.io.init(tm, cfg.Name)
+	m.sp.reserveWriterOn(&m.io)
 	m.sizes = newRecordSizes[K, V](m.sp.Strict())
 	m.current = m.newMap()
 	return m, nil

@@ -191,6 +191,8 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 	}
 	s.sp.Init(tm, s, name, cfg.Spill, s.forceSpill)
 	s.io.init(tm, name)
+	s.sp.reserveWriterOn(&s.io)
+	s.sp.writerAtCheck = true // forceSpill spills only the reading iterator
 	s.sizes = newRecordSizes[K, V](s.sp.Strict())
 	s.newCollection()
 	return s, nil
@@ -515,6 +517,16 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	defer s.sp.Unlock()
 	if err := s.checkUsable(); err != nil {
 		return nil, err
+	}
+	if s.sp.strict {
+		// The in-memory records may now be spilled (below, or by a forced spill while they are
+		// read): their spill writer's buffers are reserved first.
+		if err := s.sp.reserveWriterNow(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.checkUsable(); err != nil { // the lock was released
+			return nil, err
+		}
 	}
 	s.started, s.readUse = true, readUse
 	if !readUse && s.io.strict && len(s.spills) > 0 {

@@ -125,6 +125,7 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 	g.agg, g.spill, g.scope = groupingAggregator[K, V](), g.spillCurrent, scope
 	g.sp.Init(tm, g, cfg.Name, cfg.SpillConfig, g.forceSpill)
 	g.io.init(tm, cfg.Name)
+	g.sp.reserveWriterOn(&g.io)
 	g.sizes, g.keeps = newRecordSizes[K, V](g.sp.Strict()), true
 	g.current = g.newMap()
 	return g, nil

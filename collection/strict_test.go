@@ -262,3 +262,34 @@ func TestAggregatingMapHeapIsFlat(t *testing.T) {
 	small, large := run(100_000), run(1_000_000)
 	memtest.RequireFlat(t, small, large, budget/10+1<<20)
 }
+
+// TestSpillWriterReserved: in memory.Strict accounting a collection holding data has its spill
+// writer's buffers (writerCost for its largest record) reserved on its spill I/O consumer, so a
+// forced spill, which runs with the collection's lock held, allocates nothing unaccounted; the
+// reservation goes back with the collection's memory at a spill and at Close. With Spark's
+// allowances nothing is reserved.
+func TestSpillWriterReserved(t *testing.T) {
+	const record = 256 << 10
+	for _, acct := range []memory.Accounting{memory.Strict, memory.SparkAllowances} {
+		t.Run(acct.String(), func(t *testing.T) {
+			ctx := context.Background()
+			tm := newTestTaskAccounting(t, 16<<20, acct)
+			m, err := NewExternalAppendOnlyMap(tm, newTestScope(t, nil), lastAgg[int64, []byte](), int64Codec,
+				storage.Codec[[]byte](storage.BytesCodec{}), ExternalMapConfig[int64]{})
+			require.NoError(t, err)
+			want := writerCost(m.sp.Config(), record, 1<<62)
+			if acct != memory.Strict {
+				want = 0
+			}
+			require.NoError(t, m.Insert(ctx, 1, make([]byte, record)))
+			require.Equal(t, want, m.io.Used(), "reserved before the first record is in")
+			_, err = m.Spill(1<<30, nil)
+			require.NoError(t, err)
+			require.Zero(t, m.io.Used(), "given back by the forced spill")
+			require.NoError(t, m.Insert(ctx, 2, make([]byte, 16)))
+			require.Equal(t, want, m.io.Used(), "reserved again, for the largest record so far")
+			require.NoError(t, m.Close())
+			require.Zero(t, m.io.Used())
+		})
+	}
+}

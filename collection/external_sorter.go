@@ -107,8 +107,9 @@ const insertBatch = 64
 // acquiring it (memory.Strict acquires it; see Spillable); while a merge
 // runs, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
 // 2 × BatchBytes when compressed); while a spill is written, the record writer's buffers (a
-// batch of up to BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd);
-// and, with memory.SparkAllowances, the old array while the in-memory collection doubles (both
+// batch of up to BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd),
+// all of which memory.Strict accounts (see Spillable and the package doc); and, with
+// memory.SparkAllowances, the old array while the in-memory collection doubles (both
 // arrays are live during the copy; memory.Strict asks for both).
 //
 // Differences from Spark, all deliberate:

@@ -308,3 +308,22 @@ func TestSpillWriterReserved(t *testing.T) {
 		})
 	}
 }
+
+// TestGrouperCountsValueSlots: in memory.Strict accounting the grouper counts, for each value it
+// keeps, the bytes the value references and its slot in its key's value list: one key's list
+// grows between the tracker's samples, and the slots (16 B for a string) are a third of the
+// bytes of short strings.
+func TestGrouperCountsValueSlots(t *testing.T) {
+	const values, length = 1000, 30
+	tm := newTestTask(t, 64<<20)
+	g, err := NewExternalGrouper(tm, newTestScope(t, nil), int64Codec, storage.Codec[string](storage.StringCodec{}), ExternalMapConfig[int64]{})
+	require.NoError(t, err)
+	for i := range values {
+		require.NoError(t, g.Insert(context.Background(), 1, fmt.Sprintf("%0*d", length, i)))
+	}
+	g.sp.Lock()
+	floor := g.sp.floor
+	g.sp.Unlock()
+	require.Equal(t, int64(values*(length+int(unsafe.Sizeof("")))), floor)
+	require.NoError(t, g.Close())
+}

@@ -203,7 +203,7 @@ func TestAggregatingMap(t *testing.T) {
 // TestGrouperOneHugeKey: an ExternalGrouper groups n 48-byte values of which 9 in 10 have one
 // key, so that key's values are many times the budget.
 func TestGrouperOneHugeKey(t *testing.T) {
-	requireBound(t, budget, "collection: grouper's merge readers accounted and bounded (multi-pass merge) (measured growth 8.6 MiB at 100k values, 55 MiB at 1M)", [2]int{100_000, 1_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+	requireBound(t, budget, "collection: grouper value slots counted (measured growth 7.8-8.8 MiB at 100k values, 9-11 MiB at 1M against a bound of 10.8 MiB: 2 of 5 runs pass)", [2]int{100_000, 1_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
 		e, err := newEnv(t, budget, memory.Config{})
 		if err != nil {
 			return err

@@ -248,7 +248,7 @@ type Spillable struct {
 
 	mu           sync.Mutex
 	threshold    int64 // myMemoryThreshold: the allowance + the bytes acquired
-	writerHeld   int64 // Strict: the spill writer's reservation on io, kept until MarkClosed
+	writerHeld   int64 // Strict: the spill writer's reservation on io, given back by ReleaseMemory
 	largest      int64 // Strict: the largest record inserted (estimated bytes beyond its slot)
 	floor        int64 // Strict: estimated bytes referenced by the records kept since the last spill
 	pending      int64 // Strict: estimated bytes of the records inserted since the last check
@@ -630,9 +630,7 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 		zap.String("released", humanize.IBytes(uint64(s.threshold-s.allowance))))
 	s.ReleaseMemory()
 	if writerShort {
-		if short, err := s.ensureWriter(ctx); err != nil || short {
-			return true, cmp.Or(err, s.writerOutOfMemory())
-		}
+		return true, s.reserveWriterNow(ctx)
 	}
 	return true, nil
 }

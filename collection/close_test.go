@@ -173,8 +173,16 @@ func sorterCloseTarget(t *testing.T, tm *memory.TaskManager, scope *storage.Scop
 	}
 	return closeTarget{
 		// The record after checkPeriod spills (more than ForceSpillElements read) and starts
-		// the count again, so block's checkPeriod-th record checks the memory.
-		fill:  func(ctx context.Context) error { return s.InsertAll(ctx, records(0, checkPeriod+1)) },
+		// the count again, so block's checkPeriod-th record checks the memory; the forced spill
+		// then empties the sorter, which gives back all it holds, its spill writer's reservation
+		// included.
+		fill: func(ctx context.Context) error {
+			if err := s.InsertAll(ctx, records(0, checkPeriod+1)); err != nil {
+				return err
+			}
+			_, err := s.Spill(math.MaxInt64, nil)
+			return err
+		},
 		block: func(ctx context.Context) error { return s.InsertAll(ctx, records(1000, checkPeriod)) },
 		read: func(ctx context.Context) (Iterator[int64], error) {
 			if err := s.InsertAll(ctx, records(0, 3*checkPeriod)); err != nil {

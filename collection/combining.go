@@ -278,6 +278,11 @@ func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h
 		doubling = int64(cur.Capacity()) * int64(unsafe.Sizeof(slot[K, C]{}))
 	}
 	kb, vb := t.sizes.of(k, v)
+	if t.keeps && t.sp.strict {
+		// The grouper keeps the value itself in a chunk of its key's value list, which the
+		// sampled size of the table can miss (one key's list grows between samples).
+		vb += int64(unsafe.Sizeof(v))
+	}
 	if mem, check := t.sp.beforeInsert(est, doubling, kb+vb); t.sp.spillDue(mem, check) {
 		if err := t.sp.admitChecked(ctx, mem, check, kb+vb, t.spill, t.currentSize); err != nil {
 			return t.fail(err)

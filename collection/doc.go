@@ -162,9 +162,9 @@
 // memory.SparkAllowances nothing of this is accounted and every merge takes one pass, as in
 // Spark.
 //
-// Not accounted to the task, as in Spark, with memory.Strict: the record writer's buffers while
-// the in-memory collection is spilled (also by a forced spill while it is read). With
-// memory.SparkAllowances nothing above is accounted: the free initial threshold, spill readers'
-// batch buffers (up to 2 × SpillConfig.BatchBytes when compressed) and growth copies are
-// outside the budget, as in Spark.
+// With memory.Strict the record writer's buffers of the in-memory collection's spill (also of a
+// forced spill while it is read) are reserved on the spill I/O consumer before the collection
+// holds data (see Spillable). With memory.SparkAllowances nothing above is accounted: the free
+// initial threshold, spill writers' and readers' buffers (up to 2 × SpillConfig.BatchBytes when
+// compressed) and growth copies are outside the budget, as in Spark.
 package collection

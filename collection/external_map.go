@@ -56,7 +56,8 @@ type ExternalMapConfig[K comparable] struct {
 // are merged, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
 // 2 × BatchBytes when compressed), each file's current pair and the merge's buffer of the pairs
 // sharing the current hash; while a spill is written, the record writer's buffers (a batch of up to
-// BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd).
+// BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd). memory.Strict
+// accounts the readers and the writers (see Spillable and the package doc).
 //
 // Differences from Spark, all deliberate:
 //   - Before the in-memory table doubles, the map asks for the memory the doubled table will
@@ -110,6 +111,7 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 	}
 	m.sp.Init(tm, m, cfg.Name, cfg.SpillConfig, m.forceSpill)
 	m.io.init(tm, cfg.Name)
+	m.sp.reserveWriterOn(&m.io)
 	m.sizes = newRecordSizes[K, V](m.sp.Strict())
 	m.current = m.newMap()
 	return m, nil

@@ -107,8 +107,9 @@ const insertBatch = 64
 // acquiring it (memory.Strict acquires it; see Spillable); while a merge
 // runs, each spill file's reader's batch buffer (up to SpillConfig.BatchBytes, about
 // 2 × BatchBytes when compressed); while a spill is written, the record writer's buffers (a
-// batch of up to BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd);
-// and, with memory.SparkAllowances, the old array while the in-memory collection doubles (both
+// batch of up to BatchBytes, its compressed copy, the file buffer; about 2 MiB more for zstd),
+// all of which memory.Strict accounts (see Spillable and the package doc); and, with
+// memory.SparkAllowances, the old array while the in-memory collection doubles (both
 // arrays are live during the copy; memory.Strict asks for both).
 //
 // Differences from Spark, all deliberate:
@@ -191,6 +192,8 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 	}
 	s.sp.Init(tm, s, name, cfg.Spill, s.forceSpill)
 	s.io.init(tm, name)
+	s.sp.reserveWriterOn(&s.io)
+	s.sp.writerAtCheck = true // forceSpill spills only the reading iterator
 	s.sizes = newRecordSizes[K, V](s.sp.Strict())
 	s.newCollection()
 	return s, nil
@@ -515,6 +518,16 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	defer s.sp.Unlock()
 	if err := s.checkUsable(); err != nil {
 		return nil, err
+	}
+	if s.sp.strict {
+		// The in-memory records may now be spilled (below, or by a forced spill while they are
+		// read): their spill writer's buffers are reserved first.
+		if err := s.sp.reserveWriterNow(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.checkUsable(); err != nil { // the lock was released
+			return nil, err
+		}
 	}
 	s.started, s.readUse = true, readUse
 	if !readUse && s.io.strict && len(s.spills) > 0 {

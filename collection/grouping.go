@@ -68,8 +68,10 @@ func (l *valueList[V]) add(v V) {
 // the expected number of spills fits the slack you allow. Also not accounted, as for
 // ExternalAppendOnlyMap: the free initial threshold (5 MiB by default) with
 // memory.SparkAllowances, and the record writer's buffers while a spill is written. With
-// memory.Strict each value inserted is counted (see Spillable), so one huge key's chunks are
-// accounted as they grow, and a value that can never fit is memory.ErrOutOfMemory.
+// memory.Strict the readers and writers are accounted (see Spillable and the package doc) and
+// each value inserted is counted, the bytes it references and its slot in its key's value list,
+// so one huge key's chunks are accounted as they grow, and a value that can never fit is
+// memory.ErrOutOfMemory.
 //
 // Keys are ordered by their encoding among keys of equal hash, so the key codec must be
 // deterministic (equal keys encode to equal bytes), as every storage codec except GobCodec of
@@ -125,6 +127,7 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 	g.agg, g.spill, g.scope = groupingAggregator[K, V](), g.spillCurrent, scope
 	g.sp.Init(tm, g, cfg.Name, cfg.SpillConfig, g.forceSpill)
 	g.io.init(tm, cfg.Name)
+	g.sp.reserveWriterOn(&g.io)
 	g.sizes, g.keeps = newRecordSizes[K, V](g.sp.Strict()), true
 	g.current = g.newMap()
 	return g, nil

@@ -1,6 +1,7 @@
 package collection
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -198,6 +199,13 @@ type SpillMetrics struct {
 //     the collection spilled everything and the task spilled its other consumers (more than
 //     the task can ever grant it) fails the insert with an error wrapping memory.ErrOutOfMemory
 //     carrying the task's usage report: it is never held unaccounted.
+//     The spill writer's buffers (its batch, the compressed copy and the file buffer, for
+//     records as large as the largest inserted so far) are reserved on the collection's
+//     "spill I/O" consumer before the collection holds data, while the lock is released, and
+//     given back with the collection's memory (after a spill, at Close): a spill, forced or
+//     not, runs with the lock held and so cannot acquire them itself. If the task cannot grant
+//     them the collection spills what it holds and asks again, then fails the insert with
+//     memory.ErrOutOfMemory.
 //
 // Concurrency: the TaskManager may call Spill from any goroutine of the task. Lock and Unlock
 // guard the collection's state against that: the collection holds the lock in every method
@@ -229,8 +237,19 @@ type Spillable struct {
 	allowance  int64 // the free initial threshold: InitialThreshold (SparkAllowances), 0 (Strict)
 	minAcquire int64 // Strict: the least a collection holding nothing acquires (InitialThreshold)
 
+	// Strict: the spill writer's buffers, reserved on io (the collection's spill I/O consumer)
+	// before the collection holds data, so that a spill, forced or not, never allocates
+	// unaccounted buffers with the lock held (acquiring then could deadlock).
+	io *ioMemory
+	// Strict: the collection is force-spilled only while it is read (ExternalSorter), so while
+	// it takes inserts its spill writer is reserved at the next memory check, not at once after
+	// a spill; it reserves it (ensureWriter) before it is read.
+	writerAtCheck bool
+
 	mu           sync.Mutex
 	threshold    int64 // myMemoryThreshold: the allowance + the bytes acquired
+	writerHeld   int64 // Strict: the spill writer's reservation on io, given back by ReleaseMemory
+	largest      int64 // Strict: the largest record inserted (estimated bytes beyond its slot)
 	floor        int64 // Strict: estimated bytes referenced by the records kept since the last spill
 	pending      int64 // Strict: estimated bytes of the records inserted since the last check
 	elementsRead int64 // since the last spill
@@ -266,6 +285,80 @@ func (s *Spillable) Init(tm *memory.TaskManager, self memory.Consumer, name stri
 		s.allowance, s.minAcquire = 0, max(cfg.InitialThreshold, 0)
 	}
 	s.threshold = s.allowance
+}
+
+// reserveWriterOn makes the collection, in memory.Strict accounting, reserve its spill writer's
+// buffers on io before it holds any data (see writerNeed). Call it after Init, before any insert.
+func (s *Spillable) reserveWriterOn(io *ioMemory) {
+	if s.strict {
+		s.io = io
+	}
+}
+
+// writerNeed is the memory of the spill writer writing the collection's records (the largest
+// so far included): writerCost with a batch of BatchBytes plus that record. Call with the lock
+// held.
+func (s *Spillable) writerNeed() int64 {
+	return writerCost(s.cfg, s.largest, math.MaxInt64)
+}
+
+// writerShort reports whether the spill writer's reservation must grow before the next insert.
+// Call with the lock held.
+func (s *Spillable) writerShort() bool {
+	return s.io != nil && !s.closed && s.writerHeld < s.writerNeed()
+}
+
+// reserveWriter grows the spill writer's reservation towards writerNeed, releasing the lock
+// while it acquires (the acquisition may force-spill this collection, whose records the
+// reservation held so far covers). It reports whether the reservation now covers writerNeed;
+// the error is the memory manager's, or ErrClosed's when Close ran meanwhile. Call with the
+// lock held.
+func (s *Spillable) reserveWriter(ctx context.Context) (bool, error) {
+	request := s.writerNeed() - s.writerHeld
+	s.mu.Unlock()
+	granted, err := s.io.acquire(ctx, request)
+	s.mu.Lock()
+	if s.closed {
+		s.io.release(granted)
+		return false, s.closedError(fmt.Sprintf("while it waited for %s for its spill writer", humanize.IBytes(uint64(request))))
+	}
+	s.writerHeld += granted
+	if err != nil {
+		return false, fmt.Errorf("collection: %s acquiring %s for its spill writer (records of up to about %s): %w",
+			s.name, humanize.IBytes(uint64(request)), humanize.IBytes(uint64(s.largest)), err)
+	}
+	return granted >= request, nil
+}
+
+// ensureWriter makes the spill writer's reservation cover writerNeed, again if a forced spill
+// released it while the lock was released, and reports whether the task granted less. Call with
+// the lock held; it releases it while acquiring.
+func (s *Spillable) ensureWriter(ctx context.Context) (short bool, err error) {
+	for s.writerShort() {
+		ok, err := s.reserveWriter(ctx)
+		if err != nil || !ok {
+			return !ok, err
+		}
+	}
+	return false, nil
+}
+
+// reserveWriterNow is ensureWriter with a grant short of writerNeed an error wrapping
+// memory.ErrOutOfMemory: for a collection that holds no data to spill.
+func (s *Spillable) reserveWriterNow(ctx context.Context) error {
+	if short, err := s.ensureWriter(ctx); err != nil || short {
+		return cmp.Or(err, s.writerOutOfMemory())
+	}
+	return nil
+}
+
+// writerOutOfMemory is the error of a record whose spill writer's buffers the task cannot grant
+// even with the collection spilled: it wraps memory.ErrOutOfMemory and carries the usage report.
+func (s *Spillable) writerOutOfMemory() error {
+	return fmt.Errorf("collection: %s cannot hold a record of about %s even with everything spilled: "+
+		"%w: unable to acquire %s of memory for its spill writer, holding %s\n%s", s.name, humanize.IBytes(uint64(s.largest)),
+		memory.ErrOutOfMemory, humanize.IBytes(uint64(s.writerNeed())), humanize.IBytes(uint64(s.writerHeld)),
+		s.base.TaskManager().UsageReport())
 }
 
 // Strict reports whether the task's manager is in memory.Strict accounting.
@@ -377,6 +470,7 @@ func (s *Spillable) beforeInsert(est, doubling, rec int64) (mem int64, check boo
 	if s.strict {
 		mem = max(est, s.floor) + rec
 		s.pending += rec
+		s.largest = max(s.largest, rec)
 		// A collection holding nothing acquires before its first record, not 32 records later.
 		check = check || s.pending >= largeCheckBytes || s.threshold == 0
 	}
@@ -409,7 +503,17 @@ func (s *Spillable) admitChecked(ctx context.Context, mem int64, check bool, rec
 	if _, err := s.maybeSpill(ctx, mem, check, spill); err != nil {
 		return err
 	}
-	if !s.strict || rec == 0 {
+	if !s.strict {
+		return nil
+	}
+	// A spill, forced or not, released the spill writer's reservation: reserve it again before
+	// the record is in, unless no forced spill can come before the next check.
+	if !s.writerAtCheck {
+		if err := s.reserveWriterNow(ctx); err != nil {
+			return err
+		}
+	}
+	if rec == 0 {
 		return nil
 	}
 	return s.reserve(ctx, size()+rec, rec)
@@ -456,7 +560,7 @@ func (s *Spillable) checkDue() bool { return s.elementsRead%checkPeriod == 0 }
 // spillDue reports whether maybeSpill with these arguments would do anything (acquire memory or
 // spill), so callers can skip the call in the common case.
 func (s *Spillable) spillDue(currentMemory int64, check bool) bool {
-	return check && currentMemory >= s.threshold ||
+	return check && currentMemory >= s.threshold || s.writerShort() ||
 		s.elementsRead > s.cfg.ForceSpillElements || currentMemory > s.cfg.ForceSpillBytes
 }
 
@@ -464,15 +568,27 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 	if s.closed {
 		return false, s.closedError("before a memory check")
 	}
-	shouldSpill := false
-	if check && currentMemory >= s.threshold {
+	// Strict: the spill writer's buffers for the records held and the one about to be inserted
+	// are reserved first. If the task cannot grant them, the collection spills (its reservation
+	// covers the records it holds) and asks again.
+	gen := s.forcedGen
+	writerShort, err := s.ensureWriter(ctx)
+	switch {
+	case err != nil:
+		return false, err
+	case writerShort && s.threshold == s.allowance: // nothing to spill
+		return false, s.writerOutOfMemory()
+	case gen != s.forcedGen:
+		return false, nil // an acquisition spilled the collection: nothing left to spill
+	}
+	shouldSpill := writerShort
+	if check && currentMemory >= s.threshold && !writerShort {
 		// Claim up to double the current memory (Spark's amountToRequest); in Strict accounting a
 		// collection holding nothing claims at least InitialThreshold.
 		request := 2*currentMemory - s.threshold
 		if s.threshold == 0 {
 			request = max(request, s.minAcquire)
 		}
-		gen := s.forcedGen
 		s.mu.Unlock()
 		granted, err := s.base.Acquire(ctx, request)
 		s.mu.Lock()
@@ -513,15 +629,23 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 		zap.String("bytes", humanize.IBytes(uint64(currentMemory))), zap.String("disk", humanize.IBytes(uint64(disk))),
 		zap.String("released", humanize.IBytes(uint64(s.threshold-s.allowance))))
 	s.ReleaseMemory()
+	if writerShort {
+		return true, s.reserveWriterNow(ctx)
+	}
 	return true, nil
 }
 
 // ReleaseMemory gives back everything acquired beyond the free allowance and resets the
 // threshold to it (Spark's releaseMemory), for a collection that no longer holds its in-memory
-// data. Call with the lock held.
+// data; in memory.Strict accounting also its spill writer's reservation, acquired again before
+// the collection holds data again. Call with the lock held.
 func (s *Spillable) ReleaseMemory() {
 	if acquired := s.threshold - s.allowance; acquired > 0 {
 		s.base.Free(acquired)
+	}
+	if s.io != nil {
+		s.io.release(s.writerHeld)
+		s.writerHeld = 0
 	}
 	s.threshold = s.allowance
 	s.floor, s.pending = 0, 0

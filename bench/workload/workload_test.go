@@ -68,15 +68,9 @@ func TestEveryWorkloadRunsAndChecksItself(t *testing.T) {
 				if w.Name != "pagerank" && level != storage.MemoryOnly {
 					require.Positive(t, res.Spills+res.Evictions, "%s %s: the small budget must make it spill or evict", w.Name, s.Label())
 				}
-				if w.OwnMemory {
-					require.Positive(t, res.PeakAccounted, "%s: the body's own memory manager is sampled", s.Label())
-				}
-				// Which consumers appear in the timeline depends on when the sampler's ticks fall
-				// (a short run may hold consumers between two ticks only); the sampler itself is
-				// tested with fixed samples in bench/harness.
-				if w.Name == "cache" && level != storage.DiskOnly {
-					require.Positive(t, res.PeakAccounted, "%s: blocks or unroll memory are accounted", s.Label())
-				}
+				// What the sampler records (consumers in the timeline, the peak accounted memory)
+				// depends on when its ticks fall: a short run may hold memory between two ticks
+				// only. The sampler itself is tested with fixed samples in bench/harness.
 			}
 		})
 	}

@@ -38,11 +38,11 @@ const (
 )
 
 // tolerance is how much more the live heap may grow on the large input than on the small one:
-// the bound's stated slack (10% of the budget plus 2 MiB). What the collector finds live varies
-// from run to run by up to about a megabyte at these budgets (where its cycles fall in the work),
-// so a tighter tolerance fails at random; a heap that grew with the data would exceed it at 10×
-// the data.
-func tolerance(budget int64) int64 { return memtest.StrictBound(budget).Slack }
+// half the budget plus the bound's stated slack. What the collector reports live varies from
+// run to run by a few megabytes at these budgets: everything allocated while a concurrent mark
+// runs counts as live, and on a loaded machine (CI runs the suite beside a CPU hog) a mark can
+// span many records. A heap that grew with the data would exceed it by far at 10× the data.
+func tolerance(budget int64) int64 { return budget/2 + memtest.StrictBound(budget).Slack }
 
 // requireBound runs work at the two sizes (the larger at least 10× the smaller), measures the
 // live heap's growth during each with memtest, and requires both within

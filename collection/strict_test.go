@@ -275,7 +275,9 @@ func TestAggregatingMapHeapIsFlat(t *testing.T) {
 		return peak
 	}
 	small, large := run(100_000), run(1_000_000)
-	memtest.RequireFlat(t, small, large, budget/10+1<<20)
+	// Half the budget plus the stated slack: a concurrent mark on a loaded machine counts fresh
+	// allocations as live (internal/heapbound explains the figure).
+	memtest.RequireFlat(t, small, large, budget/2+memtest.StrictBound(budget).Slack)
 }
 
 // TestSpillWriterReserved: in memory.Strict accounting a collection holding data has its spill

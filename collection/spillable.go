@@ -3,6 +3,7 @@ package collection
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -315,12 +316,9 @@ func (s *Spillable) writerShort() bool {
 // lock held.
 func (s *Spillable) reserveWriter(ctx context.Context) (bool, error) {
 	request := s.writerNeed() - s.writerHeld
-	s.mu.Unlock()
-	granted, err := s.io.acquire(ctx, request)
-	s.mu.Lock()
-	if s.closed {
-		s.io.release(granted)
-		return false, s.closedError(fmt.Sprintf("while it waited for %s for its spill writer", humanize.IBytes(uint64(request))))
+	granted, err := s.acquireUnlocked(ctx, request, "for its spill writer", s.io.acquire, s.io.release)
+	if errors.Is(err, ErrClosed) {
+		return false, err
 	}
 	s.writerHeld += granted
 	if err != nil {
@@ -532,14 +530,9 @@ func (s *Spillable) reserve(ctx context.Context, need, rec int64) error {
 	if request <= 0 {
 		return nil
 	}
-	s.mu.Unlock()
-	granted, err := s.base.Acquire(ctx, request)
-	s.mu.Lock()
-	if s.closed {
-		if granted > 0 {
-			s.base.Free(granted)
-		}
-		return s.closedError(fmt.Sprintf("while it waited for %s of execution memory for a record", humanize.IBytes(uint64(request))))
+	granted, err := s.acquireUnlocked(ctx, request, "of execution memory for a record", s.base.Acquire, s.base.Free)
+	if errors.Is(err, ErrClosed) {
+		return err
 	}
 	s.threshold += granted
 	if err != nil {
@@ -552,6 +545,25 @@ func (s *Spillable) reserve(ctx context.Context, need, rec int64) error {
 			humanize.IBytes(uint64(request)), humanize.IBytes(uint64(granted)), s.base.TaskManager().UsageReport())
 	}
 	return nil
+}
+
+// acquireUnlocked runs acquire with the collection's lock released (acquiring memory may spill
+// this very collection from the same goroutine) and takes the lock again. If Close ran in the
+// meantime, it gave back everything the collection held and dropped its data: the grant goes
+// back through free at once and the error wraps ErrClosed, so a closed collection never holds
+// memory again. This is the only place the collection waits for memory. Call with the lock held.
+func (s *Spillable) acquireUnlocked(ctx context.Context, n int64, forWhat string,
+	acquire func(context.Context, int64) (int64, error), free func(int64)) (int64, error) {
+	s.mu.Unlock()
+	granted, err := acquire(ctx, n)
+	s.mu.Lock()
+	if s.closed {
+		if granted > 0 {
+			free(granted)
+		}
+		return 0, s.closedError(fmt.Sprintf("while it waited for %s %s", humanize.IBytes(uint64(n)), forWhat))
+	}
+	return granted, err
 }
 
 // checkDue reports whether the periodic memory check is due (every checkPeriod elements read).
@@ -589,16 +601,9 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 		if s.threshold == 0 {
 			request = max(request, s.minAcquire)
 		}
-		s.mu.Unlock()
-		granted, err := s.base.Acquire(ctx, request)
-		s.mu.Lock()
-		if s.closed {
-			// Close ran while the lock was released: it gave back everything the collection held
-			// and dropped its data, so the grant goes back at once and nothing is spilled.
-			if granted > 0 {
-				s.base.Free(granted)
-			}
-			return false, s.closedError(fmt.Sprintf("while it waited for %s of execution memory", humanize.IBytes(uint64(request))))
+		granted, err := s.acquireUnlocked(ctx, request, "of execution memory", s.base.Acquire, s.base.Free)
+		if errors.Is(err, ErrClosed) {
+			return false, err // nothing is spilled: Close dropped the data
 		}
 		s.threshold += granted
 		if err != nil {

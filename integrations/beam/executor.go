@@ -36,9 +36,8 @@ var workers = registry{executors: make(map[string]*Executor)}
 // released and deleted then, so a failed bundle leaks nothing even though portable runners never
 // call Teardown.
 //
-// The spill directories exist only while tasks run or until the first spill: once the last
-// running task ends after something was written, the disk block manager is closed (its
-// directories removed) and a new one is made by the next task.
+// The spill directories exist only while tasks run: once the last running task ends, the disk
+// block manager is closed (its directories removed) and a new one is made by the next task.
 type Executor struct {
 	cfg   Config
 	key   string
@@ -181,13 +180,14 @@ func (e *Executor) begin() (*storage.DiskBlockManager, error) {
 	return e.disk, nil
 }
 
-// end uncounts a running task; the last one deletes the spill directories if anything was
-// written or the executor was released.
+// end uncounts a running task; the last one deletes the spill directories, so an idle worker
+// keeps nothing on disk (a directory kept for the next task would outlive the pipeline, since
+// portable runners never call Teardown).
 func (e *Executor) end() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.active--
-	if e.active == 0 && (e.released || e.disk.BytesWritten() > 0) {
+	if e.active == 0 {
 		return e.closeDiskLocked()
 	}
 	return nil

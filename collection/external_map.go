@@ -221,7 +221,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Iterator() (Iterator[Pair[K, C]], error
 // IteratorContext returns the map's pairs, each key once with its combiner, and takes the map
 // over (Spark's iterator, which may be called once). Without spills it reads the in-memory
 // table; otherwise it merges the spill files and the in-memory table, sorted by key hash, by
-// hash (Spark's ExternalIterator, reference §12.5). The TaskManager may force-spill the
+// hash (Spark's ExternalIterator in core/src/main/scala/org/apache/spark/util/collection/ExternalAppendOnlyMap.scala). The TaskManager may force-spill the
 // iterator while it is read; then it continues from disk and the table becomes garbage. The
 // map's memory is released when the in-memory part is exhausted or spilled. Close the iterator
 // (or the map) when done.

@@ -56,7 +56,7 @@ func (f *fakeSpillable) maybeSpill(t *testing.T, elementsRead, size int64) bool 
 }
 
 // TestSP04MaybeSpillArithmetic is SP-04 (maybeSpill arithmetic, derived from Spark's
-// Spillable.maybeSpill, reference §9). It pins Spark's policy, free 5 MiB threshold included, so
+// Spillable.maybeSpill in core/src/main/scala/org/apache/spark/util/collection/Spillable.scala). It pins Spark's policy, free 5 MiB threshold included, so
 // its tasks run with memory.SparkAllowances; TestStrictMaybeSpillArithmetic is the Strict one.
 func TestSP04MaybeSpillArithmetic(t *testing.T) {
 	const mib = 1 << 20

@@ -55,24 +55,8 @@ func CombineGroup[K2, V, A any](ctx context.Context, e *Executor, values func(*K
 		if err != nil {
 			return fmt.Errorf("spillbeam: %w", err)
 		}
-		defer func() {
-			ms := m.Metrics()
-			st.add(ms)
-			e.addSpills(ms)
-			m.Close()
-		}()
-		var kv KV[K2, V]
-		in := storage.FuncIterator(func() (p collection.Pair[string, V], ok bool, err error) {
-			if !values(&kv) {
-				return p, false, nil
-			}
-			st.Values++
-			k, err := keys.encode(kv.Key)
-			if err != nil {
-				return p, false, fmt.Errorf("key of value %d: %w", st.Values, err)
-			}
-			return collection.Pair[string, V]{Key: string(k), Value: kv.Value}, true, nil
-		}, nil)
+		defer func() { e.record(&st, m.Metrics()); m.Close() }()
+		in := keyedInput(values, keys, &st.Values, func(v V) (V, error) { return v, nil })
 		if err := m.InsertAll(ctx, in); err != nil {
 			return errors.Join(accs.Err(), err)
 		}

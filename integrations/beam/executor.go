@@ -205,6 +205,12 @@ func (e *Executor) closeDiskLocked() error {
 	return nil
 }
 
+// record adds a collection's spill counters to a group's Stats and to the executor's.
+func (e *Executor) record(st *Stats, m collection.SpillMetrics) {
+	st.add(m)
+	e.addSpills(m)
+}
+
 // addSpills adds a collection's spill counters to the executor's.
 func (e *Executor) addSpills(m collection.SpillMetrics) {
 	e.spills.Add(m.Spills + m.ForcedSpills)

@@ -29,6 +29,28 @@ type Stats struct {
 	Spills, MemoryBytesSpilled, DiskBytesSpilled, PeakMemoryUsedBytes int64
 }
 
+// keyedInput reads a group's values, counting them in *n, as pairs of the encoding of their key
+// and conv of their value; a failed encoding ends it with an error naming the value's position.
+func keyedInput[K2, V, T any](values func(*KV[K2, V]) bool, keys *beamCodec[K2], n *int64,
+	conv func(V) (T, error)) collection.Iterator[collection.Pair[string, T]] {
+	var kv KV[K2, V]
+	return storage.FuncIterator(func() (p collection.Pair[string, T], ok bool, err error) {
+		if !values(&kv) {
+			return p, false, nil
+		}
+		*n++
+		k, err := keys.encode(kv.Key)
+		if err != nil {
+			return p, false, fmt.Errorf("key of value %d: %w", *n, err)
+		}
+		p.Key = string(k)
+		if p.Value, err = conv(kv.Value); err != nil {
+			return p, false, fmt.Errorf("value %d: %w", *n, err)
+		}
+		return p, true, nil
+	}, nil)
+}
+
 func (s *Stats) add(m collection.SpillMetrics) {
 	s.Spills += m.Spills + m.ForcedSpills
 	s.MemoryBytesSpilled += m.MemoryBytesSpilled
@@ -72,30 +94,11 @@ func SortGroup[K2, V any](ctx context.Context, e *Executor, values func(*KV[K2, 
 		if err != nil {
 			return fmt.Errorf("spillbeam: %w", err)
 		}
-		defer func() {
-			m := s.Metrics()
-			st.add(m)
-			e.addSpills(m)
-			s.Close()
-		}()
-		var kv KV[K2, V]
-		in := storage.FuncIterator(func() (p collection.Pair[string, []byte], ok bool, err error) {
-			if !values(&kv) {
-				return p, false, nil
-			}
-			st.Values++
-			k, err := keys.encode(kv.Key)
-			if err != nil {
-				return p, false, fmt.Errorf("key of value %d: %w", st.Values, err)
-			}
-			p.Key = string(k)
-			v, err := vals.encode(kv.Value)
-			if err != nil {
-				return p, false, fmt.Errorf("value %d: %w", st.Values, err)
-			}
-			p.Value = append([]byte(nil), v...)
-			return p, true, nil
-		}, nil)
+		defer func() { e.record(&st, s.Metrics()); s.Close() }()
+		in := keyedInput(values, keys, &st.Values, func(v V) ([]byte, error) {
+			b, err := vals.encode(v)
+			return append([]byte(nil), b...), err // the codec's buffer is reused
+		})
 		if err := s.InsertAll(ctx, in); err != nil {
 			return err
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/spillway/spillway/memory"
-	"github.com/spillway/spillway/storage"
 )
 
 // source is one sorted stream of records: the in-memory sorter's, a spill file's, a merge's.
@@ -347,33 +346,36 @@ func (s *ExternalSorter) iterator(ctx context.Context, merge bool, skip int) (*S
 	spills := append([]spillFile(nil), s.spills...)
 	s.mu.Unlock()
 
-	if merge && s.cfg.MergeFactor > 0 && len(spills) > s.cfg.MergeFactor {
-		var err error
-		if spills, err = s.mergeRounds(ctx, spills); err != nil {
-			return nil, errors.Join(err, it.mem.closeIfAny())
-		}
-	}
-	var srcs []source
-	for _, f := range spills {
-		r, err := openSpill(s.scope, f, true)
-		if err != nil {
-			for _, src := range srcs {
-				err = errors.Join(err, src.close())
-			}
-			return nil, errors.Join(err, it.mem.closeIfAny())
-		}
-		srcs = append(srcs, fileSource{r})
-	}
-	if it.mem != nil {
-		srcs = append(srcs, it.mem)
-	}
 	if merge && s.cfg.Records != nil {
-		m, err := newMerger(s.cfg.Prefix, s.cfg.Records, srcs)
-		if err != nil {
-			return nil, errors.Join(err, m.close())
+		var passes int64
+		plan := mergePlan{scope: s.scope, spill: s.cfg.Spill, factor: s.cfg.MergeFactor, prefix: s.cfg.Prefix, records: s.cfg.Records}
+		var extra source
+		if it.mem != nil {
+			extra = it.mem
 		}
-		it.src = m
+		src, err := plan.merge(ctx, spills, extra, &passes)
+		s.mu.Lock()
+		s.metrics.MergePasses += passes
+		s.mu.Unlock()
+		if err != nil {
+			return nil, errors.Join(err, it.mem.closeIfAny())
+		}
+		it.src = src
 	} else {
+		var srcs []source
+		for _, f := range spills {
+			r, err := openSpill(s.scope, f, true)
+			if err != nil {
+				for _, src := range srcs {
+					err = errors.Join(err, src.close())
+				}
+				return nil, errors.Join(err, it.mem.closeIfAny())
+			}
+			srcs = append(srcs, fileSource{r})
+		}
+		if it.mem != nil {
+			srcs = append(srcs, it.mem)
+		}
 		it.src = &concat{srcs: srcs, all: srcs}
 	}
 	for i := range skip {
@@ -398,80 +400,3 @@ func (m *memIterator) closeIfAny() error {
 	return m.close()
 }
 
-// mergeRounds merges groups of MergeFactor runs into intermediate files until at most
-// MergeFactor are left (UnsafeSorterBoundedSpillMerger). A group of one run is carried forward.
-// Consumed intermediate files are deleted; the original runs are read by the final merge.
-func (s *ExternalSorter) mergeRounds(ctx context.Context, runs []spillFile) ([]spillFile, error) {
-	factor := s.cfg.MergeFactor
-	intermediate := map[storage.BlockID]bool{}
-	for len(runs) > factor {
-		var next []spillFile
-		merged := false
-		for i := 0; i < len(runs); i += factor {
-			group := runs[i:min(i+factor, len(runs))]
-			if len(group) == 1 {
-				next = append(next, group[0])
-				continue
-			}
-			f, err := s.mergeGroup(ctx, group, intermediate)
-			if err != nil {
-				return nil, err
-			}
-			intermediate[f.id] = true
-			next = append(next, f)
-			merged = true
-		}
-		runs = next
-		s.mu.Lock()
-		s.metrics.MergePasses++
-		s.mu.Unlock()
-		if !merged {
-			break
-		}
-	}
-	return runs, nil
-}
-
-func (s *ExternalSorter) mergeGroup(ctx context.Context, group []spillFile, intermediate map[storage.BlockID]bool) (spillFile, error) {
-	srcs := make([]source, 0, len(group))
-	closeAll := func() error {
-		var errs []error
-		for _, src := range srcs {
-			errs = append(errs, src.close())
-		}
-		return errors.Join(errs...)
-	}
-	for _, f := range group {
-		r, err := openSpill(s.scope, f, intermediate[f.id])
-		if err != nil {
-			return spillFile{}, errors.Join(err, closeAll())
-		}
-		srcs = append(srcs, fileSource{r})
-	}
-	m, err := newMerger(s.cfg.Prefix, s.cfg.Records, srcs)
-	if err != nil {
-		return spillFile{}, errors.Join(err, closeAll())
-	}
-	w, err := newSpillWriter(s.scope, s.cfg.Spill)
-	if err != nil {
-		return spillFile{}, errors.Join(err, closeAll())
-	}
-	s.mu.Lock()
-	s.temps = append(s.temps, spillFile{id: w.id})
-	s.mu.Unlock()
-	for n := 0; m.next(); n++ {
-		if n&1023 == 0 && ctx.Err() != nil {
-			return spillFile{}, errors.Join(ctx.Err(), w.Abort(), closeAll())
-		}
-		if err := w.write(m.record(), m.prefix()); err != nil {
-			return spillFile{}, errors.Join(err, w.Abort(), closeAll())
-		}
-	}
-	if err := m.err(); err != nil {
-		return spillFile{}, errors.Join(err, w.Abort(), closeAll())
-	}
-	if err := closeAll(); err != nil {
-		return spillFile{}, errors.Join(err, w.Abort())
-	}
-	return w.commit()
-}

@@ -399,4 +399,3 @@ func (m *memIterator) closeIfAny() error {
 	}
 	return m.close()
 }
-

@@ -32,6 +32,7 @@ type base struct {
 	used     atomic.Int64
 	peak     atomic.Int64
 	table    [][]byte // page number -> data, for the data pages this consumer holds
+	touched  byte     // keeps touch's loads
 }
 
 func (b *base) init(tm *memory.TaskManager, self memory.Consumer, name string, pageSize int64) {

@@ -32,7 +32,8 @@ type MapConfig struct {
 	// LoadFactor is the share of slots used before the array doubles. Default 0.5, which lets the
 	// slot array be reused as a sort buffer.
 	LoadFactor float64
-	// Spill configures the spill files (compression, batches).
+	// Spill configures the spill files (compression, batches). BatchBytes defaults to 64 KiB:
+	// each run being read holds about two batches, not accounted to the task (as in Spark).
 	Spill storage.RecordWriterConfig
 	// Name names the map in logs and memory reports. Default "BytesToBytesMap".
 	Name string
@@ -210,6 +211,30 @@ func (m *BytesToBytesMap) safeLookup(key []byte, hash uint64, loc *Location) {
 		pos = (pos + step) & mask
 		step++
 	}
+}
+
+// touchSlots loads the first slot of each hash, then the start of the record it points to, each
+// group in a tight loop so that the cache misses overlap (Go has no prefetch instruction); the
+// lookups that follow find them in cache. It changes nothing.
+func (m *BytesToBytesMap) touchSlots(hashes []uint64) {
+	a, mask := m.array.a, m.mask
+	var addrs [64]int64
+	hashes = hashes[:min(len(hashes), len(addrs))]
+	for i, h := range hashes {
+		addrs[i] = a[2*(int(h)&mask)]
+	}
+	var sink byte
+	for _, addr := range addrs[:len(hashes)] {
+		if addr == 0 {
+			continue
+		}
+		if n := memory.DecodePageNumber(addr); n < len(m.table) {
+			if data := m.table[n]; uint64(memory.DecodeOffset(addr)) < uint64(len(data)) {
+				sink |= data[memory.DecodeOffset(addr)]
+			}
+		}
+	}
+	m.base.touched = sink
 }
 
 // Location is a slot of the map and, when defined, the record it points to (Spark's Location).

@@ -73,7 +73,8 @@ type SorterConfig struct {
 	// MergeFactor is the most spill files merged at once; more are first merged in rounds. 0
 	// means DefaultMergeFactor, -1 merges all at once.
 	MergeFactor int
-	// Spill configures the spill files (compression, batches).
+	// Spill configures the spill files (compression, batches). BatchBytes defaults to 64 KiB:
+	// each run being read holds about two batches, not accounted to the task (as in Spark).
 	Spill storage.RecordWriterConfig
 	// Name names the sorter in logs and memory reports. Default "UnsafeExternalSorter".
 	Name string

@@ -27,7 +27,15 @@ type spillWriter struct {
 	buf   []byte
 }
 
+// defaultSpillBatchBytes is the batch size of spill files unless configured: a reader holds one
+// batch (twice, compressed), and a merge holds one reader per run, outside the task's accounting
+// as in Spark, so batches are smaller than storage's 1 MiB default.
+const defaultSpillBatchBytes = 64 << 10
+
 func newSpillWriter(scope *storage.Scope, cfg storage.RecordWriterConfig) (*spillWriter, error) {
+	if cfg.BatchBytes == 0 {
+		cfg.BatchBytes = defaultSpillBatchBytes
+	}
 	id, f, err := scope.CreateTempLocal()
 	if err != nil {
 		return nil, fmt.Errorf("tungsten: creating spill file: %w", err)

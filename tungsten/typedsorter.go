@@ -56,6 +56,23 @@ func (s *Sorter[K, V]) Insert(ctx context.Context, k K, v V) error {
 	return s.s.InsertRecord(ctx, b, BytesPrefix(b[uao:uao+klen]), false)
 }
 
+// InsertAll inserts every pair of records (and closes it), as Insert does.
+func (s *Sorter[K, V]) InsertAll(ctx context.Context, records storage.Iterator[Pair[K, V]]) (err error) {
+	defer func() { err = errors.Join(err, records.Close()) }()
+	for n := 1; records.Next(); n++ {
+		p := records.Value()
+		if err := s.Insert(ctx, p.Key, p.Value); err != nil {
+			return err
+		}
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return records.Err()
+}
+
 // Used is the bytes of the pages and pointer array held.
 func (s *Sorter[K, V]) Used() int64 { return s.s.Used() }
 

@@ -107,9 +107,12 @@ func (p mergePlan) mergeGroup(ctx context.Context, group []spillFile) (spillFile
 	return w.commit()
 }
 
-// mergeRuns merges key-value runs by key.
+// mergeRuns merges key-value runs by key; by prefix alone when the prefix is the whole key.
 func mergeRuns(ctx context.Context, scope *storage.Scope, spill storage.RecordWriterConfig, factor int,
-	runs []spillFile, extra source, passes *int64) (source, error) {
+	runs []spillFile, extra source, prefixIsKey bool, passes *int64) (source, error) {
 	plan := mergePlan{scope: scope, spill: spill, factor: factor, prefix: PrefixBinary, records: compareKeys}
+	if prefixIsKey {
+		plan.records = nil
+	}
 	return plan.merge(ctx, runs, extra, passes)
 }

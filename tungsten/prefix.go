@@ -18,14 +18,14 @@ type PrefixComparator struct {
 // Spark's prefix comparators. The string, binary and double ones order unsigned prefixes (see
 // StringPrefix, BytesPrefix and DoublePrefix); the long ones order signed prefixes.
 var (
-	PrefixBinary              = PrefixComparator{NullsFirst: true}
-	PrefixBinaryDesc          = PrefixComparator{Descending: true}
-	PrefixBinaryNullsLast     = PrefixComparator{}
-	PrefixBinaryDescNullsFist = PrefixComparator{Descending: true, NullsFirst: true}
-	PrefixLong                = PrefixComparator{Signed: true, NullsFirst: true}
-	PrefixLongDesc            = PrefixComparator{Descending: true, Signed: true}
-	PrefixLongNullsLast       = PrefixComparator{Signed: true}
-	PrefixLongDescNullsFirst  = PrefixComparator{Descending: true, Signed: true, NullsFirst: true}
+	PrefixBinary               = PrefixComparator{NullsFirst: true}
+	PrefixBinaryDesc           = PrefixComparator{Descending: true}
+	PrefixBinaryNullsLast      = PrefixComparator{}
+	PrefixBinaryDescNullsFirst = PrefixComparator{Descending: true, NullsFirst: true}
+	PrefixLong                 = PrefixComparator{Signed: true, NullsFirst: true}
+	PrefixLongDesc             = PrefixComparator{Descending: true, Signed: true}
+	PrefixLongNullsLast        = PrefixComparator{Signed: true}
+	PrefixLongDescNullsFirst   = PrefixComparator{Descending: true, Signed: true, NullsFirst: true}
 )
 
 // Compare orders two prefixes.

@@ -312,7 +312,7 @@ func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[
 	if err != nil {
 		return nil, err
 	}
-	src, err := mergeRuns(ctx, a.m.scope, a.m.cfg.Spill, a.factor, a.runs, &pairSource{b: &a.m.base, ps: ps}, &a.spills.MergePasses)
+	src, err := mergeRuns(ctx, a.m.scope, a.m.cfg.Spill, a.factor, a.runs, &pairSource{b: &a.m.base, ps: ps}, a.keys.PrefixIsKey(), &a.spills.MergePasses)
 	a.runs = nil
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -262,7 +263,19 @@ func run() error {
 	work := flag.String("work", "agg-int64,agg-string,sort", "workloads")
 	impls := flag.String("impl", "collection,tungsten,tungsten-offheap", "implementations")
 	modes := flag.String("modes", "memory,spill", "memory (a 4 GiB budget) and/or spill (-budget)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed runs to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	budget, err := humanize.ParseBytes(*budgetFlag)
 	if err != nil {
 		return err

@@ -79,10 +79,13 @@ type BytesToBytesMap struct {
 	mask            int
 	growthThreshold int
 	canGrowArray    bool
-	numKeys         int
-	numValues       int
-	numProbes       int64
-	numKeyLookups   int64
+	// fullLoadFactor, when above LoadFactor, is the load the array may reach once it cannot grow
+	// (Aggregator's policy: spill when the pages are full, not when the slots are half used).
+	fullLoadFactor float64
+	numKeys        int
+	numValues      int
+	numProbes      int64
+	numKeyLookups  int64
 
 	// mu guards the pages and spill files against a forced spill of the destructive iterator.
 	mu          sync.Mutex
@@ -356,20 +359,28 @@ func (l *Location) Append(ctx context.Context, key, value []byte) (bool, error) 
 		m.numKeys++
 		m.array.a[2*l.pos+1] = int64(l.hash)
 		l.defined = true
-		if m.numKeys >= m.growthThreshold {
+		if m.numKeys >= m.growthThreshold && m.canGrowArray {
 			if m.Capacity() < MaxCapacity {
 				if err := m.growAndRehash(ctx); err != nil {
 					if !errors.Is(err, memory.ErrOutOfMemory) {
 						return true, err
 					}
-					m.canGrowArray = false
+					m.cannotGrow()
 				}
 			} else {
-				m.canGrowArray = false
+				m.cannotGrow()
 			}
 		}
 	}
 	return true, nil
+}
+
+// cannotGrow stops growth; with fullLoadFactor set, the array then fills up to that load.
+func (m *BytesToBytesMap) cannotGrow() {
+	m.canGrowArray = false
+	if m.fullLoadFactor > m.cfg.LoadFactor {
+		m.growthThreshold = int(float64(m.Capacity()) * m.fullLoadFactor)
+	}
 }
 
 // acquireNewPage starts a data page of at least required bytes; false when memory is short.

@@ -355,13 +355,24 @@ func (s *ExternalSorter) writeRun(runs ...[]pair) (spillFile, error) {
 		return spillFile{}, err
 	}
 	for _, run := range runs {
-		for _, p := range run {
-			if err := w.write(s.record(p.addr), p.prefix); err != nil {
-				return spillFile{}, errors.Join(err, w.Abort())
-			}
+		if err := s.writePairs(w, run); err != nil {
+			return spillFile{}, errors.Join(err, w.Abort())
 		}
 	}
 	return w.commit()
+}
+
+// writePairs writes the records of pairs in order, touching each group before writing it.
+func (b *base) writePairs(w *spillWriter, ps []pair) error {
+	for i, p := range ps {
+		if i%touchGroup == 0 {
+			b.touch(ps[i:])
+		}
+		if err := w.write(b.record(p.addr), p.prefix); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // freePagesLocked frees every data page but the one numbered keep, returning the bytes freed

@@ -67,6 +67,7 @@ func NewAggregator[K, V any](ctx context.Context, tm *memory.TaskManager, scope 
 	if err != nil {
 		return nil, err
 	}
+	m.fullLoadFactor = aggregatorFullLoad
 	return &Aggregator[K, V]{m: m, keys: keys, values: values, merge: merge, factor: cfg.MergeFactor}, nil
 }
 
@@ -141,6 +142,12 @@ func (a *Aggregator[K, V]) InsertAll(ctx context.Context, records storage.Iterat
 	return nil
 }
 
+// aggregatorFullLoad is the load an Aggregator's slot array may reach once it cannot grow: the
+// map then spills when its pages run out rather than at half the slots, with far fewer spills.
+// The records no longer leave the array room for radix sort's scratch then, so such a spill
+// sorts in place (radix.SortKeyPrefixInPlace, or by comparisons for keys longer than 8 bytes).
+const aggregatorFullLoad = 0.75
+
 // insertGroup is how many pairs InsertAll looks up together.
 const insertGroup = 32
 
@@ -208,10 +215,8 @@ func (a *Aggregator[K, V]) spill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range pairs {
-		if err := w.write(a.m.record(p.addr), p.prefix); err != nil {
-			return errors.Join(err, w.Abort())
-		}
+	if err := a.m.writePairs(w, pairs); err != nil {
+		return errors.Join(err, w.Abort())
 	}
 	f, err := w.commit()
 	if err != nil {
@@ -221,6 +226,7 @@ func (a *Aggregator[K, V]) spill(ctx context.Context) error {
 	pages := a.m.Used() - a.m.array.bytes()
 	a.m.reset(true)
 	a.m.canGrowArray = true
+	a.m.growthThreshold = int(float64(a.m.Capacity()) * a.m.cfg.LoadFactor)
 	a.spills.Spills++
 	a.spills.MemoryBytesSpilled += pages
 	a.spills.DiskBytesSpilled += f.size
@@ -261,6 +267,10 @@ func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) ([]
 	if radixSort {
 		start := radix.SortKeyPrefixArray(a, 0, i, 0, 7, false, false)
 		return pairs(a[start : start+2*i]), nil
+	}
+	if prefixIsKey { // no room for radix sort's scratch: sort in place by the prefixes
+		radix.SortKeyPrefixInPlace(a, i)
+		return pairs(a[:2*i]), nil
 	}
 	ps := pairs(a[:2*i])
 	sortPairs(ps, &m.base)

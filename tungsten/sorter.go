@@ -402,6 +402,9 @@ func (s *ExternalSorter) Close() error {
 	}
 	s.closed = true
 	s.updatePeak()
+	if s.reading != nil {
+		s.reading.lastPage = nil // freed below with the other pages
+	}
 	s.freePagesLocked(-1)
 	if s.inMem != nil {
 		s.inMem.freeMemory()

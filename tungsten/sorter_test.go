@@ -433,3 +433,24 @@ func TestUES10(t *testing.T) {
 		})
 	}
 }
+
+// Closing the sorter while an iterator that was force-spilled is still open frees everything
+// once; the iterator then ends with ErrClosed.
+func TestCloseWhileReading(t *testing.T) {
+	forEachVariant(t, func(t *testing.T, mode memory.Mode, radix bool) {
+		tm, scope := newTask(t, mode, 16*mib, 64<<10), newScope(t)
+		s := newSorter(t, tm, scope, uesConfig(radix))
+		for i := range 10_000 {
+			insertNumber(t, s, i)
+		}
+		it := sorted(t, s)
+		require.True(t, it.Next())
+		_, err := it.Spill()
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+		require.Zero(t, s.Used())
+		require.False(t, it.Next())
+		require.NoError(t, it.Close())
+		require.Zero(t, scope.Files())
+	})
+}

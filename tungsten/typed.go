@@ -48,6 +48,7 @@ type Aggregator[K, V any] struct {
 	spills SpillMetrics
 	out    storage.Iterator[Pair[K, V]]
 	read   bool
+	failed error // a failed spill leaves the map unusable: every later call returns it
 }
 
 // NewAggregator returns an empty aggregator of task tm spilling into scope: Insert merges a value
@@ -153,6 +154,8 @@ const insertGroup = 32
 
 func (a *Aggregator[K, V]) check() error {
 	switch {
+	case a.failed != nil:
+		return a.failed
 	case a.read:
 		return ErrIterated
 	case a.m.array == nil:
@@ -201,8 +204,17 @@ func (a *Aggregator[K, V]) insert(ctx context.Context, kb []byte, hash uint64, v
 	return err
 }
 
-// spill sorts the map's records by key and writes them as a run, then empties the map.
+// spill sorts the map's records by key and writes them as a run, then empties the map. After an
+// error the map's slots are lost, so the aggregator fails from then on.
 func (a *Aggregator[K, V]) spill(ctx context.Context) error {
+	if err := a.spillRun(ctx); err != nil {
+		a.failed = fmt.Errorf("tungsten: %s: spilling: %w", a.m.name, err)
+		return a.failed
+	}
+	return nil
+}
+
+func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 	pairs, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
 	if err != nil {
 		return err
@@ -307,11 +319,8 @@ func (s *pairSource) close() error   { s.ps = nil; return nil }
 // reading it destructively (another consumer may force its unread pages to disk); with spills in
 // key order, merging the sorted runs with the sorted in-memory rest.
 func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[K, V]], error) {
-	if a.read {
-		return nil, ErrIterated
-	}
-	if a.m.array == nil {
-		return nil, ErrClosed
+	if err := a.check(); err != nil {
+		return nil, err
 	}
 	a.read = true
 	if len(a.runs) == 0 {

@@ -244,3 +244,23 @@ func TestSorterAddressOutOfRange(t *testing.T) {
 	require.PanicsWithValue(t, fmt.Sprintf("tungsten: UnsafeExternalSorter: address %#x points into page 77, which is not held",
 		memory.EncodePageNumberAndOffset(77, 0)), func() { s.record(memory.EncodePageNumberAndOffset(77, 0)) })
 }
+
+// A spill that cannot create its file fails the insert, and every later call, with the error;
+// Close still frees everything.
+func TestAggregatorSpillFailure(t *testing.T) {
+	tm, scope := newTask(t, memory.OnHeap, 512<<10, 64<<10), newScope(t)
+	a, err := NewAggregator(ctx, tm, scope, Int64Key{}, Int64Key{}, sum, AggregatorConfig{})
+	require.NoError(t, err)
+	require.NoError(t, scope.Close())
+	for i := range 1_000_000 {
+		if err = a.Insert(ctx, int64(i), 1); err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, storage.ErrClosed)
+	require.ErrorIs(t, a.Insert(ctx, 1, 1), storage.ErrClosed)
+	_, err = a.Iterator(ctx)
+	require.ErrorIs(t, err, storage.ErrClosed)
+	require.NoError(t, a.Close())
+	require.Zero(t, a.Used())
+}

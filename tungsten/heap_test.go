@@ -47,3 +47,26 @@ func TestLiveHeapIsThePages(t *testing.T) {
 		})
 	}
 }
+
+// The task is charged exactly the bytes of the pages and arrays, nothing estimated.
+func TestExactAccounting(t *testing.T) {
+	forEachMode(t, func(t *testing.T, mode memory.Mode) {
+		tm, scope := newTask(t, mode, 64*mib, 64<<10), newScope(t)
+		s := newSorter(t, tm, scope, uesConfig(true))
+		m := newMap(t, tm, scope, MapConfig{})
+		for i := range 20_000 {
+			insertNumber(t, s, i)
+			require.True(t, appendKV(t, m, long(i), long(i)))
+		}
+		var sorterPages, mapPages int64
+		for _, p := range s.pages {
+			sorterPages += p.Size()
+		}
+		for _, p := range m.dataPages {
+			mapPages += p.Size()
+		}
+		require.Equal(t, sorterPages+s.inMem.memoryUsage(), s.Used())
+		require.Equal(t, mapPages+m.array.bytes(), m.Used())
+		require.Equal(t, s.Used()+m.Used(), tm.Manager().ExecutionUsedForTask(tm.ID()))
+	})
+}

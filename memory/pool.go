@@ -98,8 +98,12 @@ func (p *executionPool) acquireLocked(ctx context.Context, n int64, task TaskID)
 		if !registered {
 			active++
 		}
-		maxPerTask := p.maxSize() / active
-		minPerTask := p.size / (2 * active)
+		// The 1/2N floor a task may wait for is of the pool less unmanaged memory (maxPool is
+		// smaller than the pool only then): nothing wakes a task waiting for memory that an
+		// unmanaged consumer holds.
+		maxPool := p.maxSize()
+		maxPerTask := maxPool / active
+		minPerTask := min(p.size, maxPool) / (2 * active)
 		toGrant := min(n, max(0, maxPerTask-cur), p.free())
 		if toGrant >= n || cur+toGrant >= minPerTask {
 			p.tasks[task] = cur + toGrant

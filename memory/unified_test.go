@@ -203,7 +203,7 @@ func TestUMM06To08SmallHeap(t *testing.T) {
 			require.ErrorIs(t, err, ErrInsufficientMemory)
 			var ime *InsufficientMemoryError
 			require.ErrorAs(t, err, &ime)
-			require.Equal(t, &InsufficientMemoryError{Class: tc.class, Field: tc.field, Memory: tc.mem, Minimum: 460800}, ime)
+			require.Equal(t, &InsufficientMemoryError{Class: tc.class, Field: tc.field, Source: SourceSystemMemory, Memory: tc.mem, Minimum: 460800, Reserved: 307200}, ime)
 			require.Contains(t, err.Error(), "450 KiB")
 		})
 	}

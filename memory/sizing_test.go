@@ -77,16 +77,16 @@ func TestCgroupLimit(t *testing.T) {
 			"sys/fs/cgroup/memory.max": file("1073741824"),
 		}, gib, SourceCgroupV2, ""},
 		{"v1 memory controller path", fstest.MapFS{
-			"proc/self/cgroup": v1self,
+			"proc/self/cgroup":                                      v1self,
 			"sys/fs/cgroup/memory/memory.limit_in_bytes":            file("9223372036854771712\n"),
 			"sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": file("268435456\n"),
 		}, 256 << 20, SourceCgroupV1, ""},
 		{"v1 unlimited", fstest.MapFS{
-			"proc/self/cgroup": v1self,
+			"proc/self/cgroup":                           v1self,
 			"sys/fs/cgroup/memory/memory.limit_in_bytes": file("9223372036854771712\n"),
 		}, 0, 0, ""},
 		{"v1 path not visible (this machine's layout)", fstest.MapFS{
-			"proc/self/cgroup": file("4:memory:/process_api/8c70\n0::/\n"),
+			"proc/self/cgroup":                           file("4:memory:/process_api/8c70\n0::/\n"),
 			"sys/fs/cgroup/memory/memory.limit_in_bytes": file("1073741824\n"),
 		}, gib, SourceCgroupV1, ""},
 		{"v2 wins over v1", fstest.MapFS{

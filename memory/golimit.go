@@ -77,11 +77,6 @@ func (m *UnifiedManager) initUnmanaged(cfg Config, s sizing, env environment) er
 	if t.now == nil {
 		t.now = time.Now
 	}
-	t.released = func() {
-		m.mon.mu.Lock()
-		m.mon.notifyLocked()
-		m.mon.mu.Unlock()
-	}
 	// A consumer cannot hold more than the machine has; when the machine limit is unreadable,
 	// more than every region and the system memory together is absurd.
 	t.limit = satAdd(satAdd(s.system, s.maxHeap), s.maxOffHeap)

@@ -68,8 +68,6 @@ type unmanagedTracker struct {
 	log      *zap.Logger
 	limit    int64   // a count above it is absurd and clamped
 	heap     *goHeap // nil unless Config.GoHeapFeedback
-	// released is called after a poll in which a mode's total fell, to wake waiting tasks.
-	released func()
 
 	next  atomic.Int64 // UnixNano from which an acquisition polls again
 	total [2]atomic.Int64
@@ -176,17 +174,14 @@ func (t *unmanagedTracker) pollLocked(now int64) {
 		t.goHp.Store(h)
 		total[OnHeap] = satAdd(total[OnHeap], h)
 	}
-	fell := false
+	// No waiter needs waking when a total falls: a task never waits for memory that unmanaged
+	// consumers hold (executionPool.acquireLocked).
 	for mode := range total {
-		if old := t.total[mode].Swap(total[mode]); total[mode] < old {
-			fell = true
-		}
+		t.total[mode].Store(total[mode])
 	}
-	if fell {
-		t.released()
+	if ce := t.log.Check(zap.DebugLevel, "Unmanaged memory polling completed"); ce != nil {
+		ce.Write(zap.String("onHeap", ibytes(total[OnHeap])), zap.String("offHeap", ibytes(total[OffHeap])))
 	}
-	t.log.Debug("Unmanaged memory polling completed",
-		zap.String("onHeap", ibytes(total[OnHeap])), zap.String("offHeap", ibytes(total[OffHeap])))
 }
 
 // byComponent is getMemoryByComponentType: the live sum of the consumers of one type (errors and
@@ -215,7 +210,8 @@ const (
 // unmanagedTracker.poll.
 type goHeap struct {
 	// granted returns the on-heap memory granted (execution and storage), at its highest since
-	// the previous call: a collection that ended since then marked live what was granted then.
+	// its previous call, made when the previous collection was seen: the collection seen now
+	// marked live what was granted meanwhile.
 	granted func() int64
 	// read returns the live heap of the last collection and the number of collections so far.
 	read func() (live, cycles uint64)
@@ -245,11 +241,10 @@ func runtimeHeapReader() (func() (live, cycles uint64), error) {
 // unmanaged consumers' bytes (which the heap includes when they are Go memory). Between
 // collections the figure stays what the last one gave.
 func (h *goHeap) unmanaged(others int64) int64 {
-	granted := h.granted()
 	live, cycles := h.read()
 	if cycles != h.cycles {
 		h.cycles = cycles
-		h.last = max(0, int64(min(live, 1<<62))-granted-h.allowance-others)
+		h.last = max(0, int64(min(live, 1<<62))-h.granted()-h.allowance-others)
 	}
 	return h.last
 }

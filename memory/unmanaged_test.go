@@ -333,3 +333,14 @@ func BenchmarkHeapFeedback(b *testing.B) {
 		})
 	}
 }
+
+// The usage report of an out-of-memory error names the unmanaged memory.
+func TestUnmanagedInUsageReport(t *testing.T) {
+	m, _, _ := newUnmanagedUMM(t, Config{SystemMemory: 1000})
+	tm := NewTaskManager(m, 1, TaskConfig{})
+	defer tm.Close()
+	require.NotContains(t, tm.UsageReport(), "unmanaged")
+	m.RegisterUnmanaged(newTestUnmanaged("Test", "1", OffHeap, 300))
+	m.PollUnmanaged()
+	require.Contains(t, tm.UsageReport(), "0 B on-heap (0 B of it the live Go heap beyond the allowance) and 300 B off-heap are held by unmanaged memory outside Spillway")
+}

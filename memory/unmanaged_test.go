@@ -298,6 +298,9 @@ func TestGoHeapFeedbackRuntime(t *testing.T) {
 	u := m.PollUnmanaged()
 	require.GreaterOrEqual(t, u.GoHeap, int64(64*mib-mib*16/10-2*mib))
 	require.Zero(t, acquireExec(t, m, mib, OnHeap))
+	tm := NewTaskManager(m, 1, TaskConfig{})
+	require.Contains(t, tm.UsageReport(), "of it the live Go heap beyond the allowance")
+	require.Zero(t, tm.Close())
 	runtime.KeepAlive(held)
 	held = nil
 	runtime.GC()

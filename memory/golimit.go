@@ -77,6 +77,12 @@ func (m *UnifiedManager) initUnmanaged(cfg Config, s sizing, env environment) er
 	if t.now == nil {
 		t.now = time.Now
 	}
+	if cfg.GoHeapFeedback && t.interval == 0 {
+		t.interval = DefaultHeapFeedbackInterval
+	}
+	if !t.enabled() {
+		return nil
+	}
 	// A consumer cannot hold more than the machine has; when the machine limit is unreadable,
 	// more than every region and the system memory together is absurd.
 	t.limit = satAdd(satAdd(s.system, s.maxHeap), s.maxOffHeap)
@@ -85,9 +91,6 @@ func (m *UnifiedManager) initUnmanaged(cfg Config, s sizing, env environment) er
 	}
 	if !cfg.GoHeapFeedback {
 		return nil
-	}
-	if t.interval == 0 {
-		t.interval = DefaultHeapFeedbackInterval
 	}
 	slack := s.maxHeap/10 + 2<<20 // the strict bound's slack (doc.go)
 	read := env.readHeap

@@ -150,7 +150,7 @@ func (m *UnifiedManager) AcquireExecution(ctx context.Context, n int64, task Tas
 	return got, err
 }
 
-// growExecutionLocked is maybeGrowExecutionPool (§4.3): take free storage memory, and evict
+// growExecutionLocked is maybeGrowExecutionPool: take free storage memory, and evict
 // cached blocks while the storage pool is larger than its protected region.
 func (m *UnifiedManager) growExecutionLocked(mode Mode, extra int64) error {
 	if extra <= 0 {
@@ -219,7 +219,7 @@ func (m *UnifiedManager) ReleaseAllExecutionForTask(task TaskID) int64 {
 	return m.exec[OnHeap].releaseAllLocked(task) + m.exec[OffHeap].releaseAllLocked(task)
 }
 
-// AcquireStorage acquires n bytes of storage memory to cache block (acquireStorageMemory, §4.4):
+// AcquireStorage acquires n bytes of storage memory to cache block (acquireStorageMemory):
 // false without evicting anything when n exceeds the maximum storage memory, else it borrows free
 // execution memory and evicts other blocks as needed. The error comes only from the Evictor.
 func (m *UnifiedManager) AcquireStorage(block Block, n int64, mode Mode) (bool, error) {

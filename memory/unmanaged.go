@@ -193,7 +193,10 @@ func (t *unmanagedTracker) byComponent(componentType string) int64 {
 			continue
 		}
 		if n, err := e.c.UnmanagedBytes(); err == nil && n > 0 {
-			sum = satAdd(sum, min(n, t.limit))
+			if t.limit > 0 { // set while polling is enabled
+				n = min(n, t.limit)
+			}
+			sum = satAdd(sum, n)
 		}
 	}
 	return sum

@@ -142,6 +142,7 @@ func TestUMM14UnmanagedPollingDisabled(t *testing.T) {
 	require.NoError(t, err)
 	m.RegisterUnmanaged(newTestUnmanaged("Test", "1", OnHeap, 500))
 	require.Equal(t, UnmanagedUsage{Consumers: 1}, m.PollUnmanaged(), "ignored")
+	require.EqualValues(t, 500, m.UnmanagedByComponent("Test"), "still reported")
 	require.EqualValues(t, 1000, acquireExec(t, m, 1000, OnHeap), "unmanaged memory ignored")
 	require.NoError(t, m.Close())
 }

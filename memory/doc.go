@@ -99,16 +99,23 @@
 // rather than leaving GOMEMLIMIT unset. The limit is soft: a live heap above it (an application
 // holding more than its allowance) makes the collector run continuously without stopping the
 // growth; [Config.GoHeapFeedback] is the way to make Spillway yield memory to such an
-// application. Measured with bench/cmd/rssbound (a uniform aggregation of 8M records over 2M
-// keys in an ExternalAppendOnlyMap, peak RSS read by the parent from ru_maxrss):
+// application. The limit only binds once twice the live heap (GOGC's target) exceeds it, that
+// is for budgets above about 32 MiB with the default allowance; below, the collector's own
+// pacing keeps RSS under the limit anyway. Measured on a 2-core VM (peak live heap from the GC
+// trace, peak RSS from ru_maxrss):
 //
-//	budget   Go limit set     peak live heap   peak RSS
-//	16 MiB   no                    RSS_16_N
-//	16 MiB   52 MiB                RSS_16_Y
-//	64 MiB   no                    RSS_64_N
-//	64 MiB   112 MiB               RSS_64_Y
+//	workload                                   budget   Go limit   peak live heap   peak RSS
+//	bench/cmd/rssbound (8M records, 2M keys)   16 MiB   none       18 MiB            51 MiB
+//	                                           16 MiB   52 MiB     21 MiB            47 MiB
+//	                                           64 MiB   none       54 MiB           176 MiB
+//	                                           64 MiB   112 MiB    54 MiB           115 MiB
+//	examples/pagerank (1M edges, 2 cores)       8 MiB   none       15 MiB            41 MiB
+//	                                            8 MiB   42 MiB     11 MiB            35 MiB
+//	                                           32 MiB   none       19 MiB            52 MiB
+//	                                           32 MiB   72 MiB     20 MiB            53 MiB
 //
-// bench/cmd/rssbound fails when RSS exceeds the limit by more than its -margin (16 MiB).
+// bench/cmd/rssbound fails when RSS exceeds the limit by more than its -margin (16 MiB); RSS
+// stayed within 0–5 MiB of the limit in these runs.
 //
 // # Unmanaged memory
 //
@@ -127,7 +134,18 @@
 // less the on-heap memory Spillway granted (at its highest since the previous collection was
 // seen), less the on-heap consumers' bytes, less NonSpillwayAllowance and Spillway's slack
 // (region/10 + 2 MiB). Spillway then grants less, and spills earlier, when the application holds
-// more than its allowance. Its cost per acquisition is HEAP_COST. It is off by default: FEEDBACK_RESULT
+// more than its allowance. A poll reads two runtime/metrics samples, about 1.5 µs
+// (BenchmarkHeapFeedback: 1.7–2.4 µs per acquire and release polling every time, against
+// 60–100 ns without tracking), at most once per interval (10 ms by default); while tracking is
+// on, every acquisition also reads the clock (130–200 ns on the VM measured). With
+// examples/pagerank holding a 10M-edge list (about 160 MiB) outside Spillway under a 128 MiB
+// budget and a 192 MiB Go limit (one core, one iteration), the peak live heap during the run
+// fell from 295 MiB to 237 MiB with feedback (6 spills instead of 2); under a 4 MiB budget (Go
+// limit 37 MiB) the job failed at once with ErrOutOfMemory reporting 123 MiB of live heap beyond
+// the allowance, where without feedback it completed with a 166 MiB peak live heap and 2,039
+// collections. Neither run fits the Go limit, which the application's own data exceeds. It is
+// off by default: it makes an application over its allowance fail in Spillway instead of
+// growing, a choice only the application can make.
 //
 // # Lock order
 //

@@ -102,6 +102,11 @@ func New(cfg Config) (_ *Executor, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("executor: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, mm.Close())
+		}
+	}()
 	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: cfg.Dirs, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("executor: %w", err)

@@ -8,9 +8,9 @@ import (
 )
 
 // monitor is the single lock shared by all four pools of a UnifiedManager together with Java's
-// wait/notifyAll (memory/MemoryPool.scala): a "generation channel" that notifyLocked closes, so a waiter can
-// also select on ctx.Done(). The channel is created only when somebody waits, so the uncontended
-// path never allocates.
+// wait/notifyAll (memory/MemoryPool.scala): a "generation channel" that notifyLocked closes, so a
+// waiter can also select on ctx.Done(). The channel is created only when somebody waits, so the
+// uncontended path never allocates.
 type monitor struct {
 	mu      sync.Mutex
 	gen     chan struct{}     // closed by notifyLocked; nil while nobody waits
@@ -79,9 +79,10 @@ func newExecutionPool(mon *monitor, mode Mode, log *zap.Logger) *executionPool {
 
 func (p *executionPool) free() int64 { return p.size - p.used }
 
-// acquireLocked is ExecutionMemoryPool.acquireMemory (memory/ExecutionMemoryPool.scala) for n > 0 bytes: it grants
-// at most enough to keep the task within 1/N of maxSize and waits while the task cannot reach 1/2N
-// of the current pool size. Cancellation returns ctx.Err() and keeps what the task already held.
+// acquireLocked is ExecutionMemoryPool.acquireMemory (memory/ExecutionMemoryPool.scala) for n > 0
+// bytes: it grants at most enough to keep the task within 1/N of maxSize and waits while the task
+// cannot reach 1/2N of the current pool size (less unmanaged memory). Cancellation returns
+// ctx.Err() and keeps what the task already held.
 func (p *executionPool) acquireLocked(ctx context.Context, n int64, task TaskID) (int64, error) {
 	// The entry of a new task is written only when it waits or is granted, so the common path
 	// costs one map lookup and one assignment; peers cannot look before the lock is released.

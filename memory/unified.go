@@ -102,7 +102,7 @@ func newUnifiedManager(cfg Config, env environment) (*UnifiedManager, error) {
 		m.goLimit.set(env.setGoLimit, s.goLimit)
 		m.sizing.GoMemoryLimit = s.goLimit
 	}
-	log.Info("unified memory manager sized",
+	log.Debug("unified memory manager sized",
 		zap.Stringer("source", s.source),
 		zap.String("systemMemory", humanize.IBytes(uint64(s.system))),
 		zap.String("goMemoryLimit", humanize.IBytes(uint64(s.goLimit))),

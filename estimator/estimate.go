@@ -80,7 +80,7 @@ const maxPooledObjects = 1 << 14
 
 // release resets w and returns it to the pool, unless its last walk made it large.
 func (e *Estimator) release(w *walker) {
-	if w.seen.len() > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects ||
+	if w.seen.len() > maxPooledObjects || w.objects.len() > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects ||
 		cap(w.spareGroups) > maxPooledObjects {
 		return
 	}
@@ -90,6 +90,7 @@ func (e *Estimator) release(w *walker) {
 		}
 	}
 	w.seen.reset()
+	w.objects.reset()
 	clear(w.slices)
 	w.revisits, w.depth, w.root = 0, 0, nil
 	// The stack holds unsafe.Pointers past its length: clear it all, or a pooled walker would
@@ -110,6 +111,10 @@ type walker struct {
 	// seen holds the addresses of objects reached through a pointer, map or channel word or an
 	// interface box, so shared objects and cycles count once.
 	seen keySet
+	// objects holds the base addresses of the heap objects counted (see record), so an object
+	// reached through pointers at different offsets (sub-slices, substrings, fields) counts
+	// once, whichever pass of a sample reaches it first.
+	objects keySet
 	// slices maps a walked slice backing array to the longest length walked from it.
 	slices map[uintptr]int
 	// revisits counts objects and slice backings reached again after they were first walked:
@@ -153,6 +158,29 @@ type object struct {
 func (a *accum) add(p unsafe.Pointer, size int64, scan bool) {
 	if size > 0 {
 		a.objs = append(a.objs, object{start: uintptr(p), size: size, scan: scan})
+	}
+}
+
+// record counts the object of size bytes at p (scan: its type holds pointers). A heap object
+// is identified by its base (heapObject) and costs its allocation slot once per walk; reaching
+// it again is a revisit, evidence of sharing for sampling, unless it is a tiny-allocator block
+// (neighbouring small strings share those without sharing anything else). Anything else
+// (globals, read-only data, or every object where the runtime's spans cannot be read) is
+// recorded as an address range in the current accumulator, merged with its neighbours when
+// costed.
+func (w *walker) record(p unsafe.Pointer, size int64, scan bool) {
+	if size <= 0 {
+		return
+	}
+	base, slot := heapObject(p)
+	if base == 0 {
+		w.acc.add(p, size, scan)
+		return
+	}
+	if w.objects.add(uint64(base)) {
+		w.acc.extra += slot
+	} else if slot > tinySize {
+		w.revisits++
 	}
 }
 
@@ -261,13 +289,13 @@ func (w *walker) inline(addr unsafe.Pointer, l *layout) {
 		w.pointee(*(*unsafe.Pointer)(addr), l)
 	case kindString:
 		s := (*stringHeader)(addr)
-		w.acc.add(s.data, int64(s.len), false)
+		w.record(s.data, int64(s.len), false)
 	case kindSlice:
 		s := (*sliceHeader)(addr)
 		if s.data == nil || s.cap == 0 {
 			return
 		}
-		w.acc.add(s.data, int64(s.cap)*l.elem.size, l.elem.scan)
+		w.record(s.data, int64(s.cap)*l.elem.size, l.elem.scan)
 		if l.elem.follow && s.len > 0 {
 			if w.slices[uintptr(s.data)] >= s.len {
 				w.revisits++
@@ -305,7 +333,7 @@ func (w *walker) pointee(p unsafe.Pointer, pl *layout) {
 		w.acc.extra += reflect.NewAt(el.typ, p).Interface().(Sizer).EstimatedSize()
 		return
 	}
-	w.acc.add(p, el.size, el.scan)
+	w.record(p, el.size, el.scan)
 	if el.follow {
 		w.stack = append(w.stack, item{addr: p, l: el, n: 1})
 	}
@@ -334,18 +362,18 @@ func (w *walker) iface(addr unsafe.Pointer, l *layout) {
 	}
 	switch dl.box {
 	case boxAlloc:
-		w.acc.add(data, dl.size, dl.scan)
+		w.record(data, dl.size, dl.scan)
 	case boxSmall:
 		if !smallStatic(data, dl.size) {
-			w.acc.add(data, dl.size, false)
+			w.record(data, dl.size, false)
 		}
 	case boxString:
 		if (*stringHeader)(data).len != 0 { // convTstring returns a static zero value for ""
-			w.acc.add(data, dl.size, true)
+			w.record(data, dl.size, true)
 		}
 	case boxSlice:
 		if (*sliceHeader)(data).data != nil { // convTslice does for a nil data pointer
-			w.acc.add(data, dl.size, true)
+			w.record(data, dl.size, true)
 		}
 	}
 	if dl.follow {
@@ -365,24 +393,52 @@ func smallStatic(p unsafe.Pointer, size int64) bool {
 	return *(*uint64)(p) < 256
 }
 
-// hchanSize is the size of the runtime's hchan (runtime/chan.go, hchanSize) on 64-bit
-// platforms; the test suite checks it against the heap.
-const hchanSize = 112
-
-// hchanBufOffset is the offset of hchan.buf (after qcount and dataqsiz).
-const hchanBufOffset = 16
+// Offsets of runtime.hchan's fields (runtime/chan.go, Go 1.26, 64-bit) and its size
+// (hchanSize there), which the test suite checks against the heap.
+const (
+	hchanSize        = 112
+	hchanCountOffset = 0  // qcount: elements in the buffer
+	hchanCapOffset   = 8  // dataqsiz: the buffer's length
+	hchanBufOffset   = 16 // buf
+	hchanRecvxOffset = 56 // recvx: the buffer index of the next element to receive
+)
 
 // channel records the channel at c (whose word is at addr): its hchan and buffer, allocated
-// together when the element type has no pointers (runtime.makechan). What buffered elements
-// reference is not walked: reading a buffer another goroutine may be using would race.
+// together when the element type has no pointers (runtime.makechan), and walks the elements in
+// the buffer, oldest first from recvx around the ring (len(ch) of them, sampled above 400 like a
+// slice's). The channel is not received from: its buffer is read in place, without the
+// channel's lock, so a channel in use by other goroutines must not be estimated (as for any
+// value modified during Estimate). What is read is checked against the channel's capacity.
 func (w *walker) channel(c, addr unsafe.Pointer, l *layout) {
-	buf := int64(reflect.NewAt(l.typ, addr).Elem().Cap()) * l.elem.size
-	if !l.elem.scan {
-		w.acc.add(c, hchanSize+buf, false)
+	capacity := uint(reflect.NewAt(l.typ, addr).Elem().Cap())
+	el := l.elem
+	buf := int64(capacity) * el.size
+	if !el.scan {
+		w.record(c, hchanSize+buf, false)
 		return
 	}
-	w.acc.add(c, hchanSize, false)
-	w.acc.add(*(*unsafe.Pointer)(unsafe.Add(c, hchanBufOffset)), buf, true)
+	w.record(c, hchanSize, false)
+	data := *(*unsafe.Pointer)(unsafe.Add(c, hchanBufOffset))
+	w.record(data, buf, true)
+	if !chanLayoutKnown || !el.follow {
+		return
+	}
+	n := *(*uint)(unsafe.Add(c, hchanCountOffset))
+	ring := *(*uint)(unsafe.Add(c, hchanCapOffset))
+	recvx := *(*uint)(unsafe.Add(c, hchanRecvxOffset))
+	if n == 0 || ring != capacity || n > ring || recvx >= ring {
+		return
+	}
+	at := func(i int) unsafe.Pointer {
+		return unsafe.Add(data, (recvx+uint(i))%ring*uint(el.size))
+	}
+	if n > sampleThreshold {
+		w.sample(int(n), int(n), el, at)
+		return
+	}
+	for i := range int(n) {
+		w.inline(at(i), el)
+	}
 }
 
 // drain processes the stack down to height mark.

@@ -107,7 +107,7 @@ func (w *walker) mapObject(m unsafe.Pointer, l *layout) {
 	}
 	// The directory, tables and groups belong to this map alone and are never reached
 	// otherwise, so they are costed directly rather than merged with other ranges.
-	w.acc.add(m, mapHeaderSize, true)
+	w.record(m, mapHeaderSize, true)
 	if h.dirLen > 0 {
 		w.acc.extra += allocSize(int64(h.dirLen)*ptrSize, true)
 	}
@@ -175,7 +175,7 @@ func (ml *mapLayout) fullSlot(g groupArray, i int64) unsafe.Pointer {
 // elements walked through reflection (sampled when many).
 func (w *walker) mapModel(m unsafe.Pointer, l *layout, n int) {
 	ml := l.m
-	w.acc.add(m, mapHeaderSize, true)
+	w.record(m, mapHeaderSize, true)
 	w.acc.extra += modelTables(n, ml.group)
 	if !ml.slot.follow || n == 0 {
 		return

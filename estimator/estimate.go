@@ -70,7 +70,7 @@ func (e *Estimator) walker() *walker {
 	if w == nil {
 		w = &walker{e: e, slices: map[uintptr]int{}}
 	}
-	w.acc = &w.top
+	w.acc, w.parent = &w.top, -1
 	return w
 }
 
@@ -92,7 +92,7 @@ func (e *Estimator) release(w *walker) {
 	w.seen.reset()
 	w.objects.reset()
 	clear(w.slices)
-	w.revisits, w.depth, w.root = 0, 0, nil
+	w.depth, w.parent, w.root = 0, -1, nil
 	// The stack holds unsafe.Pointers past its length: clear it all, or a pooled walker would
 	// keep the last value it measured reachable (a spilled table, say). Everything else a walker
 	// keeps is addresses and positions as integers.
@@ -117,13 +117,13 @@ type walker struct {
 	objects keySet
 	// slices maps a walked slice backing array to the longest length walked from it.
 	slices map[uintptr]int
-	// revisits counts objects and slice backings reached again after they were first walked:
-	// evidence of sharing, which sampling needs to know about (see sample).
-	revisits int
 	// samples[d] is the scratch space of a sample call nested d deep in others (a container
 	// sampled while walking another's sampled elements); depth is the number in progress.
 	samples []*sampleScratch
 	depth   int
+	// parent is the object, as an index into the innermost sample's objects, whose contents are
+	// being walked, or -1 outside samples and for an element's own bytes (see sample).
+	parent int32
 	// spareGroups and spareSlotsBefore are mapObject's buffers, held here between maps.
 	spareGroups      []groupArray
 	spareSlotsBefore []int64
@@ -135,9 +135,10 @@ type walker struct {
 // item is work on the stack: n consecutive values of layout l at addr to walk, or the map
 // whose runtime header is at addr (n == mapItem).
 type item struct {
-	addr unsafe.Pointer
-	l    *layout
-	n    int
+	addr   unsafe.Pointer
+	l      *layout
+	n      int
+	parent int32 // the walker's parent while walking it: the object holding addr
 }
 
 const mapItem = -1
@@ -162,26 +163,44 @@ func (a *accum) add(p unsafe.Pointer, size int64, scan bool) {
 }
 
 // record counts the object of size bytes at p (scan: its type holds pointers). A heap object
-// is identified by its base (heapObject) and costs its allocation slot once per walk; reaching
-// it again is a revisit, evidence of sharing for sampling, unless it is a tiny-allocator block
-// (neighbouring small strings share those without sharing anything else). Anything else
-// (globals, read-only data, or every object where the runtime's spans cannot be read) is
-// recorded as an address range in the current accumulator, merged with its neighbours when
-// costed.
-func (w *walker) record(p unsafe.Pointer, size int64, scan bool) {
+// is identified by its base (heapObject) and costs its allocation slot once per walk. Inside a
+// sample, the object is also entered in the sample's objects (a new one with the walker's
+// parent), or marked as reached by the current element if the sample met it before; record
+// returns its index there, or -1. Anything else (globals, read-only data, or every object where
+// the runtime's spans cannot be read) is recorded as an address range in the current
+// accumulator, merged with its neighbours when costed.
+func (w *walker) record(p unsafe.Pointer, size int64, scan bool) int32 {
 	if size <= 0 {
-		return
+		return -1
 	}
 	base, slot := heapObject(p)
 	if base == 0 {
 		w.acc.add(p, size, scan)
+		return -1
+	}
+	added := w.objects.add(uint64(base))
+	if w.depth == 0 {
+		if added {
+			w.acc.extra += slot
+		}
+		return -1
+	}
+	sc := w.samples[w.depth-1]
+	if added {
+		return sc.newObject(uint64(base), slot, w.parent, slot <= tinySize)
+	}
+	return sc.reach(uint64(base))
+}
+
+// charge adds b bytes known without an address (a Sizer's result, a map's tables, a nested
+// sample's total) to the object being walked in the innermost sample, so they are scaled or
+// not with it, or to the current accumulator.
+func (w *walker) charge(b int64) {
+	if w.depth > 0 && w.parent >= 0 {
+		w.samples[w.depth-1].objects[w.parent].bytes += b
 		return
 	}
-	if w.objects.add(uint64(base)) {
-		w.acc.extra += slot
-	} else if slot > tinySize {
-		w.revisits++
-	}
+	w.acc.extra += b
 }
 
 // mergeGap is the largest gap between two recorded ranges that are costed as one run. Every
@@ -271,13 +290,18 @@ func sortByStart(objs []object) {
 	}
 }
 
-// visit marks p seen and reports whether it was new.
+// visit marks p seen and reports whether it was new. Inside a sample, an object seen before is
+// marked as reached by the current element too.
 func (w *walker) visit(p unsafe.Pointer) bool {
-	if !w.seen.add(uint64(uintptr(p))) {
-		w.revisits++
-		return false
+	if w.seen.add(uint64(uintptr(p))) {
+		return true
 	}
-	return true
+	if w.depth > 0 {
+		if base, _ := heapObject(p); base != 0 {
+			w.samples[w.depth-1].reach(uint64(base))
+		}
+	}
+	return false
 }
 
 // inline walks the value of layout l stored at addr, whose own bytes are already counted (or
@@ -295,20 +319,16 @@ func (w *walker) inline(addr unsafe.Pointer, l *layout) {
 		if s.data == nil || s.cap == 0 {
 			return
 		}
-		w.record(s.data, int64(s.cap)*l.elem.size, l.elem.scan)
-		if l.elem.follow && s.len > 0 {
-			if w.slices[uintptr(s.data)] >= s.len {
-				w.revisits++
-			} else {
-				w.slices[uintptr(s.data)] = s.len
-				w.stack = append(w.stack, item{addr: s.data, l: l.elem, n: s.len})
-			}
+		idx := w.record(s.data, int64(s.cap)*l.elem.size, l.elem.scan)
+		if l.elem.follow && s.len > 0 && w.slices[uintptr(s.data)] < s.len {
+			w.slices[uintptr(s.data)] = s.len
+			w.stack = append(w.stack, item{addr: s.data, l: l.elem, n: s.len, parent: idx})
 		}
 	case kindInterface:
 		w.iface(addr, l)
 	case kindMap:
 		if m := *(*unsafe.Pointer)(addr); m != nil && w.visit(m) {
-			w.stack = append(w.stack, item{addr: m, l: l, n: mapItem})
+			w.stack = append(w.stack, item{addr: m, l: l, n: mapItem, parent: w.parent})
 		}
 	case kindChan:
 		if c := *(*unsafe.Pointer)(addr); c != nil && w.visit(c) {
@@ -330,12 +350,12 @@ func (w *walker) pointee(p unsafe.Pointer, pl *layout) {
 		return // zero-size objects are not allocated (the runtime returns &zerobase)
 	}
 	if pl.sizer {
-		w.acc.extra += reflect.NewAt(el.typ, p).Interface().(Sizer).EstimatedSize()
+		w.charge(reflect.NewAt(el.typ, p).Interface().(Sizer).EstimatedSize())
 		return
 	}
-	w.record(p, el.size, el.scan)
+	idx := w.record(p, el.size, el.scan)
 	if el.follow {
-		w.stack = append(w.stack, item{addr: p, l: el, n: 1})
+		w.stack = append(w.stack, item{addr: p, l: el, n: 1, parent: idx})
 	}
 }
 
@@ -357,27 +377,28 @@ func (w *walker) iface(addr unsafe.Pointer, l *layout) {
 		return
 	}
 	if dl.sizer {
-		w.acc.extra += iv.Interface().(Sizer).EstimatedSize()
+		w.charge(iv.Interface().(Sizer).EstimatedSize())
 		return
 	}
+	idx := int32(-1)
 	switch dl.box {
 	case boxAlloc:
-		w.record(data, dl.size, dl.scan)
+		idx = w.record(data, dl.size, dl.scan)
 	case boxSmall:
 		if !smallStatic(data, dl.size) {
-			w.record(data, dl.size, false)
+			idx = w.record(data, dl.size, false)
 		}
 	case boxString:
 		if (*stringHeader)(data).len != 0 { // convTstring returns a static zero value for ""
-			w.record(data, dl.size, true)
+			idx = w.record(data, dl.size, true)
 		}
 	case boxSlice:
 		if (*sliceHeader)(data).data != nil { // convTslice does for a nil data pointer
-			w.record(data, dl.size, true)
+			idx = w.record(data, dl.size, true)
 		}
 	}
 	if dl.follow {
-		w.stack = append(w.stack, item{addr: data, l: dl, n: 1})
+		w.stack = append(w.stack, item{addr: data, l: dl, n: 1, parent: idx})
 	}
 }
 
@@ -417,9 +438,11 @@ func (w *walker) channel(c, addr unsafe.Pointer, l *layout) {
 		w.record(c, hchanSize+buf, false)
 		return
 	}
-	w.record(c, hchanSize, false)
+	saved := w.parent
+	defer func() { w.parent = saved }()
+	w.parent = w.record(c, hchanSize, false)
 	data := *(*unsafe.Pointer)(unsafe.Add(c, hchanBufOffset))
-	w.record(data, buf, true)
+	w.parent = w.record(data, buf, true)
 	if !chanLayoutKnown || !el.follow {
 		return
 	}
@@ -446,6 +469,7 @@ func (w *walker) drain(mark int) {
 	for len(w.stack) > mark {
 		it := w.stack[len(w.stack)-1]
 		w.stack = w.stack[:len(w.stack)-1]
+		w.parent = it.parent
 		if it.n == mapItem {
 			w.mapObject(it.addr, it.l)
 		} else {

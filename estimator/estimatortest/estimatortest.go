@@ -277,6 +277,28 @@ func Shapes() []Shape {
 			}
 			return s
 		}},
+		{Name: "sub-slices of 32 consecutive bufs 100k", Sampled: true, Build: func() any {
+			// Records parsed in order from a stream: consecutive elements share a buffer.
+			return subslices(100_000, 32, 64<<10, func(i int) int { return i / 3125 }, false)
+		}},
+		{Name: "records into 20 consecutive bufs 50k", Sampled: true, Build: func() any {
+			type record struct {
+				Key []byte
+				Val string
+			}
+			bufs := make([][]byte, 20)
+			texts := make([]string, len(bufs))
+			for i := range bufs {
+				bufs[i] = make([]byte, 16<<10)
+				texts[i] = strings.Repeat("v", 16<<10)
+			}
+			s := make([]*record, 50_000)
+			for i := range s {
+				b, off := i/2500, i%2500*6
+				s[i] = &record{Key: bufs[b][off : off+16], Val: texts[b][off : off+48]}
+			}
+			return s
+		}},
 		// Buffered channels hold their elements in the buffer: what those reference counts.
 		{Name: "chan *T 10k full", Sampled: true, Build: func() any {
 			c := make(chan *T, 10_000)

@@ -85,14 +85,14 @@ func (e *Estimator) release(w *walker) {
 		return
 	}
 	for _, sc := range w.samples {
-		if cap(sc.pass.objs) > maxPooledObjects {
+		if cap(sc.pass.objs) > maxPooledObjects || cap(sc.objects) > maxPooledObjects {
 			return
 		}
 	}
 	w.seen.reset()
 	w.objects.reset()
 	clear(w.slices)
-	w.depth, w.parent, w.root = 0, -1, nil
+	w.depth, w.parent, w.generation, w.root = 0, -1, 0, nil
 	// The stack holds unsafe.Pointers past its length: clear it all, or a pooled walker would
 	// keep the last value it measured reachable (a spilled table, say). Everything else a walker
 	// keeps is addresses and positions as integers.
@@ -111,10 +111,15 @@ type walker struct {
 	// seen holds the addresses of objects reached through a pointer, map or channel word or an
 	// interface box, so shared objects and cycles count once.
 	seen keySet
-	// objects holds the base addresses of the heap objects counted (see record), so an object
+	// objects maps the base addresses of the heap objects counted (see record) to where they
+	// were entered: 0 outside samples, or a sample's generation and the index plus one of the
+	// object in it (objectRef). So an object
 	// reached through pointers at different offsets (sub-slices, substrings, fields) counts
 	// once, whichever pass of a sample reaches it first.
-	objects keySet
+	objects keyTable[uint64]
+	// generation numbers the samples of this walk, so objects entered by a finished sample are
+	// told from those of the one in progress.
+	generation uint32
 	// slices maps a walked slice backing array to the longest length walked from it.
 	slices map[uintptr]int
 	// samples[d] is the scratch space of a sample call nested d deep in others (a container
@@ -178,19 +183,22 @@ func (w *walker) record(p unsafe.Pointer, size int64, scan bool) int32 {
 		w.acc.add(p, size, scan)
 		return -1
 	}
-	added := w.objects.add(uint64(base))
 	if w.depth == 0 {
-		if added {
+		if _, added := w.objects.insert(uint64(base), 0); added {
 			w.acc.extra += slot
 		}
 		return -1
 	}
 	sc := w.samples[w.depth-1]
+	ref, added := w.objects.insert(uint64(base), objectRef(sc.generation, len(sc.objects)))
 	if added {
-		return sc.newObject(uint64(base), slot, w.parent, slot <= tinySize)
+		return sc.newObject(slot, w.parent, slot <= tinySize)
 	}
-	return sc.reach(uint64(base))
+	return sc.reach(ref)
 }
+
+// objectRef returns the value of w.objects for object idx of the sample of generation gen.
+func objectRef(gen uint32, idx int) uint64 { return uint64(gen)<<32 | uint64(idx+1) }
 
 // charge adds b bytes known without an address (a Sizer's result, a map's tables, a nested
 // sample's total) to the object being walked in the innermost sample, so they are scaled or
@@ -298,7 +306,8 @@ func (w *walker) visit(p unsafe.Pointer) bool {
 	}
 	if w.depth > 0 {
 		if base, _ := heapObject(p); base != 0 {
-			w.samples[w.depth-1].reach(uint64(base))
+			ref, _ := w.objects.get(uint64(base))
+			w.samples[w.depth-1].reach(ref)
 		}
 	}
 	return false

@@ -95,7 +95,8 @@ func (w *walker) sample(n, space int, el *layout, at func(i int) unsafe.Pointer)
 		return
 	}
 	sc.objects = sc.objects[:0]
-	sc.index.reset()
+	w.generation++
+	sc.generation = w.generation
 	saved, parent := w.acc, w.parent
 	sc.pass = accum{objs: sc.pass.objs[:0]}
 	sc.guardPass = accum{objs: sc.guardPass.objs[:0]}
@@ -223,9 +224,9 @@ type sampleScratch struct {
 	runOf []int32    // runOf[j]: the run batch[j] was drawn in
 	pass  accum      // what the sampled elements hold outside heap objects
 	// objects are the heap objects the sampled elements reached that were not counted before
-	// the sample, in the order found; index maps their bases to their indexes.
+	// the sample, in the order found; the walker's objects map their bases to their indexes.
 	objects      []sampledObject
-	index        keyTable[int32]
+	generation   uint32 // the sample's number in the walk (see objectRef)
 	elem, run    int32  // the element being walked (its index in batch) and its run
 	walkingGuard bool   // the element being walked is a guard
 	guard        []bool // guard[j]: batch[j] is a run's neighbour, walked but not counted
@@ -251,8 +252,8 @@ type sampledObject struct {
 // guardOnly is the unit of an object reached by guards only.
 const guardOnly = -2
 
-// newObject enters the heap object at base, of slot bytes, reached by the current element.
-func (sc *sampleScratch) newObject(base uint64, slot int64, parent int32, tiny bool) int32 {
+// newObject enters a heap object of slot bytes reached by the current element.
+func (sc *sampleScratch) newObject(slot int64, parent int32, tiny bool) int32 {
 	idx := int32(len(sc.objects))
 	o := sampledObject{bytes: slot, parent: parent, elems: 1, runs: 1,
 		lastElem: sc.elem, firstRun: sc.run, lastRun: sc.run, tiny: tiny}
@@ -260,18 +261,17 @@ func (sc *sampleScratch) newObject(base uint64, slot int64, parent int32, tiny b
 		o.elems, o.guarded = 0, true
 	}
 	sc.objects = append(sc.objects, o)
-	sc.index.insert(base, idx)
 	sc.touched = append(sc.touched, idx)
 	return idx
 }
 
-// reach marks the object at base, if the sample entered it, as reached by the current element,
-// and returns its index or -1.
-func (sc *sampleScratch) reach(base uint64) int32 {
-	idx, ok := sc.index.get(base)
-	if !ok {
+// reach marks the object of the walker's objects value ref, if this sample entered it, as
+// reached by the current element, and returns its index or -1.
+func (sc *sampleScratch) reach(ref uint64) int32 {
+	if ref == 0 || uint32(ref>>32) != sc.generation {
 		return -1
 	}
+	idx := int32(uint32(ref) - 1)
 	o := &sc.objects[idx]
 	if o.lastElem != sc.elem {
 		o.lastElem = sc.elem

@@ -85,7 +85,7 @@ func (e *Estimator) release(w *walker) {
 		return
 	}
 	for _, sc := range w.samples {
-		if cap(sc.pass.objs) > maxPooledObjects || cap(sc.objects) > maxPooledObjects {
+		if cap(sc.pass.objs) > maxPooledObjects || cap(sc.guardPass.objs) > maxPooledObjects || cap(sc.objects) > maxPooledObjects {
 			return
 		}
 	}
@@ -112,10 +112,9 @@ type walker struct {
 	// interface box, so shared objects and cycles count once.
 	seen keySet
 	// objects maps the base addresses of the heap objects counted (see record) to where they
-	// were entered: 0 outside samples, or a sample's generation and the index plus one of the
-	// object in it (objectRef). So an object
-	// reached through pointers at different offsets (sub-slices, substrings, fields) counts
-	// once, whichever pass of a sample reaches it first.
+	// were entered: 0 outside samples, else a sample's generation and the object's index there
+	// (objectRef). So an object reached through pointers at different offsets (sub-slices,
+	// substrings, fields) counts once, whichever sampled element reaches it first.
 	objects keyTable[uint64]
 	// generation numbers the samples of this walk, so objects entered by a finished sample are
 	// told from those of the one in progress.

@@ -48,8 +48,9 @@ const sampleSeed1, sampleSeed2 = 42, 0x5b11_1a7
 //
 // So a few objects shared by all elements count once (every run finds them: none missed);
 // blocks of consecutive elements sharing buffers (records parsed from a stream) are estimated
-// from the blocks seen, within a few percent when there are few blocks, with an error of up to
-// about ±70% (mostly over) when a sample of 20 runs sees only a few percent of them. Without
+// from the blocks seen: within a few percent when there are few blocks, but from about −70% to
+// +180% when a sample's 20 runs meet only a few percent of them and the buffers are most of the
+// total (TestSampledBlockSharing's grid, with records of their own, stays within ±30%). Without
 // sharing this is (s1 + s2) × n / 200, unbiased for heavy-tailed element sizes (Spark's rule
 // read PageRank's join map 22% low at the median). Like Spark's rule it cannot tell an object
 // held by one element from one shared by a few elements spread among many: those are scaled as

@@ -53,8 +53,8 @@ func TestSampledHeavyTailedUnshared(t *testing.T) {
 	require.InDelta(t, 1, mean, 0.04)
 }
 
-// TestSampledSharingKeepsSparkRule: when elements share objects, the second pass finds them
-// already walked and Spark's rule counts them once. Extrapolating both passes instead would count
+// TestSampledSharingKeepsSparkRule: when elements share a few objects, every run reaches them
+// and they count once, as in Spark's rule. Extrapolating them as the elements' own would count
 // the four shared objects 10000/200 times over (about 8× the exact cost).
 func TestSampledSharingKeepsSparkRule(t *testing.T) {
 	var e estimator.Estimator

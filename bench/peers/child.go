@@ -10,6 +10,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -41,7 +42,9 @@ type childSpec struct {
 }
 
 type childResult struct {
-	Seconds  float64 `json:"seconds"`
+	Seconds float64 `json:"seconds"`
+	CPU     float64 `json:"cpu_seconds"` // user + system time of the timed part, every thread
+
 	Outcome  outcome `json:"outcome"`
 	PeakHeap uint64  `json:"peak_heap"`
 	OOM      bool    `json:"oom,omitempty"`
@@ -102,9 +105,9 @@ func runChild(spec string) int {
 		}
 		stop := sampleLiveHeap(&res.PeakHeap)
 		defer stop()
-		start := time.Now()
+		cpu0, start := cpuSeconds(), time.Now()
 		err := f()
-		res.Seconds = time.Since(start).Seconds()
+		res.Seconds, res.CPU = time.Since(start).Seconds(), cpuSeconds()-cpu0
 		return err
 	}
 	o, err := eng(context.Background(), w.kind, sp.Params, timed)
@@ -118,6 +121,15 @@ func runChild(spec string) int {
 		return 2
 	}
 	return 0
+}
+
+// cpuSeconds is the process's user and system time so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // sampleLiveHeap records into peak the largest live heap (the heap marked live by a garbage

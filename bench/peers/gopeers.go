@@ -23,14 +23,22 @@ func runMap(_ context.Context, w kind, p params) (outcome, error) {
 			c.add(uint64(k), v)
 		}
 	case aggStr:
-		m := map[string]int64{}
+		// m[string(buf)] += v would allocate a string per record: a lookup by string(buf) does
+		// not, so the map holds each key's index in sums and only a new key is allocated.
+		m := map[string]int32{}
+		var sums []int64
 		buf := make([]byte, 0, 32)
 		for i := range p.Records {
 			buf = appendStrKey(buf[:0], aggKey(i, p.Keys))
-			m[string(buf)] += aggValue(i)
+			if j, ok := m[string(buf)]; ok {
+				sums[j] += aggValue(i)
+			} else {
+				m[string(buf)] = int32(len(sums))
+				sums = append(sums, aggValue(i))
+			}
 		}
-		for k, v := range m {
-			c.add(strID(k), v)
+		for k, j := range m {
+			c.add(strID(k), sums[j])
 		}
 	default:
 		return outcome{}, fmt.Errorf("map: no sort")

@@ -210,8 +210,8 @@ Usage: peers [flags]
 		}
 		rows = append(rows, tableRows(w, p, peers, res)...)
 	}
-	fmt.Fprintln(stdout, "| work | peer | ratio Spillway ÷ peer, min/median/max | median time, Spillway / peer | peak RSS, Spillway / peer | peak live Go heap, Spillway / peer |")
-	fmt.Fprintln(stdout, "|---|---|---|---|---|---|")
+	fmt.Fprintln(stdout, "| work | peer | time, Spillway ÷ peer (min/median/max) | CPU time, Spillway ÷ peer | median time, Spillway / peer | peak RSS, Spillway / peer | peak live Go heap, Spillway / peer |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		fmt.Fprintln(stdout, r)
 	}
@@ -241,7 +241,7 @@ type attempt struct {
 }
 
 func (a attempt) String() string {
-	s := fmt.Sprintf("%.3f s, RSS %s, live heap %s, %s", a.Seconds, mib(a.rss), mib(int64(a.PeakHeap)), a.Outcome.Check)
+	s := fmt.Sprintf("%.3f s (CPU %.3f s), RSS %s, live heap %s, %s", a.Seconds, a.CPU, mib(a.rss), mib(int64(a.PeakHeap)), a.Outcome.Check)
 	if a.Outcome.Spills > 0 {
 		s += fmt.Sprintf(", %d spills", a.Outcome.Spills)
 	}
@@ -351,26 +351,23 @@ func tableRows(w work, p params, peers []string, res map[string][]attempt) []str
 	if spills := medianInt(sw, func(a attempt) int64 { return a.Outcome.Spills }); spills > 0 {
 		label += fmt.Sprintf(" (%d spills)", spills)
 	}
+	wall := func(a attempt) float64 { return a.Seconds }
+	cpu := func(a attempt) float64 { return a.CPU }
+	rss := func(a attempt) int64 { return a.rss }
+	heap := func(a attempt) int64 { return int64(a.PeakHeap) }
 	var rows []string
 	for _, peer := range peers {
 		pr := res[peer]
-		var ratios []float64
 		oom, failed := 0, 0
-		for r := range pr {
+		for _, a := range pr {
 			switch {
-			case pr[r].OOM:
+			case a.OOM:
 				oom++
-			case !pr[r].ok():
+			case !a.ok():
 				failed++
-			case sw[r].ok():
-				ratios = append(ratios, sw[r].Seconds/pr[r].Seconds)
 			}
 		}
-		ratio := "–"
-		if len(ratios) > 0 {
-			slices.Sort(ratios)
-			ratio = fmt.Sprintf("%.2f/%.2f/%.2f", ratios[0], median(ratios), ratios[len(ratios)-1])
-		}
+		ratio := ratios(sw, pr, wall)
 		if oom > 0 {
 			ratio = fmt.Sprintf("%s; %s out of memory in %d/%d runs", ratio, peerName(peer, p), oom, len(pr))
 		}
@@ -380,11 +377,27 @@ func tableRows(w work, p params, peers []string, res map[string][]attempt) []str
 		if n := len(sw) - countOK(sw); n > 0 {
 			ratio = fmt.Sprintf("%s; Spillway FAILED in %d/%d runs", ratio, n, len(sw))
 		}
-		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s / %s | %s / %s | %s / %s |", label, peerName(peer, p), ratio,
-			secs(sw), secs(pr), mib(maxOf(sw, func(a attempt) int64 { return a.rss })), mib(maxOf(pr, func(a attempt) int64 { return a.rss })),
-			mib(maxOf(sw, func(a attempt) int64 { return int64(a.PeakHeap) })), mib(maxOf(pr, func(a attempt) int64 { return int64(a.PeakHeap) }))))
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s / %s | %s / %s | %s / %s |", label, peerName(peer, p),
+			ratio, ratios(sw, pr, cpu), secs(sw, wall), secs(pr, wall),
+			mib(maxOf(sw, rss)), mib(maxOf(pr, rss)), mib(maxOf(sw, heap)), mib(maxOf(pr, heap))))
 	}
 	return rows
+}
+
+// ratios is min/median/max of f(Spillway's run r) ÷ f(the peer's run r) over the runs both
+// completed.
+func ratios(sw, pr []attempt, f func(attempt) float64) string {
+	var rs []float64
+	for r := range pr {
+		if sw[r].ok() && pr[r].ok() {
+			rs = append(rs, f(sw[r])/f(pr[r]))
+		}
+	}
+	if len(rs) == 0 {
+		return "–"
+	}
+	slices.Sort(rs)
+	return fmt.Sprintf("%.2f/%.2f/%.2f", rs[0], median(rs), rs[len(rs)-1])
 }
 
 func peerName(peer string, p params) string {
@@ -422,12 +435,12 @@ func median(xs []float64) float64 {
 	}
 }
 
-// secs is the median time of the successful attempts.
-func secs(as []attempt) string {
+// secs is the median of f over the successful attempts, in seconds.
+func secs(as []attempt, f func(attempt) float64) string {
 	var xs []float64
 	for _, a := range as {
 		if a.ok() {
-			xs = append(xs, a.Seconds)
+			xs = append(xs, f(a))
 		}
 	}
 	if len(xs) == 0 {

@@ -111,14 +111,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl.StringVar(&o.dir, "dir", os.TempDir(), "directory for spill and temporary files")
 	fl.StringVar(&o.profiles, "cpuprofile", "", "directory to write a CPU profile of every attempt's timed part to")
 	fl.Usage = func() {
-		fmt.Fprint(stderr, `peers runs the same work against Spillway and its peers in one binary:
+		fmt.Fprint(stderr, `peers runs the same work against Spillway and against its peers:
 sum per key over int64 and string keys, and a sort of (int64, int64) pairs, each in memory and
 spilling at a small budget, against DuckDB (in-memory database, memory_limit = the budget, one
 thread by default, temp_directory), lanrat/extsort (chunks sized to the budget), the built-in Go
 map and slices.SortFunc. Every attempt runs in a child process, interleaved (Spillway, peer 1,
 peer 2, Spillway, ...), and every result is checked against the others. It prints a markdown
-table of Spillway's time over each peer's (min/median/max over the runs), peak RSS and peak live
-Go heap per engine.
+table of Spillway's wall and CPU time over each peer's (min/median/max over the runs), and peak
+RSS and peak live Go heap per engine; progress goes to stderr. It exits 1 when an attempt fails
+or its result differs (DuckDB running out of memory is reported in the table instead).
 
 Works: agg-int64-spill, agg-int64-mem, agg-string-spill, agg-string-mem, sort-spill, sort-mem.
 
@@ -205,7 +206,7 @@ Usage: peers [flags]
 				fmt.Fprintf(stderr, "%s run %d/%d %s: %s\n", w.name, r+1, o.runs, e, a)
 			}
 		}
-		if !validate(res, engs) {
+		if !validate(stderr, w, res, engs) {
 			failed = true
 		}
 		rows = append(rows, tableRows(w, p, peers, res)...)
@@ -318,7 +319,7 @@ func tail(s string) string {
 // validate checks that every successful attempt of every engine produced the same result, and
 // marks the others failed. It reports whether no attempt failed (DuckDB running out of memory
 // is not a failure: the table says so).
-func validate(res map[string][]attempt, engs []string) bool {
+func validate(log io.Writer, w work, res map[string][]attempt, engs []string) bool {
 	var want *check
 	var from string
 	good := true
@@ -334,7 +335,7 @@ func validate(res map[string][]attempt, engs []string) bool {
 				want, from = &a.Outcome.Check, e
 			case a.Outcome.Check != *want:
 				a.failed = fmt.Sprintf("result %s differs from %s's %s", a.Outcome.Check, from, *want)
-				fmt.Fprintf(os.Stderr, "%s run %d: %s\n", e, i+1, a.failed)
+				fmt.Fprintf(log, "%s run %d %s: %s\n", w.name, i+1, e, a.failed)
 				good = false
 			}
 		}

@@ -85,30 +85,30 @@ func findWork(name string) (work, bool) {
 }
 
 type options struct {
-	runs            int
-	records, keys   int64
-	budget, memBudg int64
-	threads         int
-	work, peer      *regexp.Regexp
-	dir, profiles   string
+	runs              int
+	records, keys     int64
+	budget, memBudget int64
+	threads           int
+	work, peer        *regexp.Regexp
+	dir, profiles     string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("peers", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	var (
-		o                         options
-		budget, memBudget, wf, pf string
+		o                           options
+		budgetFlag, memFlag, wf, pf string
 	)
 	fl.IntVar(&o.runs, "runs", 5, "interleaved runs of every engine per work")
 	fl.Int64Var(&o.records, "records", 10_000_000, "records per work")
 	fl.Int64Var(&o.keys, "keys", 1_000_000, "distinct keys of the aggregations")
-	fl.StringVar(&budget, "budget", "", "memory budget of the spilling works (default 32MiB, 48MiB for string keys)")
-	fl.StringVar(&memBudget, "mem-budget", "2GiB", "memory budget of the in-memory works")
+	fl.StringVar(&budgetFlag, "budget", "", "memory budget of the spilling works (default 32MiB, 48MiB for string keys)")
+	fl.StringVar(&memFlag, "mem-budget", "2GiB", "memory budget of the in-memory works")
 	fl.IntVar(&o.threads, "threads", 1, "DuckDB's threads (extsort keeps its default 2 workers)")
 	fl.StringVar(&wf, "work", "", "regexp: run only the works whose name matches")
 	fl.StringVar(&pf, "peer", "", "regexp: run only the peers whose name matches (duckdb, map, extsort, slices)")
-	fl.StringVar(&o.dir, "dir", os.TempDir(), "directory for spill and temporary files")
+	fl.StringVar(&o.dir, "dir", os.TempDir(), "directory for spill and temporary files (on a tmpfs they stay in memory)")
 	fl.StringVar(&o.profiles, "cpuprofile", "", "directory to write a CPU profile of every attempt's timed part to")
 	fl.Usage = func() {
 		fmt.Fprint(stderr, `peers runs the same work against Spillway and against its peers:
@@ -141,12 +141,12 @@ Usage: peers [flags]
 		return fail("unexpected arguments %q", fl.Args())
 	}
 	var err error
-	if budget != "" {
-		if o.budget, err = parseSize(budget); err != nil {
+	if budgetFlag != "" {
+		if o.budget, err = parseSize(budgetFlag); err != nil {
 			return fail("-budget: %v", err)
 		}
 	}
-	if o.memBudg, err = parseSize(memBudget); err != nil {
+	if o.memBudget, err = parseSize(memFlag); err != nil {
 		return fail("-mem-budget: %v", err)
 	}
 	if o.work, err = regexp.Compile(wf); err != nil {
@@ -190,7 +190,7 @@ Usage: peers [flags]
 		if len(peers) == 0 {
 			continue
 		}
-		p := params{Records: o.records, Keys: o.keys, Budget: o.memBudg, Threads: o.threads}
+		p := params{Records: o.records, Keys: o.keys, Budget: o.memBudget, Threads: o.threads}
 		if w.spill {
 			p.Budget = w.mib << 20
 			if o.budget > 0 {

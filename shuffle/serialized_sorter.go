@@ -14,6 +14,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/spillway/spillway/internal/radix"
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
 )
@@ -82,10 +83,13 @@ func (s *shuffleInMemorySorter) reset() *memory.Page {
 }
 
 // sorted sorts the records by partition id, stably (insertion order within a partition), and
-// returns them.
+// returns them: with the radix sort on the partition's three bytes, the array's second half as
+// scratch, else with a stable comparison sort (Spark's TimSort path).
 func (s *shuffleInMemorySorter) sorted() []int64 {
-	// The partition id is the word's top 24 bits, so ordering the words by their value shifted
-	// right by packedPartitionBase orders by partition; the stable sort keeps insertion order.
+	if s.useRadix && s.pos > 0 {
+		start := radix.Sort(s.array, s.pos, packedPartitionFirstByte, packedPartitionLastByte, false, false)
+		return s.array[start : start+s.pos]
+	}
 	recs := s.array[:s.pos]
 	slices.SortStableFunc(recs, func(a, b int64) int {
 		return cmp.Compare(packedPointer(a).partition(), packedPointer(b).partition())

@@ -47,8 +47,9 @@ func newSorterEnv(t *testing.T, cfg memory.Config) *sorterEnv {
 	return e
 }
 
-func (e *sorterEnv) sorter(partitions, initialSize int) *shuffleExternalSorter {
-	return newShuffleExternalSorter(e.tm, e.scope, "test sorter", serializedSorterConfig{partitions: partitions, initialSize: initialSize})
+func (e *sorterEnv) sorter(partitions, initialSize int, useRadix bool) *shuffleExternalSorter {
+	return newShuffleExternalSorter(e.tm, e.scope, "test sorter",
+		serializedSorterConfig{partitions: partitions, initialSize: initialSize, useRadix: useRadix})
 }
 
 // sortedRecords returns the sorter's records in sorted order, read through their pointers.
@@ -68,7 +69,7 @@ func TestPackedRecordPointer(t *testing.T) {
 	for _, mode := range []memory.Mode{memory.OnHeap, memory.OffHeap} { // PRP-01 heap, PRP-02 offHeap
 		t.Run("PRP-0x/"+mode.String(), func(t *testing.T) {
 			e := newSorterEnv(t, memory.Config{SystemMemory: 1 << 20, OffHeapEnabled: mode == memory.OffHeap, OffHeapSize: 1 << 20})
-			s := e.sorter(1, 4)
+			s := e.sorter(1, 4, false)
 			require.Equal(t, mode, s.Mode())
 			p0, err := s.allocate(context.Background(), 128, 128)
 			require.NoError(t, err)
@@ -105,19 +106,26 @@ func TestPackedRecordPointer(t *testing.T) {
 	})
 }
 
-// SIMS-01..03 (ShuffleInMemorySorterSuite), through the external sorter that owns the array.
+// SIMS-01..03 (ShuffleInMemorySorterSuite and its radix subclass), through the external sorter
+// that owns the array.
 func TestShuffleInMemorySorter(t *testing.T) {
+	for _, useRadix := range []bool{false, true} {
+		t.Run(fmt.Sprintf("radix=%v", useRadix), func(t *testing.T) { testShuffleInMemorySorter(t, useRadix) })
+	}
+}
+
+func testShuffleInMemorySorter(t *testing.T, useRadix bool) {
 	ctx := context.Background()
 	t.Run("SIMS-01 empty", func(t *testing.T) {
 		e := newSorterEnv(t, memory.Config{SystemMemory: 1 << 20})
-		s := e.sorter(4, 100)
+		s := e.sorter(4, 100, useRadix)
 		parts, _ := sortedRecords(s)
 		require.Empty(t, parts)
 		require.NoError(t, s.cleanup())
 	})
 	t.Run("SIMS-02 records sorted by partition", func(t *testing.T) {
 		e := newSorterEnv(t, memory.Config{SystemMemory: 1 << 20})
-		s := e.sorter(4, 100)
+		s := e.sorter(4, 100, useRadix)
 		words := []string{"Boba", "Pearls", "Tapioca", "Taho", "Condensed Milk", "Jasmine", "Milk Tea", "Lychee", "Mango"}
 		part := NewHashPartitioner[string](4)
 		want := map[int][]string{}
@@ -140,7 +148,7 @@ func TestShuffleInMemorySorter(t *testing.T) {
 		t.Logf("seed %d", seed)
 		rng := rand.New(rand.NewPCG(seed, 1))
 		e := newSorterEnv(t, memory.Config{SystemMemory: 64 << 20})
-		s := e.sorter(MaxSerializedPartitions, 4)
+		s := e.sorter(MaxSerializedPartitions, 4, useRadix)
 		const n = 128_000
 		ids := make([]int, n)
 		rec := make([]byte, 4)
@@ -169,7 +177,7 @@ func TestShuffleInMemorySorter(t *testing.T) {
 func TestShuffleExternalSorterNestedSpillIsNoOp(t *testing.T) {
 	ctx := context.Background()
 	e := newSorterEnv(t, memory.Config{SystemMemory: 1 << 20, PageSize: 4 << 10})
-	s := e.sorter(1, 100)
+	s := e.sorter(1, 100, false)
 	for s.inMem.page == nil || s.inMem.hasSpaceForAnotherRecord() {
 		require.NoError(t, s.insertRecord(ctx, []byte{1}, 0))
 	}
@@ -199,7 +207,7 @@ func TestShuffleExternalSorterExactAccounting(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := newSorterEnv(t, memory.Config{SystemMemory: 256 << 10, PageSize: 16 << 10,
 				OffHeapEnabled: mode == memory.OffHeap, OffHeapSize: 256 << 10})
-			s := e.sorter(7, 16)
+			s := e.sorter(7, 16, true)
 			rec := make([]byte, 40)
 			for i := range 20_000 {
 				require.NoError(t, s.insertRecord(ctx, rec[:i%len(rec)], i%7))
@@ -369,27 +377,35 @@ func TestSerializedWriter(t *testing.T) {
 		require.Equal(t, byPartition(dep.Partitioner, in), readAll(t, e, dep))
 	})
 	t.Run("USW-07 sort buffer expansion and spill", func(t *testing.T) {
-		// 4097 records: the 4096-entry pointer array grows (old and new held together), and a
-		// budget that cannot hold both makes the sorter spill instead.
+		// 4097 records: the pointer array grows from 1024 entries (old and new held together)
+		// until it has room for them all; a budget of 240 KiB cannot hold a 64 KiB array with
+		// the 32 KiB one it replaces (and the page and buffers), so the sorter spills instead:
+		// once with the comparison sort (2/3 of the array usable), twice with the radix sort
+		// (1/2), as Spark's 2 and 3 spill files.
 		in := make([]collection.Pair[int, int64], 4097)
 		for i := range in {
 			in[i] = collection.Pair[int, int64]{Key: i, Value: int64(i)}
 		}
 		for _, c := range []struct {
-			name   string
+			radix  bool
 			budget int64
-			spills bool
-		}{{"expands", 8 << 20, false}, {"spills", 240 << 10, true}} {
-			t.Run(c.name, func(t *testing.T) {
+			spills int64
+		}{{false, 8 << 20, 0}, {true, 8 << 20, 0}, {false, 240 << 10, 1}, {true, 240 << 10, 2}} {
+			t.Run(fmt.Sprintf("radix=%v/budget=%d", c.radix, c.budget), func(t *testing.T) {
 				e := newTestEnvPages(t, c.budget, 64<<10, RunnerConfig{Cores: 1, Shuffle: Config{Spill: collection.SpillConfig{BatchBytes: 16 << 10}}})
 				dep := intDep(e.runner, 4, false, false, false)
-				_, m, err := serializedRun(t, e, dep, collection.SliceIterator(in), func(w *SerializedWriter[int, int64]) { w.initialSize = 1024 })
+				_, m, err := serializedRun(t, e, dep, collection.SliceIterator(in), func(w *SerializedWriter[int, int64]) {
+					w.initialSize, w.useRadix = 1024, c.radix
+				})
 				require.NoError(t, err)
-				require.Equal(t, c.spills, m.Spills > 0, "spills: %d", m.Spills)
-				if !c.spills {
-					// The largest array (1024 entries doubled past the 4097 records' 2/3 use) and
-					// the one it replaced are held together.
-					require.GreaterOrEqual(t, m.PeakExecutionBytes, int64(8192+4096)*8)
+				require.Equal(t, c.spills, m.Spills)
+				if c.spills == 0 {
+					inMem := shuffleInMemorySorter{useRadix: c.radix}
+					final := 1024
+					for inMem.usableCapacity(final) < len(in) {
+						final *= 2
+					}
+					require.GreaterOrEqual(t, m.PeakExecutionBytes, int64(final+final/2)*8, "the last two arrays held together")
 				}
 				require.Equal(t, byPartition(dep.Partitioner, in), readAll(t, e, dep))
 			})

@@ -73,6 +73,7 @@ func NewSerializedWriter[K comparable, V, C any](tc *TaskContext, dep *Dependenc
 		spill:       spill,
 		output:      storage.RecordWriterConfig{Compression: spill.Compression, BatchRecords: spill.BatchSize, BatchBytes: batchBytes(spill)},
 		initialSize: defaultInitialSortBufferSize,
+		useRadix:    true,
 		fastMerge:   true,
 		metrics:     WriteMetrics{Writer: "serialized"},
 	}, nil

@@ -520,6 +520,22 @@ func TestSerializedWriterCancelled(t *testing.T) {
 	require.Zero(t, countFiles(t, e.disk.LocalDirs()))
 }
 
+// TestSerializedWriterOffHeapRoundTrip: with off-heap pages, spilling by memory (not by count)
+// and merging, the reduce side reads every record back.
+func TestSerializedWriterOffHeapRoundTrip(t *testing.T) {
+	mm, err := memory.NewUnifiedManager(memory.Config{SystemMemory: 4 << 20, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
+		NumCores: 1, OffHeapEnabled: true, OffHeapSize: 512 << 10, PageSize: 64 << 10})
+	require.NoError(t, err)
+	e := newTestEnvManager(t, mm, RunnerConfig{Cores: 1})
+	dep := intDep(e.runner, 17, false, false, false)
+	in := genRecords(5, 0, 100_000, 1<<30)
+	_, m, err := serializedRun(t, e, dep, collection.SliceIterator(in), nil)
+	require.NoError(t, err)
+	require.Positive(t, m.Spills)
+	require.LessOrEqual(t, m.PeakExecutionBytes, int64(512<<10))
+	require.Equal(t, byPartition(dep.Partitioner, in), readAll(t, e, dep))
+}
+
 // TestSerializedWriterOffHeapLiveHeap: with off-heap Tungsten memory, the records a
 // SerializedWriter holds (tens of MiB of pages and pointer arrays) stay out of the Go heap, whose
 // live size grows by no more than the writer's buffers; on-heap, the same records are live heap.

@@ -16,12 +16,13 @@ import (
 // shuffle: it encodes each record with the dependency's codecs as soon as it is read, copies the
 // bytes into pages of the task's memory (off the Go heap when the task's Tungsten mode is
 // memory.OffHeap) and sorts only 8-byte packed pointers by partition id, so a record costs its
-// encoded size plus 8 bytes (twice that for the sort's scratch) and no Go object. When the task
-// cannot grant another page it spills the records, partition after partition, to a spill file;
-// at the end the spill files' segments are concatenated partition by partition into the data
-// file without decoding a record, since every segment is whole batches of storage's record
-// format, each framed with its own checksum. Without a spill the sorted records go straight to
-// the data file. The data and index files are the other writers' format, read by the same Reader.
+// encoded size, a 4-byte length and its pointer (8 bytes, and as much scratch for the radix
+// sort), and no Go object. When the task cannot grant another page or a larger pointer array,
+// it spills the records, partition after partition, to a spill file; at the end the spill
+// files' segments are concatenated partition by partition into the data file without decoding
+// a record, since every segment is whole batches of storage's record format, each framed with
+// its own checksum. Without a spill the sorted records go straight to the data file. The data
+// and index files are the other writers' format, read by the same Reader.
 //
 // Memory: the pages and the pointer array are execution memory of the task, exactly their bytes
 // (a spill frees them all). Under memory.Strict accounting the record writer's buffers and the

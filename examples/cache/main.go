@@ -23,7 +23,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/spillway/spillway/internal/jobs/executor"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/storage"
 )

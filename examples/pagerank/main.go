@@ -38,9 +38,9 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/graphgen"
-	"github.com/spillway/spillway/internal/jobs/pagerank"
+	"github.com/spillway/spillway/examples/pagerank/graphgen"
+	"github.com/spillway/spillway/examples/pagerank/pagerank"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/storage"
 )

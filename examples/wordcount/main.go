@@ -21,8 +21,8 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/wordcount"
+	"github.com/spillway/spillway/examples/wordcount/wordcount"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory/memtest"
 )
 

@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/collection"
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/graphgen"
-	"github.com/spillway/spillway/internal/jobs/pagerank"
+	"github.com/spillway/spillway/examples/pagerank/graphgen"
+	"github.com/spillway/spillway/examples/pagerank/pagerank"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/shuffle"
@@ -435,7 +435,7 @@ func TestCache(t *testing.T) {
 	}
 }
 
-// TestPageRank: PageRank (internal/jobs/pagerank) on a generated power-law graph with the links
+// TestPageRank: PageRank (examples/pagerank/pagerank) on a generated power-law graph with the links
 // cached MEMORY_AND_DISK_SER, 3 iterations on 2 cores and 2 partitions, in executor.MinBudget
 // (4 MiB).
 func TestPageRank(t *testing.T) {

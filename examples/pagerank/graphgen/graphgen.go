@@ -20,7 +20,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/spillway/spillway/internal/jobs/stream"
+	"github.com/spillway/spillway/examples/stream"
 )
 
 // Edge is a directed edge between two vertex ids.

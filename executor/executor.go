@@ -1,6 +1,3 @@
-// Package executor assembles what one Spark executor process owns — a unified memory manager,
-// a disk block manager, a block manager for cached blocks and a stage runner — for Spillway's example jobs and benchmarks, from a
-// single memory budget.
 package executor
 
 import (

@@ -1,0 +1,209 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/shuffle"
+	"github.com/spillway/spillway/storage"
+)
+
+// Input is one keyed input of CoGroup or Join (Spark's pair RDD): Partitions partitions, each
+// read by Read in a task of a map stage.
+type Input[K comparable, V any] struct {
+	// Partitions is the number of partitions of the input (map tasks of its shuffle).
+	Partitions int
+	// Read returns the records of one partition; the caller closes the iterator.
+	Read shuffle.MapInput[K, V]
+	// Codec encodes the values in shuffle and spill files.
+	Codec storage.Codec[V]
+}
+
+func (in Input[K, V]) validate(name string) error {
+	switch {
+	case in.Partitions < 0:
+		return fmt.Errorf("executor: %s has %d partitions", name, in.Partitions)
+	case in.Read == nil:
+		return fmt.Errorf("executor: %s has no Read function", name)
+	case in.Codec == nil:
+		return fmt.Errorf("executor: %s has no Codec", name)
+	}
+	return nil
+}
+
+// ReduceFunc consumes the records one task of CoGroup or Join produces for its partition. The
+// records are valid until the function returns, which closes them; it should return promptly
+// once ctx is done.
+type ReduceFunc[T any] func(ctx context.Context, tc *shuffle.TaskContext, partition int, records collection.Iterator[T]) error
+
+// Partitioning says how CoGroup and Join shuffle their inputs. Its zero value is not usable:
+// KeyCodec is required.
+type Partitioning[K comparable] struct {
+	// KeyCodec encodes keys in shuffle and spill files.
+	KeyCodec storage.Codec[K]
+	// Partitions is the number of reduce partitions (tasks of the reduce stage). 0 means twice
+	// the executor's cores. Ignored when Partitioner is set.
+	Partitions int
+	// Partitioner assigns keys to reduce partitions. nil means a hash partitioner of Partitions.
+	Partitioner shuffle.Partitioner[K]
+}
+
+func (c Partitioning[K]) partitioner(ex *Executor) (shuffle.Partitioner[K], error) {
+	switch {
+	case c.KeyCodec == nil:
+		return nil, errors.New("executor: Partitioning.KeyCodec is nil")
+	case c.Partitions < 0:
+		return nil, fmt.Errorf("executor: Partitioning.Partitions %d is negative", c.Partitions)
+	case c.Partitioner != nil:
+		return c.Partitioner, nil
+	case c.Partitions == 0:
+		return shuffle.NewHashPartitioner[K](2 * ex.cfg.Cores), nil
+	}
+	return shuffle.NewHashPartitioner[K](c.Partitions), nil
+}
+
+// CoGroup is Spark's CoGroupedRDD: it shuffles every input by key (one map stage each), and
+// each task of the reduce stage inserts partition p of every shuffle into one spillable
+// ExternalAppendOnlyMap of tagged values, whose combiner keeps one list of values per input
+// (Spark's CoGroupCombiner, an Array of buffers). reduce reads the result: every key of the
+// partition with the values each input had for it, in input order (an input without the key
+// has an empty list). Keys come in no particular order.
+//
+// The map spills when the task's memory runs short, so inputs larger than the budget cogroup
+// within it, except for one key whose values alone do not fit (as in Spark). Every shuffle is
+// unregistered (its files deleted) when CoGroup returns.
+func CoGroup[K comparable, V any](ctx context.Context, ex *Executor, cfg Partitioning[K], inputs []Input[K, V], reduce ReduceFunc[collection.Pair[K, [][]V]]) (err error) {
+	part, err := cfg.partitioner(ex)
+	if err != nil {
+		return err
+	}
+	if len(inputs) == 0 {
+		return errors.New("executor: CoGroup of no inputs")
+	}
+	deps := make([]*shuffle.Dependency[K, V, V], len(inputs))
+	defer func() {
+		for _, dep := range deps {
+			if dep != nil {
+				err = errors.Join(err, ex.Runner.Registry().UnregisterShuffle(dep.ShuffleID))
+			}
+		}
+	}()
+	for i, in := range inputs {
+		if err := in.validate(fmt.Sprintf("CoGroup input %d", i)); err != nil {
+			return err
+		}
+		dep := &shuffle.Dependency[K, V, V]{
+			ShuffleID: ex.Runner.NewShuffleID(), Partitioner: part, KeyCodec: cfg.KeyCodec, ValueCodec: in.Codec,
+		}
+		if _, err := shuffle.RunMapStage(ctx, ex.Runner, dep, in.Partitions, in.Read); err != nil {
+			return fmt.Errorf("executor: cogroup input %d: %w", i, err)
+		}
+		deps[i] = dep
+	}
+	return ex.Runner.Run(ctx, part.NumPartitions(), func(ctx context.Context, tc *shuffle.TaskContext, p int) error {
+		groups, err := coGroupPartition(ctx, tc, deps, p)
+		if err != nil {
+			return err
+		}
+		return errors.Join(reduce(ctx, tc, p, groups), groups.Close())
+	})
+}
+
+// tagged is a value of the cogroup map: the index of its input and the value.
+type tagged[V any] struct {
+	input int
+	value V
+}
+
+// coGroupAggregator builds each key's lists of values, one per input (Spark's
+// CoGroupedRDD.createExternalMap).
+func coGroupAggregator[K comparable, V any](n int) collection.Aggregator[K, tagged[V], [][]V] {
+	return collection.Aggregator[K, tagged[V], [][]V]{
+		CreateCombiner: func(t tagged[V]) [][]V {
+			c := make([][]V, n)
+			c[t.input] = []V{t.value}
+			return c
+		},
+		MergeValue: func(c [][]V, t tagged[V]) [][]V {
+			c[t.input] = append(c[t.input], t.value)
+			return c
+		},
+		MergeCombiners: func(a, b [][]V) [][]V {
+			for i := range a {
+				a[i] = append(a[i], b[i]...)
+			}
+			return a
+		},
+	}
+}
+
+// coGroupPartition inserts partition p of every dependency into one ExternalAppendOnlyMap and
+// returns its iterator; closing it closes the map (so does the task's end).
+func coGroupPartition[K comparable, V any](ctx context.Context, tc *shuffle.TaskContext, deps []*shuffle.Dependency[K, V, V], p int) (collection.Iterator[collection.Pair[K, [][]V]], error) {
+	dep := deps[0]
+	combiners := listsCodec[V]{}
+	for _, d := range deps {
+		combiners = append(combiners, storage.SliceCodec[V]{Elem: d.ValueCodec})
+	}
+	m, err := collection.NewExternalAppendOnlyMap(tc.TaskManager(), tc.Disk(), coGroupAggregator[K, V](len(deps)), dep.KeyCodec, combiners,
+		collection.ExternalMapConfig[K]{SpillConfig: tc.Runner().Config().Shuffle.Spill, Name: fmt.Sprintf("cogroup of shuffle %d", dep.ShuffleID)})
+	if err != nil {
+		return nil, err
+	}
+	tc.AddCompletionListener(m.Close)
+	for i, dep := range deps {
+		r, err := shuffle.NewReader(ctx, tc, dep, p)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.InsertAll(ctx, tag(r, i)); err != nil {
+			return nil, err
+		}
+	}
+	it, err := m.IteratorContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return storage.FuncIterator(func() (collection.Pair[K, [][]V], bool, error) {
+		if it.Next() {
+			return it.Value(), true, nil
+		}
+		return collection.Pair[K, [][]V]{}, false, it.Err()
+	}, func() error { return errors.Join(it.Close(), m.Close()) }), nil
+}
+
+// tag marks every value of input i's reader with i.
+func tag[K comparable, V any](r *shuffle.Reader[K, V], i int) collection.Iterator[collection.Pair[K, tagged[V]]] {
+	return storage.FuncIterator(func() (collection.Pair[K, tagged[V]], bool, error) {
+		if !r.Next() {
+			return collection.Pair[K, tagged[V]]{}, false, r.Err()
+		}
+		kv := r.Value()
+		return collection.Pair[K, tagged[V]]{Key: kv.Key, Value: tagged[V]{input: i, value: kv.Value}}, true, nil
+	}, r.Close)
+}
+
+// listsCodec encodes a cogroup combiner in spills: list i with codec i (input i's).
+type listsCodec[V any] []storage.SliceCodec[V]
+
+func (c listsCodec[V]) Append(dst []byte, lists [][]V) []byte {
+	for i, codec := range c {
+		dst = codec.Append(dst, lists[i])
+	}
+	return dst
+}
+
+func (c listsCodec[V]) Decode(src []byte) ([][]V, int, error) {
+	lists := make([][]V, len(c))
+	n := 0
+	for i, codec := range c {
+		l, m, err := codec.Decode(src[n:])
+		if err != nil {
+			return nil, 0, fmt.Errorf("executor: cogroup values of input %d: %w", i, err)
+		}
+		lists[i], n = l, n+m
+	}
+	return lists, n, nil
+}

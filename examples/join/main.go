@@ -41,17 +41,17 @@ func main() {
 	}
 }
 
-// order is one row of the left table, keyed by its customer.
-func order(i int) collection.Pair[int64, int64] {
-	return collection.Pair[int64, int64]{Key: int64(uint64(i) * 0x9e3779b97f4a7c15 % uint64(customers)), Value: int64(i%1000 + 1)}
+// order returns row i of the left table: an order of one of the customers, and its amount.
+func order(customers int) func(i int) collection.Pair[int64, int64] {
+	return func(i int) collection.Pair[int64, int64] {
+		return collection.Pair[int64, int64]{Key: int64(uint64(i) * 0x9e3779b97f4a7c15 % uint64(customers)), Value: int64(i%1000 + 1)}
+	}
 }
 
 // customer is one row of the right table.
 func customer(i int) collection.Pair[int64, string] {
 	return collection.Pair[int64, string]{Key: int64(i), Value: fmt.Sprintf("customer-%08d", i)}
 }
-
-var orders, customers = 3_000_000, 500_000
 
 // generated is an input of parts partitions, partition p holding rows [p·n/parts, (p+1)·n/parts)
 // made by row as they are read.
@@ -76,11 +76,12 @@ func run(args []string) error {
 			"with executor.Join, then in Go maps, and compares their time and peak live heap.\n\nUsage: go run ./examples/join [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&orders, "orders", orders, "rows of the left table (orders)")
-	fs.IntVar(&customers, "customers", customers, "rows of the right table (customers)")
+	orders := fs.Int("orders", 3_000_000, "rows of the left table (orders)")
+	customers := fs.Int("customers", 500_000, "rows of the right table (customers)")
 	cores := fs.Int("cores", 4, "tasks run at once")
 	budget := fs.String("memory", "16MiB", "memory budget of the executor")
 	plain := fs.Bool("plain", true, "also run the join in Go maps")
+	threshold := fs.String("broadcast", "", "largest right side joined by broadcast (default: 10 MiB, or a quarter of the budget if less)")
 	allowances := fs.Bool("spark-allowances", false, "leave Spark's allowances (spill writer and reader buffers, fetches in flight) outside the budget instead of accounting every byte")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -98,6 +99,13 @@ func run(args []string) error {
 	if *allowances {
 		cfg.Accounting = memory.SparkAllowances
 	}
+	if *threshold != "" {
+		n, err := humanize.ParseBytes(*threshold)
+		if err != nil {
+			return fmt.Errorf("-broadcast: %w", err)
+		}
+		cfg.BroadcastThreshold = int64(n)
+	}
 	ex, err := executor.New(cfg)
 	if err != nil {
 		return err
@@ -107,13 +115,13 @@ func run(args []string) error {
 	defer stop()
 
 	fmt.Printf("joining %s orders with %s customers on %d tasks in %s\n",
-		humanize.Comma(int64(orders)), humanize.Comma(int64(customers)), *cores, humanize.IBytes(mem))
+		humanize.Comma(int64(*orders)), humanize.Comma(int64(*customers)), *cores, humanize.IBytes(mem))
 	var rows, amount atomic.Int64
 	var strategy executor.JoinStrategy
 	start := time.Now()
 	peak := memtest.Measure(func() {
 		strategy, err = executor.Join(ctx, ex, executor.JoinConfig[int64]{Partitioning: executor.Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: 2 * *cores}},
-			generated(orders, 2**cores, storage.VarintCodec[int64]{}, order), generated(customers, 2**cores, storage.StringCodec{}, customer),
+			generated(*orders, 2**cores, storage.VarintCodec[int64]{}, order(*customers)), generated(*customers, 2**cores, storage.StringCodec{}, customer),
 			func(_ context.Context, _ *shuffle.TaskContext, _ int, it collection.Iterator[executor.Row[int64, int64, string]]) error {
 				for it.Next() {
 					rows.Add(1)
@@ -134,13 +142,14 @@ func run(args []string) error {
 	var plainRows, plainAmount int64
 	start = time.Now()
 	peak = memtest.Measure(func() {
-		names := make(map[int64]string, customers)
-		for i := range customers {
+		names := make(map[int64]string, *customers)
+		for i := range *customers {
 			c := customer(i)
 			names[c.Key] = c.Value
 		}
-		for i := range orders {
-			o := order(i)
+		orderOf := order(*customers)
+		for i := range *orders {
+			o := orderOf(i)
 			if _, ok := names[o.Key]; ok {
 				plainRows, plainAmount = plainRows+1, plainAmount+o.Value
 			}

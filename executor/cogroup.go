@@ -139,30 +139,27 @@ func coGroupAggregator[K comparable, V any](n int) collection.Aggregator[K, tagg
 	}
 }
 
-// coGroupPartition inserts partition p of every dependency into one ExternalAppendOnlyMap and
-// returns its iterator; closing it closes the map (so does the task's end).
+// coGroupPartition inserts partition p of every dependency into one CoGroupMap and returns its
+// iterator; closing it closes the map (so does the task's end).
 func coGroupPartition[K comparable, V any](ctx context.Context, tc *shuffle.TaskContext, deps []*shuffle.Dependency[K, V, V], p int) (collection.Iterator[collection.Pair[K, [][]V]], error) {
-	dep := deps[0]
-	combiners := listsCodec[V]{}
+	cfg := CoGroupMapConfig[K, V]{Name: fmt.Sprintf("cogroup of shuffle %d", deps[0].ShuffleID), KeyCodec: deps[0].KeyCodec}
 	for _, d := range deps {
-		combiners = append(combiners, storage.SliceCodec[V]{Elem: d.ValueCodec})
+		cfg.ValueCodecs = append(cfg.ValueCodecs, d.ValueCodec)
 	}
-	m, err := collection.NewExternalAppendOnlyMap(tc.TaskManager(), tc.Disk(), coGroupAggregator[K, V](len(deps)), dep.KeyCodec, combiners,
-		collection.ExternalMapConfig[K]{SpillConfig: tc.Runner().Config().Shuffle.Spill, Name: fmt.Sprintf("cogroup of shuffle %d", dep.ShuffleID)})
+	m, err := NewCoGroupMap(tc, cfg)
 	if err != nil {
 		return nil, err
 	}
-	tc.AddCompletionListener(m.Close)
 	for i, dep := range deps {
 		r, err := shuffle.NewReader(ctx, tc, dep, p)
 		if err != nil {
 			return nil, err
 		}
-		if err := m.InsertAll(ctx, tag(r, i)); err != nil {
+		if err := m.InsertAll(ctx, i, r); err != nil {
 			return nil, err
 		}
 	}
-	it, err := m.IteratorContext(ctx)
+	it, err := m.Iterator(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -174,15 +171,84 @@ func coGroupPartition[K comparable, V any](ctx context.Context, tc *shuffle.Task
 	}, func() error { return errors.Join(it.Close(), m.Close()) }), nil
 }
 
-// tag marks every value of input i's reader with i.
-func tag[K comparable, V any](r *shuffle.Reader[K, V], i int) collection.Iterator[collection.Pair[K, tagged[V]]] {
-	return storage.FuncIterator(func() (collection.Pair[K, tagged[V]], bool, error) {
-		if !r.Next() {
-			return collection.Pair[K, tagged[V]]{}, false, r.Err()
+// CoGroupMapConfig configures a CoGroupMap.
+type CoGroupMapConfig[K comparable, V any] struct {
+	// Name names the map in logs and memory usage reports ("cogroup" when empty).
+	Name string
+	// KeyCodec encodes keys in spill files.
+	KeyCodec storage.Codec[K]
+	// ValueCodecs encode the values of each input in spill files; there is one per input.
+	ValueCodecs []storage.Codec[V]
+	// Created, if set, is called with every group the map creates, for tests and monitoring:
+	// the group is referenced by the map alone, so it must not be kept other than through a
+	// weak pointer (to its first element, &group[0]).
+	Created func(group [][]V)
+}
+
+// CoGroupMap is what one task of CoGroup runs, for jobs that cogroup inside a task of their own
+// (Spark's CoGroupedRDD.compute): a spillable ExternalAppendOnlyMap of the task whose combiner
+// keeps, for each key, one list of values per input. Insert each input with InsertAll, read
+// with Iterator, then Close. The task's end closes it too.
+type CoGroupMap[K comparable, V any] struct {
+	m *collection.ExternalAppendOnlyMap[K, tagged[V], [][]V]
+}
+
+// NewCoGroupMap returns an empty map of len(cfg.ValueCodecs) inputs in task tc, spilling with
+// the settings of tc's runner.
+func NewCoGroupMap[K comparable, V any](tc *shuffle.TaskContext, cfg CoGroupMapConfig[K, V]) (*CoGroupMap[K, V], error) {
+	if len(cfg.ValueCodecs) == 0 {
+		return nil, errors.New("executor: CoGroupMapConfig.ValueCodecs is empty: a cogroup needs at least one input")
+	}
+	combiners := listsCodec[V]{}
+	for i, c := range cfg.ValueCodecs {
+		if c == nil {
+			return nil, fmt.Errorf("executor: CoGroupMapConfig.ValueCodecs[%d] is nil", i)
 		}
-		kv := r.Value()
-		return collection.Pair[K, tagged[V]]{Key: kv.Key, Value: tagged[V]{input: i, value: kv.Value}}, true, nil
-	}, r.Close)
+		combiners = append(combiners, storage.SliceCodec[V]{Elem: c})
+	}
+	if cfg.Name == "" {
+		cfg.Name = "cogroup"
+	}
+	agg := coGroupAggregator[K, V](len(cfg.ValueCodecs))
+	if created := cfg.Created; created != nil {
+		create := agg.CreateCombiner
+		agg.CreateCombiner = func(t tagged[V]) [][]V {
+			g := create(t)
+			created(g)
+			return g
+		}
+	}
+	m, err := collection.NewExternalAppendOnlyMap(tc.TaskManager(), tc.Disk(), agg, cfg.KeyCodec, combiners,
+		collection.ExternalMapConfig[K]{SpillConfig: tc.Runner().Config().Shuffle.Spill, Name: cfg.Name})
+	if err != nil {
+		return nil, err
+	}
+	tc.AddCompletionListener(m.Close)
+	return &CoGroupMap[K, V]{m: m}, nil
+}
+
+// InsertAll inserts every pair of it as values of input i, and closes it.
+func (c *CoGroupMap[K, V]) InsertAll(ctx context.Context, input int, it collection.Iterator[collection.Pair[K, V]]) error {
+	return c.m.InsertAll(ctx, tag(it, input))
+}
+
+// Iterator returns every key with its values by input. The map may be force-spilled while it
+// is read, dropping what it holds in memory.
+func (c *CoGroupMap[K, V]) Iterator(ctx context.Context) (collection.Iterator[collection.Pair[K, [][]V]], error) {
+	return c.m.IteratorContext(ctx)
+}
+
+// Metrics are the map's spill metrics.
+func (c *CoGroupMap[K, V]) Metrics() collection.SpillMetrics { return c.m.Metrics() }
+
+// Close releases the map's memory and deletes its spill files.
+func (c *CoGroupMap[K, V]) Close() error { return c.m.Close() }
+
+// tag marks every value of it with i.
+func tag[K comparable, V any](it collection.Iterator[collection.Pair[K, V]], i int) collection.Iterator[collection.Pair[K, tagged[V]]] {
+	return mapIter(it, func(kv collection.Pair[K, V]) collection.Pair[K, tagged[V]] {
+		return collection.Pair[K, tagged[V]]{Key: kv.Key, Value: tagged[V]{input: i, value: kv.Value}}
+	})
 }
 
 // listsCodec encodes a cogroup combiner in spills: list i with codec i (input i's).

@@ -7,52 +7,21 @@ import (
 	"github.com/spillway/spillway/storage"
 )
 
-// Joined is the combiner of each iteration's join of links with ranks: what Spark's
-// CoGroupedRDD keeps per key for links.join(ranks) (one buffer per side). A page that had a
-// links record has its destinations in Links (never empty); a page that received contributions
-// in the previous iteration has Ranked set and their sum in Sum.
-type Joined struct {
-	// Links are the page's distinct destinations, in increasing order; nil when the page has no
-	// out-links (no links record).
-	Links []int64
-	// Sum is the sum of the contributions the page received.
-	Sum float64
-	// Ranked says the page received at least one contribution (it has a ranks record).
-	Ranked bool
+// JoinValue is one value of each iteration's join of links with ranks (an executor.CoGroupMap
+// of two inputs, Spark's CoGroupedRDD for links.join(ranks)): a links record of input
+// linksInput, with the page's distinct destinations in increasing order (never empty), or one
+// partial sum of the contributions the page received, read from the previous iteration's
+// shuffle (input ranksInput).
+type JoinValue struct {
+	Links        []int64
+	Contribution float64
 }
 
-// joinValue is one record inserted into the join map: a links record (links != nil) or one
-// partial sum of contributions read from the previous iteration's shuffle.
-type joinValue struct {
-	links   []int64
-	contrib float64
-}
-
-// joinAggregator is the join's combine functions. Combiners are pointers so each key's state is
-// one heap object, allocated by CreateCombiner and referenced only by the join map.
-func joinAggregator() collection.Aggregator[int64, joinValue, *Joined] {
-	add := func(c *Joined, v joinValue) *Joined {
-		if v.links != nil {
-			c.Links = v.links
-		} else {
-			c.Sum += v.contrib
-			c.Ranked = true
-		}
-		return c
-	}
-	return collection.Aggregator[int64, joinValue, *Joined]{
-		CreateCombiner: func(v joinValue) *Joined { return add(&Joined{}, v) },
-		MergeValue:     add,
-		MergeCombiners: func(a, b *Joined) *Joined {
-			if b.Links != nil {
-				a.Links = b.Links // each page has one links record, so at most one side has links
-			}
-			a.Sum += b.Sum
-			a.Ranked = a.Ranked || b.Ranked
-			return a
-		},
-	}
-}
+// The inputs of the join map.
+const (
+	linksInput = iota
+	ranksInput
+)
 
 // sumAggregator is reduceByKey(_ + _) over contributions.
 func sumAggregator() *collection.Aggregator[int64, float64, float64] {
@@ -84,28 +53,30 @@ func linksCodec() storage.SliceCodec[int64] {
 	return storage.SliceCodec[int64]{Elem: vertexCodec{}}
 }
 
-// joinedCodec encodes a *Joined (in join-map spills) as its links, its sum and its flag.
-type joinedCodec struct{}
+// linksSideCodec encodes the join's links records (their destinations) in its spills.
+type linksSideCodec struct{}
 
-func (joinedCodec) Append(dst []byte, j *Joined) []byte {
-	dst = linksCodec().Append(dst, j.Links)
-	dst = rankCodec{}.Append(dst, j.Sum)
-	return storage.BoolCodec{}.Append(dst, j.Ranked)
-}
+func (linksSideCodec) Append(dst []byte, v JoinValue) []byte { return linksCodec().Append(dst, v.Links) }
 
-func (joinedCodec) Decode(src []byte) (*Joined, int, error) {
+func (linksSideCodec) Decode(src []byte) (JoinValue, int, error) {
 	links, n, err := linksCodec().Decode(src)
 	if err != nil {
-		return nil, 0, fmt.Errorf("pagerank: joined links: %w", err)
+		return JoinValue{}, 0, fmt.Errorf("pagerank: joined links: %w", err)
 	}
-	sum, m, err := rankCodec{}.Decode(src[n:])
+	return JoinValue{Links: links}, n, nil
+}
+
+// contribSideCodec encodes the join's partial sums of contributions in its spills.
+type contribSideCodec struct{}
+
+func (contribSideCodec) Append(dst []byte, v JoinValue) []byte {
+	return rankCodec{}.Append(dst, v.Contribution)
+}
+
+func (contribSideCodec) Decode(src []byte) (JoinValue, int, error) {
+	sum, n, err := rankCodec{}.Decode(src)
 	if err != nil {
-		return nil, 0, fmt.Errorf("pagerank: joined sum: %w", err)
+		return JoinValue{}, 0, fmt.Errorf("pagerank: joined contribution: %w", err)
 	}
-	n += m
-	ranked, m, err := storage.BoolCodec{}.Decode(src[n:])
-	if err != nil {
-		return nil, 0, fmt.Errorf("pagerank: joined flag: %w", err)
-	}
-	return &Joined{Links: links, Sum: sum, Ranked: ranked}, n + m, nil
+	return JoinValue{Contribution: sum}, n, nil
 }

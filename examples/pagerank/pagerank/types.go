@@ -56,7 +56,9 @@ func linksCodec() storage.SliceCodec[int64] {
 // linksSideCodec encodes the join's links records (their destinations) in its spills.
 type linksSideCodec struct{}
 
-func (linksSideCodec) Append(dst []byte, v JoinValue) []byte { return linksCodec().Append(dst, v.Links) }
+func (linksSideCodec) Append(dst []byte, v JoinValue) []byte {
+	return linksCodec().Append(dst, v.Links)
+}
 
 func (linksSideCodec) Decode(src []byte) (JoinValue, int, error) {
 	links, n, err := linksCodec().Decode(src)

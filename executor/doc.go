@@ -16,8 +16,10 @@
 //   - Shuffle: shuffle.RunMapStage with a shuffle.Dependency, then shuffle.NewReader in the
 //     reduce tasks.
 //   - Cogroup and join several keyed inputs: CoGroup, and Join (inner, left outer, full outer),
-//     which broadcasts the smaller side when it fits Config.BroadcastThreshold and shuffles both
-//     sides otherwise (Spark's CoGroupedRDD, BroadcastHashJoinExec and SortMergeJoinExec).
+//     which broadcasts the right side when it fits Config.BroadcastThreshold and shuffles both
+//     sides otherwise (Spark's CoGroupedRDD and BroadcastHashJoinExec). Inside a task of your
+//     own, CoGroupMap is the spillable map one CoGroup task runs (examples/pagerank joins
+//     cached links with a shuffle's contributions in one).
 //   - Hand results back to the caller: Collect, bounded by Config.MaxResultSize
 //     (spark.driver.maxResultSize), or Partitions, which streams one partition at a time
 //     (Spark's toLocalIterator).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/spillway/spillway/collection"
 	"github.com/spillway/spillway/shuffle"
@@ -74,14 +75,15 @@ func (c Partitioning[K]) partitioner(ex *Executor) (shuffle.Partitioner[K], erro
 // The map spills when the task's memory runs short, so inputs larger than the budget cogroup
 // within it, except for one key whose values alone do not fit (as in Spark). Every shuffle is
 // unregistered (its files deleted) when CoGroup returns.
-func CoGroup[K comparable, V any](ctx context.Context, ex *Executor, cfg Partitioning[K], inputs []Input[K, V], reduce ReduceFunc[collection.Pair[K, [][]V]]) (err error) {
+func CoGroup[K comparable, V any](ctx context.Context, ex *Executor, cfg Partitioning[K], inputs []Input[K, V], reduce ReduceFunc[collection.Pair[K, [][]V]]) (_ Stats, err error) {
 	part, err := cfg.partitioner(ex)
 	if err != nil {
-		return err
+		return Stats{}, err
 	}
 	if len(inputs) == 0 {
-		return errors.New("executor: CoGroup of no inputs")
+		return Stats{}, errors.New("executor: CoGroup of no inputs")
 	}
+	var stats statsSum
 	deps := make([]*shuffle.Dependency[K, V, V], len(inputs))
 	defer func() {
 		for _, dep := range deps {
@@ -92,23 +94,67 @@ func CoGroup[K comparable, V any](ctx context.Context, ex *Executor, cfg Partiti
 	}()
 	for i, in := range inputs {
 		if err := in.validate(fmt.Sprintf("CoGroup input %d", i)); err != nil {
-			return err
+			return Stats{}, err
 		}
 		dep := &shuffle.Dependency[K, V, V]{
 			ShuffleID: ex.Runner.NewShuffleID(), Partitioner: part, KeyCodec: cfg.KeyCodec, ValueCodec: in.Codec,
 		}
-		if _, err := shuffle.RunMapStage(ctx, ex.Runner, dep, in.Partitions, in.Read); err != nil {
-			return fmt.Errorf("executor: cogroup input %d: %w", i, err)
+		written, err := shuffle.RunMapStage(ctx, ex.Runner, dep, in.Partitions, in.Read)
+		for _, w := range written {
+			stats.add(Stats{ShuffleRecordsWritten: w.RecordsWritten, ShuffleBytesWritten: w.BytesWritten,
+				Spills: w.Spills, MemoryBytesSpilled: w.MemoryBytesSpilled, DiskBytesSpilled: w.DiskBytesSpilled})
+		}
+		if err != nil {
+			return stats.get(), fmt.Errorf("executor: cogroup input %d: %w", i, err)
 		}
 		deps[i] = dep
 	}
-	return ex.Runner.Run(ctx, part.NumPartitions(), func(ctx context.Context, tc *shuffle.TaskContext, p int) error {
-		groups, err := coGroupPartition(ctx, tc, deps, p)
+	err = ex.Runner.Run(ctx, part.NumPartitions(), func(ctx context.Context, tc *shuffle.TaskContext, p int) error {
+		groups, err := coGroupPartition(ctx, tc, deps, p, &stats)
 		if err != nil {
 			return err
 		}
 		return errors.Join(reduce(ctx, tc, p, groups), groups.Close())
 	})
+	return stats.get(), err
+}
+
+// Stats sums the metrics of the tasks of a CoGroup or a Join, with Spark's task metric names.
+type Stats struct {
+	// Strategy is how a Join ran (ShuffleJoin for CoGroup).
+	Strategy JoinStrategy
+	// ShuffleRecordsWritten and ShuffleBytesWritten sum the map tasks' shuffle writes.
+	ShuffleRecordsWritten, ShuffleBytesWritten int64
+	// Spills counts the spills of the shuffle writers and of the cogroup maps, forced ones
+	// included; MemoryBytesSpilled (their estimated size in memory) and DiskBytesSpilled (the
+	// bytes written) sum them.
+	Spills                               int64
+	MemoryBytesSpilled, DiskBytesSpilled int64
+	// BroadcastBytes is the estimated size of a broadcast join's table (the storage memory it
+	// held).
+	BroadcastBytes int64
+}
+
+// statsSum adds up Stats from concurrent tasks.
+type statsSum struct {
+	mu sync.Mutex
+	s  Stats
+}
+
+func (t *statsSum) add(s Stats) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.s.ShuffleRecordsWritten += s.ShuffleRecordsWritten
+	t.s.ShuffleBytesWritten += s.ShuffleBytesWritten
+	t.s.Spills += s.Spills
+	t.s.MemoryBytesSpilled += s.MemoryBytesSpilled
+	t.s.DiskBytesSpilled += s.DiskBytesSpilled
+}
+
+func (t *statsSum) get() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.s
 }
 
 // tagged is a value of the cogroup map: the index of its input and the value.
@@ -141,7 +187,7 @@ func coGroupAggregator[K comparable, V any](n int) collection.Aggregator[K, tagg
 
 // coGroupPartition inserts partition p of every dependency into one CoGroupMap and returns its
 // iterator; closing it closes the map (so does the task's end).
-func coGroupPartition[K comparable, V any](ctx context.Context, tc *shuffle.TaskContext, deps []*shuffle.Dependency[K, V, V], p int) (collection.Iterator[collection.Pair[K, [][]V]], error) {
+func coGroupPartition[K comparable, V any](ctx context.Context, tc *shuffle.TaskContext, deps []*shuffle.Dependency[K, V, V], p int, stats *statsSum) (collection.Iterator[collection.Pair[K, [][]V]], error) {
 	cfg := CoGroupMapConfig[K, V]{Name: fmt.Sprintf("cogroup of shuffle %d", deps[0].ShuffleID), KeyCodec: deps[0].KeyCodec}
 	for _, d := range deps {
 		cfg.ValueCodecs = append(cfg.ValueCodecs, d.ValueCodec)
@@ -168,7 +214,12 @@ func coGroupPartition[K comparable, V any](ctx context.Context, tc *shuffle.Task
 			return it.Value(), true, nil
 		}
 		return collection.Pair[K, [][]V]{}, false, it.Err()
-	}, func() error { return errors.Join(it.Close(), m.Close()) }), nil
+	}, func() error {
+		err := errors.Join(it.Close(), m.Close())
+		ms := m.Metrics()
+		stats.add(Stats{Spills: ms.Spills + ms.ForcedSpills, MemoryBytesSpilled: ms.MemoryBytesSpilled, DiskBytesSpilled: ms.DiskBytesSpilled})
+		return err
+	}), nil
 }
 
 // CoGroupMapConfig configures a CoGroupMap.

@@ -78,7 +78,8 @@ type JoinConfig[K comparable] struct {
 	Kind JoinKind
 }
 
-// Join joins left and right by key, handing each task's rows to reduce, and says how it ran.
+// Join joins left and right by key, handing each task's rows to reduce, and returns how it ran
+// (Stats.Strategy) with its tasks' metrics.
 //
 // When Kind is Inner or LeftOuter and the right side fits Config.BroadcastThreshold, the right
 // side is built into one hash table shared by the tasks of a stage over the left side, which
@@ -91,24 +92,24 @@ type JoinConfig[K comparable] struct {
 // Otherwise (FullOuter, a larger right side, or broadcasts turned off) both sides are shuffled
 // and cogrouped (CoGroup), which spills and so handles sides larger than the budget; the rows
 // of a key are its left values × its right values, built while they are read.
-func Join[K comparable, A, B any](ctx context.Context, ex *Executor, cfg JoinConfig[K], left Input[K, A], right Input[K, B], reduce ReduceFunc[Row[K, A, B]]) (JoinStrategy, error) {
+func Join[K comparable, A, B any](ctx context.Context, ex *Executor, cfg JoinConfig[K], left Input[K, A], right Input[K, B], reduce ReduceFunc[Row[K, A, B]]) (Stats, error) {
 	if cfg.Kind > FullOuter {
-		return 0, fmt.Errorf("executor: JoinConfig.Kind %v is not a join kind", cfg.Kind)
+		return Stats{}, fmt.Errorf("executor: JoinConfig.Kind %v is not a join kind", cfg.Kind)
 	}
 	if err := errors.Join(left.validate("Join's left side"), right.validate("Join's right side")); err != nil {
-		return 0, err
+		return Stats{}, err
 	}
 	if cfg.Kind != FullOuter && ex.cfg.BroadcastThreshold != NoLimit {
 		table, err := buildBroadcast(ctx, ex, right)
 		if err != nil {
-			return 0, err
+			return Stats{}, err
 		}
 		if table != nil {
 			defer table.release()
-			return BroadcastJoin, probe(ctx, ex, cfg.Kind, left, table, reduce)
+			return Stats{Strategy: BroadcastJoin, BroadcastBytes: table.size}, probe(ctx, ex, cfg.Kind, left, table, reduce)
 		}
 	}
-	return ShuffleJoin, shuffleJoin(ctx, ex, cfg, left, right, reduce)
+	return shuffleJoin(ctx, ex, cfg, left, right, reduce)
 }
 
 // either is a value of one side of a shuffle join.
@@ -144,7 +145,7 @@ func (c sideCodec[A, B]) Decode(src []byte) (either[A, B], int, error) {
 }
 
 // shuffleJoin cogroups the two sides and expands each key's lists into rows.
-func shuffleJoin[K comparable, A, B any](ctx context.Context, ex *Executor, cfg JoinConfig[K], left Input[K, A], right Input[K, B], reduce ReduceFunc[Row[K, A, B]]) error {
+func shuffleJoin[K comparable, A, B any](ctx context.Context, ex *Executor, cfg JoinConfig[K], left Input[K, A], right Input[K, B], reduce ReduceFunc[Row[K, A, B]]) (Stats, error) {
 	inputs := []Input[K, either[A, B]]{
 		{Partitions: left.Partitions, Codec: sideCodec[A, B]{left: left.Codec}, Read: func(ctx context.Context, tc *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[K, either[A, B]]], error) {
 			it, err := left.Read(ctx, tc, p)
@@ -236,7 +237,8 @@ func mapIter[T, U any](it collection.Iterator[T], f func(T) U) collection.Iterat
 type broadcastTable[K comparable, B any] struct {
 	ex       *Executor
 	values   map[K][]B
-	acquired int64
+	size     int64 // estimated
+	acquired int64 // storage memory held, at least size
 }
 
 func (t *broadcastTable[K, B]) release() {
@@ -320,6 +322,7 @@ func buildBroadcast[K comparable, B any](ctx context.Context, ex *Executor, side
 		return nil, fmt.Errorf("executor: building the broadcast side: %w", err)
 	}
 	ex.log.Info("broadcast join", zap.String("table", humanize.IBytes(uint64(used))), zap.Int("keys", len(t.values)))
+	t.size = used
 	return t, nil
 }
 

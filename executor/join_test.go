@@ -81,11 +81,11 @@ func compareRows(a, b Row[int64, int64, string]) int {
 }
 
 // runJoin joins on ex, collecting the rows, and checks that memory and files are all returned.
-func runJoin(t *testing.T, ex *Executor, kind JoinKind, left Input[int64, int64], right Input[int64, string]) ([]Row[int64, int64, string], JoinStrategy) {
+func runJoin(t *testing.T, ex *Executor, kind JoinKind, left Input[int64, int64], right Input[int64, string]) ([]Row[int64, int64, string], Stats) {
 	t.Helper()
 	var mu sync.Mutex
 	var got []Row[int64, int64, string]
-	strategy, err := Join(context.Background(), ex, JoinConfig[int64]{Partitioning: Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: 3}, Kind: kind}, left, right,
+	stats, err := Join(context.Background(), ex, JoinConfig[int64]{Partitioning: Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: 3}, Kind: kind}, left, right,
 		func(_ context.Context, _ *shuffle.TaskContext, _ int, rows collection.Iterator[Row[int64, int64, string]]) error {
 			var local []Row[int64, int64, string]
 			for rows.Next() {
@@ -98,7 +98,7 @@ func runJoin(t *testing.T, ex *Executor, kind JoinKind, left Input[int64, int64]
 		})
 	require.NoError(t, err)
 	require.NoError(t, ex.Leaks())
-	return got, strategy
+	return got, stats
 }
 
 func TestJoin(t *testing.T) {
@@ -126,8 +126,8 @@ func TestJoin(t *testing.T) {
 			ex, err := New(Config{Budget: MinBudget, Cores: 2, Dirs: []string{t.TempDir()}, BroadcastThreshold: tt.threshold})
 			require.NoError(t, err)
 			defer func() { require.NoError(t, ex.Close()) }()
-			got, strategy := runJoin(t, ex, tt.kind, left, right)
-			require.Equal(t, tt.want, strategy)
+			got, stats := runJoin(t, ex, tt.kind, left, right)
+			require.Equal(t, tt.want, stats.Strategy)
 			want := plainJoin(tt.kind, records(t, left), records(t, right))
 			slices.SortFunc(got, compareRows)
 			slices.SortFunc(want, compareRows)
@@ -135,6 +135,26 @@ func TestJoin(t *testing.T) {
 			require.Equal(t, want, got)
 		})
 	}
+}
+
+// TestJoinLargerThanBudget: a full outer join whose sides take several times the budget spills
+// in its cogroup maps and gives the rows of the join in Go maps.
+func TestJoinLargerThanBudget(t *testing.T) {
+	const n = 60_000
+	left := table(2, n/2, storage.VarintCodec[int64]{}, func(p, i int) int64 { return int64((p*n/2 + i) % (n / 3)) }, func(p, i int) int64 { return int64(i) })
+	right := table(2, n/4, storage.StringCodec{}, func(p, i int) int64 { return int64(n/6 + p*n/4 + i) },
+		func(p, i int) string { return fmt.Sprintf("right-%040d", i) })
+	ex, err := New(Config{Budget: MinBudget, Cores: 2, Dirs: []string{t.TempDir()}})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, ex.Close()) }()
+	got, stats := runJoin(t, ex, FullOuter, left, right)
+	t.Logf("%+v", stats)
+	require.Positive(t, stats.Spills)
+	require.Greater(t, stats.MemoryBytesSpilled, MinBudget)
+	want := plainJoin(FullOuter, records(t, left), records(t, right))
+	slices.SortFunc(got, compareRows)
+	slices.SortFunc(want, compareRows)
+	require.Equal(t, want, got)
 }
 
 // TestBroadcastMemoryAcquiredFirst: the broadcast table's storage memory is held while the left
@@ -150,7 +170,7 @@ func TestBroadcastMemoryAcquiredFirst(t *testing.T) {
 	}
 	left := table(2, 10, storage.VarintCodec[int64]{}, func(p, i int) int64 { return int64(i) }, func(p, i int) int64 { return 0 })
 	var held [2]int64
-	strategy, err := Join(context.Background(), ex, JoinConfig[int64]{Partitioning: Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}}}, left, right,
+	stats, err := Join(context.Background(), ex, JoinConfig[int64]{Partitioning: Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}}}, left, right,
 		func(_ context.Context, _ *shuffle.TaskContext, p int, rows collection.Iterator[Row[int64, int64, string]]) error {
 			held[p] = ex.Memory.StorageUsed()
 			for rows.Next() {
@@ -158,7 +178,8 @@ func TestBroadcastMemoryAcquiredFirst(t *testing.T) {
 			return rows.Err()
 		})
 	require.NoError(t, err)
-	require.Equal(t, BroadcastJoin, strategy)
+	require.Equal(t, BroadcastJoin, stats.Strategy)
+	require.Equal(t, estimated, stats.BroadcastBytes)
 	for _, h := range held {
 		require.GreaterOrEqual(t, h, estimated)
 	}
@@ -181,7 +202,7 @@ func TestCoGroup(t *testing.T) {
 	}
 	var mu sync.Mutex
 	keys := map[int64][3]int{}
-	err = CoGroup(context.Background(), ex, Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: 4}, inputs,
+	_, err = CoGroup(context.Background(), ex, Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: 4}, inputs,
 		func(_ context.Context, _ *shuffle.TaskContext, _ int, groups collection.Iterator[collection.Pair[int64, [][]int64]]) error {
 			for groups.Next() {
 				g := groups.Value()

@@ -117,10 +117,10 @@ func run(args []string) error {
 	fmt.Printf("joining %s orders with %s customers on %d tasks in %s\n",
 		humanize.Comma(int64(*orders)), humanize.Comma(int64(*customers)), *cores, humanize.IBytes(mem))
 	var rows, amount atomic.Int64
-	var strategy executor.JoinStrategy
+	var stats executor.Stats
 	start := time.Now()
 	peak := memtest.Measure(func() {
-		strategy, err = executor.Join(ctx, ex, executor.JoinConfig[int64]{Partitioning: executor.Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: 2 * *cores}},
+		stats, err = executor.Join(ctx, ex, executor.JoinConfig[int64]{Partitioning: executor.Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: 2 * *cores}},
 			generated(*orders, 2**cores, storage.VarintCodec[int64]{}, order(*customers)), generated(*customers, 2**cores, storage.StringCodec{}, customer),
 			func(_ context.Context, _ *shuffle.TaskContext, _ int, it collection.Iterator[executor.Row[int64, int64, string]]) error {
 				for it.Next() {
@@ -134,8 +134,15 @@ func run(args []string) error {
 		return err
 	}
 	fmt.Printf("spillway (%v): %s joined rows, amounts summing to %s, in %v; peak live heap %s (%.1f× the %s budget)\n",
-		strategy, humanize.Comma(rows.Load()), humanize.Comma(amount.Load()), time.Since(start).Round(time.Millisecond),
+		stats.Strategy, humanize.Comma(rows.Load()), humanize.Comma(amount.Load()), time.Since(start).Round(time.Millisecond),
 		humanize.IBytes(uint64(peak.Peak)), float64(peak.Peak)/float64(mem), humanize.IBytes(mem))
+	if stats.Strategy == executor.BroadcastJoin {
+		fmt.Printf("  the customers fit the broadcast threshold: one table of %s (estimated) shared by every task\n", humanize.IBytes(uint64(stats.BroadcastBytes)))
+	} else {
+		fmt.Printf("  shuffled %s records (%s); %d spills of the shuffle writers and the cogroup maps, %s estimated in memory, written as %s on disk\n",
+			humanize.Comma(stats.ShuffleRecordsWritten), humanize.IBytes(uint64(stats.ShuffleBytesWritten)), stats.Spills,
+			humanize.IBytes(uint64(stats.MemoryBytesSpilled)), humanize.IBytes(uint64(stats.DiskBytesSpilled)))
+	}
 	if !*plain {
 		return ex.Leaks()
 	}

@@ -491,7 +491,7 @@ func TestJoin(t *testing.T) {
 				}), nil
 			}}
 		var rows, bad atomic.Int64
-		strategy, err := executor.Join(ctx, ex, executor.JoinConfig[int64]{Partitioning: executor.Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: parts}}, left, right,
+		stats, err := executor.Join(ctx, ex, executor.JoinConfig[int64]{Partitioning: executor.Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: parts}}, left, right,
 			func(_ context.Context, _ *shuffle.TaskContext, _ int, it collection.Iterator[executor.Row[int64, int64, string]]) error {
 				return drain(it, func(r executor.Row[int64, int64, string]) error {
 					rows.Add(1)
@@ -504,8 +504,8 @@ func TestJoin(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if strategy != executor.ShuffleJoin || rows.Load() != int64(n) || bad.Load() != 0 {
-			return fmt.Errorf("%v gave %d rows (%d wrong), want a shuffle join of %d rows", strategy, rows.Load(), bad.Load(), n)
+		if stats.Strategy != executor.ShuffleJoin || rows.Load() != int64(n) || bad.Load() != 0 || stats.Spills == 0 {
+			return fmt.Errorf("%v gave %d rows (%d wrong) and %d spills, want a shuffle join of %d rows that spills", stats.Strategy, rows.Load(), bad.Load(), stats.Spills, n)
 		}
 		return ex.Leaks()
 	})

@@ -109,6 +109,9 @@ func run(args []string) error {
 	start := time.Now()
 	peak := memtest.Measure(func() {
 		for it := 1; it <= *iterations && err == nil; it++ {
+			if isTerminal(os.Stdout) {
+				fmt.Printf("\r\033[Kiteration %d/%d: a = %.4f, b = %.4f; partitions computed so far %d", it, *iterations, a, b, computed.Load())
+			}
 			var mu sync.Mutex
 			var da, db float64
 			err = ex.Runner.Run(ctx, *parts, func(ctx context.Context, tc *shuffle.TaskContext, p int) error {
@@ -135,6 +138,9 @@ func run(args []string) error {
 			a, b = a-3*da/float64(*n), b-db/float64(*n)
 		}
 	})
+	if isTerminal(os.Stdout) {
+		fmt.Print("\r\033[K")
+	}
 	if err != nil {
 		return err
 	}
@@ -149,4 +155,10 @@ func run(args []string) error {
 		return errors.New("the fit diverged")
 	}
 	return nil
+}
+
+// isTerminal says whether f is a terminal (a character device), where progress is shown.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -118,6 +118,10 @@ func run(args []string) error {
 		humanize.Comma(int64(*orders)), humanize.Comma(int64(*customers)), *cores, humanize.IBytes(mem))
 	var rows, amount atomic.Int64
 	var stats executor.Stats
+	stopProgress := func() {}
+	if isTerminal(os.Stdout) {
+		stopProgress = showProgress(ex, &rows)
+	}
 	start := time.Now()
 	peak := memtest.Measure(func() {
 		stats, err = executor.Join(ctx, ex, executor.JoinConfig[int64]{Partitioning: executor.Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: 2 * *cores}},
@@ -130,6 +134,7 @@ func run(args []string) error {
 				return it.Err()
 			})
 	})
+	stopProgress()
 	if err != nil {
 		return err
 	}
@@ -168,4 +173,40 @@ func run(args []string) error {
 		return fmt.Errorf("the joins differ: %d rows summing to %d, the Go map join %d summing to %d", rows.Load(), amount.Load(), plainRows, plainAmount)
 	}
 	return ex.Leaks()
+}
+
+// isTerminal says whether f is a terminal (a character device), where progress is shown.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// showProgress prints, twice a second, the rows joined so far and the spills the memory manager
+// forced, on one terminal line, until the function it returns is called, which clears the line.
+func showProgress(ex *executor.Executor, rows *atomic.Int64) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				m := ex.Memory.Metrics()
+				stage := "shuffling both tables by customer id"
+				if n := rows.Load(); n > 0 {
+					stage = "joining: " + humanize.Comma(n) + " rows so far"
+				}
+				fmt.Printf("\r\033[K%s; spills forced so far %d (%s)", stage, m.SpillsRequested, humanize.IBytes(uint64(m.SpillBytesReleased)))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		fmt.Print("\r\033[K")
+	}
 }

@@ -80,14 +80,16 @@ var noValue = storage.FuncCodec[struct{}]{
 	DecodeFunc: func([]byte) (struct{}, int, error) { return struct{}{}, 0, nil },
 }
 
-// events returns n events made as they are read.
-func events(n int) collection.Iterator[collection.Pair[event, struct{}]] {
+// events returns n events made as they are read, calling progress after every 2^19.
+func events(n int, progress func(read int)) collection.Iterator[collection.Pair[event, struct{}]] {
 	i := 0
 	return storage.FuncIterator(func() (collection.Pair[event, struct{}], bool, error) {
 		if i == n {
 			return collection.Pair[event, struct{}]{}, false, nil
 		}
-		i++
+		if i++; i%(1<<19) == 0 {
+			progress(i)
+		}
 		h := uint64(i) * 0x9e3779b97f4a7c15
 		e := event{User: int64(h % 100_000), At: int64(i), Score: float64(h>>40) / (1 << 24)}
 		return collection.Pair[event, struct{}]{Key: e}, true, nil
@@ -135,7 +137,14 @@ func run(args []string) error {
 				return err
 			}
 			defer s.Close()
-			if err := s.InsertAll(ctx, events(*n)); err != nil {
+			progress := func(int) {}
+			if isTerminal(os.Stdout) {
+				progress = func(i int) {
+					fmt.Printf("\r\033[Ksorting: %s of %s records inserted, %d sorted runs spilled so far", humanize.Comma(int64(i)), humanize.Comma(int64(*n)), s.NumSpills())
+				}
+				defer fmt.Print("\r\033[K")
+			}
+			if err := s.InsertAll(ctx, events(*n, progress)); err != nil {
 				return err
 			}
 			it, err := s.Iterator(ctx)
@@ -166,4 +175,10 @@ func run(args []string) error {
 		humanize.Comma(int64(read)), time.Since(start).Round(time.Millisecond), metrics.Spills,
 		humanize.IBytes(uint64(metrics.DiskBytesSpilled)), humanize.IBytes(uint64(peak.Peak)), humanize.IBytes(mem))
 	return ex.Leaks()
+}
+
+// isTerminal says whether f is a terminal (a character device), where progress is shown.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -16,5 +16,5 @@ func TestHelp(t *testing.T) {
 // the Go map join.
 func TestSmall(t *testing.T) {
 	require.NoError(t, run([]string{"-orders", "60000", "-customers", "10000", "-cores", "2"}))
-	require.NoError(t, run([]string{"-orders", "60000", "-customers", "10000", "-cores", "2", "-memory", "4MiB", "-broadcast", "64KiB"}))
+	require.NoError(t, run([]string{"-orders", "60000", "-customers", "10000", "-cores", "1", "-memory", "4MiB", "-broadcast", "64KiB"}))
 }

@@ -18,8 +18,8 @@ const module = "github.com/spillway/spillway"
 
 // layers gives each top-level folder its place in README.md's import direction:
 //
-//	bench/  ->  examples/*  ->  executor  ->  shuffle  ->  collection  ->  storage  ->  memory
-//	                                                                        \------>  estimator
+//	bench/  ->  examples/*  ->  executor  ->  shuffle  ->  collection, tungsten  ->  storage  ->  memory
+//	                                                                                  \------>  estimator
 //
 // A package may reach (directly or through internal/...) only packages of a lower
 // layer, or packages under its own top-level folder. memory and estimator are both
@@ -29,6 +29,7 @@ var layers = map[string]int{
 	"estimator":  0,
 	"storage":    1,
 	"collection": 2,
+	"tungsten":   2,
 	"shuffle":    3,
 	"executor":   4,
 	"examples":   5,

@@ -12,7 +12,7 @@
 //     leak.
 //   - Aggregate, group or sort inside a task: collection.ExternalAppendOnlyMap,
 //     collection.ExternalGrouper, collection.ExternalSorter, with tc.TaskManager() and
-//     tc.Disk(), and Executor.Spill() as their spill settings.
+//     tc.Disk(), and tc.Runner().Config().Shuffle.Spill as their spill settings.
 //   - Shuffle: shuffle.RunMapStage with a shuffle.Dependency, then shuffle.NewReader in the
 //     reduce tasks.
 //   - Cogroup and join several keyed inputs: CoGroup, and Join (inner, left outer, full outer),

@@ -5,7 +5,7 @@
 //
 // What to use for which job:
 //
-//   - Run tasks: Executor.Runner().Run (a stage of tasks as goroutines, at most Config.Cores at
+//   - Run tasks: Executor.Runner.Run (a stage of tasks as goroutines, at most Config.Cores at
 //     once). Each task gets a *shuffle.TaskContext with its memory.TaskManager, its disk scope
 //     (files deleted when it ends), the block manager and completion hooks; whatever a task
 //     leaves behind (memory, block locks, files) is released when it ends, and reported as a

@@ -9,8 +9,8 @@ import (
 	"sync"
 
 	"github.com/spillway/spillway/collection"
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/topk"
+	"github.com/spillway/spillway/examples/topk"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/shuffle"
 	"github.com/spillway/spillway/storage"
 )

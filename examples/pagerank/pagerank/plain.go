@@ -1,6 +1,6 @@
 package pagerank
 
-import "github.com/spillway/spillway/internal/jobs/graphgen"
+import "github.com/spillway/spillway/examples/pagerank/graphgen"
 
 // Damping is PageRank's damping factor as Spark's example uses it: rank = (1 - Damping) +
 // Damping × (sum of contributions).

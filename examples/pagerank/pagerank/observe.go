@@ -67,9 +67,10 @@ type Observer struct {
 	// of the phase.
 	Progress func(Event)
 	// JoinCombiner is called with a weak pointer to every combiner the join map of a task
-	// creates. Combiners are referenced only by the join map's in-memory table (and by the
+	// creates (a page's lists of values by input; the pointer is to the first list). Combiners
+	// are referenced only by the join map's in-memory table (and by the
 	// record being read), so once the map was spilled or read they must become collectable.
-	JoinCombiner func(Event, weak.Pointer[Joined])
+	JoinCombiner func(Event, weak.Pointer[[]JoinValue])
 	// JoinForcedSpill is called when the task's join map was force-spilled while being read:
 	// another consumer of the task (the contribution writer's sorter) needed its memory
 	// (SPARK-22713). It is called right after the spill, before the next record is read, so

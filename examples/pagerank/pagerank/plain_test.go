@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/spillway/spillway/internal/jobs/graphgen"
+	"github.com/spillway/spillway/examples/pagerank/graphgen"
 )
 
 // TestPlainByHand checks Plain against ranks computed by hand: duplicates count once, a page

@@ -17,10 +17,9 @@ import (
 	"io"
 	"iter"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 
-	"github.com/spillway/spillway/internal/jobs/stream"
+	"github.com/spillway/spillway/examples/stream"
 )
 
 // Edge is a directed edge between two vertex ids.
@@ -186,11 +185,30 @@ func (g *Generator) All() []Edge {
 	return out
 }
 
-// ReadEdgeList parses an edge list: one edge per line as two integer vertex ids separated by
-// spaces or tabs ("src dst", Spark's example splits on whitespace too); blank lines and lines
-// starting with '#' are skipped, and so is anything after the second id. Errors name the line.
-func ReadEdgeList(r io.Reader) ([]Edge, error) {
-	var edges []Edge
+// EdgeList is a graph read from a file: its edges between vertex ids, and the name of each id.
+type EdgeList struct {
+	// Edges are the edges, in the file's order.
+	Edges []Edge
+	// Names holds the name of vertex id i at index i; ids are given in order of first appearance.
+	Names []string
+}
+
+// ReadEdgeList parses an edge list: one edge per line as two vertex names separated by spaces
+// or tabs ("src dst"; names are any strings without white space, URLs in Spark's example, which
+// splits on whitespace too); blank lines and lines starting with '#' are skipped, and so is
+// anything after the second name. Errors name the line.
+func ReadEdgeList(r io.Reader) (*EdgeList, error) {
+	list := &EdgeList{}
+	ids := map[string]int64{}
+	id := func(name string) int64 {
+		v, ok := ids[name]
+		if !ok {
+			v = int64(len(list.Names))
+			ids[name] = v
+			list.Names = append(list.Names, name)
+		}
+		return v
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	line := 0
@@ -204,15 +222,7 @@ func ReadEdgeList(r io.Reader) ([]Edge, error) {
 		if len(fields) < 2 {
 			return nil, fmt.Errorf("graphgen: edge list line %d: want \"src dst\", got %q", line, text)
 		}
-		src, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("graphgen: edge list line %d: source: %w", line, err)
-		}
-		dst, err := strconv.ParseInt(fields[1], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("graphgen: edge list line %d: destination: %w", line, err)
-		}
-		edges = append(edges, Edge{Src: src, Dst: dst})
+		list.Edges = append(list.Edges, Edge{Src: id(fields[0]), Dst: id(fields[1])})
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -220,5 +230,5 @@ func ReadEdgeList(r io.Reader) ([]Edge, error) {
 		}
 		return nil, fmt.Errorf("graphgen: reading edge list: %w", err)
 	}
-	return edges, nil
+	return list, nil
 }

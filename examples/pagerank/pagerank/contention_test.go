@@ -14,8 +14,8 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/stretchr/testify/require"
 
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/graphgen"
+	"github.com/spillway/spillway/examples/pagerank/graphgen"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
 )
@@ -35,7 +35,7 @@ type taskKey struct{ iteration, partition int }
 // right after every forced spill of a join map.
 type contentionProbe struct {
 	mu        sync.Mutex
-	combiners map[taskKey][]weak.Pointer[Joined] // one in 16 of the join maps' combiners
+	combiners map[taskKey][]weak.Pointer[[]JoinValue] // one in 16 of the join maps' combiners
 	seen      int
 	starts    map[taskKey]joinStart // every task's join map when contributing starts
 	spills    []forcedSpill         // every forced spill of a join map, in order
@@ -92,7 +92,7 @@ type forcedSpill struct {
 	alive int // sampled combiners still alive right after it
 }
 
-func alive(ws []weak.Pointer[Joined]) int {
+func alive(ws []weak.Pointer[[]JoinValue]) int {
 	n := 0
 	for _, w := range ws {
 		if w.Value() != nil {
@@ -103,7 +103,7 @@ func alive(ws []weak.Pointer[Joined]) int {
 }
 
 func (p *contentionProbe) observer() *Observer {
-	p.combiners = map[taskKey][]weak.Pointer[Joined]{}
+	p.combiners = map[taskKey][]weak.Pointer[[]JoinValue]{}
 	p.starts = map[taskKey]joinStart{}
 	p.squeezes = map[taskKey]*squeeze{}
 	return &Observer{
@@ -142,7 +142,7 @@ func (p *contentionProbe) observer() *Observer {
 			}
 			p.starts[k] = st
 		},
-		JoinCombiner: func(ev Event, w weak.Pointer[Joined]) {
+		JoinCombiner: func(ev Event, w weak.Pointer[[]JoinValue]) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			if p.seen++; p.seen%16 == 0 { // a sample keeps the probe's own memory small

@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/spillway/spillway/internal/jobs/executor"
+	"github.com/spillway/spillway/executor"
 )
 
 // TestRunEqualsModel: the shuffle-based count equals the Go-map model, with unlimited memory

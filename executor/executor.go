@@ -1,6 +1,3 @@
-// Package executor assembles what one Spark executor process owns — a unified memory manager,
-// a disk block manager, a block manager for cached blocks and a stage runner — for Spillway's example jobs and benchmarks, from a
-// single memory budget.
 package executor
 
 import (
@@ -41,12 +38,30 @@ type Config struct {
 	// Accounting is the memory manager's memory.Config.Accounting: Strict (the default) or
 	// Spark's unaccounted allowances.
 	Accounting memory.Accounting
+	// MaxResultSize bounds what Collect hands back to its caller, and what Partitions holds of
+	// one partition (spark.driver.maxResultSize, default 1 GiB). NoLimit turns the bound off.
+	MaxResultSize int64
+	// BroadcastThreshold is the largest side Join builds into an in-memory table shared by
+	// every task instead of shuffling both sides (spark.sql.autoBroadcastJoinThreshold, 10 MiB).
+	// 0 means 10 MiB, or a quarter of the budget when that is smaller; NoLimit turns broadcast
+	// joins off.
+	BroadcastThreshold int64
 	// Logger receives every component's logs. nil means zap.NewNop().
 	Logger *zap.Logger
 	// Memory, when set, adjusts the memory manager's config before it is built
 	// (SetGoMemoryLimit, GoHeapFeedback).
 	Memory func(*memory.Config)
 }
+
+// NoLimit in Config.MaxResultSize or Config.BroadcastThreshold turns the bound (or broadcast
+// joins) off, as -1 does in Spark's settings.
+const NoLimit int64 = -1
+
+// Defaults of Config.
+const (
+	DefaultMaxResultSize      int64 = 1 << 30
+	DefaultBroadcastThreshold int64 = 10 << 20
+)
 
 // MinBudget is the smallest memory budget an executor accepts (4 MiB): below it fixed per-task
 // buffers dominate anything the budget could bound.
@@ -64,6 +79,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("executor: Config.OffHeap %d is negative", c.OffHeap)
 	case c.Cores < 0:
 		return fmt.Errorf("executor: Config.Cores %d is negative", c.Cores)
+	case c.MaxResultSize < NoLimit:
+		return fmt.Errorf("executor: Config.MaxResultSize %d is negative (NoLimit is %d)", c.MaxResultSize, NoLimit)
+	case c.BroadcastThreshold < NoLimit:
+		return fmt.Errorf("executor: Config.BroadcastThreshold %d is negative (NoLimit is %d)", c.BroadcastThreshold, NoLimit)
 	}
 	return nil
 }
@@ -74,6 +93,7 @@ func (c Config) Validate() error {
 // when it ends) and stage runner, closed together.
 type Executor struct {
 	cfg    Config
+	log    *zap.Logger
 	Memory *memory.UnifiedManager
 	Disk   *storage.DiskBlockManager
 	Blocks *storage.BlockManager
@@ -90,6 +110,15 @@ func New(cfg Config) (_ *Executor, err error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.MaxResultSize == 0 {
+		cfg.MaxResultSize = DefaultMaxResultSize
+	}
+	if cfg.BroadcastThreshold == 0 {
+		cfg.BroadcastThreshold = DefaultBroadcastThreshold
+		if cfg.Budget != Unlimited {
+			cfg.BroadcastThreshold = min(cfg.BroadcastThreshold, cfg.Budget/4)
+		}
 	}
 	mcfg := memory.Config{NumCores: cfg.Cores, OffHeapSize: cfg.OffHeap, Accounting: cfg.Accounting, Logger: cfg.Logger}
 	if cfg.Budget != Unlimited {
@@ -139,10 +168,11 @@ func New(cfg Config) (_ *Executor, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("executor: %w", err)
 	}
-	return &Executor{cfg: cfg, Memory: mm, Disk: disk, Blocks: blocks, Runner: runner}, nil
+	return &Executor{cfg: cfg, log: cfg.Logger.Named("executor"), Memory: mm, Disk: disk, Blocks: blocks, Runner: runner}, nil
 }
 
-// Config returns the executor's configuration, Cores and Logger filled in.
+// Config returns the executor's configuration, with the defaults of Cores, Logger,
+// MaxResultSize and BroadcastThreshold filled in.
 func (e *Executor) Config() Config { return e.cfg }
 
 // Close deletes every shuffle output, cached block and local directory. The memory manager

@@ -11,10 +11,10 @@ import (
 	"weak"
 
 	"github.com/spillway/spillway/collection"
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/graphgen"
-	"github.com/spillway/spillway/internal/jobs/stream"
-	"github.com/spillway/spillway/internal/jobs/topk"
+	"github.com/spillway/spillway/examples/pagerank/graphgen"
+	"github.com/spillway/spillway/examples/stream"
+	"github.com/spillway/spillway/examples/topk"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/shuffle"
 	"github.com/spillway/spillway/storage"
@@ -144,7 +144,7 @@ type job struct {
 //
 // as stages of ex's Runner. The links stage shuffles the edges by source. Each iteration is one
 // stage whose task p joins links partition p with the contributions of the previous iteration —
-// an ExternalAppendOnlyMap fed by two inputs, as Spark's CoGroupedRDD — and, while reading that
+// an executor.CoGroupMap (a spillable map of two inputs, Spark's CoGroupedRDD) — and, while reading that
 // map, writes the new contributions through a SortWriter that sums them by destination on the
 // map side: two aggregations in one task, the first holding most of the task's memory while
 // the second fills (SPARK-22713's workload). A last stage sums the contributions into ranks.
@@ -396,34 +396,30 @@ func (j *job) computeLinks(ctx context.Context, tc *shuffle.TaskContext, p int) 
 
 // contributions is the input of task p of iteration it: it joins links partition p with the
 // previous iteration's contributions (prev, nil in the first iteration, where every page with
-// links has rank 1) in an ExternalAppendOnlyMap, and returns an iterator that reads the map and
+// links has rank 1) in an executor.CoGroupMap, and returns an iterator that reads the map and
 // emits (destination, rank / out-degree) for every link of every page present on both sides.
 func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it int, prev *shuffle.Dependency[int64, float64, float64]) (_ collection.Iterator[collection.Pair[int64, float64]], err error) {
 	tm := tc.TaskManager()
 	ob := newObserver(j.cfg.Observer, nil, PhaseJoin, it, p, tm)
-	agg := joinAggregator()
-	if o := j.cfg.Observer; o != nil && o.JoinCombiner != nil {
-		create := agg.CreateCombiner
-		agg.CreateCombiner = func(v joinValue) *Joined {
-			c := create(v)
-			o.JoinCombiner(ob.ev, weak.Make(c))
-			return c
-		}
+	cfg := executor.CoGroupMapConfig[int64, JoinValue]{
+		Name: fmt.Sprintf("join of iteration %d", it), KeyCodec: vertexCodec{},
+		ValueCodecs: []storage.Codec[JoinValue]{linksInput: linksSideCodec{}, ranksInput: contribSideCodec{}},
 	}
-	m, err := collection.NewExternalAppendOnlyMap(tm, tc.Disk(), agg, vertexCodec{}, joinedCodec{},
-		collection.ExternalMapConfig[int64]{SpillConfig: j.runner.Config().Shuffle.Spill, Name: fmt.Sprintf("join of iteration %d", it)})
+	if o := j.cfg.Observer; o != nil && o.JoinCombiner != nil {
+		cfg.Created = func(g [][]JoinValue) { o.JoinCombiner(ob.ev, weak.Make(&g[0])) }
+	}
+	m, err := executor.NewCoGroupMap(tc, cfg)
 	if err != nil {
 		return nil, err
 	}
-	tc.AddCompletionListener(m.Close)
 	// Both inputs go in through InsertAll, as CoGroupedRDD calls insertAll on each dependency's
 	// iterator: batched, one acquisition of the map's lock per batch.
 	links, err := j.links(ctx, tc, p)
 	if err != nil {
 		return nil, err
 	}
-	err = m.InsertAll(ctx, joinInput(links, ob, func(kv storage.Pair[int64, []int64]) (int64, joinValue) {
-		return kv.First, joinValue{links: kv.Second}
+	err = m.InsertAll(ctx, linksInput, joinInput(links, ob, func(kv storage.Pair[int64, []int64]) (int64, JoinValue) {
+		return kv.First, JoinValue{Links: kv.Second}
 	}))
 	if err != nil {
 		return nil, err
@@ -436,8 +432,8 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 		if err != nil {
 			return nil, err
 		}
-		err = m.InsertAll(ctx, joinInput[collection.Pair[int64, float64]](ranks, ob, func(kv collection.Pair[int64, float64]) (int64, joinValue) {
-			return kv.Key, joinValue{contrib: kv.Value}
+		err = m.InsertAll(ctx, ranksInput, joinInput[collection.Pair[int64, float64]](ranks, ob, func(kv collection.Pair[int64, float64]) (int64, JoinValue) {
+			return kv.Key, JoinValue{Contribution: kv.Value}
 		}))
 		j.add(readStats(ranks.Metrics()))
 		if err != nil {
@@ -456,16 +452,16 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 
 // joinInput returns the records of one input of the join as join-map pairs (f converts each),
 // counting every record read on ob.
-func joinInput[T any](it collection.Iterator[T], ob *observer, f func(T) (int64, joinValue)) collection.Iterator[collection.Pair[int64, joinValue]] {
-	return storage.FuncIterator(func() (collection.Pair[int64, joinValue], bool, error) {
+func joinInput[T any](it collection.Iterator[T], ob *observer, f func(T) (int64, JoinValue)) collection.Iterator[collection.Pair[int64, JoinValue]] {
+	return storage.FuncIterator(func() (collection.Pair[int64, JoinValue], bool, error) {
 		if !it.Next() {
-			return collection.Pair[int64, joinValue]{}, false, it.Err()
+			return collection.Pair[int64, JoinValue]{}, false, it.Err()
 		}
 		if err := ob.record(); err != nil {
-			return collection.Pair[int64, joinValue]{}, false, err
+			return collection.Pair[int64, JoinValue]{}, false, err
 		}
 		k, v := f(it.Value())
-		return collection.Pair[int64, joinValue]{Key: k, Value: v}, true, nil
+		return collection.Pair[int64, JoinValue]{Key: k, Value: v}, true, nil
 	}, it.Close)
 }
 
@@ -488,9 +484,9 @@ func drain[T any](it collection.Iterator[T], f func(T) error) error {
 // fills, so the join map is being read while the second aggregation grows.
 type emitter struct {
 	j      *job
-	m      *collection.ExternalAppendOnlyMap[int64, joinValue, *Joined]
+	m      *executor.CoGroupMap[int64, JoinValue]
 	ctx    context.Context
-	joined collection.Iterator[collection.Pair[int64, *Joined]] // nil until the first Next
+	joined collection.Iterator[collection.Pair[int64, [][]JoinValue]] // nil until the first Next
 	first  bool
 	ob     *observer
 
@@ -523,14 +519,19 @@ func (e *emitter) Next() bool {
 		}
 		e.checkForcedSpill()
 		page := e.joined.Value().Value
-		if page.Links == nil || (!e.first && !page.Ranked) {
+		links, ranks := page[linksInput], page[ranksInput]
+		if len(links) == 0 || (!e.first && len(ranks) == 0) {
 			continue // not in both links and ranks: the inner join drops it
 		}
 		rank := 1.0
 		if !e.first {
-			rank = (1 - Damping) + Damping*page.Sum
+			var sum float64
+			for _, c := range ranks {
+				sum += c.Contribution
+			}
+			rank = (1 - Damping) + Damping*sum
 		}
-		e.links, e.share = page.Links, rank/float64(len(page.Links))
+		e.links, e.share = links[0].Links, rank/float64(len(links[0].Links))
 	}
 	e.cur = collection.Pair[int64, float64]{Key: e.links[0], Value: e.share}
 	e.links = e.links[1:]
@@ -548,10 +549,10 @@ func (e *emitter) Next() bool {
 // sorterReserve, the emitter first sets sorterReserve aside for that aggregation, takes the
 // iterator — the merge then sizes its fan-in to the rest — and hands the reserve back for the
 // sorter to take.
-func (e *emitter) openJoin() (collection.Iterator[collection.Pair[int64, *Joined]], error) {
+func (e *emitter) openJoin() (collection.Iterator[collection.Pair[int64, [][]JoinValue]], error) {
 	tm := e.ob.ev.Task
 	if tm.Manager().Accounting() != memory.Strict {
-		return e.m.IteratorContext(e.ctx)
+		return e.m.Iterator(e.ctx)
 	}
 	r := &reserve{}
 	r.Init(tm, memory.OnHeap, fmt.Sprintf("join of iteration %d: reserve of the contributions", e.ob.ev.Iteration), r)
@@ -568,7 +569,7 @@ func (e *emitter) openJoin() (collection.Iterator[collection.Pair[int64, *Joined
 	}
 	r.Free(got - keep)
 	defer r.Free(keep)
-	return e.m.IteratorContext(e.ctx)
+	return e.m.Iterator(e.ctx)
 }
 
 // sorterReserve is the memory the emitter sets aside for the contributions' aggregation while

@@ -5,7 +5,7 @@ import (
 	"iter"
 	"math/rand/v2"
 
-	"github.com/spillway/spillway/internal/jobs/stream"
+	"github.com/spillway/spillway/examples/stream"
 )
 
 // Defaults of Config.

@@ -271,20 +271,16 @@ func TestStrictShuffleHeapBound(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("heap measurement: not in -short or -race runs")
 	}
-	// Open: at GOMAXPROCS 1 and 4 beside a CPU hog, a strict reduce task of this 4 MiB, 2-core
-	// shuffle can fail with ErrOutOfMemory (its fetch consumer and reader hold its share when its
-	// aggregation map must reserve its spill writer), and whether the reduce side spills at all
-	// under Spark's allowances depends on the schedule. Run it with -run and remove this skip
-	// once both are fixed.
-	t.Skip("open: strict reduce tasks may run out of memory at 4 MiB depending on the schedule; see the comment")
 	const budget = 4 << 20
 	run := func(t *testing.T, acc memory.Accounting, records int) memtest.Peak {
 		var sum int64
 		var writes []WriteMetrics
 		var reads []ReadMetrics
 		peak := memtest.Measure(func() {
+			// Both sides spill whatever the schedule: every collection spills after a sixteenth
+			// of a map task's records at the latest.
 			e := newTestEnvAccounting(t, budget, acc, RunnerConfig{Cores: 2, Shuffle: Config{
-				Spill: collection.SpillConfig{InitialThreshold: collection.NoInitialThreshold},
+				Spill: collection.SpillConfig{InitialThreshold: collection.NoInitialThreshold, ForceSpillElements: int64(records / 64)},
 			}}, nil)
 			dep := intDep(e.runner, 4, true, true, false)
 			var err error
@@ -331,10 +327,6 @@ func TestStrictShuffleHeapBound(t *testing.T) {
 			if acc != memory.Strict {
 				return // for comparison only
 			}
-			// Open: measured growth 3.6 MiB at 400k records and 6.1 MiB at 4M under strict
-			// accounting (5.2 and 9.2 MiB with Spark's allowances), within the bound but not yet
-			// flat; ordinary spill writers' buffers are still unaccounted.
-			t.Skip("open: strict shuffle growth not yet flat (3.6 MiB at 400k records, 6.1 MiB at 4M)")
 			memtest.Require(t, small, bound)
 			memtest.Require(t, large, bound)
 			memtest.RequireFlat(t, small, large, bound.Slack)

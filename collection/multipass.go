@@ -157,10 +157,10 @@ type multiPass[F any] struct {
 // reader of each (to be taken by the final merge's readers) and the number of merge passes, the
 // final one included. In Strict accounting it asks for at most the ioMemory's mergeShare (or
 // what two readers and a writer need, if more). While the grant does not cover every reader at
-// once, it merges the smallest
-// files of the oldest pass into one, as many as the grant allows with a writer (at least two),
-// and asks again. If not even two readers and a writer can be had it returns an error wrapping
-// memory.ErrOutOfMemory. On error every file is deleted and nothing is held.
+// once, it merges the smallest files of the oldest pass into one, as many as the grant allows
+// with a writer (at least two), and asks again. If not even two readers and a writer can be
+// had it returns an error wrapping memory.ErrOutOfMemory. On error every file is deleted and
+// nothing is held.
 func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation, int, error) {
 	if len(files) == 0 {
 		return nil, &reservation{io: p.io}, 0, nil

@@ -36,9 +36,9 @@ const (
 
 // tolerance is how much more the live heap may grow on the large input than on the small one:
 // a quarter of the budget plus the bound's stated slack. The scenarios run with stop-the-world
-// collections (TestMain), so what memtest reads is what was reachable; what remains is the
-// collections between which the peak falls and the collection's own estimates of its size. A
-// heap that grew with the data would exceed it by far at 10× the data.
+// collections (TestMain), so what memtest reads is what was reachable; what remains is a peak
+// falling between two GC cycles and the size estimator's error. A heap that grew with the data
+// would exceed it by far at 10× the data.
 func tolerance(budget int64) int64 { return budget/4 + memtest.StrictBound(budget).Slack }
 
 // requireBound runs work at the two sizes (the larger at least 10× the smaller), measures the

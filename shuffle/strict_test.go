@@ -333,3 +333,50 @@ func TestStrictShuffleHeapBound(t *testing.T) {
 		})
 	}
 }
+
+// pinned is a consumer of the reduce task that cannot spill: the aggregation that asks for
+// memory while the fetcher holds loaded segments.
+type pinned struct{ memory.ConsumerBase }
+
+func (*pinned) Spill(int64, memory.Consumer) (int64, error) { return 0, nil }
+
+// A strict fetcher gives its loaded segments back when another consumer of the task is short of
+// memory: they are streamed from their files instead, every record is still read once, and the
+// other consumer gets what it asked for.
+func TestStrictFetchShedsLoadedSegments(t *testing.T) {
+	e := newTestEnv(t, 64<<20, RunnerConfig{})
+	dep, inputs := bypassShuffle(t, e, 2, 6, 1000, 1<<20)
+	blocks, err := e.runner.registry.MapSizesByReduce(dep.ShuffleID, 0)
+	require.NoError(t, err)
+	var total int64
+	for _, b := range blocks {
+		total += b.Size
+	}
+	const budget, decode = 1 << 20, 40 << 10
+	require.Less(t, total, int64(budget-decode), "every segment can be loaded at once")
+	tm, mem := reduceTask(t, budget)
+	ctx := context.Background()
+	f, err := newFetcher(ctx, e.disk, blocks, 2, fetchLimits{maxInFlight: budget, maxToMem: budget, mem: mem, decode: decode})
+	require.NoError(t, err)
+	f.wg.Wait() // the prefetcher loaded every segment and ended
+	require.Equal(t, decode+total, mem.Used())
+
+	agg := &pinned{}
+	agg.Init(tm, memory.OnHeap, "aggregation", agg)
+	got, err := agg.Acquire(ctx, budget-decode)
+	require.NoError(t, err)
+	require.Equal(t, int64(budget-decode), got, "the loaded segments were given back")
+	require.Equal(t, int64(decode), mem.Used())
+
+	it := newRecordIterator(ctx, f, dep.KeyCodec, dep.ValueCodec)
+	var n int
+	for it.Next() {
+		n++
+	}
+	require.NoError(t, it.Err())
+	require.Equal(t, len(partitionModel(dep, inputs, 0)), n, "every record of the partition read once")
+	c := it.counters()
+	require.Equal(t, int64(len(blocks)), c.streamed, "every segment streamed")
+	require.NoError(t, it.Close())
+	agg.Free(got)
+}

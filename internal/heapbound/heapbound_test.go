@@ -33,6 +33,8 @@ const (
 	// every collection, so a peak between two collections can be missed by up to what was
 	// allocated in between; at GOGC=25 that is a quarter of the live heap, not all of it.
 	gcPercent = 25
+	// smallAttempts is how many times requireBound measures the small size at most.
+	smallAttempts = 3
 )
 
 // tolerance is how much more the live heap may grow on the large input than on the small one:
@@ -58,10 +60,28 @@ func requireBound(t *testing.T, budget int64, sizes [2]int, work func(ctx contex
 	}
 	var peaks [2]memtest.Peak
 	for i, n := range runs {
-		var err error
-		peaks[i] = memtest.Measure(func() { err = work(ctx, t, n) })
-		require.NoError(t, err, "size %d", n)
-		t.Logf("size %d: %v", n, peaks[i])
+		// The sampler reads the live heap on the runtime's cleanup goroutine; on a loaded
+		// machine several cycles can pass before it runs, and a missed cycle may have been the
+		// peak. A small run read too low would make the flatness check fail for a reason that
+		// is not the library's, so the small size is measured again (at most smallAttempts
+		// times, keeping the highest peak) until one run sees every cycle. The large size's
+		// figure is only ever compared from above, where reading too low cannot fail a test.
+		attempts := 1
+		if i == 0 {
+			attempts = smallAttempts
+		}
+		for a := 0; a < attempts; a++ {
+			var err error
+			p := memtest.Measure(func() { err = work(ctx, t, n) })
+			require.NoError(t, err, "size %d", n)
+			t.Logf("size %d: %v", n, p)
+			if a == 0 || p.Growth() > peaks[i].Growth() {
+				peaks[i] = p
+			}
+			if p.Sampled >= p.Cycles {
+				break
+			}
+		}
 	}
 	bound := memtest.StrictBound(budget)
 	memtest.Require(t, peaks[0], bound)

@@ -55,11 +55,13 @@ func (g *goLimit) restore(log *zap.Logger) {
 	})
 }
 
-// Close restores the Go memory limit the manager replaced (Config.SetGoMemoryLimit) and
-// unregisters every unmanaged consumer (clearUnmanagedMemoryUsers). It does not release memory
-// still granted (close the TaskManagers first). It is idempotent and always returns nil.
+// Close restores the Go memory limit the manager replaced (Config.SetGoMemoryLimit),
+// unregisters every unmanaged consumer (clearUnmanagedMemoryUsers) and unmaps the off-heap pages
+// kept for reuse. It does not release memory still granted (close the TaskManagers first). It is
+// idempotent and always returns nil.
 func (m *UnifiedManager) Close() error {
 	m.goLimit.restore(m.log)
+	m.closePages()
 	t := &m.unmanaged
 	t.mu.Lock()
 	t.consumers = nil

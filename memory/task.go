@@ -179,7 +179,9 @@ func (t *TaskManager) ReleaseExecution(size int64, c Consumer) {
 // short the page can be smaller than size (check Page.Size); when nothing can be had it returns an
 // error wrapping ErrOutOfMemory with the usage report. It returns ErrPageTooLarge above
 // MaxPageSize and ErrPageTableFull when the task already holds PageTableSize pages. c's mode must
-// be the Tungsten mode and size must be positive (else it panics).
+// be the Tungsten mode and size must be positive (else it panics). The page is not zeroed: it may
+// reuse the memory of a page of the same size freed through the same UnifiedManager (Spark's
+// allocator does not clear a page either).
 func (t *TaskManager) AllocatePage(ctx context.Context, size int64, c Consumer) (*Page, error) {
 	p, err := t.allocatePage(ctx, size, c)
 	if err == nil && p == nil {
@@ -210,7 +212,7 @@ func (t *TaskManager) allocatePage(ctx context.Context, size int64, c Consumer) 
 		t.ReleaseExecution(acquired, c)
 		return nil, fmt.Errorf("%w: have already allocated a maximum of %d pages (task %d)", ErrPageTableFull, PageTableSize, t.id)
 	}
-	p, err := NewPage(t.mode, acquired)
+	p, err := t.m.newTaskPage(t.mode, acquired)
 	t.state.Lock()
 	if err != nil {
 		t.allocated[number/64] &^= 1 << (number % 64)
@@ -259,16 +261,8 @@ func (t *TaskManager) FreePage(p *Page, c Consumer) {
 	p.number = FreedInTaskManagerPageNumber
 	p.owner = nil
 	t.state.Unlock()
-	t.releasePage(p)
 	t.ReleaseExecution(p.Size(), c)
-}
-
-// releasePage gives a page's memory back; an munmap failure (the mapping is then lost, not
-// reusable) is logged, since the accounting is released either way.
-func (t *TaskManager) releasePage(p *Page) {
-	if err := p.release(); err != nil {
-		t.log.Error("freeing a page", zap.Error(err))
-	}
+	t.m.freeTaskPage(p)
 }
 
 // EncodePageNumberAndOffset packs p's page number and an offset inside p into one address
@@ -316,10 +310,10 @@ func (t *TaskManager) Close() (leaked int64) {
 	}
 	clear(t.allocated[:])
 	t.state.Unlock()
-	for _, p := range pages {
-		t.releasePage(p)
-	}
 	leaked = t.m.ReleaseAllExecutionForTask(t.id)
+	for _, p := range pages {
+		t.m.freeTaskPage(p)
+	}
 	t.current[OnHeap].Store(0)
 	t.current[OffHeap].Store(0)
 	if leaked > 0 {

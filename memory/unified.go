@@ -48,6 +48,7 @@ type UnifiedManager struct {
 	unmanaged unmanagedTracker
 	heapHigh  int64 // on-heap grants at their highest since the Go heap source last looked, guarded by mon.mu
 	goLimit   goLimit
+	pages     pagePool // freed TaskManager pages kept for reuse
 }
 
 // NewUnifiedManager sizes a manager from cfg (UnifiedMemoryManager.apply). It returns cfg's

@@ -73,6 +73,8 @@ func engines() map[string]engineFunc {
 		engMap:      goEngine(runMap),
 		engSlices:   goEngine(runSlices),
 		engExtsort:  goEngine(runExtsort),
+		engTungsten: goEngine(runTungsten(false)),
+		engTungOff:  goEngine(runTungsten(true)),
 	}
 }
 

@@ -47,7 +47,9 @@ const (
 
 // Engines.
 const (
-	engSpillway = "spillway"
+	engSpillway = "collection" // Spillway's collection package
+	engTungsten = "tungsten"   // Spillway's tungsten package, pages on the Go heap
+	engTungOff  = "tungsten-offheap"
 	engDuckDB   = "duckdb"
 	engMap      = "map"
 	engSlices   = "slices"
@@ -89,7 +91,7 @@ type options struct {
 	records, keys     int64
 	budget, memBudget int64
 	threads           int
-	work, peer        *regexp.Regexp
+	work, peer, sw    *regexp.Regexp
 	dir, profiles     string
 }
 
@@ -97,8 +99,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("peers", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	var (
-		o                           options
-		budgetFlag, memFlag, wf, pf string
+		o                               options
+		budgetFlag, memFlag, wf, pf, sf string
 	)
 	fl.IntVar(&o.runs, "runs", 5, "interleaved runs of every engine per work")
 	fl.Int64Var(&o.records, "records", 10_000_000, "records per work")
@@ -108,16 +110,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl.IntVar(&o.threads, "threads", 1, "DuckDB's threads (extsort keeps its default 2 workers)")
 	fl.StringVar(&wf, "work", "", "regexp: run only the works whose name matches")
 	fl.StringVar(&pf, "peer", "", "regexp: run only the peers whose name matches (duckdb, map, extsort, slices)")
+	fl.StringVar(&sf, "spillway", "", "regexp: run only the Spillway engines whose name matches (collection, tungsten, tungsten-offheap)")
 	fl.StringVar(&o.dir, "dir", os.TempDir(), "directory for spill and temporary files (on a tmpfs they stay in memory)")
 	fl.StringVar(&o.profiles, "cpuprofile", "", "directory to write a CPU profile of every attempt's timed part to")
 	fl.Usage = func() {
-		fmt.Fprint(stderr, `peers runs the same work against Spillway and against its peers:
-sum per key over int64 and string keys, and a sort of (int64, int64) pairs, each in memory and
+		fmt.Fprint(stderr, `peers runs the same work against Spillway (its collection package, and its
+tungsten package with pages on and off the Go heap) and against its peers: sum per key over int64 and string keys, and a sort of (int64, int64) pairs, each in memory and
 spilling at a small budget, against DuckDB (in-memory database, memory_limit = the budget, one
 thread by default, temp_directory), lanrat/extsort (chunks sized to the budget), the built-in Go
-map and slices.SortFunc. Every attempt runs in a child process, interleaved (Spillway, peer 1,
-peer 2, Spillway, ...), and every result is checked against the others. It prints a markdown
-table of Spillway's wall and CPU time over each peer's (min/median/max over the runs), and peak
+map and slices.SortFunc. Every attempt runs in a child process, interleaved (collection,
+tungsten, tungsten-offheap, peer 1, peer 2, collection, ...), and every result is checked against the others. It prints a markdown
+table of each Spillway engine's wall and CPU time over each peer's and over the Spillway engines
+before it (min/median/max over the runs), and peak
 RSS and peak live Go heap per engine; progress goes to stderr. It exits 1 when an attempt fails
 or its result differs (DuckDB running out of memory is reported in the table instead).
 
@@ -155,6 +159,9 @@ Usage: peers [flags]
 	if o.peer, err = regexp.Compile(pf); err != nil {
 		return fail("-peer: %v", err)
 	}
+	if o.sw, err = regexp.Compile(sf); err != nil {
+		return fail("-spillway: %v", err)
+	}
 	switch {
 	case o.runs < 1:
 		return fail("-runs must be at least 1, got %d", o.runs)
@@ -187,7 +194,8 @@ Usage: peers [flags]
 			continue
 		}
 		peers := slices.DeleteFunc(slices.Clone(w.peers), func(p string) bool { return !o.peer.MatchString(p) })
-		if len(peers) == 0 {
+		sws := slices.DeleteFunc(spillwayEngines(), func(e string) bool { return !o.sw.MatchString(e) })
+		if len(peers)+len(sws) < 2 || len(sws) == 0 {
 			continue
 		}
 		p := params{Records: o.records, Keys: o.keys, Budget: o.memBudget, Threads: o.threads}
@@ -197,7 +205,7 @@ Usage: peers [flags]
 				p.Budget = o.budget
 			}
 		}
-		engs := append([]string{engSpillway}, peers...)
+		engs := append(slices.Clone(sws), peers...)
 		res := map[string][]attempt{}
 		for r := range o.runs {
 			for _, e := range engs {
@@ -209,10 +217,10 @@ Usage: peers [flags]
 		if !validate(stderr, w, res, engs) {
 			failed = true
 		}
-		rows = append(rows, tableRows(w, p, peers, res)...)
+		rows = append(rows, tableRows(w, p, sws, peers, res)...)
 	}
-	fmt.Fprintln(stdout, "| work | peer | time, Spillway ÷ peer (min/median/max) | CPU time, Spillway ÷ peer | median time, Spillway / peer | peak RSS, Spillway / peer | peak live Go heap, Spillway / peer |")
-	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(stdout, "| work | Spillway | peer | time, Spillway ÷ peer (min/median/max) | CPU time, Spillway ÷ peer | median time, Spillway / peer | peak RSS, Spillway / peer | peak live Go heap, Spillway / peer |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		fmt.Fprintln(stdout, r)
 	}
@@ -343,8 +351,22 @@ func validate(log io.Writer, w work, res map[string][]attempt, engs []string) bo
 	return good
 }
 
-func tableRows(w work, p params, peers []string, res map[string][]attempt) []string {
-	sw := res[engSpillway]
+// spillwayEngines are Spillway's engines, each compared with every peer and with the ones
+// before it.
+func spillwayEngines() []string { return []string{engSpillway, engTungsten, engTungOff} }
+
+// tableRows compares each of Spillway's engines sws with each peer and with the Spillway engines
+// before it (tungsten against collection).
+func tableRows(w work, p params, sws, peers []string, res map[string][]attempt) []string {
+	var rows []string
+	for i, e := range sws {
+		rows = append(rows, engineRows(w, p, e, append(slices.Clone(sws[:i]), peers...), res)...)
+	}
+	return rows
+}
+
+func engineRows(w work, p params, eng string, peers []string, res map[string][]attempt) []string {
+	sw := res[eng]
 	label := w.desc
 	if w.spill {
 		label += " in " + mib(p.Budget)
@@ -378,7 +400,7 @@ func tableRows(w work, p params, peers []string, res map[string][]attempt) []str
 		if n := len(sw) - countOK(sw); n > 0 {
 			ratio = fmt.Sprintf("%s; Spillway FAILED in %d/%d runs", ratio, n, len(sw))
 		}
-		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s / %s | %s / %s | %s / %s |", label, peerName(peer, p),
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s |", label, peerName(eng, p), peerName(peer, p),
 			ratio, ratios(sw, pr, cpu), secs(sw, wall), secs(pr, wall),
 			mib(maxOf(sw, rss)), mib(maxOf(pr, rss)), mib(maxOf(sw, heap)), mib(maxOf(pr, heap))))
 	}
@@ -414,6 +436,12 @@ func peerName(peer string, p params) string {
 		return "slices.SortFunc, in memory"
 	case engExtsort:
 		return "lanrat/extsort " + moduleVersion("github.com/lanrat/extsort")
+	case engSpillway:
+		return "collection"
+	case engTungsten:
+		return "tungsten, on-heap pages"
+	case engTungOff:
+		return "tungsten, off-heap pages"
 	}
 	return peer
 }

@@ -363,6 +363,7 @@ func run() error {
 			if leaked := tm.Close(); leaked != 0 {
 				err = errors.Join(err, fmt.Errorf("%d bytes leaked", leaked))
 			}
+			err = errors.Join(err, mm.Close()) // unmaps the off-heap pages kept for reuse
 			if err != nil {
 				return fmt.Errorf("%s/%s/%s: %w", c.work, c.mode, c.impl, err)
 			}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+	"github.com/spillway/spillway/tungsten"
+)
+
+// runTungsten runs the work on Spillway's tungsten package: keys and values encoded into pages
+// (on the Go heap, or off it in anonymous mappings when offHeap), with the same budget, task
+// and spill directory as runSpillway. Off-heap, the budget is the off-heap region
+// (Config.OffHeapSize) and the on-heap region is the same size, unused by tungsten.
+func runTungsten(offHeap bool) func(context.Context, kind, params) (outcome, error) {
+	return func(ctx context.Context, w kind, p params) (_ outcome, err error) {
+		cfg := memory.Config{SystemMemory: p.Budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1}
+		if offHeap {
+			cfg.OffHeapEnabled, cfg.OffHeapSize = true, p.Budget
+		}
+		mm, err := memory.NewUnifiedManager(cfg)
+		if err != nil {
+			return outcome{}, err
+		}
+		defer func() { err = errors.Join(err, mm.Close()) }()
+		disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{p.Dir}})
+		if err != nil {
+			return outcome{}, err
+		}
+		defer func() { err = errors.Join(err, disk.Close()) }()
+		scope := disk.NewScope()
+		defer func() { err = errors.Join(err, scope.Close()) }()
+		tm := memory.NewTaskManager(mm, 1, memory.TaskConfig{})
+		defer func() {
+			if leaked := tm.Close(); leaked != 0 {
+				err = errors.Join(err, fmt.Errorf("tungsten: the task leaked %d bytes", leaked))
+			}
+		}()
+		switch w {
+		case aggInt:
+			return tungstenAgg(ctx, tm, scope, tungsten.Int64Key{}, p,
+				func(_ []byte, k int64) int64 { return k }, func(k int64) uint64 { return uint64(k) })
+		case aggStr:
+			// The key is appended to a reused buffer: BytesKey encodes it into the aggregator's
+			// own buffer at once, so no record allocates.
+			return tungstenAgg(ctx, tm, scope, tungsten.BytesKey{}, p, appendStrKey, strID[[]byte])
+		default:
+			return tungstenSort(ctx, tm, scope, p)
+		}
+	}
+}
+
+// genIter is the input as the typed front ends' InsertAll takes it: pair i of n.
+type genIter[K any] struct {
+	i, n int64
+	buf  []byte
+	key  func(buf []byte, i int64) K
+	val  func(i int64) int64
+	cur  tungsten.Pair[K, int64]
+}
+
+func (g *genIter[K]) Next() bool {
+	if g.i >= g.n {
+		return false
+	}
+	g.cur = tungsten.Pair[K, int64]{Key: g.key(g.buf, g.i), Value: g.val(g.i)}
+	g.i++
+	return true
+}
+func (g *genIter[K]) Value() tungsten.Pair[K, int64] { return g.cur }
+func (g *genIter[K]) Err() error                     { return nil }
+func (g *genIter[K]) Close() error                   { return nil }
+
+func tungstenAgg[K any](ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, codec tungsten.KeyCodec[K], p params,
+	key func(buf []byte, k int64) K, id func(K) uint64) (_ outcome, err error) {
+	a, err := tungsten.NewAggregator(ctx, tm, scope, codec, tungsten.Int64Key{}, func(a, b int64) int64 { return a + b },
+		tungsten.AggregatorConfig{})
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, a.Close()) }()
+	in := &genIter[K]{n: p.Records, buf: make([]byte, 0, 32),
+		key: func(buf []byte, i int64) K { return key(buf[:0], aggKey(i, p.Keys)) }, val: aggValue}
+	if err := a.InsertAll(ctx, in); err != nil {
+		return outcome{}, err
+	}
+	it, err := a.Iterator(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	var c check
+	for it.Next() {
+		kv := it.Value()
+		c.add(id(kv.Key), kv.Value)
+	}
+	return outcome{Check: c, Spills: a.Metrics().Spills}, it.Err()
+}
+
+func tungstenSort(ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, p params) (_ outcome, err error) {
+	s, err := tungsten.NewSorter(ctx, tm, scope, tungsten.Int64Key{}, tungsten.Int64Key{}, tungsten.SorterConfig{})
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, s.Close()) }()
+	in := &genIter[int64]{n: p.Records, key: func(_ []byte, i int64) int64 { return sortKey(i) }, val: func(i int64) int64 { return i }}
+	if err := s.InsertAll(ctx, in); err != nil {
+		return outcome{}, err
+	}
+	it, err := s.Iterator(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	var c sortCheck
+	for it.Next() {
+		kv := it.Value()
+		if err := c.add(kv.Key, kv.Value); err != nil {
+			return outcome{}, err
+		}
+	}
+	return outcome{Check: c.check, Spills: s.Metrics().Spills}, it.Err()
+}

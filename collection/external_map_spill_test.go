@@ -475,10 +475,10 @@ func TestExternalMapInsertAllBatches(t *testing.T) {
 		it, err := m.Iterator()
 		require.NoError(t, err)
 		got := map[int64]int64{}
-		for k, v := range AllPairs(it) {
-			got[k] = v
+		for p, err := range All(it) {
+			require.NoError(t, err)
+			got[p.Key] = p.Value
 		}
-		require.NoError(t, it.Err())
 		require.Equal(t, want, got)
 	})
 }

@@ -59,7 +59,10 @@ var mergeSubjects = []mergeSubject{
 			out := map[int64]int64{}
 			for it.Next() {
 				k := it.Value().Key
-				for v := range All(it.Value().Values) {
+				for v, err := range All(it.Value().Values) {
+					if err != nil {
+						return nil, err
+					}
 					out[k] += v
 				}
 			}

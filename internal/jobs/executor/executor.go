@@ -49,20 +49,22 @@ type Config struct {
 // buffers dominate anything the budget could bound.
 const MinBudget int64 = 4 << 20
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c Config) Validate() error {
-	switch {
-	case c.Budget < 0:
-		return fmt.Errorf("executor: Config.Budget %d is negative", c.Budget)
-	case c.Budget != Unlimited && c.Budget < MinBudget:
-		return fmt.Errorf("executor: Config.Budget %s is below the minimum %s",
-			humanize.IBytes(uint64(c.Budget)), humanize.IBytes(uint64(MinBudget)))
-	case c.OffHeap < 0:
-		return fmt.Errorf("executor: Config.OffHeap %d is negative", c.OffHeap)
-	case c.Cores < 0:
-		return fmt.Errorf("executor: Config.Cores %d is negative", c.Cores)
+	var errs []error
+	if c.Budget < 0 {
+		errs = append(errs, fmt.Errorf("executor: Config.Budget %d is negative", c.Budget))
+	} else if c.Budget != Unlimited && c.Budget < MinBudget {
+		errs = append(errs, fmt.Errorf("executor: Config.Budget %s is below the minimum %s",
+			humanize.IBytes(uint64(c.Budget)), humanize.IBytes(uint64(MinBudget))))
 	}
-	return nil
+	if c.OffHeap < 0 {
+		errs = append(errs, fmt.Errorf("executor: Config.OffHeap %d is negative", c.OffHeap))
+	}
+	if c.Cores < 0 {
+		errs = append(errs, fmt.Errorf("executor: Config.Cores %d is negative", c.Cores))
+	}
+	return errors.Join(errs...)
 }
 
 // Executor is one process's share of a Spark executor: its memory manager, disk block manager,

@@ -36,8 +36,7 @@ type ExternalMapConfig[K comparable] struct {
 // ExternalAppendOnlyMap mirrors Spark's ExternalAppendOnlyMap (core/src/main/scala/org/apache/
 // spark/util/collection/ExternalAppendOnlyMap.scala): it combines values by key with an
 // Aggregator in a SizeTrackingMap and, when the task's memory runs short, spills the map to disk
-// sorted by key hash, then merges the spills and the in-memory rest by hash when read (reference
-// §12).
+// sorted by key hash, then merges the spills and the in-memory rest by hash when read.
 //
 // It is a memory.Consumer of its task (on-heap) with the Spillable policy. The TaskManager may
 // force it to spill at any time, also while it is being read: the unread part of the in-memory
@@ -540,7 +539,7 @@ func (c slotCodec[K, C]) Decode(src []byte) (slot[K, C], int, error) {
 	return slot[K, C]{hash: h, key: k, val: v}, n + m, nil
 }
 
-// hashMerge is Spark's ExternalIterator (reference §12.5): a k-way merge of streams of slots
+// hashMerge is Spark's ExternalAppendOnlyMap.ExternalIterator: a k-way merge of streams of slots
 // sorted by hash into one stream with every key once, combining the combiners of equal keys. The
 // hashes come with the slots (stored in the table and in the spill records), so nothing is
 // rehashed.

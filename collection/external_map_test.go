@@ -440,7 +440,8 @@ func TestEAOM12PeakMemory(t *testing.T) {
 	}
 }
 
-// TestEAOM14SpillFileFormat is EAOM-14 (spill file format, derived from §12.2–12.3): batch size
+// TestEAOM14SpillFileFormat is EAOM-14 (spill file format, after Spark's spillMemoryIteratorToDisk
+// and DiskMapIterator in ExternalAppendOnlyMap.scala): batch size
 // 10 and 25 records give batches of 10, 10 and 5 records whose sizes add up to the file length;
 // reading returns the pairs in hash order, each with its key's hash, and deletes the file at the
 // end.
@@ -497,7 +498,7 @@ func TestExternalMapArgs(t *testing.T) {
 	require.ErrorContains(t, err, "BatchSize -1")
 }
 
-// TestHashMergeRandom checks the map's merge by hash (§12.5) against a built-in map: 1 to 20
+// TestHashMergeRandom checks the map's merge by hash (Spark's ExternalIterator) against a built-in map: 1 to 20
 // streams of slots sorted by hash, each holding a key at most once, with few distinct hashes so
 // that keys collide within and across streams, give every key once with the sum of its values.
 func TestHashMergeRandom(t *testing.T) {

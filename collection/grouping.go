@@ -50,7 +50,7 @@ func (l *valueList[V]) add(v V) {
 }
 
 // ExternalGrouper is groupByKey over a spillable collection, where one key's values may exceed
-// memory: the case Spark's ExternalAppendOnlyMap cannot handle (SPARK-1823, reference §12.7),
+// memory: the case Spark's ExternalAppendOnlyMap cannot handle (SPARK-1823),
 // since it spills whole combiners and merges each key into one in-memory object.
 //
 // Values are kept in memory per key in chunked lists; when memory runs short the whole table is

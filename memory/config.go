@@ -210,7 +210,8 @@ type sizing struct {
 	maxOffHeap, offHeapRegion int64
 }
 
-// size applies §4.1 of the reference to a validated Config.
+// size applies Spark's sizing (UnifiedMemoryManager.getMaxMemory, MemoryManager's page size) to
+// a validated Config.
 func (c Config) size() (sizing, error) {
 	system, err := c.systemMemory()
 	if err != nil {

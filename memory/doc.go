@@ -123,7 +123,7 @@
 //	ErrPageTableFull                    IllegalStateException "… maximum of 8192 pages" java memory/TaskMemoryManager.java
 //	defaultPageSize, nextPowerOf2       defaultPageSizeBytes, ByteArrayMethods.nextPowerOf2 memory/MemoryManager.scala, common/unsafe/src/main/java/org/apache/spark/unsafe/array/ByteArrayMethods.java
 //
-// The tests port Spark's scenarios by id (see spark-scenarios.md): UMM-01..08 and UMM-11 from
+// The tests port Spark's scenarios by id: UMM-01..08 and UMM-11 from
 // UnifiedMemoryManagerSuite, MMS-01..08 from MemoryManagerSuite, EMP-01..05 from
 // ExecutionMemoryPoolSuite, TMM-01..12 from TaskMemoryManagerSuite, each test named after its id.
 //

@@ -8,7 +8,7 @@ import (
 )
 
 // monitor is the single lock shared by all four pools of a UnifiedManager together with Java's
-// wait/notifyAll (reference §17): a "generation channel" that notifyLocked closes, so a waiter can
+// wait/notifyAll (Spark's pools synchronize on the memory manager): a "generation channel" that notifyLocked closes, so a waiter can
 // also select on ctx.Done(). The channel is created only when somebody waits, so the uncontended
 // path never allocates.
 type monitor struct {
@@ -79,7 +79,7 @@ func newExecutionPool(mon *monitor, mode Mode, log *zap.Logger) *executionPool {
 
 func (p *executionPool) free() int64 { return p.size - p.used }
 
-// acquireLocked is ExecutionMemoryPool.acquireMemory (reference §5.1) for n > 0 bytes: it grants
+// acquireLocked is ExecutionMemoryPool.acquireMemory for n > 0 bytes: it grants
 // at most enough to keep the task within 1/N of maxSize and waits while the task cannot reach 1/2N
 // of the current pool size. Cancellation returns ctx.Err() and keeps what the task already held.
 func (p *executionPool) acquireLocked(ctx context.Context, n int64, task TaskID) (int64, error) {
@@ -137,7 +137,7 @@ func (p *executionPool) dropIfEmpty(task TaskID) {
 	}
 }
 
-// releaseLocked is ExecutionMemoryPool.releaseMemory (§5.2): releasing more than the task holds
+// releaseLocked is ExecutionMemoryPool.releaseMemory: releasing more than the task holds
 // logs a warning and releases what it holds. It returns the bytes released.
 func (p *executionPool) releaseLocked(n int64, task TaskID) int64 {
 	cur, ok := p.tasks[task]
@@ -158,7 +158,7 @@ func (p *executionPool) releaseLocked(n int64, task TaskID) int64 {
 	return n
 }
 
-// releaseAllLocked is releaseAllMemoryForTask (§5.3).
+// releaseAllLocked is ExecutionMemoryPool.releaseAllMemoryForTask.
 func (p *executionPool) releaseAllLocked(task TaskID) int64 {
 	return p.releaseLocked(p.tasks[task], task)
 }

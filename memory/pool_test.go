@@ -157,7 +157,7 @@ func TestEMP04CancelPreservesReservation(t *testing.T) {
 	require.NotContains(t, r.p.tasks, TaskID(3))
 }
 
-// EMP-05 — release clamping [derived, §5.2].
+// EMP-05 — release clamping [derived from ExecutionMemoryPool.releaseMemory].
 func TestEMP05ReleaseClamping(t *testing.T) {
 	r := newRawPool(t)
 	require.EqualValues(t, 200, r.mustAcquire(t, 200, 1))

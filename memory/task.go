@@ -77,7 +77,7 @@ func (t *TaskManager) PeakExecution(mode Mode) int64 {
 }
 
 // AcquireExecution acquires up to required bytes of execution memory in c's mode on behalf of c
-// (TaskMemoryManager.acquireExecutionMemory, reference §7.1). When the pool grants less, it asks
+// (TaskMemoryManager.acquireExecutionMemory). When the pool grants less, it asks
 // the task's consumers of that mode to spill in the VictimOrder (Spark's: the smallest that covers
 // the shortfall, else the largest, the requester last), re-acquiring after each spill. It returns
 // the bytes granted, possibly fewer than required. A spill error or a cancellation returns 0 with

@@ -421,7 +421,7 @@ func TestTMM11OffHeapConfiguration(t *testing.T) {
 	require.Equal(t, OffHeap, m.TungstenMode())
 }
 
-// TMM-12 — page limits [derived, §7.3].
+// TMM-12 — page limits [derived from TaskMemoryManager.allocatePage].
 func TestTMM12PageLimits(t *testing.T) {
 	m, err := NewUnifiedManager(Config{SystemMemory: math.MaxInt64, ReservedMemory: NoReservedMemory, Fraction: 1})
 	require.NoError(t, err)

@@ -122,7 +122,7 @@ func (m *UnifiedManager) AcquireExecution(ctx context.Context, n int64, task Tas
 	return m.exec[mode].acquireLocked(ctx, n, task)
 }
 
-// growExecutionLocked is maybeGrowExecutionPool (§4.3): take free storage memory, and evict
+// growExecutionLocked is UnifiedMemoryManager's maybeGrowExecutionPool: take free storage memory, and evict
 // cached blocks while the storage pool is larger than its protected region.
 func (m *UnifiedManager) growExecutionLocked(mode Mode, extra int64) error {
 	if extra <= 0 {
@@ -191,7 +191,7 @@ func (m *UnifiedManager) ReleaseAllExecutionForTask(task TaskID) int64 {
 	return m.exec[OnHeap].releaseAllLocked(task) + m.exec[OffHeap].releaseAllLocked(task)
 }
 
-// AcquireStorage acquires n bytes of storage memory to cache block (acquireStorageMemory, §4.4):
+// AcquireStorage acquires n bytes of storage memory to cache block (acquireStorageMemory):
 // false without evicting anything when n exceeds the maximum storage memory, else it borrows free
 // execution memory and evicts other blocks as needed. The error comes only from the Evictor.
 func (m *UnifiedManager) AcquireStorage(block Block, n int64, mode Mode) (bool, error) {

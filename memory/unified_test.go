@@ -345,7 +345,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // Defaults: 300 MiB reserved, fraction 0.6, storage fraction 0.5, off-heap disabled, and Spark's
-// default page size (§3, §4.1: 1 GiB heap -> about 434 MiB unified, 217 MiB storage region).
+// default page size (UnifiedMemoryManager.getMaxMemory and MemoryManager.defaultPageSizeBytes:
+// 1 GiB heap -> about 434 MiB unified, 217 MiB storage region).
 func TestConfigDefaults(t *testing.T) {
 	m, err := NewUnifiedManager(Config{SystemMemory: 1 << 30, NumCores: 4})
 	require.NoError(t, err)

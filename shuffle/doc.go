@@ -1,5 +1,5 @@
 // Package shuffle moves records between the map and reduce stages of a computation the way
-// Spark's sort-based shuffle does (reference §13.1–§13.2), on top of the memory, storage and
+// Spark's sort-based shuffle does (core/src/main/scala/org/apache/spark/shuffle/sort/), on top of the memory, storage and
 // collection packages, and runs the stages' tasks with a small local runner.
 //
 // # The pieces and their Spark counterparts

@@ -46,7 +46,8 @@ func (c Config) Validate() error {
 
 // BlockManager is Spark's BlockManager (core/.../storage/BlockManager.scala) for one executor:
 // it stores blocks by storage Level in its MemoryStore and on disk, with a BlockInfoManager
-// holding each block's read/write locks, and implements Spark's put and get paths (§15.2),
+// holding each block's read/write locks, and implements Spark's put and get paths (doPut,
+// getLocalValues, getLocalBytes),
 // GetOrElseUpdate (RDD caching), removal, and the eviction handler that drops evicted blocks to
 // disk when their level allows.
 //

@@ -123,7 +123,7 @@
 // to the same bytes (fuzzed). StringCodec and BytesCodec copy; AliasStringCodec and
 // AliasBytesCodec return values that alias the reader's buffer, valid only until its next
 // record: a Go map stores the key value it is given, so an aliasing key kept in a map is
-// corrupted later (DESIGN.md). Collections use the copying codecs for anything they keep.
+// corrupted later. Collections use the copying codecs for anything they keep.
 //
 // # Deliberate differences from Spark
 //

@@ -441,7 +441,8 @@ func (ms *MemoryStore) Clear() {
 	ms.log.Info("MemoryStore cleared")
 }
 
-// EvictBlocksToFreeSpace is Spark's evictBlocksToFreeSpace (§14.5) and implements
+// EvictBlocksToFreeSpace is Spark's evictBlocksToFreeSpace (core/src/main/scala/org/apache/
+// spark/storage/memory/MemoryStore.scala) and implements
 // memory.Evictor; the memory manager calls it with its lock held. It walks the blocks in
 // least-recently-used order and selects those of the same mode that are not of the RDD of block
 // (the block being stored, nil when execution memory is reclaiming) and whose write lock can be

@@ -16,7 +16,7 @@ import (
 
 const module = "github.com/spillway/spillway"
 
-// layers gives each top-level folder its place in DESIGN.md's import direction:
+// layers gives each top-level folder its place in the import direction README.md draws:
 //
 //	examples/*, bench/  ->  shuffle  ->  collection  ->  storage  ->  memory
 //	                                                        \------>  estimator
@@ -136,7 +136,7 @@ func TestImportDirection(t *testing.T) {
 	require.NoError(t, err)
 	imports := scan(t, root)
 	require.Contains(t, imports, "internal/archtest", "the scan must see this very package")
-	require.Empty(t, violations(imports), "imports against DESIGN.md's direction")
+	require.Empty(t, violations(imports), "imports against the direction of README.md")
 }
 
 // TestViolationsDetected proves the checker itself can fail.

@@ -15,12 +15,12 @@ import (
 // estimatortest.Shapes: within ±5%, or ±10% for shapes the estimator samples. It holds under
 // -race too (checked with Go 1.26).
 func TestAccuracy(t *testing.T) {
-	t.Logf("%-32s %12s %12s %8s", "shape", "heap growth", "Estimate", "error")
+	t.Logf("%-40s %12s %12s %8s", "shape", "heap growth", "Estimate", "error")
 	for _, sh := range estimatortest.Shapes() {
 		v, real := estimatortest.HeapGrowth(sh.Build)
 		est := estimator.Estimate(v)
 		errPct := 100 * float64(est-real) / float64(real)
-		t.Logf("%-32s %12d %12d %+7.2f%%", sh.Name, real, est, errPct)
+		t.Logf("%-40s %12d %12d %+7.2f%%", sh.Name, real, est, errPct)
 		bound := 5.0
 		if sh.Sampled {
 			bound = 10

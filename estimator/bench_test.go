@@ -1,6 +1,7 @@
 package estimator_test
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/spillway/spillway/estimator"
@@ -106,4 +107,40 @@ func BenchmarkEstimate_JoinTable64k(b *testing.B) {
 
 func BenchmarkEstimate_JoinTable64Exact(b *testing.B) {
 	benchmarkEstimate(b, newAppendOnlyTable(64, func(i int) *joined { return &joined{links: make([]int64, 1+i%13)} }))
+}
+
+// sharedSubslices is the shape of records parsed out of read buffers: n sub-slices into a few
+// shared 64 KiB buffers, each at a different offset, reached through interior pointers.
+func sharedSubslices(n, buffers int) [][]byte {
+	bufs := make([][]byte, buffers)
+	for i := range bufs {
+		bufs[i] = make([]byte, 64<<10)
+	}
+	s := make([][]byte, n)
+	for i := range s {
+		off := (i * 7919) % (64<<10 - 64)
+		s[i] = bufs[i%buffers][off : off+32]
+	}
+	return s
+}
+
+func BenchmarkEstimate_SharedSubslices50k(b *testing.B) {
+	benchmarkEstimate(b, sharedSubslices(50_000, 10))
+}
+
+func BenchmarkEstimate_StringSlice100k(b *testing.B) {
+	s := make([]string, 100_000)
+	for i := range s {
+		s[i] = "s" + strconv.Itoa(i*31)
+	}
+	benchmarkEstimate(b, s)
+}
+
+// A full buffered channel of 10,000 pointers: its buffer is sampled.
+func BenchmarkEstimate_PointerChan10k(b *testing.B) {
+	c := make(chan *estimatortest.T, 10_000)
+	for i := range cap(c) {
+		c <- &estimatortest.T{ID: int64(i)}
+	}
+	benchmarkEstimate(b, c)
 }

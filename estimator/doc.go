@@ -31,11 +31,16 @@
 // bytes, because those live wherever the caller keeps the value (a variable, a field of an
 // object already counted). That is the heap growth of building the value into a variable.
 //
-// Everything reachable is visited once: objects are identified by address, so shared objects and
-// cycles count once. Each heap object is recorded as an address range; ranges that overlap or lie
-// within 16 bytes of each other are merged, which counts one backing array once however many
-// substrings or subslices point into it, and counts objects packed together by the allocator
-// (tiny-allocator blocks, consecutive objects of a size class) as the space they occupy.
+// Everything reachable is visited once, and every heap object counts once: a heap object is
+// identified by its base, the start of the allocation slot that holds the address reached
+// (the runtime's own lookup, runtime.findObject, and the slot size from its span). So
+// sub-slices and substrings at any offset into one backing array, pointers to fields or
+// elements, and small objects packed into one tiny-allocator block all count the object that
+// holds them, once, at the size the allocator gave it; shared objects and cycles count once.
+// Memory outside the heap (globals, read-only data) is recorded as address ranges instead;
+// ranges that overlap or lie within 16 bytes of each other are merged, and a run costs the
+// space it occupies. That is also how every object is costed on a Go release whose span layout
+// the estimator does not know (see runtimelayout_known.go).
 //
 //   - Structs and arrays: their bytes are part of the object holding them, padding included
 //     (offsets and sizes from reflect).
@@ -56,8 +61,10 @@
 //     falls back to a model of the tables a map of that length has after growing by insertion
 //     (load factor 7/8, doubling from 16 slots, splitting 1024-slot tables).
 //   - Channels: the 112-byte hchan and its buffer (one allocation for pointer-free elements, as
-//     runtime.makechan does). Buffered elements are not walked: reading a buffer in use by other
-//     goroutines would race.
+//     runtime.makechan does), and what the len(ch) values in the buffer reference, read in place
+//     around the ring (the channel is not received from; sampled above 400 values like a slice).
+//     The buffer is read without the channel's lock: a channel must not be used by other
+//     goroutines while it is estimated, like any value being modified.
 //   - Functions, unsafe.Pointers and uintptrs: their own word only; what a closure captures or an
 //     unsafe pointer addresses is unknowable and not counted. Pointers into non-heap memory
 //     (globals) are counted as if they were heap objects.
@@ -73,30 +80,37 @@
 // # Sampling and cost
 //
 // Pointer-free values and containers of pointer-free elements cost O(1) (maps: O(tables)).
-// Slices, arrays and maps of more than 400 elements that hold pointers are sampled as Spark does:
-// two passes of 100 distinct elements sharing the visited set, total
-// max(s1, s2) + min(s1, s2) × (n − 100) / 100. Deliberate differences from Spark: that rule is
-// used only when the second pass reaches something already walked (evidence that elements share
-// objects, which the larger pass counts once); otherwise the passes are independent samples and
-// the total is (s1 + s2) × n / 200, because the smaller of two small samples of heavy-tailed
-// element sizes is biased low (Spark's rule read PageRank's join map 22% low at the median, and
-// reads TestSampledHeavyTailedUnshared's containers 10% low on average). The ratio is not
-// truncated to an integer; a pass draws runs of 10 consecutive elements (so an element's cost is
-// measured beside its neighbours, see the merging above) from a PCG seeded with a constant and
-// the container's length, so estimates are deterministic yet a growing container measured again
-// by a Tracker is sampled at new positions; map elements are drawn from the table's slots,
-// uniformly over full ones. Like Spark's, the rule for shared objects assumes elements share
-// either almost nothing or a few objects:
-// many elements sharing a moderate number of objects (each pass finding mostly new ones) are
-// overestimated. Sharing between a sampled container's elements and objects outside it is
-// detected for identical pointers only, not for overlapping ranges.
+// Slices, arrays, maps and channel buffers of more than 400 elements that hold pointers are
+// sampled: 200 distinct elements, as Spark's two passes of 100. Spark's rule,
+// max(s1, s2) + min(s1, s2) × (n − 100) / 100 over passes sharing the visited set, is right
+// when elements share a few objects but scales up every shared object a pass finds anew, so
+// here a sample separates what its elements share from what each holds (see sample.go): an
+// object reached by one sampled element, with what only it reaches, is the element's own and is
+// scaled by n / 200; one reached by several (or by a run's element and its neighbour just
+// outside the run) counts once; the shared ones the sample missed are estimated from how the
+// runs met them (Chao's estimator, or the boundaries between blocks of neighbours sharing
+// objects). Without sharing the total is (s1 + s2) × n / 200, not Spark's rule, because the
+// smaller of two small samples of heavy-tailed element sizes is biased low (Spark's rule read
+// PageRank's join map 22% low at the median, and reads TestSampledHeavyTailedUnshared's
+// containers 10% low on average). The sample draws runs of 10 consecutive elements (so an
+// element's cost is measured beside its neighbours, with which it may share tiny-allocator
+// blocks) from a PCG seeded with a constant and the container's length, so estimates are
+// deterministic yet a growing container measured again by a Tracker is sampled at new
+// positions; map elements are drawn from the table's slots, uniformly over full ones. Limits:
+// an object shared by a few elements spread out among many cannot be told from an element's
+// own and is overestimated, as by Spark's rule; and when a sample's 20 runs meet only a few
+// percent of many blocks of shared buffers, the blocks missed are estimated with an error of
+// tens of percent (TestSampledBlockSharing). Objects shared by a sampled container's elements
+// and objects outside it are counted once, as heap objects are identified by their base.
 //
 // A 1M-element []int64 takes well under a microsecond; a 1M-element []*T about 0.01–0.02 ms and
 // a 1M-entry map under 0.1 ms (sampled); a 10k-entry map of pointers walked exactly about
-// 0.02 ms (estimator benchmarks). A sampled estimate costs its 200 elements and the sort of the
-// ranges they hold, whatever the container's size: 5–15 µs for the tables of PageRank's
-// aggregations, which their Trackers measure again and again. An Estimator allocates nothing
-// per Estimate once it has a walker: the visited set, a sample's positions, generator and pass
+// 0.02 ms (estimator benchmarks). A sampled estimate costs its 200 elements and their runs' up
+// to 40 neighbours (a lookup of each heap object they reach: runtime.findObject and a set
+// insert), whatever the container's size:
+// 5–15 µs for the tables of PageRank's aggregations, which their Trackers measure again and
+// again, about 0.015 ms for a channel of 10k pointers. An Estimator allocates nothing per
+// Estimate once it has a walker: the visited sets, a sample's positions, generator and pass
 // ranges, and a map's table list are scratch kept in pooled walkers (integers, or cleared after
 // use, so they keep nothing reachable).
 //

@@ -70,7 +70,7 @@ func (e *Estimator) walker() *walker {
 	if w == nil {
 		w = &walker{e: e, slices: map[uintptr]int{}}
 	}
-	w.acc = &w.top
+	w.acc, w.parent = &w.top, -1
 	return w
 }
 
@@ -80,18 +80,19 @@ const maxPooledObjects = 1 << 14
 
 // release resets w and returns it to the pool, unless its last walk made it large.
 func (e *Estimator) release(w *walker) {
-	if w.seen.len() > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects ||
+	if w.seen.len() > maxPooledObjects || w.objects.len() > maxPooledObjects || cap(w.top.objs) > maxPooledObjects || cap(w.stack) > maxPooledObjects ||
 		cap(w.spareGroups) > maxPooledObjects {
 		return
 	}
 	for _, sc := range w.samples {
-		if cap(sc.pass.objs) > maxPooledObjects {
+		if cap(sc.pass.objs) > maxPooledObjects || cap(sc.guardPass.objs) > maxPooledObjects || cap(sc.objects) > maxPooledObjects {
 			return
 		}
 	}
 	w.seen.reset()
+	w.objects.reset()
 	clear(w.slices)
-	w.revisits, w.depth, w.root = 0, 0, nil
+	w.depth, w.parent, w.generation, w.root = 0, -1, 0, nil
 	// The stack holds unsafe.Pointers past its length: clear it all, or a pooled walker would
 	// keep the last value it measured reachable (a spilled table, say). Everything else a walker
 	// keeps is addresses and positions as integers.
@@ -110,15 +111,23 @@ type walker struct {
 	// seen holds the addresses of objects reached through a pointer, map or channel word or an
 	// interface box, so shared objects and cycles count once.
 	seen keySet
+	// objects maps the base addresses of the heap objects counted (see record) to where they
+	// were entered: 0 outside samples, else a sample's generation and the object's index there
+	// (objectRef). So an object reached through pointers at different offsets (sub-slices,
+	// substrings, fields) counts once, whichever sampled element reaches it first.
+	objects keyTable[uint64]
+	// generation numbers the samples of this walk, so objects entered by a finished sample are
+	// told from those of the one in progress.
+	generation uint32
 	// slices maps a walked slice backing array to the longest length walked from it.
 	slices map[uintptr]int
-	// revisits counts objects and slice backings reached again after they were first walked:
-	// evidence of sharing, which sampling needs to know about (see sample).
-	revisits int
 	// samples[d] is the scratch space of a sample call nested d deep in others (a container
 	// sampled while walking another's sampled elements); depth is the number in progress.
 	samples []*sampleScratch
 	depth   int
+	// parent is the object, as an index into the innermost sample's objects, whose contents are
+	// being walked, or -1 outside samples and for an element's own bytes (see sample).
+	parent int32
 	// spareGroups and spareSlotsBefore are mapObject's buffers, held here between maps.
 	spareGroups      []groupArray
 	spareSlotsBefore []int64
@@ -130,9 +139,10 @@ type walker struct {
 // item is work on the stack: n consecutive values of layout l at addr to walk, or the map
 // whose runtime header is at addr (n == mapItem).
 type item struct {
-	addr unsafe.Pointer
-	l    *layout
-	n    int
+	addr   unsafe.Pointer
+	l      *layout
+	n      int
+	parent int32 // the walker's parent while walking it: the object holding addr
 }
 
 const mapItem = -1
@@ -154,6 +164,50 @@ func (a *accum) add(p unsafe.Pointer, size int64, scan bool) {
 	if size > 0 {
 		a.objs = append(a.objs, object{start: uintptr(p), size: size, scan: scan})
 	}
+}
+
+// record counts the object of size bytes at p (scan: its type holds pointers). A heap object
+// is identified by its base (heapObject) and costs its allocation slot once per walk. Inside a
+// sample, the object is also entered in the sample's objects (a new one with the walker's
+// parent), or marked as reached by the current element if the sample met it before; record
+// returns its index there, or -1. Anything else (globals, read-only data, or every object where
+// the runtime's spans cannot be read) is recorded as an address range in the current
+// accumulator, merged with its neighbours when costed.
+func (w *walker) record(p unsafe.Pointer, size int64, scan bool) int32 {
+	if size <= 0 {
+		return -1
+	}
+	base, slot := heapObject(p)
+	if base == 0 {
+		w.acc.add(p, size, scan)
+		return -1
+	}
+	if w.depth == 0 {
+		if _, added := w.objects.insert(uint64(base), 0); added {
+			w.acc.extra += slot
+		}
+		return -1
+	}
+	sc := w.samples[w.depth-1]
+	ref, added := w.objects.insert(uint64(base), objectRef(sc.generation, len(sc.objects)))
+	if added {
+		return sc.newObject(slot, w.parent, slot <= tinySize)
+	}
+	return sc.reach(ref)
+}
+
+// objectRef returns the value of w.objects for object idx of the sample of generation gen.
+func objectRef(gen uint32, idx int) uint64 { return uint64(gen)<<32 | uint64(idx+1) }
+
+// charge adds b bytes known without an address (a Sizer's result, a map's tables, a nested
+// sample's total) to the object being walked in the innermost sample, so they are scaled or
+// not with it, or to the current accumulator.
+func (w *walker) charge(b int64) {
+	if w.depth > 0 && w.parent >= 0 {
+		w.samples[w.depth-1].objects[w.parent].bytes += b
+		return
+	}
+	w.acc.extra += b
 }
 
 // mergeGap is the largest gap between two recorded ranges that are costed as one run. Every
@@ -243,13 +297,19 @@ func sortByStart(objs []object) {
 	}
 }
 
-// visit marks p seen and reports whether it was new.
+// visit marks p seen and reports whether it was new. Inside a sample, an object seen before is
+// marked as reached by the current element too.
 func (w *walker) visit(p unsafe.Pointer) bool {
-	if !w.seen.add(uint64(uintptr(p))) {
-		w.revisits++
-		return false
+	if w.seen.add(uint64(uintptr(p))) {
+		return true
 	}
-	return true
+	if w.depth > 0 {
+		if base, _ := heapObject(p); base != 0 {
+			ref, _ := w.objects.get(uint64(base))
+			w.samples[w.depth-1].reach(ref)
+		}
+	}
+	return false
 }
 
 // inline walks the value of layout l stored at addr, whose own bytes are already counted (or
@@ -261,26 +321,22 @@ func (w *walker) inline(addr unsafe.Pointer, l *layout) {
 		w.pointee(*(*unsafe.Pointer)(addr), l)
 	case kindString:
 		s := (*stringHeader)(addr)
-		w.acc.add(s.data, int64(s.len), false)
+		w.record(s.data, int64(s.len), false)
 	case kindSlice:
 		s := (*sliceHeader)(addr)
 		if s.data == nil || s.cap == 0 {
 			return
 		}
-		w.acc.add(s.data, int64(s.cap)*l.elem.size, l.elem.scan)
-		if l.elem.follow && s.len > 0 {
-			if w.slices[uintptr(s.data)] >= s.len {
-				w.revisits++
-			} else {
-				w.slices[uintptr(s.data)] = s.len
-				w.stack = append(w.stack, item{addr: s.data, l: l.elem, n: s.len})
-			}
+		idx := w.record(s.data, int64(s.cap)*l.elem.size, l.elem.scan)
+		if l.elem.follow && s.len > 0 && w.slices[uintptr(s.data)] < s.len {
+			w.slices[uintptr(s.data)] = s.len
+			w.stack = append(w.stack, item{addr: s.data, l: l.elem, n: s.len, parent: idx})
 		}
 	case kindInterface:
 		w.iface(addr, l)
 	case kindMap:
 		if m := *(*unsafe.Pointer)(addr); m != nil && w.visit(m) {
-			w.stack = append(w.stack, item{addr: m, l: l, n: mapItem})
+			w.stack = append(w.stack, item{addr: m, l: l, n: mapItem, parent: w.parent})
 		}
 	case kindChan:
 		if c := *(*unsafe.Pointer)(addr); c != nil && w.visit(c) {
@@ -302,12 +358,12 @@ func (w *walker) pointee(p unsafe.Pointer, pl *layout) {
 		return // zero-size objects are not allocated (the runtime returns &zerobase)
 	}
 	if pl.sizer {
-		w.acc.extra += reflect.NewAt(el.typ, p).Interface().(Sizer).EstimatedSize()
+		w.charge(reflect.NewAt(el.typ, p).Interface().(Sizer).EstimatedSize())
 		return
 	}
-	w.acc.add(p, el.size, el.scan)
+	idx := w.record(p, el.size, el.scan)
 	if el.follow {
-		w.stack = append(w.stack, item{addr: p, l: el, n: 1})
+		w.stack = append(w.stack, item{addr: p, l: el, n: 1, parent: idx})
 	}
 }
 
@@ -329,27 +385,28 @@ func (w *walker) iface(addr unsafe.Pointer, l *layout) {
 		return
 	}
 	if dl.sizer {
-		w.acc.extra += iv.Interface().(Sizer).EstimatedSize()
+		w.charge(iv.Interface().(Sizer).EstimatedSize())
 		return
 	}
+	idx := int32(-1)
 	switch dl.box {
 	case boxAlloc:
-		w.acc.add(data, dl.size, dl.scan)
+		idx = w.record(data, dl.size, dl.scan)
 	case boxSmall:
 		if !smallStatic(data, dl.size) {
-			w.acc.add(data, dl.size, false)
+			idx = w.record(data, dl.size, false)
 		}
 	case boxString:
 		if (*stringHeader)(data).len != 0 { // convTstring returns a static zero value for ""
-			w.acc.add(data, dl.size, true)
+			idx = w.record(data, dl.size, true)
 		}
 	case boxSlice:
 		if (*sliceHeader)(data).data != nil { // convTslice does for a nil data pointer
-			w.acc.add(data, dl.size, true)
+			idx = w.record(data, dl.size, true)
 		}
 	}
 	if dl.follow {
-		w.stack = append(w.stack, item{addr: data, l: dl, n: 1})
+		w.stack = append(w.stack, item{addr: data, l: dl, n: 1, parent: idx})
 	}
 }
 
@@ -365,24 +422,54 @@ func smallStatic(p unsafe.Pointer, size int64) bool {
 	return *(*uint64)(p) < 256
 }
 
-// hchanSize is the size of the runtime's hchan (runtime/chan.go, hchanSize) on 64-bit
-// platforms; the test suite checks it against the heap.
-const hchanSize = 112
-
-// hchanBufOffset is the offset of hchan.buf (after qcount and dataqsiz).
-const hchanBufOffset = 16
+// Offsets of runtime.hchan's fields (runtime/chan.go, Go 1.26, 64-bit) and its size
+// (hchanSize there), which the test suite checks against the heap.
+const (
+	hchanSize        = 112
+	hchanCountOffset = 0  // qcount: elements in the buffer
+	hchanCapOffset   = 8  // dataqsiz: the buffer's length
+	hchanBufOffset   = 16 // buf
+	hchanRecvxOffset = 56 // recvx: the buffer index of the next element to receive
+)
 
 // channel records the channel at c (whose word is at addr): its hchan and buffer, allocated
-// together when the element type has no pointers (runtime.makechan). What buffered elements
-// reference is not walked: reading a buffer another goroutine may be using would race.
+// together when the element type has no pointers (runtime.makechan), and walks the elements in
+// the buffer, oldest first from recvx around the ring (len(ch) of them, sampled above 400 like a
+// slice's). The channel is not received from: its buffer is read in place, without the
+// channel's lock, so a channel in use by other goroutines must not be estimated (as for any
+// value modified during Estimate). What is read is checked against the channel's capacity.
 func (w *walker) channel(c, addr unsafe.Pointer, l *layout) {
-	buf := int64(reflect.NewAt(l.typ, addr).Elem().Cap()) * l.elem.size
-	if !l.elem.scan {
-		w.acc.add(c, hchanSize+buf, false)
+	capacity := uint(reflect.NewAt(l.typ, addr).Elem().Cap())
+	el := l.elem
+	buf := int64(capacity) * el.size
+	if !el.scan {
+		w.record(c, hchanSize+buf, false)
 		return
 	}
-	w.acc.add(c, hchanSize, false)
-	w.acc.add(*(*unsafe.Pointer)(unsafe.Add(c, hchanBufOffset)), buf, true)
+	saved := w.parent
+	defer func() { w.parent = saved }()
+	w.parent = w.record(c, hchanSize, false)
+	data := *(*unsafe.Pointer)(unsafe.Add(c, hchanBufOffset))
+	w.parent = w.record(data, buf, true)
+	if !chanLayoutKnown || !el.follow {
+		return
+	}
+	n := *(*uint)(unsafe.Add(c, hchanCountOffset))
+	ring := *(*uint)(unsafe.Add(c, hchanCapOffset))
+	recvx := *(*uint)(unsafe.Add(c, hchanRecvxOffset))
+	if n == 0 || ring != capacity || n > ring || recvx >= ring {
+		return
+	}
+	at := func(i int) unsafe.Pointer {
+		return unsafe.Add(data, (recvx+uint(i))%ring*uint(el.size))
+	}
+	if n > sampleThreshold {
+		w.sample(int(n), int(n), el, at)
+		return
+	}
+	for i := range int(n) {
+		w.inline(at(i), el)
+	}
 }
 
 // drain processes the stack down to height mark.
@@ -390,6 +477,7 @@ func (w *walker) drain(mark int) {
 	for len(w.stack) > mark {
 		it := w.stack[len(w.stack)-1]
 		w.stack = w.stack[:len(w.stack)-1]
+		w.parent = it.parent
 		if it.n == mapItem {
 			w.mapObject(it.addr, it.l)
 		} else {

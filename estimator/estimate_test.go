@@ -66,11 +66,43 @@ func TestEstimate(t *testing.T) {
 		{"unbuffered channel: hchan", make(chan int), 112},
 		{"buffered pointer-free channel: one allocation", make(chan int64, 10), 192},
 		{"buffered channel of pointers: hchan and buffer", make(chan *node, 10), 112 + 80},
+		{"buffered channel holding two pointers", filledChan(10, 2, 0), 112 + 80 + 2*16},
+		{"channel whose ring wrapped: received values not counted", filledChan(3, 3, 2), 112 + 24 + 3*16},
+		{"channel of strings: only the buffered ones", chanOfStrings(big[:24], big[100:124], big[:30]), 112 + 128 + 1024},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, estimator.Estimate(tc.v))
 		})
 	}
+}
+
+// filledChan returns a channel of capacity c after sending n new nodes, receiving r of them and
+// sending r more (so the ring wraps when n == c).
+func filledChan(c, n, r int) chan *node {
+	ch := make(chan *node, c)
+	for range n {
+		ch <- &node{}
+	}
+	for range r {
+		<-ch
+	}
+	for range r {
+		ch <- &node{}
+	}
+	return ch
+}
+
+// chanOfStrings returns a channel of capacity 8 holding s, sent after two strings received.
+func chanOfStrings(s ...string) chan string {
+	ch := make(chan string, 8)
+	ch <- strings.Repeat("a", 500)
+	ch <- strings.Repeat("b", 500)
+	<-ch
+	<-ch
+	for _, v := range s {
+		ch <- v
+	}
+	return ch
 }
 
 // SE-09: KnownSizeEstimation [derived] (SizeEstimatorSuite): a value reporting its own size

@@ -26,9 +26,9 @@ type fuzzNode struct {
 }
 
 // FuzzEstimate builds an arbitrary graph of fuzzNodes from the input (cycles, shared nodes,
-// nil pointers, zero-size values, large containers that get sampled) and checks that Estimate
-// neither panics nor returns a non-positive size for a graph that owns at least one node, and
-// that it is deterministic.
+// nil pointers, zero-size values, large containers that get sampled, sub-slices and substrings
+// at offsets, buffered channels) and checks that Estimate neither panics nor returns a
+// non-positive size for a graph that owns at least one node, and that it is deterministic.
 func FuzzEstimate(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 	f.Add([]byte{9, 9, 9, 1, 200, 3, 255, 0})
@@ -70,12 +70,21 @@ func FuzzEstimate(f *testing.F) {
 			case 8:
 				n.f = func() { _ = n }
 				n.up = unsafe.Pointer(pick(b))
-			case 9:
+			case 9: // a buffered channel holding up to 3 nodes, its ring wrapped once
 				n.ch = make(chan *fuzzNode, int(b)%4)
+				for j := range int(b) / 4 % (cap(n.ch) + 1) {
+					n.ch <- pick(b + byte(j))
+				}
+				if len(n.ch) > 0 {
+					n.ch <- <-n.ch
+				}
 			case 10:
 				for range int(b) * 4 { // up to 1020 elements: sampled above 400
 					n.kids = append(n.kids, pick(b))
 				}
+				// An interior sub-slice and substring: the arrays are shared at an offset.
+				n.kids = n.kids[int(b)%(len(n.kids)+1):]
+				n.s = n.s[int(b)%(len(n.s)+1):]
 			case 11:
 				n.Any = *n
 			}

@@ -107,15 +107,15 @@ func (w *walker) mapObject(m unsafe.Pointer, l *layout) {
 	}
 	// The directory, tables and groups belong to this map alone and are never reached
 	// otherwise, so they are costed directly rather than merged with other ranges.
-	w.acc.add(m, mapHeaderSize, true)
+	w.parent = w.record(m, mapHeaderSize, true) // what follows is the map's
 	if h.dirLen > 0 {
-		w.acc.extra += allocSize(int64(h.dirLen)*ptrSize, true)
+		w.charge(allocSize(int64(h.dirLen)*ptrSize, true))
 	}
 	for _, g := range groups {
 		if g.table != nil {
-			w.acc.extra += allocSize(mapTableSize, true)
+			w.charge(allocSize(mapTableSize, true))
 		}
-		w.acc.extra += allocSize(g.count*ml.group.size, ml.group.scan)
+		w.charge(allocSize(g.count*ml.group.size, ml.group.scan))
 	}
 	if !ml.slot.follow || n == 0 {
 		return
@@ -175,8 +175,8 @@ func (ml *mapLayout) fullSlot(g groupArray, i int64) unsafe.Pointer {
 // elements walked through reflection (sampled when many).
 func (w *walker) mapModel(m unsafe.Pointer, l *layout, n int) {
 	ml := l.m
-	w.acc.add(m, mapHeaderSize, true)
-	w.acc.extra += modelTables(n, ml.group)
+	w.parent = w.record(m, mapHeaderSize, true) // what follows is the map's
+	w.charge(modelTables(n, ml.group))
 	if !ml.slot.follow || n == 0 {
 		return
 	}

@@ -6,9 +6,9 @@ import (
 	"math"
 	"math/bits"
 	"runtime"
-	"runtime/debug"
+	"strings"
+	"time"
 
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 )
 
@@ -29,14 +29,31 @@ const (
 	MaxDefaultPageSize int64 = 64 << 20
 	// pageSizeSafetyFactor divides the per-core share of the Tungsten pool (Spark's safetyFactor).
 	pageSizeSafetyFactor = 16
+	// DefaultNonSpillwayBase is the fixed part of the default Config.NonSpillwayAllowance
+	// (DefaultNonSpillwayBase + on-heap region / 4).
+	DefaultNonSpillwayBase int64 = 32 << 20
+	// MinGoMemoryLimit is the smallest Go memory limit Config.SetGoMemoryLimit sets: below it the
+	// runtime's own memory (stacks, metadata, the binary's data) leaves the collector running
+	// without pause.
+	MinGoMemoryLimit int64 = 16 << 20
+	// DefaultHeapFeedbackInterval is the polling interval of unmanaged memory when
+	// Config.GoHeapFeedback is set and Config.UnmanagedPollInterval is 0.
+	DefaultHeapFeedbackInterval = 10 * time.Millisecond
 )
 
 // Config sizes a UnifiedManager. It mirrors the spark.memory.* keys read by
 // UnifiedMemoryManager.apply and MemoryManager; its zero value means Spark's defaults.
 type Config struct {
+	// Budget, when set, is the unified on-heap region itself: "this many bytes for Spillway"
+	// (execution and storage together), with no reserved memory and a fraction of 1. It cannot be
+	// combined with SystemMemory, ReservedMemory or Fraction, and must not exceed the memory the
+	// process may use (see SystemMemory). 0 means the region is sized from the system memory.
+	Budget int64
 	// SystemMemory is the memory the process may use (Spark: spark.testing.memory, default the JVM
-	// max heap). 0 means the Go runtime's memory limit when one is set (debug.SetMemoryLimit below
-	// math.MaxInt64), else the machine's physical memory.
+	// max heap). 0 means the first of these that is set: the Go runtime's memory limit
+	// (GOMEMLIMIT or debug.SetMemoryLimit), the cgroup v2 memory limit (memory.max), the cgroup
+	// v1 memory limit (memory.limit_in_bytes), the machine's physical memory.
+	// UnifiedManager.Sizing reports which one was used.
 	SystemMemory int64
 	// ReservedMemory is kept out of the unified region (Spark: RESERVED_SYSTEM_MEMORY_BYTES /
 	// spark.testing.reservedMemory). 0 means 300 MiB; NoReservedMemory means none (spark.testing).
@@ -68,6 +85,34 @@ type Config struct {
 	// every byte it holds for data; SparkAllowances leaves out what Spark leaves out, for
 	// comparisons with Spark only.
 	Accounting Accounting
+	// SetGoMemoryLimit ties the Go runtime to the budget: NewUnifiedManager sets the Go memory
+	// limit (debug.SetMemoryLimit) to the on-heap region plus NonSpillwayAllowance, so the
+	// collector works harder before the process reaches its container's limit, and
+	// UnifiedManager.Close restores the previous limit. The limit plus OffHeapSize must fit in the
+	// cgroup memory limit (or physical memory), and the limit must be at least MinGoMemoryLimit.
+	// The Go memory limit is process-wide: set this on one manager at a time.
+	SetGoMemoryLimit bool
+	// NonSpillwayAllowance is the Go memory the process uses besides Spillway's on-heap region:
+	// the application's own heap, goroutine stacks, runtime metadata and Spillway's unaccounted
+	// slack. SetGoMemoryLimit adds it to the region, and GoHeapFeedback counts the live heap
+	// above region + allowance as unmanaged memory. 0 means the default:
+	// DefaultNonSpillwayBase (32 MiB) + region/4 with Budget or SetGoMemoryLimit, otherwise the
+	// system memory less the region (Spark's reserved memory and the 1 − Fraction share).
+	NonSpillwayAllowance int64
+	// UnmanagedPollInterval is how often the unmanaged consumers (RegisterUnmanaged) are polled
+	// (spark.memory.unmanagedMemoryPollingInterval, SPARK-53001): at most once per interval, by
+	// the acquisition that finds the last poll older than the interval (there is no polling
+	// goroutine), and on PollUnmanaged. 0, the default, ignores unmanaged memory, as Spark does.
+	UnmanagedPollInterval time.Duration
+	// GoHeapFeedback counts the part of the live Go heap that Spillway did not grant as on-heap
+	// unmanaged memory: /gc/heap/live:bytes of runtime/metrics (the heap marked live by the last
+	// collection) less the on-heap memory granted, less NonSpillwayAllowance and Spillway's
+	// slack (region/10 + 2 MiB). Execution and storage then get less when the application
+	// holds more than its allowance. It polls at UnmanagedPollInterval, or every
+	// DefaultHeapFeedbackInterval when that is 0. Off by default.
+	GoHeapFeedback bool
+	// Clock returns the time for the polling interval. nil means time.Now; tests use a fake.
+	Clock func() time.Time
 	// Logger receives the package's logs under the name "memory". nil means zap.NewNop().
 	Logger *zap.Logger
 }
@@ -105,6 +150,9 @@ func (a Accounting) String() string {
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("memory: "+format, args...)) }
+	if err := c.validateBudget(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.SystemMemory < 0 {
 		add("Config.SystemMemory %d is negative", c.SystemMemory)
 	}
@@ -135,7 +183,38 @@ func (c Config) Validate() error {
 	if c.Accounting > SparkAllowances {
 		add("Config.Accounting %d is unknown (Strict or SparkAllowances)", c.Accounting)
 	}
+	if c.NonSpillwayAllowance < 0 {
+		add("Config.NonSpillwayAllowance %d is negative", c.NonSpillwayAllowance)
+	}
+	if c.UnmanagedPollInterval < 0 {
+		add("Config.UnmanagedPollInterval %v is negative (0 disables unmanaged memory)", c.UnmanagedPollInterval)
+	}
 	return errors.Join(errs...)
+}
+
+// validateBudget rejects a negative Budget and a Budget combined with the fields it replaces.
+func (c Config) validateBudget() error {
+	switch {
+	case c.Budget < 0:
+		return fmt.Errorf("memory: Config.Budget %d is negative", c.Budget)
+	case c.Budget == 0:
+		return nil
+	}
+	var set []string
+	if c.SystemMemory != 0 {
+		set = append(set, fmt.Sprintf("Config.SystemMemory (%s)", ibytes(c.SystemMemory)))
+	}
+	if c.ReservedMemory != 0 {
+		set = append(set, fmt.Sprintf("Config.ReservedMemory (%s)", ibytes(c.ReservedMemory)))
+	}
+	if c.Fraction != 0 {
+		set = append(set, fmt.Sprintf("Config.Fraction (%v)", c.Fraction))
+	}
+	if len(set) > 0 {
+		return fmt.Errorf("memory: Config.Budget (%s) is the unified region itself and cannot be combined with %s: set either Budget alone or SystemMemory, ReservedMemory and Fraction",
+			ibytes(c.Budget), strings.Join(set, ", "))
+	}
+	return nil
 }
 
 func (c Config) reserved() int64 {
@@ -169,21 +248,11 @@ func (c Config) numCores() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-func (c Config) systemMemory() (int64, error) {
-	if c.SystemMemory > 0 {
-		return c.SystemMemory, nil
-	}
-	if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
-		return limit, nil
-	}
-	return physicalMemory()
-}
-
 // ErrInsufficientMemory is matched (errors.Is) by every *InsufficientMemoryError.
 var ErrInsufficientMemory = errors.New("memory: insufficient memory")
 
 // InsufficientMemoryError is UnifiedMemoryManager.apply's small-heap check failing: Memory (the
-// system memory, or the configured executor memory) is below Minimum = ceil(1.5 × reserved).
+// system memory, or the configured executor memory) is below Minimum = ceil(1.5 × Reserved).
 // It mirrors Spark's INVALID_DRIVER_MEMORY / INVALID_EXECUTOR_MEMORY errors
 // (UnifiedMemoryManager.getMaxMemory).
 type InsufficientMemoryError struct {
@@ -191,50 +260,125 @@ type InsufficientMemoryError struct {
 	// "INVALID_EXECUTOR_MEMORY.SYSTEM_MEMORY" or "INVALID_EXECUTOR_MEMORY.CONFIG_MEMORY".
 	Class string
 	// Field is the Config field to increase: "SystemMemory" or "ExecutorMemory".
-	Field   string
-	Memory  int64
-	Minimum int64
+	Field string
+	// Source is where Memory came from (for Field "SystemMemory": Config.SystemMemory, the Go
+	// memory limit, a cgroup limit or physical memory).
+	Source   SizingSource
+	Memory   int64
+	Minimum  int64
+	Reserved int64
 }
 
 func (e *InsufficientMemoryError) Error() string {
-	return fmt.Sprintf("memory: %s: Config.%s %s (%d bytes) must be at least %s (%d bytes, 1.5 × reserved memory); increase it or the Go memory limit",
-		e.Class, e.Field, humanize.IBytes(uint64(e.Memory)), e.Memory, humanize.IBytes(uint64(e.Minimum)), e.Minimum)
+	what := "Config." + e.Field
+	if e.Field == "SystemMemory" && e.Source != SourceSystemMemory {
+		what = fmt.Sprintf("Config.SystemMemory (unset, so %s)", e.Source)
+	}
+	return fmt.Sprintf("memory: %s: %s %s (%d bytes) must be at least %s (%d bytes, 1.5 × Config.ReservedMemory %s); for a plain budget set Config.Budget alone, or set Config.ReservedMemory to NoReservedMemory",
+		e.Class, what, ibytes(e.Memory), e.Memory, ibytes(e.Minimum), e.Minimum, ibytes(e.Reserved))
 }
 
 // Is makes errors.Is(err, ErrInsufficientMemory) true.
 func (e *InsufficientMemoryError) Is(target error) bool { return target == ErrInsufficientMemory }
 
-// sizing is the outcome of UnifiedMemoryManager.apply: the on-heap region and its protected part.
+// sizing is the outcome of UnifiedMemoryManager.apply: the on-heap region and its protected part,
+// where the system memory came from, and the Go memory limit to set (SetGoMemoryLimit).
 type sizing struct {
 	maxHeap, heapRegion       int64
 	maxOffHeap, offHeapRegion int64
+	source                    SizingSource
+	system                    int64 // the memory the region was sized from (Budget itself for SourceBudget)
+	allowance                 int64 // NonSpillwayAllowance or its default
+	goLimit                   int64 // 0 unless SetGoMemoryLimit
 }
 
-// size applies Spark's sizing (UnifiedMemoryManager.getMaxMemory, MemoryManager's page size) to
-// a validated Config.
-func (c Config) size() (sizing, error) {
-	system, err := c.systemMemory()
-	if err != nil {
-		return sizing{}, err
-	}
-	reserved := c.reserved()
-	minSystem := int64(math.Ceil(float64(reserved) * 1.5))
-	if system < minSystem {
-		e := &InsufficientMemoryError{Class: "INVALID_DRIVER_MEMORY.SYSTEM_MEMORY", Field: "SystemMemory", Memory: system, Minimum: minSystem}
-		if c.ExecutorMemory > 0 {
-			e.Class = "INVALID_EXECUTOR_MEMORY.SYSTEM_MEMORY"
-		}
-		return sizing{}, e
-	}
-	if c.ExecutorMemory > 0 && c.ExecutorMemory < minSystem {
-		return sizing{}, &InsufficientMemoryError{Class: "INVALID_EXECUTOR_MEMORY.CONFIG_MEMORY", Field: "ExecutorMemory", Memory: c.ExecutorMemory, Minimum: minSystem}
-	}
+// size applies UnifiedMemoryManager.apply (with Config.Budget's shortcut) to a validated Config,
+// reading the system memory and machine limit from env.
+func (c Config) size(env environment) (sizing, error) {
 	var s sizing
-	s.maxHeap = scale(system-reserved, c.fraction())
+	if c.Budget > 0 {
+		s.source, s.system, s.maxHeap = SourceBudget, c.Budget, c.Budget
+	} else {
+		s.source, s.system = SourceSystemMemory, c.SystemMemory
+		if s.system == 0 {
+			var err error
+			if s.system, s.source, err = env.systemMemory(); err != nil {
+				return sizing{}, err
+			}
+		}
+		reserved := c.reserved()
+		minSystem := int64(math.Ceil(float64(reserved) * 1.5))
+		if s.system < minSystem {
+			e := &InsufficientMemoryError{Class: "INVALID_DRIVER_MEMORY.SYSTEM_MEMORY", Field: "SystemMemory",
+				Source: s.source, Memory: s.system, Minimum: minSystem, Reserved: reserved}
+			if c.ExecutorMemory > 0 {
+				e.Class = "INVALID_EXECUTOR_MEMORY.SYSTEM_MEMORY"
+			}
+			return sizing{}, e
+		}
+		if c.ExecutorMemory > 0 && c.ExecutorMemory < minSystem {
+			return sizing{}, &InsufficientMemoryError{Class: "INVALID_EXECUTOR_MEMORY.CONFIG_MEMORY", Field: "ExecutorMemory",
+				Source: SourceSystemMemory, Memory: c.ExecutorMemory, Minimum: minSystem, Reserved: reserved}
+		}
+		s.maxHeap = scale(s.system-reserved, c.fraction())
+	}
 	s.heapRegion = scale(s.maxHeap, c.storageFraction())
 	s.maxOffHeap = c.OffHeapSize
 	s.offHeapRegion = scale(s.maxOffHeap, c.storageFraction())
-	return s, nil
+	s.allowance = c.NonSpillwayAllowance
+	if s.allowance == 0 {
+		if c.Budget > 0 || c.SetGoMemoryLimit {
+			s.allowance = satAdd(DefaultNonSpillwayBase, s.maxHeap/4)
+		} else {
+			s.allowance = max(0, s.system-s.maxHeap)
+		}
+	}
+	return s, c.checkLimits(env, &s)
+}
+
+// checkLimits checks a Budget against the memory the process may use and derives the Go memory
+// limit of SetGoMemoryLimit, checking it against the machine limit.
+func (c Config) checkLimits(env environment, s *sizing) error {
+	if !c.SetGoMemoryLimit {
+		if c.Budget == 0 {
+			return nil
+		}
+		limit, source, err := env.systemMemory()
+		if err != nil {
+			return err
+		}
+		if c.Budget > limit {
+			return fmt.Errorf("memory: Config.Budget %s (%d bytes) exceeds %s, %s (%d bytes)",
+				ibytes(c.Budget), c.Budget, source, ibytes(limit), limit)
+		}
+		return nil
+	}
+	region := "Config.Budget"
+	if c.Budget == 0 {
+		region = fmt.Sprintf("the unified region sized from %s", s.source)
+	}
+	s.goLimit = satAdd(s.maxHeap, s.allowance)
+	if s.goLimit < MinGoMemoryLimit {
+		return fmt.Errorf("memory: Config.SetGoMemoryLimit: the Go memory limit %s (%s %s + Config.NonSpillwayAllowance %s) is below the minimum %s (MinGoMemoryLimit); raise Config.NonSpillwayAllowance",
+			ibytes(s.goLimit), region, ibytes(s.maxHeap), ibytes(s.allowance), ibytes(MinGoMemoryLimit))
+	}
+	machine, source, err := env.machineLimit()
+	if err != nil {
+		return err
+	}
+	if need := satAdd(s.goLimit, s.maxOffHeap); need > machine {
+		return fmt.Errorf("memory: Config.SetGoMemoryLimit: %s %s + Config.NonSpillwayAllowance %s + Config.OffHeapSize %s = %s exceeds %s, %s (%d bytes)",
+			region, ibytes(s.maxHeap), ibytes(s.allowance), ibytes(s.maxOffHeap), ibytes(need), source, ibytes(machine), machine)
+	}
+	return nil
+}
+
+// satAdd adds two non-negative sizes, saturating at math.MaxInt64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // scale is Scala's (x * f).toLong for f in [0, 1]: truncation, saturating at math.MaxInt64

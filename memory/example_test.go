@@ -75,9 +75,7 @@ func (b *buffer) Spill(_ int64, trigger memory.Consumer) (int64, error) {
 // Two consumers of one task share its memory: when the second cannot get enough, the task
 // manager asks the first to spill.
 func ExampleTaskManager() {
-	m, err := memory.NewUnifiedManager(memory.Config{
-		SystemMemory: 64 << 20, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
-	})
+	m, err := memory.NewUnifiedManager(memory.Config{Budget: 64 << 20})
 	if err != nil {
 		panic(err)
 	}
@@ -104,4 +102,25 @@ func ExampleTaskManager() {
 	// sorter holds 0 B aggregator holds 32 MiB
 	// peak 48 MiB
 	// leaked: 0
+}
+
+// "This many bytes for Spillway": Budget is the unified region itself, and SetGoMemoryLimit
+// sets the Go memory limit to it plus an allowance for the rest of the process, so the
+// collector keeps the process near the budget; Close restores the previous limit.
+func ExampleConfig_budget() {
+	m, err := memory.NewUnifiedManager(memory.Config{Budget: 64 << 20, SetGoMemoryLimit: true})
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	s := m.Sizing()
+	fmt.Println("sized from:", s.Source)
+	fmt.Println("unified region:", size(s.OnHeap), "allowance:", size(s.NonSpillwayAllowance), "Go memory limit:", size(s.GoMemoryLimit))
+
+	_, err = memory.NewUnifiedManager(memory.Config{SystemMemory: 16 << 20})
+	fmt.Println(err)
+	// Output:
+	// sized from: Config.Budget
+	// unified region: 64 MiB allowance: 48 MiB Go memory limit: 112 MiB
+	// memory: INVALID_DRIVER_MEMORY.SYSTEM_MEMORY: Config.SystemMemory 16 MiB (16777216 bytes) must be at least 450 MiB (471859200 bytes, 1.5 × Config.ReservedMemory 300 MiB); for a plain budget set Config.Budget alone, or set Config.ReservedMemory to NoReservedMemory
 }

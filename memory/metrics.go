@@ -18,6 +18,9 @@ type PoolMetrics struct {
 	StorageUsed     int64
 	// Tasks is each active task's execution memory in this mode (ExecutionMemoryPool.memoryForTask).
 	Tasks map[TaskID]int64
+	// Unmanaged is the unmanaged memory of this mode found by the last poll, which execution
+	// and storage cannot get (UnifiedManager.Unmanaged).
+	Unmanaged int64
 }
 
 // Metrics is a value snapshot of a UnifiedManager (Spark exposes the same numbers through
@@ -49,7 +52,8 @@ func (m *UnifiedManager) Metrics() Metrics {
 			Max: m.max[mode], StorageRegion: m.region[mode],
 			ExecutionPoolSize: e.size, ExecutionUsed: e.used,
 			StoragePoolSize: st.size, StorageUsed: st.used,
-			Tasks: maps.Clone(e.tasks),
+			Tasks:     maps.Clone(e.tasks),
+			Unmanaged: m.unmanaged.used(mode),
 		}
 	}
 	s.Waiting = m.mon.waiting

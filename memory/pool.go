@@ -8,9 +8,9 @@ import (
 )
 
 // monitor is the single lock shared by all four pools of a UnifiedManager together with Java's
-// wait/notifyAll (Spark's pools synchronize on the memory manager): a "generation channel" that notifyLocked closes, so a waiter can
-// also select on ctx.Done(). The channel is created only when somebody waits, so the uncontended
-// path never allocates.
+// wait/notifyAll (memory/MemoryPool.scala): a "generation channel" that notifyLocked closes, so a
+// waiter can also select on ctx.Done(). The channel is created only when somebody waits, so the
+// uncontended path never allocates.
 type monitor struct {
 	mu      sync.Mutex
 	gen     chan struct{}     // closed by notifyLocked; nil while nobody waits
@@ -79,9 +79,10 @@ func newExecutionPool(mon *monitor, mode Mode, log *zap.Logger) *executionPool {
 
 func (p *executionPool) free() int64 { return p.size - p.used }
 
-// acquireLocked is ExecutionMemoryPool.acquireMemory for n > 0 bytes: it grants
-// at most enough to keep the task within 1/N of maxSize and waits while the task cannot reach 1/2N
-// of the current pool size. Cancellation returns ctx.Err() and keeps what the task already held.
+// acquireLocked is ExecutionMemoryPool.acquireMemory (memory/ExecutionMemoryPool.scala) for n > 0
+// bytes: it grants at most enough to keep the task within 1/N of maxSize and waits while the task
+// cannot reach 1/2N of the current pool size (less unmanaged memory). Cancellation returns
+// ctx.Err() and keeps what the task already held.
 func (p *executionPool) acquireLocked(ctx context.Context, n int64, task TaskID) (int64, error) {
 	// The entry of a new task is written only when it waits or is granted, so the common path
 	// costs one map lookup and one assignment; peers cannot look before the lock is released.
@@ -98,8 +99,12 @@ func (p *executionPool) acquireLocked(ctx context.Context, n int64, task TaskID)
 		if !registered {
 			active++
 		}
-		maxPerTask := p.maxSize() / active
-		minPerTask := p.size / (2 * active)
+		// The 1/2N floor a task may wait for is of the pool less unmanaged memory (maxPool is
+		// smaller than the pool only then): nothing wakes a task waiting for memory that an
+		// unmanaged consumer holds.
+		maxPool := p.maxSize()
+		maxPerTask := maxPool / active
+		minPerTask := min(p.size, maxPool) / (2 * active)
 		toGrant := min(n, max(0, maxPerTask-cur), p.free())
 		if toGrant >= n || cur+toGrant >= minPerTask {
 			p.tasks[task] = cur + toGrant
@@ -158,7 +163,7 @@ func (p *executionPool) releaseLocked(n int64, task TaskID) int64 {
 	return n
 }
 
-// releaseAllLocked is ExecutionMemoryPool.releaseAllMemoryForTask.
+// releaseAllLocked is releaseAllMemoryForTask.
 func (p *executionPool) releaseAllLocked(task TaskID) int64 {
 	return p.releaseLocked(p.tasks[task], task)
 }

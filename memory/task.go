@@ -346,6 +346,10 @@ func (t *TaskManager) UsageReport() string {
 	fmt.Fprintf(&b, "%s of memory were used by task %d but are not associated with specific consumers\n", ibytes(task-sum), t.id)
 	fmt.Fprintf(&b, "%s of memory are used for execution and %s of memory are used for storage",
 		ibytes(t.m.ExecutionUsed()), ibytes(t.m.StorageUsed()))
+	if u := t.m.Unmanaged(); u.OnHeap > 0 || u.OffHeap > 0 {
+		fmt.Fprintf(&b, "\n%s on-heap (%s of it the live Go heap beyond the allowance) and %s off-heap are held by unmanaged memory outside Spillway",
+			ibytes(u.OnHeap), ibytes(u.GoHeap), ibytes(u.OffHeap))
+	}
 	return b.String()
 }
 

@@ -43,16 +43,27 @@ type UnifiedManager struct {
 	evictedBytes int64 // guarded by mon.mu
 	spills       atomic.Int64
 	spilledBytes atomic.Int64
+
+	sizing    Sizing
+	unmanaged unmanagedTracker
+	heapHigh  int64 // on-heap grants at their highest since the Go heap source last looked, guarded by mon.mu
+	goLimit   goLimit
 }
 
 // NewUnifiedManager sizes a manager from cfg (UnifiedMemoryManager.apply). It returns cfg's
 // validation error, or an *InsufficientMemoryError (errors.Is ErrInsufficientMemory) when the
 // system or executor memory is below 1.5 × the reserved memory.
+//
+// With Config.SetGoMemoryLimit it sets the Go memory limit; Close restores it.
 func NewUnifiedManager(cfg Config) (*UnifiedManager, error) {
+	return newUnifiedManager(cfg, hostEnvironment())
+}
+
+func newUnifiedManager(cfg Config, env environment) (*UnifiedManager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := cfg.size()
+	s, err := cfg.size(env)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +79,10 @@ func NewUnifiedManager(cfg Config) (*UnifiedManager, error) {
 		ep := newExecutionPool(&m.mon, mode, log)
 		ep.size = m.max[mode] - m.region[mode]
 		ep.grow = func(extra int64) error { return m.growExecutionLocked(mode, extra) }
-		ep.maxSize = func() int64 { return m.max[mode] - min(m.storage[mode].used, m.region[mode]) }
+		// computeMaxExecutionPoolSize, less unmanaged memory (SPARK-53001).
+		ep.maxSize = func() int64 {
+			return max(0, m.max[mode]-min(m.storage[mode].used, m.region[mode])-m.unmanaged.used(mode))
+		}
 		m.exec[mode] = ep
 		m.storage[mode] = &storagePool{name: mode.String() + " storage", size: m.region[mode], log: log}
 	}
@@ -80,7 +94,18 @@ func NewUnifiedManager(cfg Config) (*UnifiedManager, error) {
 	if m.pageSize == 0 {
 		m.pageSize = defaultPageSize(m.exec[m.tungsten].size, cfg.numCores())
 	}
+	m.sizing = Sizing{Source: s.source, SystemMemory: s.system, OnHeap: s.maxHeap, NonSpillwayAllowance: s.allowance}
+	if err := m.initUnmanaged(cfg, s, env); err != nil {
+		return nil, err
+	}
+	if s.goLimit > 0 {
+		m.goLimit.set(env.setGoLimit, s.goLimit)
+		m.sizing.GoMemoryLimit = s.goLimit
+	}
 	log.Debug("unified memory manager sized",
+		zap.Stringer("source", s.source),
+		zap.String("systemMemory", humanize.IBytes(uint64(s.system))),
+		zap.String("goMemoryLimit", humanize.IBytes(uint64(s.goLimit))),
 		zap.String("onHeap", humanize.IBytes(uint64(s.maxHeap))),
 		zap.String("onHeapStorageRegion", humanize.IBytes(uint64(s.heapRegion))),
 		zap.String("offHeap", humanize.IBytes(uint64(s.maxOffHeap))),
@@ -116,13 +141,16 @@ func (m *UnifiedManager) AcquireExecution(ctx context.Context, n int64, task Tas
 	if n == 0 {
 		return 0, nil
 	}
+	m.unmanaged.maybePoll()
 	m.mon.mu.Lock()
 	defer m.mon.mu.Unlock()
 	m.checkInvariantsLocked(mode)
-	return m.exec[mode].acquireLocked(ctx, n, task)
+	got, err := m.exec[mode].acquireLocked(ctx, n, task)
+	m.noteHeapLocked(mode)
+	return got, err
 }
 
-// growExecutionLocked is UnifiedMemoryManager's maybeGrowExecutionPool: take free storage memory, and evict
+// growExecutionLocked is maybeGrowExecutionPool: take free storage memory, and evict
 // cached blocks while the storage pool is larger than its protected region.
 func (m *UnifiedManager) growExecutionLocked(mode Mode, extra int64) error {
 	if extra <= 0 {
@@ -197,6 +225,7 @@ func (m *UnifiedManager) ReleaseAllExecutionForTask(task TaskID) int64 {
 func (m *UnifiedManager) AcquireStorage(block Block, n int64, mode Mode) (bool, error) {
 	checkSize("AcquireStorage", n)
 	mode.check()
+	m.unmanaged.maybePoll()
 	m.mon.mu.Lock()
 	defer m.mon.mu.Unlock()
 	m.checkInvariantsLocked(mode)
@@ -210,10 +239,11 @@ func (m *UnifiedManager) AcquireUnroll(block Block, n int64, mode Mode) (bool, e
 
 func (m *UnifiedManager) acquireStorageLocked(block Block, n int64, mode Mode) (bool, error) {
 	sp, ep := m.storage[mode], m.exec[mode]
-	if limit := m.max[mode] - ep.used; n > limit {
+	unmanaged := m.unmanaged.used(mode)
+	if limit := max(0, m.max[mode]-ep.used-unmanaged); n > limit {
 		m.log.Info("Will not store block: the required space exceeds the memory limit",
 			zap.String("block", blockName(block)), zap.String("bytes", humanize.IBytes(uint64(n))),
-			zap.String("limit", humanize.IBytes(uint64(limit))))
+			zap.String("limit", humanize.IBytes(uint64(limit))), zap.String("unmanaged", ibytes(unmanaged)))
 		return false, nil
 	}
 	var borrowed int64
@@ -231,6 +261,7 @@ func (m *UnifiedManager) acquireStorageLocked(block Block, n int64, mode Mode) (
 		return false, nil
 	}
 	sp.used += n
+	m.noteHeapLocked(mode)
 	return true, nil
 }
 
@@ -266,6 +297,7 @@ func (m *UnifiedManager) TransferUnrollToStorage(block Block, unroll, size int64
 	checkSize("TransferUnrollToStorage unroll", unroll)
 	checkSize("TransferUnrollToStorage size", size)
 	mode.check()
+	m.unmanaged.maybePoll()
 	m.mon.mu.Lock()
 	defer m.mon.mu.Unlock()
 	m.checkInvariantsLocked(mode)

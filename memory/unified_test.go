@@ -203,7 +203,7 @@ func TestUMM06To08SmallHeap(t *testing.T) {
 			require.ErrorIs(t, err, ErrInsufficientMemory)
 			var ime *InsufficientMemoryError
 			require.ErrorAs(t, err, &ime)
-			require.Equal(t, &InsufficientMemoryError{Class: tc.class, Field: tc.field, Memory: tc.mem, Minimum: 460800}, ime)
+			require.Equal(t, &InsufficientMemoryError{Class: tc.class, Field: tc.field, Source: SourceSystemMemory, Memory: tc.mem, Minimum: 460800, Reserved: 307200}, ime)
 			require.Contains(t, err.Error(), "450 KiB")
 		})
 	}
@@ -345,8 +345,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // Defaults: 300 MiB reserved, fraction 0.6, storage fraction 0.5, off-heap disabled, and Spark's
-// default page size (UnifiedMemoryManager.getMaxMemory and MemoryManager.defaultPageSizeBytes:
-// 1 GiB heap -> about 434 MiB unified, 217 MiB storage region).
+// default page size (MemoryManager.defaultPageSizeBytes, UnifiedMemoryManager.apply: 1 GiB heap -> about 434 MiB unified, 217 MiB storage region).
 func TestConfigDefaults(t *testing.T) {
 	m, err := NewUnifiedManager(Config{SystemMemory: 1 << 30, NumCores: 4})
 	require.NoError(t, err)

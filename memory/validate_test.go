@@ -24,6 +24,10 @@ func TestValidateReportsEveryField(t *testing.T) {
 			"ExecutorMemory -4", "NumCores -5", "PageSize -6", "Accounting 2",
 		}},
 		{"off-heap without a size", Config{OffHeapEnabled: true}.Validate(), []string{"OffHeapSize must be > 0"}},
+		{"Budget and the newer fields", Config{Budget: -1, NonSpillwayAllowance: -2, UnmanagedPollInterval: -3}.Validate(),
+			[]string{"Budget -1", "NonSpillwayAllowance -2", "UnmanagedPollInterval -3ns"}},
+		{"Budget with a field it replaces", Config{Budget: 64 << 20, Fraction: 0.5, NumCores: -1}.Validate(),
+			[]string{"cannot be combined with Config.Fraction (0.5)", "NumCores -1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.want == nil {

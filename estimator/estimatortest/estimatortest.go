@@ -231,7 +231,131 @@ func Shapes() []Shape {
 				Ptrs chan *T
 			}{make(chan int64, 100_000), make(chan *T, 100_000)}
 		}},
+		// Sub-slices and substrings reached through interior pointers into a few shared
+		// backing arrays: each array is one heap object however many elements point into it,
+		// at whatever offsets.
+		{Name: "sub-slices of 10 64KiB bufs 50k", Sampled: true, Build: func() any {
+			return subslices(50_000, 10, 64<<10, func(i int) int { return i % 10 }, false)
+		}},
+		{Name: "sub-slices of 10 64KiB bufs 400", Build: func() any {
+			return subslices(400, 10, 64<<10, func(i int) int { return i % 10 }, false)
+		}},
+		{Name: "clipped sub-slices 4KiB bufs 20k", Sampled: true, Build: func() any {
+			rng := rand.New(rand.NewPCG(5, 6))
+			return subslices(20_000, 4, 4<<10, func(int) int { return rng.IntN(4) }, true)
+		}},
+		{Name: "clipped sub-slices 1MiB buf 100k", Sampled: true, Build: func() any {
+			return subslices(100_000, 1, 1<<20, func(int) int { return 0 }, true)
+		}},
+		{Name: "substrings of 8 64KiB strings 50k", Sampled: true, Build: func() any {
+			rng := rand.New(rand.NewPCG(7, 8))
+			texts := make([]string, 8)
+			for i := range texts {
+				texts[i] = strings.Repeat(strconv.Itoa(i), 64<<10)
+			}
+			s := make([]string, 50_000)
+			for i := range s {
+				off, n := rng.IntN(64<<10-100), 1+rng.IntN(100)
+				s[i] = texts[rng.IntN(len(texts))][off : off+n]
+			}
+			return s
+		}},
+		{Name: "records into a 256KiB buf 30k", Sampled: true, Build: func() any {
+			// Parsed records: each its own struct, its fields sub-slices and substrings of
+			// one shared read buffer at increasing offsets.
+			buf := make([]byte, 256<<10)
+			text := string(buf)
+			type record struct {
+				Key []byte
+				Val string
+				N   int64
+			}
+			s := make([]*record, 30_000)
+			for i := range s {
+				off := i * 8
+				s[i] = &record{Key: buf[off : off+4 : off+4], Val: text[off+4 : off+8], N: int64(i)}
+			}
+			return s
+		}},
+		{Name: "sub-slices of 32 consecutive bufs 100k", Sampled: true, Build: func() any {
+			// Records parsed in order from a stream: consecutive elements share a buffer.
+			return subslices(100_000, 32, 64<<10, func(i int) int { return i / 3125 }, false)
+		}},
+		{Name: "records into 20 consecutive bufs 50k", Sampled: true, Build: func() any {
+			type record struct {
+				Key []byte
+				Val string
+			}
+			bufs := make([][]byte, 20)
+			texts := make([]string, len(bufs))
+			for i := range bufs {
+				bufs[i] = make([]byte, 16<<10)
+				texts[i] = strings.Repeat("v", 16<<10)
+			}
+			s := make([]*record, 50_000)
+			for i := range s {
+				b, off := i/2500, i%2500*6
+				s[i] = &record{Key: bufs[b][off : off+16], Val: texts[b][off : off+48]}
+			}
+			return s
+		}},
+		// Buffered channels hold their elements in the buffer: what those reference counts.
+		{Name: "chan *T 10k full", Sampled: true, Build: func() any {
+			c := make(chan *T, 10_000)
+			for i := range cap(c) {
+				c <- newT(i)
+			}
+			return c
+		}},
+		{Name: "chan T 5k of 8k, wrapped", Sampled: true, Build: func() any {
+			c := make(chan T, 8_000)
+			for i := range 6_000 {
+				c <- *newT(i)
+			}
+			for range 4_000 {
+				<-c // the ring's start moves on; the received values' strings become garbage
+			}
+			for i := range 3_000 {
+				c <- *newT(i)
+			}
+			return c
+		}},
+		{Name: "chan string 300 of 1000", Build: func() any {
+			c := make(chan string, 1_000)
+			for i := range 300 {
+				c <- strings.Repeat("s", 20+i%50)
+			}
+			return c
+		}},
+		{Name: "chan []int64 2k of 4k", Sampled: true, Build: func() any {
+			c := make(chan []int64, 4_000)
+			for i := range 2_000 {
+				c <- make([]int64, 1+i%30)
+			}
+			return c
+		}},
 	}
+}
+
+// subslices returns n sub-slices of 32 to 95 bytes into bufs shared buffers of size bytes, at
+// offsets spread over the buffers; element i points into buffer pick(i). If clip, each
+// sub-slice's capacity ends with it (s[a:b:b]), so no two elements' ranges overlap.
+func subslices(n, bufs, size int, pick func(i int) int, clip bool) [][]byte {
+	b := make([][]byte, bufs)
+	for i := range b {
+		b[i] = make([]byte, size)
+	}
+	s := make([][]byte, n)
+	for i := range s {
+		l := 32 + i%64
+		off := (i * 7919) % (size - l)
+		if clip {
+			s[i] = b[pick(i)][off : off+l : off+l]
+		} else {
+			s[i] = b[pick(i)][off : off+l]
+		}
+	}
+	return s
 }
 
 // HeapGrowth builds a value and returns it with the growth of the live heap it caused: the

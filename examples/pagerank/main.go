@@ -41,6 +41,7 @@ import (
 	"github.com/spillway/spillway/internal/jobs/executor"
 	"github.com/spillway/spillway/internal/jobs/graphgen"
 	"github.com/spillway/spillway/internal/jobs/pagerank"
+	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/storage"
 )
@@ -68,6 +69,9 @@ type options struct {
 	verbose    bool
 	cpuprofile string
 	memprofile string
+	goLimit    bool   // memory.Config.SetGoMemoryLimit
+	feedback   bool   // memory.Config.GoHeapFeedback
+	allowance  string // memory.Config.NonSpillwayAllowance
 }
 
 func parseFlags(args []string) (options, error) {
@@ -87,6 +91,9 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "log spills and evictions")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the run to this file")
+	fs.BoolVar(&o.goLimit, "go-limit", false, "set the Go memory limit to the budget plus -allowance (memory.Config.SetGoMemoryLimit)")
+	fs.BoolVar(&o.feedback, "heap-feedback", false, "count the live heap beyond the budget and -allowance as unmanaged memory (memory.Config.GoHeapFeedback)")
+	fs.StringVar(&o.allowance, "allowance", "0", "memory.Config.NonSpillwayAllowance for -go-limit and -heap-feedback (0: 32 MiB + budget/4)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -160,7 +167,13 @@ func run(args []string) error {
 		}
 		defer func() { _ = logger.Sync() }()
 	}
-	ex, err := executor.New(executor.Config{Budget: budget, Cores: o.cores, Logger: logger})
+	allowance, err := humanize.ParseBytes(o.allowance)
+	if err != nil {
+		return fmt.Errorf("-allowance: %w", err)
+	}
+	ex, err := executor.New(executor.Config{Budget: budget, Cores: o.cores, Logger: logger, Memory: func(c *memory.Config) {
+		c.SetGoMemoryLimit, c.GoHeapFeedback, c.NonSpillwayAllowance = o.goLimit, o.feedback, int64(allowance)
+	}})
 	if err != nil {
 		return err
 	}
@@ -185,6 +198,9 @@ func run(args []string) error {
 	pool := ex.Memory.Metrics().Pools[0]
 	fmt.Printf("PageRank: %d iterations on %d cores, memory %s (unified, storage region %s), links cached %v\n",
 		o.iterations, ex.Config().Cores, size(pool.Max), size(pool.StorageRegion), level)
+	if sz := ex.Memory.Sizing(); o.goLimit || o.feedback {
+		fmt.Printf("Go memory limit %s (set: %v), live-heap feedback %v beyond an allowance of %s\n", size(sz.GoMemoryLimit), o.goLimit, o.feedback, size(sz.NonSpillwayAllowance))
+	}
 
 	heap := memtest.Start() // the live heap at every garbage collection of the run
 	start := time.Now()
@@ -217,6 +233,9 @@ func run(args []string) error {
 	fmt.Printf("  eviction requests                %d (%s of cached blocks evicted)\n", m.EvictionsRequested, size(m.EvictedBytes))
 	fmt.Printf("  shuffle written                  %s records, %s\n", humanize.Comma(s.ShuffleRecordsWritten), size(s.ShuffleBytesWritten))
 	fmt.Printf("  %s\n", heapLine(peak, pool.Max))
+	if o.feedback {
+		fmt.Printf("  live heap beyond the allowance   %s at the end (unmanaged)\n", size(ex.Memory.Unmanaged().GoHeap))
+	}
 
 	if o.check {
 		edges := cfg.Edges

@@ -43,6 +43,9 @@ type Config struct {
 	Accounting memory.Accounting
 	// Logger receives every component's logs. nil means zap.NewNop().
 	Logger *zap.Logger
+	// Memory, when set, adjusts the memory manager's config before it is built
+	// (SetGoMemoryLimit, GoHeapFeedback).
+	Memory func(*memory.Config)
 }
 
 // MinBudget is the smallest memory budget an executor accepts (4 MiB): below it fixed per-task
@@ -94,10 +97,18 @@ func New(cfg Config) (_ *Executor, err error) {
 	if cfg.Budget != Unlimited {
 		mcfg.SystemMemory, mcfg.ReservedMemory, mcfg.Fraction = cfg.Budget, memory.NoReservedMemory, 1
 	}
+	if cfg.Memory != nil {
+		cfg.Memory(&mcfg)
+	}
 	mm, err := memory.NewUnifiedManager(mcfg)
 	if err != nil {
 		return nil, fmt.Errorf("executor: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, mm.Close())
+		}
+	}()
 	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: cfg.Dirs, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("executor: %w", err)
@@ -139,7 +150,7 @@ func (e *Executor) Config() Config { return e.cfg }
 // Close deletes every shuffle output, cached block and local directory. The memory manager
 // needs no closing; what it still accounts is the caller's to check (Executor.Leaks).
 func (e *Executor) Close() error {
-	return errors.Join(e.Runner.Close(), e.Blocks.Close(), e.Disk.Close())
+	return errors.Join(e.Runner.Close(), e.Blocks.Close(), e.Disk.Close(), e.Memory.Close())
 }
 
 // ShuffleConfig is the shuffle configuration an executor with budget and cores gives its tasks:

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+)
+
+// runSpillway runs the work on Spillway's public API: one task of a UnifiedManager whose whole
+// unified region is the budget (strict accounting, no reserved memory), spilling into a
+// DiskBlockManager under the run's directory with the default spill settings (S2-compressed).
+func runSpillway(ctx context.Context, w kind, p params) (_ outcome, err error) {
+	mm, err := memory.NewUnifiedManager(memory.Config{
+		SystemMemory: p.Budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1,
+	})
+	if err != nil {
+		return outcome{}, err
+	}
+	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{p.Dir}})
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, disk.Close()) }()
+	scope := disk.NewScope()
+	defer func() { err = errors.Join(err, scope.Close()) }()
+	tm := memory.NewTaskManager(mm, 1, memory.TaskConfig{})
+	defer func() {
+		if leaked := tm.Close(); leaked != 0 {
+			err = errors.Join(err, fmt.Errorf("spillway: the task leaked %d bytes", leaked))
+		}
+	}()
+	switch w {
+	case aggInt:
+		return spillwayAgg(ctx, tm, scope, storage.VarintCodec[int64]{}, p,
+			func(_ []byte, k int64) int64 { return k }, func(k int64) uint64 { return uint64(k) })
+	case aggStr:
+		return spillwayAgg(ctx, tm, scope, storage.StringCodec{}, p,
+			func(b []byte, k int64) string { return string(appendStrKey(b[:0], k)) }, strID[string])
+	default:
+		return spillwaySort(ctx, tm, scope, p)
+	}
+}
+
+// sum is reduceByKey(_ + _).
+func sum[K comparable]() collection.Aggregator[K, int64, int64] {
+	return collection.Aggregator[K, int64, int64]{
+		CreateCombiner: func(v int64) int64 { return v },
+		MergeValue:     func(c, v int64) int64 { return c + v },
+		MergeCombiners: func(a, b int64) int64 { return a + b },
+	}
+}
+
+func spillwayAgg[K comparable](ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, codec storage.Codec[K], p params,
+	key func(buf []byte, k int64) K, id func(K) uint64) (_ outcome, err error) {
+	m, err := collection.NewExternalAppendOnlyMap(tm, scope, sum[K](), codec, storage.VarintCodec[int64]{}, collection.ExternalMapConfig[K]{})
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, m.Close()) }()
+	buf := make([]byte, 0, 32)
+	for i := range p.Records {
+		if err := m.Insert(ctx, key(buf, aggKey(i, p.Keys)), aggValue(i)); err != nil {
+			return outcome{}, err
+		}
+	}
+	it, err := m.IteratorContext(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	var c check
+	for it.Next() {
+		kv := it.Value()
+		c.add(id(kv.Key), kv.Value)
+	}
+	met := m.Metrics()
+	return outcome{Check: c, Spills: met.Spills + met.ForcedSpills}, it.Err()
+}
+
+// pairGen generates the sort's input as the Iterator ExternalSorter.InsertAll takes.
+type pairGen struct {
+	i, n int64
+	cur  collection.Pair[int64, int64]
+}
+
+func (g *pairGen) Next() bool {
+	if g.i >= g.n {
+		return false
+	}
+	g.cur = collection.Pair[int64, int64]{Key: sortKey(g.i), Value: g.i}
+	g.i++
+	return true
+}
+func (g *pairGen) Value() collection.Pair[int64, int64] { return g.cur }
+func (g *pairGen) Err() error                           { return nil }
+func (g *pairGen) Close() error                         { return nil }
+
+func spillwaySort(ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, p params) (_ outcome, err error) {
+	s, err := collection.NewExternalSorter(tm, scope, collection.SorterConfig[int64, int64, int64]{
+		Ordering: cmp.Compare[int64], KeyCodec: storage.VarintCodec[int64]{}, ValueCodec: storage.VarintCodec[int64]{},
+	})
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, s.Close()) }()
+	if err := s.InsertAll(ctx, &pairGen{n: p.Records}); err != nil {
+		return outcome{}, err
+	}
+	it, err := s.Iterator(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	var c sortCheck
+	for it.Next() {
+		kv := it.Value()
+		if err := c.add(kv.Key, kv.Value); err != nil {
+			return outcome{}, err
+		}
+	}
+	met := s.Metrics()
+	return outcome{Check: c.check, Spills: met.Spills + met.ForcedSpills}, it.Err()
+}

@@ -498,9 +498,9 @@ func TestExternalMapArgs(t *testing.T) {
 	require.ErrorContains(t, err, "BatchSize -1")
 }
 
-// TestHashMergeRandom checks the map's merge by hash (Spark's ExternalIterator) against a built-in map: 1 to 20
-// streams of slots sorted by hash, each holding a key at most once, with few distinct hashes so
-// that keys collide within and across streams, give every key once with the sum of its values.
+// TestHashMergeRandom checks the map's merge by hash (Spark's ExternalIterator) against a
+// built-in map: 1 to 20 streams of slots sorted by hash, each holding a key at most once, with
+// few distinct hashes so that keys collide within and across streams, give every key once with the sum of its values.
 func TestHashMergeRandom(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)

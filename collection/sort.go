@@ -37,8 +37,9 @@ func (c SortConfig[T]) Validate() error {
 // spilling sorted runs into scope when memory runs short, and returns them in Compare's order.
 // It is an ExternalSorter keyed by the record itself (so T must be comparable) with an empty
 // value, so its memory and spilling behave the same (Spark's sortBy runs the same sorter on the
-// reduce side). It reads and closes records, then returns an iterator that owns the sorter: close it, also after an error or an
-// early stop, to release the memory and delete the spill files.
+// reduce side). It reads and closes records, then returns an iterator that owns the sorter:
+// close it, also after an error or an early stop, to release the memory and delete the spill
+// files.
 //
 // It returns the configuration's errors, and the errors of InsertAll (records' error, a
 // cancelled ctx, a failed spill), with nothing left held.

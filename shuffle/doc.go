@@ -1,6 +1,7 @@
 // Package shuffle moves records between the map and reduce stages of a computation the way
-// Spark's sort-based shuffle does (core/src/main/scala/org/apache/spark/shuffle/sort/), on top of the memory, storage and
-// collection packages, and runs the stages' tasks with a small local runner.
+// Spark's sort-based shuffle does (core/src/main/scala/org/apache/spark/shuffle/sort/), on top
+// of the memory, storage and collection packages, and runs the stages' tasks with a small local
+// runner.
 //
 // # Start here by task
 //

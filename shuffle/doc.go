@@ -21,6 +21,8 @@
 //	Aggregator                    Aggregator (an alias of collection.Aggregator)
 //	Writer, NewWriter             ShuffleWriter, SortShuffleManager.getWriter
 //	SortWriter                    SortShuffleWriter
+//	SerializedWriter              UnsafeShuffleWriter (over ShuffleExternalSorter,
+//	                              ShuffleInMemorySorter and PackedRecordPointer)
 //	BypassMergeWriter             BypassMergeSortShuffleWriter
 //	MapStatus, MapOutputRegistry  MapStatus, MapOutputTracker(Master)
 //	Reader, NewReader             BlockStoreShuffleReader + ShuffleBlockFetcherIterator
@@ -35,9 +37,12 @@
 // batches), plus an index file of numPartitions+1 big-endian offsets (Spark's format). NewWriter
 // picks the writer as Spark does: without map-side combine and with at most
 // Config.BypassMergeThreshold (200) partitions the BypassMergeWriter (a temporary file per
-// partition, concatenated); otherwise the SortWriter, an ExternalSorter that combines values
-// only with map-side combine (then it also orders keys by the KeyOrdering) and otherwise just
-// groups records by partition. The outputs' sizes are registered, per partition, in the
+// partition, concatenated); otherwise, without map-side combine and with at most
+// MaxSerializedPartitions (2^24) partitions, the SerializedWriter, which copies each encoded
+// record into pages of the task's memory, sorts 8-byte packed pointers to them by partition
+// with a radix sort, and merges its spill files by concatenating their partitions' segments;
+// otherwise the SortWriter, an ExternalSorter that combines values with map-side combine (and
+// then orders keys by the KeyOrdering). The outputs' sizes are registered, per partition, in the
 // Runner's MapOutputRegistry; from then on the registry owns the files.
 //
 // # Reduce side
@@ -74,6 +79,12 @@
 //     concatenation buffer, acquired before the first record. When the task grants less, the
 //     batches are halved down to 4 KiB; when even those do not fit, the map output is written by
 //     a SortWriter instead (Spark has no such fallback) and an Info log says so.
+//   - SerializedWriter ("shuffle N serialized writer output (map M)"): its one record writer
+//     (a spill file's, then the data file's) and the merge's 32 KiB copy buffer, acquired
+//     before the first record, as the SortWriter's below. Its pages and pointer array
+//     ("shuffle N serialized sorter (map M)") are exact: the bytes the task holds for its
+//     records are those of the pages, in the task's Tungsten mode (off the Go heap with
+//     memory.Config.OffHeapEnabled), plus 8 bytes per record and as much scratch for the sort.
 //   - SortWriter ("shuffle N sort writer output (map M)"): the data file's record writer,
 //     acquired before the sorter is filled. Its batches, and so the sorter's spill batches, are
 //     at most 64 KiB (halved down to 4 KiB when memory is short); when even that does not fit,
@@ -107,10 +118,14 @@
 //
 // # Differences from Spark
 //
-//   - There is no serialized shuffle (Spark's UnsafeShuffleWriter over ShuffleExternalSorter,
-//     chosen for relocatable serializers): records are Go values, and their codecs give no
-//     guarantee that serialized records can be reordered as bytes. Shuffles Spark would write
-//     with it are written by the SortWriter.
+//   - The serialized shuffle's condition on the serializer (supportsRelocationOfSerializedObjects)
+//     always holds: a storage.Codec encodes every value on its own, so any shuffle without
+//     map-side combine and with more partitions than the bypass threshold is written by the
+//     SerializedWriter. Its packed record pointers panic on a partition id or offset that does not
+//     fit (Spark drops the offset's high bits silently); its pointer array, freed by a spill, is
+//     allocated again at the next insert rather than inside the spill (a Spill cannot acquire
+//     memory here); a spill file, or the data file when nothing spilled, is written in storage's
+//     record format, and a single spill file is copied into the data file rather than renamed.
 //   - One process: map outputs are local files and every fetch is a local read, so the
 //     MaxBytesInFlight bound applies to all of them (Spark bounds remote fetches and reads local
 //     blocks lazily), and a segment above MaxBlockSizeFetchToMem is read from its own file rather

@@ -18,7 +18,7 @@ import (
 
 // shuffleCase is one way of running a shuffle of (int, int64) records.
 type shuffleCase struct {
-	writer     string // "bypass", "sort" or "auto" (RunMapStage with NewWriter's choice)
+	writer     string // "bypass", "sort", "serialized" or "auto" (RunMapStage with NewWriter's choice)
 	partitions int
 	agg        bool
 	mapSide    bool
@@ -51,14 +51,17 @@ func runShuffle(t *testing.T, e *testEnv, c shuffleCase, inputs [][]collection.P
 			return collection.SliceIterator(inputs[m]), nil
 		})
 		require.NoError(t, err)
-	case "bypass", "sort":
+	case "bypass", "sort", "serialized":
 		res.writes = make([]WriteMetrics, len(inputs))
 		writeMapOutputs(t, e, dep.ShuffleID, c.partitions, inputs, func(tc *TaskContext, m int) (Writer[int, int64], error) {
 			var w Writer[int, int64]
 			var err error
-			if c.writer == "bypass" {
+			switch c.writer {
+			case "bypass":
 				w, err = NewBypassMergeWriter(tc, dep, m)
-			} else {
+			case "serialized":
+				w, err = NewSerializedWriter(tc, dep, m)
+			default:
 				w, err = NewSortWriter(tc, dep, m)
 			}
 			return &metricsWriter{Writer: w, into: &res.writes[m]}, err
@@ -159,11 +162,11 @@ func (res shuffleResult) check(t *testing.T, c shuffleCase) {
 
 func TestShuffleRoundTrip(t *testing.T) {
 	var cases []shuffleCase
-	for _, writer := range []string{"bypass", "sort", "auto"} {
+	for _, writer := range []string{"bypass", "sort", "serialized", "auto"} {
 		for _, partitions := range []int{1, 13, 230} {
 			for _, mode := range []struct{ agg, mapSide bool }{{false, false}, {true, false}, {true, true}} {
 				for _, ordered := range []bool{false, true} {
-					if writer == "bypass" && mode.mapSide {
+					if (writer == "bypass" || writer == "serialized") && mode.mapSide {
 						continue
 					}
 					cases = append(cases, shuffleCase{writer, partitions, mode.agg, mode.mapSide, ordered})
@@ -184,8 +187,11 @@ func TestShuffleRoundTrip(t *testing.T) {
 			res.check(t, c)
 			if c.writer == "auto" {
 				want := "sort"
-				if !c.mapSide && c.partitions <= DefaultBypassMergeThreshold {
+				switch {
+				case !c.mapSide && c.partitions <= DefaultBypassMergeThreshold:
 					want = "bypass-merge"
+				case !c.mapSide:
+					want = "serialized"
 				}
 				for _, w := range res.writes {
 					require.Equal(t, want, w.Writer)

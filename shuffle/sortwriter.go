@@ -12,7 +12,8 @@ import (
 // NewWriter selects and returns the writer for one map task of dep, as Spark's
 // SortShuffleManager.getWriter does: the BypassMergeWriter when there is no
 // map-side combine and the partitions are at most Config.BypassMergeThreshold, else the
-// SortWriter. Spark's third writer, the serialized UnsafeShuffleWriter, has no counterpart here.
+// SerializedWriter when canUseSerializedShuffle (no map-side combine, at most
+// MaxSerializedPartitions partitions), else the SortWriter.
 func NewWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V, C], mapIndex int) (Writer[K, V], error) {
 	if err := dep.Validate(); err != nil {
 		return nil, err
@@ -21,6 +22,9 @@ func NewWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V, C]
 	if !dep.MapSideCombine && cfg.BypassMergeThreshold != NoBypassMerge &&
 		dep.Partitioner.NumPartitions() <= cfg.BypassMergeThreshold {
 		return NewBypassMergeWriter(tc, dep, mapIndex)
+	}
+	if canUseSerializedShuffle(dep) {
+		return NewSerializedWriter(tc, dep, mapIndex)
 	}
 	return NewSortWriter(tc, dep, mapIndex)
 }

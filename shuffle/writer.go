@@ -28,7 +28,7 @@ type Writer[K comparable, V any] interface {
 // WriteMetrics is a value snapshot of a map task's shuffle write metrics, with Spark's names
 // (ShuffleWriteMetrics and the task's spill metrics).
 type WriteMetrics struct {
-	// Writer names the writer used: "sort" or "bypass-merge".
+	// Writer names the writer used: "sort", "serialized" or "bypass-merge".
 	Writer string
 	// RecordsWritten counts the records given to the writer: with map-side combine, the records
 	// before combining (Spark counts the combiners written; the sorter does not report them).

@@ -30,9 +30,10 @@ func filesIn(t testing.TB, dirs []string) []string {
 }
 
 // TestMapStageFaultLeavesNothing fails, in turn, every open, every write and every remove a map
-// stage makes (one per run, on one core so the n-th call is the same in every run), with both
-// writers: the spilling sort writer and the bypass-merge writer, whose temporary partition files
-// are deleted after the map output is complete. Every run must fail with the injected error and
+// stage makes (one per run, on one core so the n-th call is the same in every run), with the three
+// writers: the spilling sort writer (with map-side combine), the spilling serialized writer, whose
+// spill files are merged into the map output, and the bypass-merge writer, whose temporary
+// partition files are deleted after the map output is complete. Every run must fail with the injected error and
 // leave no memory, no registered shuffle and no file but the one whose removal failed: never a
 // shuffle data or index file of the failed map, nor of the maps that succeeded.
 func TestMapStageFaultLeavesNothing(t *testing.T) {
@@ -42,13 +43,13 @@ func TestMapStageFaultLeavesNothing(t *testing.T) {
 	}
 	// run runs the map stage with fsys's faults armed only while the stage runs, and returns the
 	// stage's error and the calls of op it made.
-	run := func(t *testing.T, threshold int, fsys *faultfs.FS, op faultfs.Op) (error, int64) {
+	run := func(t *testing.T, threshold int, mapSide bool, fsys *faultfs.FS, op faultfs.Op) (error, int64) {
 		e := newTestEnvFS(t, 4<<20, RunnerConfig{Cores: 1, Shuffle: Config{
 			BypassMergeThreshold: threshold,
 			// Spills forced by count, whatever the memory: a few spill files per sort writer.
 			Spill: collection.SpillConfig{BatchSize: 64, ForceSpillElements: 400},
 		}}, fsys)
-		dep := intDep(e.runner, 4, false, false, false)
+		dep := intDep(e.runner, 4, mapSide, mapSide, false)
 		before := fsys.Calls(op)
 		fsys.SetEnabled(true)
 		_, err := RunMapStage(context.Background(), e.runner, dep, len(inputs), func(_ context.Context, _ *TaskContext, m int) (collection.Iterator[collection.Pair[int, int64]], error) {
@@ -86,14 +87,15 @@ func TestMapStageFaultLeavesNothing(t *testing.T) {
 	for _, w := range []struct {
 		name      string
 		threshold int
-	}{{"sort", NoBypassMerge}, {"bypass-merge", 0}} {
+		mapSide   bool
+	}{{"sort", NoBypassMerge, true}, {"serialized", NoBypassMerge, false}, {"bypass-merge", 0, false}} {
 		for _, op := range []faultfs.Op{faultfs.OpenWrite, faultfs.OpenRead, faultfs.Write, faultfs.Remove} {
 			t.Run(w.name+"/"+op.String(), func(t *testing.T) {
-				err, calls := run(t, w.threshold, newFS(op, 0), op)
+				err, calls := run(t, w.threshold, w.mapSide, newFS(op, 0), op)
 				require.NoError(t, err)
 				t.Logf("%d calls of %v", calls, op)
 				for n := int64(1); n <= calls; n++ {
-					err, _ := run(t, w.threshold, newFS(op, n), op)
+					err, _ := run(t, w.threshold, w.mapSide, newFS(op, n), op)
 					require.ErrorIs(t, err, faultfs.ErrInjected, "%v %d of %d", op, n, calls)
 				}
 			})

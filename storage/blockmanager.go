@@ -56,8 +56,8 @@ func (c Config) Validate() error {
 // Codec[T] for every level that serializes (serialized memory levels, disk, off-heap), and
 // blocks are kept in the record file format (checksummed batches) both on disk and as
 // serialized memory bytes, so the bytes move between the two unchanged. OffHeap blocks are
-// serialized bytes charged to the off-heap storage pool, but the bytes themselves are ordinary
-// Go slices (ChunkedBuffer chunks): the accounting is off-heap, the memory is not.
+// serialized bytes charged to the off-heap storage pool and kept in off-heap pages outside the
+// Go heap (see MemoryStore.GetBytes).
 //
 // Locks: a put holds the block's write lock; readers hold a read lock until the iterator or
 // BlockBytes they got is drained or closed; EndTask releases what a finished task still holds

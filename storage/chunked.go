@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/spillway/spillway/memory"
 )
 
 // DefaultChunkSize is the chunk size used when none is given: 4 MiB.
@@ -19,6 +21,7 @@ var ErrTooLarge = errors.New("storage: buffer too large for one slice")
 type ChunkedBuffer struct {
 	chunks   [][]byte
 	size     int64
+	pages    []*memory.Page // off-heap pages the chunks view (copyOffHeap), freed by Dispose
 	disposed bool
 }
 
@@ -90,10 +93,48 @@ func (b *ChunkedBuffer) Bytes(limit int64) ([]byte, error) {
 	return out, nil
 }
 
-// Dispose drops the chunks so the garbage collector can reclaim them (Spark frees direct
-// buffers). It is idempotent; other methods except Size panic afterwards.
+// Dispose drops the chunks so the garbage collector can reclaim them, and unmaps the off-heap
+// pages of a buffer that has them (Spark frees direct buffers). It is idempotent; other methods
+// except Size panic afterwards.
 func (b *ChunkedBuffer) Dispose() {
-	b.chunks, b.disposed = nil, true
+	for _, p := range b.pages {
+		p.Free()
+	}
+	b.chunks, b.pages, b.disposed = nil, nil, true
+}
+
+// maxOffHeapPage bounds the pages copyOffHeap maps (1 GiB).
+const maxOffHeapPage = 1 << 30
+
+// copyOffHeap copies the bytes into off-heap pages (memory.NewPage in memory.OffHeap mode:
+// anonymous mappings outside the Go heap, of at most maxOffHeapPage bytes each) and returns a
+// buffer whose chunks view them, which Dispose unmaps (Spark's
+// bytes.copy(Platform.allocateDirectBuffer) for an OFF_HEAP block). b is left as it is.
+func (b *ChunkedBuffer) copyOffHeap() (*ChunkedBuffer, error) {
+	b.check()
+	out := &ChunkedBuffer{size: b.size}
+	var free []byte // the unfilled part of the last page
+	var mapped int64
+	for _, c := range b.chunks {
+		for len(c) > 0 {
+			if len(free) == 0 {
+				p, err := memory.NewPage(memory.OffHeap, min(b.size-mapped, maxOffHeapPage))
+				if err != nil {
+					out.Dispose()
+					return nil, err
+				}
+				mapped += p.Size()
+				out.pages = append(out.pages, p)
+				out.chunks = append(out.chunks, p.Bytes()[:0])
+				free = p.Bytes()
+			}
+			n := copy(free, c)
+			last := &out.chunks[len(out.chunks)-1]
+			*last = (*last)[:len(*last)+n]
+			free, c = free[n:], c[n:]
+		}
+	}
+	return out, nil
 }
 
 type chunkedReader struct {

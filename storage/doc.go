@@ -183,5 +183,8 @@
 //   - The evictor reports freed bytes to the memory manager instead of calling back into it, and
 //     takes a dropped block's write lock as NonTaskID.
 //   - One executor only: no master, no remote fetch, no replication, no cache-visibility tracking.
-//   - OFF_HEAP blocks are charged to the off-heap pool, but their bytes are ordinary Go slices.
+//   - OFF_HEAP blocks are charged to the off-heap pool and kept in off-heap pages (anonymous
+//     mappings outside the Go heap) that removal, eviction and Clear unmap. Their bytes are
+//     made on the heap (unrolled or read from disk) and copied off it when the block is stored,
+//     as Spark copies non-direct buffers; GetBytes returns views of the pages, not copies.
 package storage

@@ -302,8 +302,32 @@ func (ms *MemoryStore) PutBytes(id BlockID, size int64, mode memory.Mode, produc
 	return true, nil
 }
 
-// insert adds e as the most recently used entry; the memory must already be accounted.
+// insert adds e as the most recently used entry; the memory must already be accounted. The
+// bytes of an off-heap entry are first copied into off-heap pages (copyOffHeap) and its on-heap
+// buffer disposed, so a stored OFF_HEAP block costs the Go heap nothing; where off-heap pages are
+// unsupported (memory.ErrOffHeapUnsupported) they stay on the heap.
 func (ms *MemoryStore) insert(e *memoryEntry) error {
+	if e.mode != memory.OffHeap || e.bytes == nil {
+		return ms.insertEntry(e)
+	}
+	moved, err := e.bytes.copyOffHeap()
+	if errors.Is(err, memory.ErrOffHeapUnsupported) {
+		return ms.insertEntry(e)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: copying block %s off the heap: %w", e.id, err)
+	}
+	off := *e
+	off.bytes = moved
+	if err := ms.insertEntry(&off); err != nil {
+		moved.Dispose()
+		return err
+	}
+	e.bytes.Dispose()
+	return nil
+}
+
+func (ms *MemoryStore) insertEntry(e *memoryEntry) error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if ms.entries[e.id] != nil {
@@ -327,7 +351,9 @@ func (ms *MemoryStore) get(id BlockID) *memoryEntry {
 
 // GetBytes is Spark's getBytes: the buffer of serialized block id, and false if the store does
 // not hold id. It is an error to ask for the bytes of a deserialized block. The buffer stays
-// owned by the store: read it (ChunkedBuffer readers) while holding the block's read lock.
+// owned by the store: read it (ChunkedBuffer readers) while holding the block's read lock. An
+// off-heap block's chunks are views of its off-heap pages, not copies: they are valid until the
+// block is removed, evicted or cleared, which unmaps the pages (the read lock keeps them valid).
 func (ms *MemoryStore) GetBytes(id BlockID) (*ChunkedBuffer, bool, error) {
 	e := ms.get(id)
 	switch {

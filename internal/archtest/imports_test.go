@@ -18,8 +18,8 @@ const module = "github.com/spillway/spillway"
 
 // layers gives each top-level folder its place in the import direction README.md draws:
 //
-//	examples/*, bench/  ->  shuffle  ->  collection  ->  storage  ->  memory
-//	                                                        \------>  estimator
+//	examples/*, bench/  ->  shuffle  ->  collection, tungsten  ->  storage  ->  memory
+//	                                                                  \------>  estimator
 //
 // A package may reach (directly or through internal/...) only packages of a lower
 // layer, or packages under its own top-level folder. memory and estimator are both
@@ -29,6 +29,7 @@ var layers = map[string]int{
 	"estimator":  0,
 	"storage":    1,
 	"collection": 2,
+	"tungsten":   2,
 	"shuffle":    3,
 	"examples":   4,
 	"bench":      4,

@@ -1,0 +1,146 @@
+// Package radix is Spark's RadixSort
+// (core/src/main/java/org/apache/spark/util/collection/unsafe/sort/RadixSort.java): a stable
+// least-significant-digit radix sort of 64-bit words, one byte per pass over 256 buckets,
+// ping-ponging between the two halves of one array.
+//
+// A pre-pass ORs and ANDs every key; a byte whose bits are the same in all keys needs no pass, so
+// keys that differ in few bytes (small integers, partition ids) sort in few passes. Both
+// directions are stable: records with equal keys keep their input order.
+package radix
+
+import "fmt"
+
+// Sort sorts the n words array[0:n) by their bytes startByte..endByte (0 is the least significant
+// byte, 7 the most), using array[n:2n) as scratch. It returns where the sorted words start: 0 or
+// n. desc sorts in descending order; signed treats byte endByte as the sign byte of a two's
+// complement number (its buckets 128..255 sort before 0..127). Bytes outside the range are ignored
+// by the order and kept with their word.
+func Sort(array []int64, n, startByte, endByte int, desc, signed bool) int {
+	checkRange(startByte, endByte)
+	if n < 0 || 2*n > len(array) {
+		panic(fmt.Sprintf("radix: Sort of %d words needs an array of at least %d words, got %d", n, 2*n, len(array)))
+	}
+	counts := countBytes(array[:n], 1, startByte, endByte)
+	in, out := 0, n
+	for b := startByte; b <= endByte; b++ {
+		if counts[b] == nil {
+			continue
+		}
+		sortAtByte(array[in:in+n], array[out:out+n], counts[b], b, desc, signed && b == endByte)
+		in, out = out, in
+	}
+	return in
+}
+
+// SortKeyPrefixArray sorts n 16-byte records (pointer, prefix) held as word pairs in
+// array[start:start+2n) by their prefix bytes startByte..endByte, using array[start+2n:start+4n) as
+// scratch, and returns where the sorted records start: start or start+2n. desc and signed are as
+// for Sort. The pointers travel with their prefixes and never influence the order.
+func SortKeyPrefixArray(array []int64, start, n, startByte, endByte int, desc, signed bool) int {
+	checkRange(startByte, endByte)
+	if n < 0 || start < 0 || start+4*n > len(array) {
+		panic(fmt.Sprintf("radix: SortKeyPrefixArray of %d records at %d needs an array of at least %d words, got %d",
+			n, start, start+4*n, len(array)))
+	}
+	if n == 0 {
+		return start
+	}
+	counts := countBytes(array[start+1:start+2*n], 2, startByte, endByte)
+	in, out := start, start+2*n
+	for b := startByte; b <= endByte; b++ {
+		if counts[b] == nil {
+			continue
+		}
+		sortPairsAtByte(array[in:in+2*n], array[out:out+2*n], counts[b], b, desc, signed && b == endByte)
+		in, out = out, in
+	}
+	return in
+}
+
+func checkRange(startByte, endByte int) {
+	if startByte < 0 || startByte > endByte || endByte > 7 {
+		panic(fmt.Sprintf("radix: byte range %d..%d (must satisfy 0 <= start <= end <= 7)", startByte, endByte))
+	}
+}
+
+// countBytes returns, for each byte in startByte..endByte that is not the same in every key, a
+// histogram of that byte over the keys keys[0], keys[stride], ...; nil for the other bytes.
+func countBytes(keys []int64, stride, startByte, endByte int) (counts [8]*[256]int) {
+	var or, and uint64 = 0, ^uint64(0)
+	for i := 0; i < len(keys); i += stride {
+		v := uint64(keys[i])
+		or |= v
+		and &= v
+	}
+	changed := or ^ and
+	some := false
+	var storage [8][256]int
+	for b := startByte; b <= endByte; b++ {
+		if (changed>>(8*b))&0xff != 0 {
+			counts[b] = &storage[b]
+			some = true
+		}
+	}
+	if !some {
+		return counts
+	}
+	for i := 0; i < len(keys); i += stride {
+		v := uint64(keys[i])
+		for b := startByte; b <= endByte; b++ {
+			if c := counts[b]; c != nil {
+				c[(v>>(8*b))&0xff]++
+			}
+		}
+	}
+	return counts
+}
+
+// offsets turns a histogram into the first output slot of every bucket, in records. Signed
+// visits buckets 128..255 before 0..127; descending fills from the end so that higher buckets
+// come first, each bucket still in input order.
+func offsets(counts *[256]int, n int, desc, signed bool) (off [256]int) {
+	first := 0
+	if signed {
+		first = 128
+	}
+	pos := 0
+	if desc {
+		pos = n
+	}
+	for i := first; i < first+256; i++ {
+		b := i & 0xff
+		if desc {
+			pos -= counts[b]
+			off[b] = pos
+		} else {
+			off[b] = pos
+			pos += counts[b]
+		}
+	}
+	return off
+}
+
+func sortAtByte(in, out []int64, counts *[256]int, b int, desc, signed bool) {
+	off := offsets(counts, len(in), desc, signed)
+	shift := uint(8 * b)
+	for _, v := range in {
+		k := (uint64(v) >> shift) & 0xff
+		out[off[k]] = v
+		off[k]++
+	}
+}
+
+func sortPairsAtByte(in, out []int64, counts *[256]int, b int, desc, signed bool) {
+	off := offsets(counts, len(in)/2, desc, signed)
+	for i := range off {
+		off[i] *= 2
+	}
+	shift := uint(8 * b)
+	for i := 0; i+1 < len(in); i += 2 {
+		p, v := in[i], in[i+1]
+		k := (uint64(v) >> shift) & 0xff
+		j := off[k]
+		out[j], out[j+1] = p, v
+		off[k] = j + 2
+	}
+}

@@ -19,7 +19,8 @@
 //   - Merge sorted streams: Merge; concatenate them: Concat.
 //   - Use range loops: All turns an Iterator into an iter.Seq2 of values and errors; FromSeq,
 //     FromSeq2 and PairsOf turn sequences into Iterators (PairsOf(maps.All(m)) feeds InsertAll).
-//   - Join, cache and shuffle: packages shuffle and storage.
+//   - Join and cogroup: package executor (Join, CoGroup); cache: package storage; shuffle:
+//     package shuffle.
 //
 // # The in-memory base
 //

@@ -9,8 +9,10 @@
 //     the exchange with a Dependency (partitioner, codecs, optional Aggregator), write each map
 //     partition with RunMapStage (or NewWriter), then read each reduce partition with NewReader,
 //     which fetches with bounded memory and combines or sorts as the Dependency says.
-//   - Run tasks with per-task memory, disk scopes and leak checks: a Runner.
-//   - Aggregate, group or sort within one task: package collection; cache: package storage.
+//   - Run tasks with per-task memory, disk scopes and leak checks: a Runner (executor.New
+//     assembles one with everything it needs).
+//   - Join or cogroup: package executor. Aggregate, group or sort within one task: package
+//     collection. Cache: package storage.
 //
 // # The pieces and their Spark counterparts
 //

@@ -168,9 +168,19 @@ func (r *Runner) Run(ctx context.Context, numTasks int, fn TaskFunc) error {
 	if numTasks < 0 {
 		panic(fmt.Sprintf("shuffle: Run with %d tasks", numTasks))
 	}
+	partitions := make([]int, numTasks)
+	for i := range partitions {
+		partitions[i] = i
+	}
+	return r.RunPartitions(ctx, partitions, fn)
+}
+
+// RunPartitions is Run for the tasks of the given partitions only (Spark's
+// SparkContext.runJob with a list of partitions, which toLocalIterator runs one at a time).
+func (r *Runner) RunPartitions(ctx context.Context, partitions []int, fn TaskFunc) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.Cores)
-	for p := range numTasks {
+	for _, p := range partitions {
 		if gctx.Err() != nil {
 			break
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/spillway/spillway/bench/baseline"
 	"github.com/spillway/spillway/bench/harness"
 	"github.com/spillway/spillway/estimator"
-	"github.com/spillway/spillway/internal/jobs/stream"
+	"github.com/spillway/spillway/examples/stream"
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
 )

@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 
 	"github.com/spillway/spillway/bench/harness"
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/graphgen"
-	"github.com/spillway/spillway/internal/jobs/pagerank"
+	"github.com/spillway/spillway/examples/pagerank/graphgen"
+	"github.com/spillway/spillway/examples/pagerank/pagerank"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory"
 )
 
@@ -66,7 +66,7 @@ func rankGraph(p Params) graphgen.Config {
 	return graphgen.Config{Edges: edges, Vertices: max(edges/6, 100), Seed: p.Seed}
 }
 
-// pageRank is Spark's PageRank example (internal/jobs/pagerank: links cached at the strategy's
+// pageRank is Spark's PageRank example (examples/pagerank/pagerank: links cached at the strategy's
 // storage level, each iteration a join map read while a map-side-combining sorter fills, in one
 // task) on an executor of its own sized to the budget, beside the same algorithm in Go maps.
 func pageRank(p Params) Workload {
@@ -74,7 +74,7 @@ func pageRank(p Params) Workload {
 	want := &rankDigest{} // set by the baseline
 	return Workload{
 		Name:        "pagerank",
-		Description: "Spark's PageRank example (10 iterations) over a power-law graph of records/4 edges (internal/jobs/pagerank on its own executor)",
+		Description: "Spark's PageRank example (10 iterations) over a power-law graph of records/4 edges (examples/pagerank/pagerank on its own executor)",
 		Strategies:  []harness.Strategy{{}, {Victim: harness.VictimLargest}, {Level: "MEMORY_AND_DISK_SER"}},
 		OwnMemory:   true,
 		MinBudget:   executor.MinBudget,

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spillway/spillway/bench/harness"
 	"github.com/spillway/spillway/collection"
-	"github.com/spillway/spillway/internal/jobs/pagerank"
+	"github.com/spillway/spillway/examples/pagerank/pagerank"
 )
 
 // Params size the workloads.

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/bench/harness"
-	"github.com/spillway/spillway/internal/jobs/executor"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/storage"
 )
 
@@ -22,7 +22,7 @@ const testBudget = 1 << 20
 // budget. Whether PageRank spills at this scale depends on how its two concurrent tasks
 // interleave, so its runs are checked for their ranks (against the baseline, in the body), for
 // accounted memory and for the consumers the harness sampled, not for spills; the job's spill
-// paths are tested in internal/jobs/pagerank.
+// paths are tested in examples/pagerank/pagerank.
 var testSizes = map[string]struct {
 	params Params
 	budget int64

@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -23,13 +24,17 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/spillway/spillway/internal/jobs/executor"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/storage"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "cache:", err)
 		os.Exit(1)
 	}
@@ -73,6 +78,16 @@ func checksum(sum uint64, r record) uint64 {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("cache", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `cache caches one partition larger than memory under each storage level, as Spark's
+rdd.persist(level) does, and prints where the block ended up, the time, the peak live heap
+and whether reading it back gives the values put.
+
+Usage: go run ./examples/cache [flags]
+
+`)
+		fs.PrintDefaults()
+	}
 	records := fs.Int64("records", 1_000_000, "records in the partition (about 40 bytes each in memory)")
 	mem := fs.String("memory", "16MiB", "memory budget (half of it is the protected storage region)")
 	levels := fs.String("levels", "MEMORY_ONLY,MEMORY_ONLY_SER,MEMORY_AND_DISK,MEMORY_AND_DISK_SER,DISK_ONLY,OFF_HEAP", "storage levels to try, comma-separated")

@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -54,6 +55,14 @@ func (b *buffer) Spill(_ int64, trigger memory.Consumer) (int64, error) {
 }
 
 func main() {
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), `memory shows Spillway's memory manager at work, step by step: two tasks share execution
+memory fairly (each at most 1/N, each guaranteed 1/2N before it waits), and a consumer is asked
+to spill when its task needs memory for another. It takes no flags.
+
+Usage: go run ./examples/memory`)
+	}
+	flag.Parse()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "memory example:", err)
 		os.Exit(1)

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -21,13 +22,17 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/wordcount"
+	"github.com/spillway/spillway/examples/wordcount/wordcount"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory/memtest"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "wordcount:", err)
 		os.Exit(1)
 	}
@@ -37,6 +42,16 @@ func size(n int64) string { return humanize.IBytes(uint64(n)) }
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("wordcount", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `wordcount counts generated Zipf-distributed words as Spark's word count does (map-side
+combining sorters, a shuffle, reduce-side aggregation in maps) in a small memory budget where
+both sides spill, and checks the counts against a Go map.
+
+Usage: go run ./examples/wordcount [flags]
+
+`)
+		fs.PrintDefaults()
+	}
 	words := fs.Int64("words", 1_000_000, "words in the generated text")
 	vocabulary := fs.Int64("vocabulary", 400_000, "distinct words that can occur")
 	skew := fs.Float64("skew", wordcount.DefaultSkew, "Zipf exponent of word frequencies (> 1)")
@@ -93,12 +108,13 @@ func run(args []string) error {
 	if err := ex.Leaks(); err != nil {
 		return err
 	}
-	fmt.Printf("\n%s distinct words in %v; most frequent:\n", humanize.Comma(res.Distinct), elapsed.Round(time.Millisecond))
+	fmt.Printf("\n%s distinct words (of the %s the vocabulary allows) counted in %v; most frequent:\n", humanize.Comma(res.Distinct), humanize.Comma(*vocabulary), elapsed.Round(time.Millisecond))
 	for i, wc := range res.Top {
 		fmt.Printf("  %2d. %-12s %s\n", i+1, wc.Word, humanize.Comma(wc.Count))
 	}
-	fmt.Printf("\nspills: %d (map-side sorters and reduce-side maps), %s in memory, %s on disk; peak execution memory of a task %s\n",
-		res.Spills, size(res.MemoryBytesSpilled), size(res.DiskBytesSpilled), size(res.PeakTaskExecution))
+	fmt.Printf("\nspills: %d (map-side sorters and reduce-side maps), %s estimated in memory, written as %s on disk\n",
+		res.Spills, size(res.MemoryBytesSpilled), size(res.DiskBytesSpilled))
+	fmt.Printf("peak execution memory of a task: %s (most one task held at once)\n", size(res.PeakTaskExecution))
 	fmt.Println(heapLine(peak, ex.Memory.Metrics().Pools[0].Max))
 
 	if *check {
@@ -122,5 +138,6 @@ func run(args []string) error {
 
 // heapLine puts the peak live heap of a run beside the memory budget.
 func heapLine(p memtest.Peak, budget int64) string {
-	return fmt.Sprintf("peak live heap %s (budget %s, %.1f× the budget)", size(p.Peak), size(budget), float64(p.Peak)/float64(budget))
+	return fmt.Sprintf("peak live heap: %s (the most the garbage collector found live during the run: %.1f× the %s budget)",
+		size(p.Peak), float64(p.Peak)/float64(budget), size(budget))
 }

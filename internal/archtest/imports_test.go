@@ -16,10 +16,10 @@ import (
 
 const module = "github.com/spillway/spillway"
 
-// layers gives each top-level folder its place in the import direction README.md draws:
+// layers gives each top-level folder its place in README.md's import direction:
 //
-//	examples/*, bench/  ->  shuffle  ->  collection, tungsten  ->  storage  ->  memory
-//	                                                                  \------>  estimator
+//	bench/  ->  examples/*  ->  executor  ->  shuffle  ->  collection, tungsten  ->  storage  ->  memory
+//	                                                                                  \------>  estimator
 //
 // A package may reach (directly or through internal/...) only packages of a lower
 // layer, or packages under its own top-level folder. memory and estimator are both
@@ -31,8 +31,9 @@ var layers = map[string]int{
 	"collection": 2,
 	"tungsten":   2,
 	"shuffle":    3,
-	"examples":   4,
-	"bench":      4,
+	"executor":   4,
+	"examples":   5,
+	"bench":      6,
 }
 
 // scan returns, for every package directory of the module (relative to root), the
@@ -137,7 +138,22 @@ func TestImportDirection(t *testing.T) {
 	require.NoError(t, err)
 	imports := scan(t, root)
 	require.Contains(t, imports, "internal/archtest", "the scan must see this very package")
-	require.Empty(t, violations(imports), "imports against the direction of README.md")
+	require.Empty(t, violations(imports), "imports against README.md's direction")
+}
+
+// TestExamplesImportNoInternal keeps every example a program a user can copy: nothing under
+// examples/ imports the module's internal packages, which no other module may import.
+func TestExamplesImportNoInternal(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	for pkg, deps := range scan(t, root) {
+		if top(pkg) != "examples" {
+			continue
+		}
+		for _, dep := range deps {
+			require.NotEqual(t, "internal", top(dep), "%s imports %s", pkg, dep)
+		}
+	}
 }
 
 // TestViolationsDetected proves the checker itself can fail.
@@ -154,6 +170,10 @@ func TestViolationsDetected(t *testing.T) {
 			[]string{"memory -> internal/x -> storage"}},
 		{"own subpackage", map[string][]string{"storage": {"storage/codec"}, "storage/codec": {"memory"}}, nil},
 		{"library to examples", map[string][]string{"shuffle": {"examples/pagerank"}}, []string{"shuffle -> examples/pagerank"}},
+		{"shuffle to executor", map[string][]string{"shuffle": {"executor"}}, []string{"shuffle -> executor"}},
+		{"examples to executor", map[string][]string{"examples/pagerank": {"executor", "shuffle"}}, nil},
+		{"bench to examples", map[string][]string{"bench/workload": {"examples/pagerank/pagerank"}}, nil},
+		{"examples to bench", map[string][]string{"examples/pagerank": {"bench/harness"}}, []string{"examples/pagerank -> bench/harness"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,15 +8,16 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/collection"
-	"github.com/spillway/spillway/internal/jobs/executor"
-	"github.com/spillway/spillway/internal/jobs/graphgen"
-	"github.com/spillway/spillway/internal/jobs/pagerank"
+	"github.com/spillway/spillway/examples/pagerank/graphgen"
+	"github.com/spillway/spillway/examples/pagerank/pagerank"
+	"github.com/spillway/spillway/executor"
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/memory/memtest"
 	"github.com/spillway/spillway/shuffle"
@@ -435,7 +436,7 @@ func TestCache(t *testing.T) {
 	}
 }
 
-// TestPageRank: PageRank (internal/jobs/pagerank) on a generated power-law graph with the links
+// TestPageRank: PageRank (examples/pagerank/pagerank) on a generated power-law graph with the links
 // cached MEMORY_AND_DISK_SER, 3 iterations on 2 cores and 2 partitions, in executor.MinBudget
 // (4 MiB).
 func TestPageRank(t *testing.T) {
@@ -458,6 +459,54 @@ func TestPageRank(t *testing.T) {
 			return fmt.Errorf("ranked no pages")
 		}
 		t.Logf("%d edges: %d pages ranked, %d spills", n, res.Vertices, res.Stats.Spills)
+		return ex.Leaks()
+	})
+}
+
+// TestJoin: an inner join (executor.Join) of n rows (an int64 key, an int64 value) with n/5 rows
+// (the key and a 48-byte payload), every left key matching one right key, on 2 cores and 4
+// partitions in the budget. Both sides are larger than the budget at both sizes, so the right
+// side is not broadcast: both are shuffled and cogrouped in spilling maps.
+func TestJoin(t *testing.T) {
+	requireBound(t, budget, "shuffle and collection, as TestShuffle (strict: 8.5 MiB at 300k rows, 11 MiB at 3M, the bound 10.8 MiB)", [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+		ex, err := executor.New(executor.Config{Budget: budget, Cores: 2, Dirs: []string{t.TempDir()}})
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, ex.Close()) }()
+		const parts = 4
+		keys := n / 5
+		left := executor.Input[int64, int64]{Partitions: parts, Codec: storage.VarintCodec[int64]{},
+			Read: func(_ context.Context, _ *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, int64]], error) {
+				return generate(n/parts, func(i int) collection.Pair[int64, int64] {
+					j := p*(n/parts) + i
+					return collection.Pair[int64, int64]{Key: int64(j % keys), Value: int64(j)}
+				}), nil
+			}}
+		right := executor.Input[int64, string]{Partitions: parts, Codec: storage.StringCodec{},
+			Read: func(_ context.Context, _ *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, string]], error) {
+				return generate(keys/parts, func(i int) collection.Pair[int64, string] {
+					k := p*(keys/parts) + i
+					return collection.Pair[int64, string]{Key: int64(k), Value: payload(k)}
+				}), nil
+			}}
+		var rows, bad atomic.Int64
+		stats, err := executor.Join(ctx, ex, executor.JoinConfig[int64]{Partitioning: executor.Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: parts}}, left, right,
+			func(_ context.Context, _ *shuffle.TaskContext, _ int, it collection.Iterator[executor.Row[int64, int64, string]]) error {
+				return drain(it, func(r executor.Row[int64, int64, string]) error {
+					rows.Add(1)
+					if r.Left%int64(keys) != r.Key || r.Right != payload(int(r.Key)) {
+						bad.Add(1)
+					}
+					return nil
+				})
+			})
+		if err != nil {
+			return err
+		}
+		if stats.Strategy != executor.ShuffleJoin || rows.Load() != int64(n) || bad.Load() != 0 || stats.Spills == 0 {
+			return fmt.Errorf("%v gave %d rows (%d wrong) and %d spills, want a shuffle join of %d rows that spills", stats.Strategy, rows.Load(), bad.Load(), stats.Spills, n)
+		}
 		return ex.Leaks()
 	})
 }

@@ -60,6 +60,15 @@ func BenchmarkSortKeyPrefixArray(b *testing.B) {
 			SortKeyPrefixArray(buf, 0, benchN, 0, 7, false, true)
 		}
 	})
+	b.Run("in-place", func(b *testing.B) {
+		b.SetBytes(16 * benchN)
+		for b.Loop() {
+			for i, k := range keys {
+				buf[2*i], buf[2*i+1] = int64(i), k
+			}
+			SortKeyPrefixInPlace(buf, benchN)
+		}
+	})
 	b.Run("slices.SortFunc", func(b *testing.B) {
 		b.SetBytes(16 * benchN)
 		for b.Loop() {

@@ -144,3 +144,71 @@ func sortPairsAtByte(in, out []int64, counts *[256]int, b int, desc, signed bool
 		off[k] = j + 2
 	}
 }
+
+// SortKeyPrefixInPlace sorts the n 16-byte records (pointer, prefix) of array[0:2n) by their
+// unsigned prefix, ascending, with no scratch space: a most-significant-byte-first radix sort
+// that permutes records within the array (an "American flag sort"), for when there is no room for
+// Sort's second half. Unlike SortKeyPrefixArray it is not stable.
+func SortKeyPrefixInPlace(array []int64, n int) {
+	if n < 0 || 2*n > len(array) {
+		panic(fmt.Sprintf("radix: SortKeyPrefixInPlace of %d records needs an array of at least %d words, got %d", n, 2*n, len(array)))
+	}
+	flagSort(array[:2*n], 7)
+}
+
+func flagSort(a []int64, b int) {
+	n := len(a) / 2
+	if n < 32 {
+		for i := 1; i < n; i++ { // insertion sort
+			p, v := a[2*i], a[2*i+1]
+			j := i
+			for ; j > 0 && uint64(a[2*j-1]) > uint64(v); j-- {
+				a[2*j], a[2*j+1] = a[2*j-2], a[2*j-1]
+			}
+			a[2*j], a[2*j+1] = p, v
+		}
+		return
+	}
+	shift := uint(8 * b)
+	var count [256]int
+	for i := 1; i < len(a); i += 2 {
+		count[(uint64(a[i])>>shift)&0xff]++
+	}
+	var next, end [256]int
+	sum := 0
+	for k, c := range count {
+		next[k] = sum
+		sum += c
+		end[k] = sum
+	}
+	if count[(uint64(a[1])>>shift)&0xff] == n { // one bucket: this byte is the same in all
+		if b > 0 {
+			flagSort(a, b-1)
+		}
+		return
+	}
+	for k := range 256 {
+		for next[k] < end[k] {
+			i := next[k]
+			kk := int((uint64(a[2*i+1]) >> shift) & 0xff)
+			if kk == k {
+				next[k]++
+				continue
+			}
+			j := next[kk]
+			next[kk]++
+			a[2*i], a[2*j] = a[2*j], a[2*i]
+			a[2*i+1], a[2*j+1] = a[2*j+1], a[2*i+1]
+		}
+	}
+	if b == 0 {
+		return
+	}
+	start := 0
+	for k := range 256 {
+		if count[k] > 1 {
+			flagSort(a[2*start:2*end[k]], b-1)
+		}
+		start = end[k]
+	}
+}

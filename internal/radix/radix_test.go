@@ -187,3 +187,32 @@ func TestMisusePanics(t *testing.T) {
 		SortKeyPrefixArray(make([]int64, 8), 1, 2, 0, 7, false, false)
 	})
 }
+
+func TestSortKeyPrefixInPlace(t *testing.T) {
+	for seed := range uint64(11) {
+		r := newRand(t, seed)
+		keys := randomKeys(r, int(seed%4))
+		if seed == 10 {
+			keys = keys[:20] // insertion sort only
+		}
+		buf := make([]int64, 2*len(keys)+3)
+		for i, k := range keys {
+			buf[2*i], buf[2*i+1] = int64(i), k
+		}
+		SortKeyPrefixInPlace(buf, len(keys))
+		got := pairsOf(buf[:2*len(keys)])
+		require.True(t, slices.IsSortedFunc(got, func(a, b [2]int64) int { return unsigned(a[1], b[1]) }))
+		for _, p := range got {
+			require.Equal(t, keys[p[0]], p[1], "pointers travel with their prefixes")
+		}
+		require.Len(t, got, len(keys))
+	}
+}
+
+func pairsOf(a []int64) [][2]int64 {
+	var out [][2]int64
+	for i := 0; i < len(a); i += 2 {
+		out = append(out, [2]int64{a[i], a[i+1]})
+	}
+	return out
+}

@@ -1,0 +1,158 @@
+package tungsten
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spillway/spillway/storage"
+)
+
+// spillFile is one sorted run on disk (Spark's UnsafeSorterSpillWriter output): a storage record
+// file (checksummed batches, compressed per SpillConfig) whose records are an 8-byte big-endian
+// key prefix followed by the record's bytes.
+type spillFile struct {
+	id      storage.BlockID
+	size    int64
+	records int64
+}
+
+// spillWriter writes one run. Abort (or a failed Commit) deletes the file.
+type spillWriter struct {
+	scope *storage.Scope
+	id    storage.BlockID
+	f     storage.File
+	rw    *storage.RecordWriter
+	buf   []byte
+}
+
+// defaultSpillBatchBytes is the batch size of spill files unless configured: a reader holds one
+// batch (twice, compressed), and a merge holds one reader per run, outside the task's accounting
+// as in Spark, so batches are smaller than storage's 1 MiB default.
+const defaultSpillBatchBytes = 64 << 10
+
+func newSpillWriter(scope *storage.Scope, cfg storage.RecordWriterConfig) (*spillWriter, error) {
+	if cfg.BatchBytes == 0 {
+		cfg.BatchBytes = defaultSpillBatchBytes
+	}
+	id, f, err := scope.CreateTempLocal()
+	if err != nil {
+		return nil, fmt.Errorf("tungsten: creating spill file: %w", err)
+	}
+	w := &spillWriter{scope: scope, id: id, f: f}
+	if w.rw, err = storage.NewRecordWriter(f, cfg); err != nil {
+		return nil, errors.Join(err, w.Abort())
+	}
+	return w, nil
+}
+
+func (w *spillWriter) write(rec []byte, prefix int64) error {
+	w.buf = binary.BigEndian.AppendUint64(w.buf[:0], uint64(prefix))
+	w.buf = append(w.buf, rec...)
+	if err := w.rw.Write(w.buf); err != nil {
+		return fmt.Errorf("tungsten: writing spill file %s after %d records: %w", w.id, w.rw.Records(), err)
+	}
+	return nil
+}
+
+func (w *spillWriter) commit() (spillFile, error) {
+	err := w.rw.Close()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	w.f = nil
+	if err != nil {
+		return spillFile{}, errors.Join(fmt.Errorf("tungsten: finishing spill file %s: %w", w.id, err), w.Abort())
+	}
+	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records()}, nil
+}
+
+// Abort closes and deletes the file.
+func (w *spillWriter) Abort() error {
+	var errs []error
+	if w.f != nil {
+		errs = append(errs, w.f.Close())
+		w.f = nil
+	}
+	if _, err := w.scope.Remove(w.id); err != nil {
+		errs = append(errs, fmt.Errorf("tungsten: deleting spill file %s: %w", w.id, err))
+	}
+	return errors.Join(errs...)
+}
+
+func (f spillFile) remove(scope *storage.Scope) error {
+	if _, err := scope.Remove(f.id); err != nil {
+		return fmt.Errorf("tungsten: deleting spill file %s: %w", f.id, err)
+	}
+	return nil
+}
+
+// decodeSpillRecord splits a spill record into its prefix and bytes.
+func decodeSpillRecord(rec []byte) (prefix int64, data []byte, err error) {
+	if len(rec) < 8 {
+		return 0, nil, fmt.Errorf("%w: tungsten: spill record of %d bytes, shorter than its 8-byte prefix", storage.ErrCorrupt, len(rec))
+	}
+	return int64(binary.BigEndian.Uint64(rec)), rec[8:], nil
+}
+
+// spillReader reads a run back (Spark's UnsafeSorterSpillReader). The record it returns aliases
+// its buffer until the next call. It checks the run holds exactly the records written: fewer or
+// more is storage.ErrCorrupt. With del, the file is deleted when the reader ends or closes.
+type spillReader struct {
+	scope  *storage.Scope
+	file   spillFile
+	del    bool
+	f      storage.File
+	rr     *storage.RecordReader
+	read   int64
+	rec    []byte
+	prefix int64
+	err    error
+}
+
+func openSpill(scope *storage.Scope, file spillFile, del bool) (*spillReader, error) {
+	f, err := scope.Manager().Open(file.id)
+	if err != nil {
+		return nil, fmt.Errorf("tungsten: opening spill file %s (%d bytes): %w", file.id, file.size, err)
+	}
+	return &spillReader{scope: scope, file: file, del: del, f: f, rr: storage.NewRecordReader(f, file.size)}, nil
+}
+
+func (r *spillReader) next() bool {
+	if r.err != nil || r.rr == nil {
+		return false
+	}
+	rec, err := r.rr.Next()
+	switch {
+	case err == io.EOF:
+		if r.read != r.file.records {
+			r.err = fmt.Errorf("%w: tungsten: spill file %s ends after %d records, %d were written",
+				storage.ErrCorrupt, r.file.id, r.read, r.file.records)
+		}
+		r.err = errors.Join(r.err, r.close())
+		return false
+	case err != nil:
+		r.err = fmt.Errorf("tungsten: reading spill file %s (%d bytes, %d of %d records read): %w",
+			r.file.id, r.file.size, r.read, r.file.records, err)
+		return false
+	}
+	if r.read++; r.read > r.file.records {
+		r.err = fmt.Errorf("%w: tungsten: spill file %s holds more than the %d records written", storage.ErrCorrupt, r.file.id, r.file.records)
+		return false
+	}
+	r.prefix, r.rec, r.err = decodeSpillRecord(rec)
+	return r.err == nil
+}
+
+func (r *spillReader) close() error {
+	if r.rr == nil {
+		return nil
+	}
+	errs := []error{r.rr.Close(), r.f.Close()}
+	r.rr, r.f = nil, nil
+	if r.del {
+		errs = append(errs, r.file.remove(r.scope))
+	}
+	return errors.Join(errs...)
+}

@@ -164,19 +164,23 @@
 // state for zstd). A merge writer costs 32 KiB + 2.5 × (BatchBytes + the largest record)
 // + 8 KiB (2 MiB more for zstd), about 2.6 MiB by default.
 //
-// A merge opens only as many spill files as the task can hold readers for. When the grant
-// does not cover a reader of every file, ExternalAppendOnlyMap, ExternalGrouper and
+// A merge opens only as many spill files as the task can hold readers for, and asks for at
+// most half of the task's fair share of execution memory (the pool it could reach by evicting,
+// over the active tasks; more only if two readers and a writer need it), so that whatever
+// consumes the merged records — a map, a sorter or a shuffle writer filling from them — keeps
+// room instead of spilling a tiny file every few records. When the grant does not cover a
+// reader of every file, ExternalAppendOnlyMap, ExternalGrouper and
 // ExternalSorter (each partition's merge, and so the shuffle's sort writer) first merge the
 // smallest files, k at a time (k readers and a writer fit the grant, k ≥ 2), into larger files,
 // and ask again; each merged file is deleted as soon as it is read, and every file on error or
 // cancellation (ExternalAppendOnlyMap.IteratorContext and ExternalGrouper.IteratorContext take
 // the context; ExternalSorter's readers take theirs). With k readers affordable, s spill files
 // take passes = ⌈log_k(s)⌉ (the final merge included; SpillMetrics.MergePasses reports it),
-// each pass reading and writing all the spilled data once. Example: a 16 MiB budget with
-// 1 MiB batches holds a writer (2.6 MiB) and k = 6 readers (2.1 MiB each); 10 GiB of data
-// spilled by a collection that fills about 16 MiB of memory per spill gives about 640 spill
-// files, so ⌈log_6(640)⌉ = 4 passes (3 intermediate, then the final merge); with 64 KiB
-// batches a reader costs about 160 KiB, k ≈ 90 and 2 passes suffice. When not even two
+// each pass reading and writing all the spilled data once. Example: one task with a 32 MiB
+// budget and 1 MiB batches merges with 16 MiB, a writer (2.6 MiB) and k = 6 readers (2.1 MiB
+// each); 10 GiB of data spilled by a collection that fills about 32 MiB of memory per spill
+// gives about 320 spill files, so ⌈log_6(320)⌉ = 4 passes (3 intermediate, then the final
+// merge); with 64 KiB batches a reader costs about 160 KiB, k ≈ 100 and 2 passes suffice. When not even two
 // readers and a writer can be had after spilling the task's other consumers, reading returns
 // an error wrapping memory.ErrOutOfMemory with the task's usage report. With
 // memory.SparkAllowances nothing of this is accounted and every merge takes one pass, as in
@@ -184,7 +188,8 @@
 //
 // With memory.Strict the record writer's buffers of the in-memory collection's spill (also of a
 // forced spill while it is read) are reserved on the spill I/O consumer before the collection
-// holds data (see Spillable). With memory.SparkAllowances nothing above is accounted: the free
+// holds data (see Spillable); after a forced spill while it is read, the reader of the file it
+// wrote keeps that reservation until it closes. With memory.SparkAllowances nothing above is accounted: the free
 // initial threshold, spill writers' and readers' buffers (up to 2 × SpillConfig.BatchBytes when
 // compressed) and growth copies are outside the budget, as in Spark.
 package collection

@@ -176,10 +176,11 @@ func (m *ExternalAppendOnlyMap[K, V, C]) writeSpill(it Iterator[slot[K, C]]) (sp
 	return f, nil
 }
 
-// openSpill returns a reader of a spill file of the map, for a forced spill of the iterator
-// (whose buffers are not accounted: see the package doc).
+// openSpill returns a reader of a spill file of the map, for a forced spill of the iterator;
+// with memory.Strict its buffers take over the spill writer's reservation. Call with the lock
+// held.
 func (m *ExternalAppendOnlyMap[K, V, C]) openSpill(f spillFile) (Iterator[slot[K, C]], error) {
-	r, err := openSpill(m.scope, f, m.codec, m.keep, nil)
+	r, err := openSpill(m.scope, f, m.codec, m.keep, m.sp.writerToReader(f.readCost))
 	if err != nil {
 		return nil, err
 	}

@@ -474,8 +474,8 @@ func (s *ExternalSorter[K, V, C]) writeSpill(it Iterator[PartitionedPair[K, C]])
 	return f, nil
 }
 
-// openSpill opens a spill of the sorter whose reader's memory release gives back (nil: accounted
-// elsewhere, as for a forced spill's reader).
+// openSpill opens a spill of the sorter whose reader's memory release gives back (nil: nothing
+// accounted for it).
 func (s *ExternalSorter[K, V, C]) openSpill(f sorterSpill, release func()) (*spillSource[K, C], error) {
 	return openSorterSpill(s.disk, f, s.codec, s.keep, release)
 }
@@ -830,7 +830,7 @@ func (r *readingIterator[K, V, C]) spillLocked() (bool, int64, error) {
 	f, err := r.s.writeSpill(up) // closes up: the collection is unreachable from here on
 	if err == nil {
 		var src *spillSource[K, C]
-		if src, err = r.s.openSpill(f, nil); err == nil {
+		if src, err = r.s.openSpill(f, r.s.sp.writerToReader(f.file.readCost)); err == nil {
 			r.upstream = src
 			return true, f.file.size, nil
 		}

@@ -60,18 +60,17 @@ func (l *valueList[V]) add(v V) {
 // value iterator that streams the key's values from every file and from memory, one record at a
 // time: no key's values are ever materialised together.
 //
-// Memory bound while reading: the in-memory table (accounted, and force-spillable like the
-// map's) plus, per spill file, one reader holding one batch, at most SpillConfig.BatchBytes of
+// Memory while reading: the in-memory table (accounted, and force-spillable like the map's)
+// plus, per spill file merged, one reader holding one batch: at most SpillConfig.BatchBytes of
 // records plus one record (≤ 32 KiB of values and the key) uncompressed, and about as much
-// compressed: roughly 2 × (BatchBytes + 32 KiB) per spill file, not accounted by the memory
-// manager (Spark does not account its readers either). Choose BatchBytes so that this times
-// the expected number of spills fits the slack you allow. Also not accounted, as for
-// ExternalAppendOnlyMap: the free initial threshold (5 MiB by default) with
-// memory.SparkAllowances, and the record writer's buffers while a spill is written. With
-// memory.Strict the readers and writers are accounted (see Spillable and the package doc) and
-// each value inserted is counted, the bytes it references and its slot in its key's value list,
-// so one huge key's chunks are accounted as they grow, and a value that can never fit is
-// memory.ErrOutOfMemory.
+// compressed. With memory.Strict (the default) those readers and the spill and merge writers
+// are execution memory of the task, and a merge opens only as many files as the task can hold
+// readers for (see the package doc's "Merge memory and bounded merges"); each value inserted is
+// counted, the bytes it references and its slot in its key's value list, so one huge key's
+// chunks are accounted as they grow, and a value that can never fit is memory.ErrOutOfMemory.
+// With memory.SparkAllowances, as in Spark, none of the readers' and writers' buffers are
+// accounted (about 2 × (BatchBytes + 32 KiB) per spill file read at once), nor is the free
+// initial threshold (5 MiB by default).
 //
 // Keys are ordered by their encoding among keys of equal hash, so the key codec must be
 // deterministic (equal keys encode to equal bytes), as every storage codec except GobCodec of
@@ -507,7 +506,7 @@ func (s *memGroupSource[K, V]) spill() (int64, bool, error) {
 		s.e = err
 		return 0, false, err
 	}
-	raw, err := openRawSpill(s.g.scope, f, nil)
+	raw, err := openRawSpill(s.g.scope, f, s.g.sp.writerToReader(f.readCost))
 	if err != nil {
 		s.e = err
 		return f.size, false, err

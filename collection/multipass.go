@@ -49,6 +49,23 @@ func (m *ioMemory) acquire(ctx context.Context, n int64) (int64, error) {
 	return m.base.Acquire(ctx, n)
 }
 
+// mergeShare is the most a merge asks for its readers (and writer) at once: half of the task's
+// fair share of the execution memory (the pool it could reach by evicting, divided by the
+// active tasks, this one included), so that whatever consumes the merged records (a map or
+// sorter filling from them, the next operator of a pipeline) still has room: a merge that
+// took the task's whole share would leave that consumer nothing and make it spill a tiny file
+// every few records. The files beyond it are merged in passes first (spark.shuffle.sort's
+// merge fan-in plays the same part in Hadoop-style merges).
+func (m *ioMemory) mergeShare() int64 {
+	tm := m.base.TaskManager()
+	p := tm.Manager().Metrics().Pools[m.base.Mode()]
+	n := int64(len(p.Tasks))
+	if _, ok := p.Tasks[tm.ID()]; !ok {
+		n++
+	}
+	return (p.Max - min(p.StorageUsed, p.StorageRegion)) / n / 2
+}
+
 func (m *ioMemory) release(n int64) {
 	if m.strict && n > 0 {
 		m.base.Free(n)
@@ -138,10 +155,12 @@ type multiPass[F any] struct {
 
 // reduce returns files, or the files that replaced them, together with a reservation covering a
 // reader of each (to be taken by the final merge's readers) and the number of merge passes, the
-// final one included. While the task cannot grant every reader at once, it merges the smallest
-// files of the oldest pass into one, as many as the grant allows with a writer (at least two),
-// and asks again. If not even two readers and a writer can be had it returns an error wrapping
-// memory.ErrOutOfMemory. On error every file is deleted and nothing is held.
+// final one included. In Strict accounting it asks for at most the ioMemory's mergeShare (or
+// what two readers and a writer need, if more). While the grant does not cover every reader at
+// once, it merges the smallest files of the oldest pass into one, as many as the grant allows
+// with a writer (at least two), and asks again. If not even two readers and a writer can be
+// had it returns an error wrapping memory.ErrOutOfMemory. On error every file is deleted and
+// nothing is held.
 func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation, int, error) {
 	if len(files) == 0 {
 		return nil, &reservation{io: p.io}, 0, nil
@@ -165,7 +184,14 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 		for _, r := range runs {
 			total += r.info.readCost
 		}
-		got, err := p.io.acquire(ctx, total)
+		want := total
+		if p.io.strict {
+			if share := p.io.mergeShare(); total > share {
+				p.sortRuns(runs)
+				want = max(share, p.mergeCost(runs))
+			}
+		}
+		got, err := p.io.acquire(ctx, want)
 		if err != nil {
 			return fail(err)
 		}
@@ -178,10 +204,7 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 			}
 			return out, &reservation{io: p.io, left: got}, passes, nil
 		}
-		// Merge the smallest files of the oldest pass first.
-		slices.SortStableFunc(runs, func(a, b mergeRun[F]) int {
-			return cmp.Or(cmp.Compare(a.gen, b.gen), cmp.Compare(a.info.size, b.info.size))
-		})
+		p.sortRuns(runs)
 		n, need := 0, int64(0)
 		var readers, record, raw int64
 		for _, r := range runs {
@@ -194,13 +217,8 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 		}
 		if n < 2 {
 			p.io.release(got)
-			two := total // one file: its reader, which is all the final merge needs
-			if len(runs) > 1 {
-				two = runs[0].info.readCost + runs[1].info.readCost +
-					writerCost(p.cfg, max(runs[0].info.record, runs[1].info.record), runs[0].info.raw+runs[1].info.raw)
-			}
 			return fail(p.io.outOfMemory(fmt.Sprintf("merging %d spill files (%s on disk; readers of all need %s)",
-				len(runs), humanize.IBytes(uint64(sizeOf(runs))), humanize.IBytes(uint64(total))), two, got))
+				len(runs), humanize.IBytes(uint64(sizeOf(runs))), humanize.IBytes(uint64(total))), p.mergeCost(runs), got))
 		}
 		p.io.release(got - need)
 		res := &reservation{io: p.io, left: need}
@@ -217,6 +235,23 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 		}
 		runs = append(runs[n:], mergeRun[F]{file: f, info: p.info(f), gen: gen + 1})
 	}
+}
+
+// sortRuns puts the runs to merge first first: the smallest files of the oldest pass.
+func (p *multiPass[F]) sortRuns(runs []mergeRun[F]) {
+	slices.SortStableFunc(runs, func(a, b mergeRun[F]) int {
+		return cmp.Or(cmp.Compare(a.gen, b.gen), cmp.Compare(a.info.size, b.info.size))
+	})
+}
+
+// mergeCost is the least a merge of runs needs: readers of the first two runs and a writer of
+// their records (a reader of the only run, if there is one).
+func (p *multiPass[F]) mergeCost(runs []mergeRun[F]) int64 {
+	if len(runs) < 2 {
+		return runs[0].info.readCost
+	}
+	a, b := runs[0].info, runs[1].info
+	return a.readCost + b.readCost + writerCost(p.cfg, max(a.record, b.record), a.raw+b.raw)
 }
 
 func sizeOf[F any](runs []mergeRun[F]) int64 {

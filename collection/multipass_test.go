@@ -2,6 +2,7 @@ package collection
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
@@ -237,4 +238,33 @@ func (c *hookCodec) Decode(src []byte) (int64, int, error) {
 		c.hook()
 	}
 	return c.Codec.Decode(src)
+}
+
+// TestMultiPassMergeLeavesRoom: a merge asks for at most half of the task's fair share, so that
+// what consumes the merged records keeps room. The readers of all 50 spills (about 1.1 MiB) fit
+// the 1.5 MiB budget but not half of it: the map merges in two passes, and its final readers
+// hold at most half the budget (plus the spill writer reserved for a forced spill).
+func TestMultiPassMergeLeavesRoom(t *testing.T) {
+	const budget = 1536 << 10
+	ctx := context.Background()
+	tm := newTestTask(t, budget)
+	scope := newTestScope(t, nil)
+	m, err := NewExternalAppendOnlyMap(tm, scope, sumAgg[int64](), int64Codec, int64Codec, ExternalMapConfig[int64]{SpillConfig: multiPassConfig})
+	require.NoError(t, err)
+	require.NoError(t, m.InsertAll(ctx, SliceIterator(multiPassInput(t))))
+	it, err := m.IteratorContext(ctx)
+	require.NoError(t, err)
+	held := m.io.Used()
+	got := map[int64]int64{}
+	for it.Next() {
+		got[it.Value().Key] += it.Value().Value
+	}
+	require.NoError(t, it.Err())
+	require.Equal(t, multiPassWant(t), got)
+	t.Logf("spill I/O held %d bytes after %d passes", held, m.Metrics().MergePasses)
+	require.LessOrEqual(t, held, int64(budget/2)+writerCost(multiPassConfig, 64, math.MaxInt64))
+	require.GreaterOrEqual(t, m.Metrics().MergePasses, int64(2))
+	require.NoError(t, m.Close())
+	require.Zero(t, m.io.Used())
+	require.Zero(t, scope.Files())
 }

@@ -519,6 +519,21 @@ func (s *Spillable) admitChecked(ctx context.Context, mem int64, check bool, rec
 	if rec == 0 {
 		return nil
 	}
+	if held := size(); held > 0 {
+		// When the task cannot grant the record on top of what the collection holds (the check
+		// did not spill: the collection was below its threshold), spill it and ask again with
+		// the collection empty. An error is reported by reserve.
+		if short, err := s.grow(ctx, held+rec); err == nil && short {
+			if err := s.spillNow(held, spill); err != nil {
+				return err
+			}
+			if !s.writerAtCheck {
+				if err := s.reserveWriterNow(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	return s.reserve(ctx, size()+rec, rec)
 }
 
@@ -527,29 +542,38 @@ func (s *Spillable) admitChecked(ctx context.Context, mem int64, check bool, rec
 func (s *Spillable) retain(n int64) { s.floor += n }
 
 // reserve makes the threshold cover need bytes, the collection's size with a record of rec
-// bytes it is about to insert, after the memory check spilled: it acquires what is missing, and
+// bytes it is about to insert, after the memory check (and the collection spilled if the task
+// could not grant the record on top of its data): it acquires what is missing, and
 // if the task grants less, the record can never fit and it returns an error wrapping
 // memory.ErrOutOfMemory with the task's usage report. Call with the lock held.
 func (s *Spillable) reserve(ctx context.Context, need, rec int64) error {
 	request := need - s.threshold
-	if request <= 0 {
-		return nil
-	}
-	granted, err := s.acquireUnlocked(ctx, request, "of execution memory for a record", s.base.Acquire, s.base.Free)
-	if errors.Is(err, ErrClosed) {
+	short, err := s.grow(ctx, need)
+	switch {
+	case errors.Is(err, ErrClosed):
 		return err
-	}
-	s.threshold += granted
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("collection: %s acquiring %s of execution memory for a record of about %s: %w",
 			s.name, humanize.IBytes(uint64(request)), humanize.IBytes(uint64(rec)), err)
-	}
-	if granted < request {
+	case short:
+		granted := request - (need - s.threshold)
 		return fmt.Errorf("collection: %s cannot hold a record of about %s even with everything spilled: "+
 			"%w: unable to acquire %s of memory, got %s\n%s", s.name, humanize.IBytes(uint64(rec)), memory.ErrOutOfMemory,
 			humanize.IBytes(uint64(request)), humanize.IBytes(uint64(granted)), s.base.TaskManager().UsageReport())
 	}
 	return nil
+}
+
+// grow acquires what the threshold lacks to cover need bytes and reports whether the task
+// granted less. Call with the lock held.
+func (s *Spillable) grow(ctx context.Context, need int64) (bool, error) {
+	request := need - s.threshold
+	if request <= 0 {
+		return false, nil
+	}
+	granted, err := s.acquireUnlocked(ctx, request, "of execution memory for a record", s.base.Acquire, s.base.Free)
+	s.threshold += granted
+	return granted < request, err
 }
 
 // acquireUnlocked runs acquire with the collection's lock released (acquiring memory may spill
@@ -624,12 +648,24 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 	if !shouldSpill {
 		return false, nil
 	}
+	if err := s.spillNow(currentMemory, spill); err != nil {
+		return false, err
+	}
+	if writerShort {
+		return true, s.reserveWriterNow(ctx)
+	}
+	return true, nil
+}
+
+// spillNow writes the collection's currentMemory bytes of in-memory data out with spill and
+// gives its memory back. Call with the lock held.
+func (s *Spillable) spillNow(currentMemory int64, spill func() (int64, error)) error {
 	s.metrics.Spills++
 	s.log.Info("spilling in-memory collection to disk",
 		zap.String("bytes", humanize.IBytes(uint64(currentMemory))), zap.Int64("spills", s.metrics.Spills))
 	disk, err := spill()
 	if err != nil {
-		return false, fmt.Errorf("collection: %s spilling %s of in-memory data (spill %d): %w",
+		return fmt.Errorf("collection: %s spilling %s of in-memory data (spill %d): %w",
 			s.name, humanize.IBytes(uint64(currentMemory)), s.metrics.Spills, err)
 	}
 	s.elementsRead = 0
@@ -639,10 +675,26 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 		zap.String("bytes", humanize.IBytes(uint64(currentMemory))), zap.String("disk", humanize.IBytes(uint64(disk))),
 		zap.String("released", humanize.IBytes(uint64(s.threshold-s.allowance))))
 	s.ReleaseMemory()
-	if writerShort {
-		return true, s.reserveWriterNow(ctx)
+	return nil
+}
+
+// writerToReader moves up to n bytes of the spill writer's reservation (memory.Strict) to the
+// reader of the file a forced spill of the collection's iterator just wrote, and returns the
+// function that gives them back (once; nil when nothing is reserved): that reader's buffers are
+// accounted while it is open, and ReleaseMemory gives back only the rest. A writer's buffers
+// are at least a reader's of the same records (writerCost against
+// storage.RecordWriter.ReadBufferBytes). Call with the lock held.
+func (s *Spillable) writerToReader(n int64) func() {
+	if s.io == nil || s.writerHeld == 0 {
+		return nil
 	}
-	return true, nil
+	n = min(n, s.writerHeld)
+	s.writerHeld -= n
+	io := s.io
+	return func() {
+		io.release(n)
+		n = 0
+	}
 }
 
 // ReleaseMemory gives back everything acquired beyond the free allowance and resets the

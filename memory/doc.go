@@ -88,8 +88,8 @@
 // can never fit gets an error wrapping [ErrOutOfMemory] with the task's usage report rather
 // than an overshoot. memory/memtest states the bound as StrictBound, and internal/heapbound checks
 // it at two data sizes 10× apart, and that the peak does not grow with the data, for each
-// scenario it covers; the scenarios that do not hold it yet are listed there with their
-// measured figures. [SparkAllowances] gives the bound up for Spark's unaccounted allowances.
+// scenario it covers (the aggregating map, the grouper with one huge key, the sorter, a whole
+// shuffle, caching under every storage level and PageRank). [SparkAllowances] gives the bound up for Spark's unaccounted allowances.
 //
 // # Budget, Go memory limit and RSS
 //

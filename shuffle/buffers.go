@@ -3,6 +3,7 @@ package shuffle
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/dustin/go-humanize"
 
@@ -18,6 +19,9 @@ import (
 // other consumers spill; its own Spill releases nothing.
 type bufferConsumer struct {
 	memory.ConsumerBase
+	// shed, if set, gives back what can be dropped (a fetcher's loaded segments not yet read,
+	// which are then streamed) and returns the bytes released.
+	shed atomic.Pointer[func() int64]
 }
 
 // newBufferConsumer returns the task's consumer named name, or nil unless the task's memory
@@ -31,8 +35,15 @@ func newBufferConsumer(tm *memory.TaskManager, name string) *bufferConsumer {
 	return c
 }
 
-// Spill implements memory.Consumer: buffers in use cannot be written out.
-func (c *bufferConsumer) Spill(int64, memory.Consumer) (int64, error) { return 0, nil }
+// Spill implements memory.Consumer: buffers in use cannot be written out; a fetcher's loaded
+// segments not yet read are given back (shed) when another consumer asks.
+func (c *bufferConsumer) Spill(_ int64, trigger memory.Consumer) (int64, error) {
+	shed := c.shed.Load()
+	if shed == nil || trigger == memory.Consumer(c) {
+		return 0, nil
+	}
+	return (*shed)(), nil
+}
 
 // tryAcquire acquires n bytes, all or nothing, and reports whether it got them. A nil consumer
 // always gets them.

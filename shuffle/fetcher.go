@@ -27,6 +27,9 @@ import (
 // task cannot grant while no other segment is loaded, is streamed instead, and while others are
 // loaded the prefetcher waits for the consumer to release one before it asks again. The record
 // reader's buffers (decode bytes) are acquired when the fetcher starts and held until it closes.
+// When another consumer of the task is short of memory (the reduce side's aggregation about to
+// spill), the fetch consumer's Spill gives back the loaded segments the consumer has not reached
+// yet, which are then streamed from their files (shedLoaded).
 type fetcher struct {
 	disk          *storage.DiskBlockManager
 	numPartitions int
@@ -40,6 +43,11 @@ type fetcher struct {
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
 	closed        bool
+
+	// shedMu guards shed: loaded segments a spill request took back from results before the
+	// consumer reached them, now to be streamed; next hands them out first.
+	shedMu sync.Mutex
+	shed   []fetchResult
 
 	inFlight atomic.Int64 // bytes of loaded segments not yet released by the consumer
 	peak     atomic.Int64 // the most inFlight has been
@@ -100,6 +108,8 @@ func newStoppedFetcher(disk *storage.DiskBlockManager, blocks []BlockSize, numPa
 // start acquires decode bytes for the record reader's buffers and starts the prefetcher.
 func (f *fetcher) start(ctx context.Context, blocks []BlockSize, decode int64) error {
 	if f.mem != nil {
+		shed := f.shedLoaded
+		f.mem.shed.Store(&shed)
 		if err := f.mem.reserve(ctx, decode, "the buffers of a shuffle record reader"); err != nil {
 			return err
 		}
@@ -229,12 +239,57 @@ func (f *fetcher) release(r fetchResult) {
 	}
 }
 
+// shedLoaded is the fetch consumer's Spill: when another consumer of the task (the reduce
+// side's aggregation or sort) is short of memory, the loaded segments waiting for the consumer
+// give their memory back and are streamed from their files instead. It returns the bytes
+// released.
+func (f *fetcher) shedLoaded() int64 {
+	f.shedMu.Lock()
+	defer f.shedMu.Unlock()
+	var freed int64
+	for {
+		select {
+		case r, ok := <-f.results:
+			if !ok {
+				return freed
+			}
+			if r.data != nil {
+				freed += r.block.Size
+				f.release(r)
+				r.data, r.weight = nil, 0
+			}
+			f.shed = append(f.shed, r)
+		default:
+			return freed
+		}
+	}
+}
+
+// takeShed returns a segment shedLoaded took back, if any.
+func (f *fetcher) takeShed() (fetchResult, bool) {
+	f.shedMu.Lock()
+	defer f.shedMu.Unlock()
+	if len(f.shed) == 0 {
+		return fetchResult{}, false
+	}
+	r := f.shed[0]
+	f.shed = f.shed[1:]
+	return r, true
+}
+
 // next returns the next segment, or false after the last one. An error of the prefetcher (a
 // missing or corrupt map output) or ctx's end is returned as err.
 func (f *fetcher) next(ctx context.Context) (fetchResult, bool, error) {
+	if r, ok := f.takeShed(); ok {
+		return r, r.err == nil, r.err
+	}
 	select {
 	case r, ok := <-f.results:
 		if !ok {
+			// shedLoaded may have taken the last segments while this waited.
+			if r, ok := f.takeShed(); ok {
+				return r, r.err == nil, r.err
+			}
 			return fetchResult{}, false, ctx.Err() // the prefetcher stops early only when cancelled
 		}
 		return r, r.err == nil, r.err
@@ -255,6 +310,9 @@ func (f *fetcher) close() {
 	for r := range f.results {
 		f.release(r)
 	}
+	f.shedMu.Lock()
+	f.shed = nil // streamed: they hold nothing
+	f.shedMu.Unlock()
 	f.mem.release(f.decode)
 	f.decode = 0
 }

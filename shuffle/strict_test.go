@@ -271,20 +271,16 @@ func TestStrictShuffleHeapBound(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("heap measurement: not in -short or -race runs")
 	}
-	// Open: at GOMAXPROCS 1 and 4 beside a CPU hog, a strict reduce task of this 4 MiB, 2-core
-	// shuffle can fail with ErrOutOfMemory (its fetch consumer and reader hold its share when its
-	// aggregation map must reserve its spill writer), and whether the reduce side spills at all
-	// under Spark's allowances depends on the schedule. Run it with -run and remove this skip
-	// once both are fixed.
-	t.Skip("open: strict reduce tasks may run out of memory at 4 MiB depending on the schedule; see the comment")
 	const budget = 4 << 20
 	run := func(t *testing.T, acc memory.Accounting, records int) memtest.Peak {
 		var sum int64
 		var writes []WriteMetrics
 		var reads []ReadMetrics
 		peak := memtest.Measure(func() {
+			// Both sides spill whatever the schedule: every collection spills after a sixteenth
+			// of a map task's records at the latest.
 			e := newTestEnvAccounting(t, budget, acc, RunnerConfig{Cores: 2, Shuffle: Config{
-				Spill: collection.SpillConfig{InitialThreshold: collection.NoInitialThreshold},
+				Spill: collection.SpillConfig{InitialThreshold: collection.NoInitialThreshold, ForceSpillElements: int64(records / 64)},
 			}}, nil)
 			dep := intDep(e.runner, 4, true, true, false)
 			var err error
@@ -331,13 +327,56 @@ func TestStrictShuffleHeapBound(t *testing.T) {
 			if acc != memory.Strict {
 				return // for comparison only
 			}
-			// Open: measured growth 3.6 MiB at 400k records and 6.1 MiB at 4M under strict
-			// accounting (5.2 and 9.2 MiB with Spark's allowances), within the bound but not yet
-			// flat; ordinary spill writers' buffers are still unaccounted.
-			t.Skip("open: strict shuffle growth not yet flat (3.6 MiB at 400k records, 6.1 MiB at 4M)")
 			memtest.Require(t, small, bound)
 			memtest.Require(t, large, bound)
 			memtest.RequireFlat(t, small, large, bound.Slack)
 		})
 	}
+}
+
+// pinned is a consumer of the reduce task that cannot spill: the aggregation that asks for
+// memory while the fetcher holds loaded segments.
+type pinned struct{ memory.ConsumerBase }
+
+func (*pinned) Spill(int64, memory.Consumer) (int64, error) { return 0, nil }
+
+// A strict fetcher gives its loaded segments back when another consumer of the task is short of
+// memory: they are streamed from their files instead, every record is still read once, and the
+// other consumer gets what it asked for.
+func TestStrictFetchShedsLoadedSegments(t *testing.T) {
+	e := newTestEnv(t, 64<<20, RunnerConfig{})
+	dep, inputs := bypassShuffle(t, e, 2, 6, 1000, 1<<20)
+	blocks, err := e.runner.registry.MapSizesByReduce(dep.ShuffleID, 0)
+	require.NoError(t, err)
+	var total int64
+	for _, b := range blocks {
+		total += b.Size
+	}
+	const budget, decode = 1 << 20, 40 << 10
+	require.Less(t, total, int64(budget-decode), "every segment can be loaded at once")
+	tm, mem := reduceTask(t, budget)
+	ctx := context.Background()
+	f, err := newFetcher(ctx, e.disk, blocks, 2, fetchLimits{maxInFlight: budget, maxToMem: budget, mem: mem, decode: decode})
+	require.NoError(t, err)
+	f.wg.Wait() // the prefetcher loaded every segment and ended
+	require.Equal(t, decode+total, mem.Used())
+
+	agg := &pinned{}
+	agg.Init(tm, memory.OnHeap, "aggregation", agg)
+	got, err := agg.Acquire(ctx, budget-decode)
+	require.NoError(t, err)
+	require.Equal(t, int64(budget-decode), got, "the loaded segments were given back")
+	require.Equal(t, int64(decode), mem.Used())
+
+	it := newRecordIterator(ctx, f, dep.KeyCodec, dep.ValueCodec)
+	var n int
+	for it.Next() {
+		n++
+	}
+	require.NoError(t, it.Err())
+	require.Equal(t, len(partitionModel(dep, inputs, 0)), n, "every record of the partition read once")
+	c := it.counters()
+	require.Equal(t, int64(len(blocks)), c.streamed, "every segment streamed")
+	require.NoError(t, it.Close())
+	agg.Free(got)
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"runtime/debug"
 	"strconv"
@@ -24,8 +23,6 @@ import (
 	"github.com/spillway/spillway/storage"
 )
 
-var runAll = flag.Bool("all", false, "also run the scenarios skipped until the library keeps their bound")
-
 const (
 	// budget is the memory the scenarios run with: the whole unified region (execution and
 	// storage), nothing reserved. PageRank and caching run with executor.MinBudget (4 MiB),
@@ -39,23 +36,18 @@ const (
 )
 
 // tolerance is how much more the live heap may grow on the large input than on the small one:
-// half the budget plus the bound's stated slack. What the collector reports live varies from
-// run to run by a few megabytes at these budgets: everything allocated while a concurrent mark
-// runs counts as live, and on a loaded machine (CI runs the suite beside a CPU hog) a mark can
-// span many records. A heap that grew with the data would exceed it by far at 10× the data.
-func tolerance(budget int64) int64 { return budget/2 + memtest.StrictBound(budget).Slack }
+// a quarter of the budget plus the bound's stated slack. The scenarios run with stop-the-world
+// collections (TestMain), so what memtest reads is what was reachable; what remains is a peak
+// falling between two GC cycles and the size estimator's error. A heap that grew with the data
+// would exceed it by far at 10× the data.
+func tolerance(budget int64) int64 { return budget/4 + memtest.StrictBound(budget).Slack }
 
 // requireBound runs work at the two sizes (the larger at least 10× the smaller), measures the
 // live heap's growth during each with memtest, and requires both within
-// memtest.StrictBound(budget) and the larger within tolerance(budget) of the smaller. A non-empty
-// awaiting names the library change the scenario waits for: the test is skipped unless -all is
-// given (go test ./internal/heapbound -args -all). Under the race detector only the small size
-// runs, with the bound but without the flatness check.
-func requireBound(t *testing.T, budget int64, awaiting string, sizes [2]int, work func(ctx context.Context, t *testing.T, n int) error) {
+// memtest.StrictBound(budget) and the larger within tolerance(budget) of the smaller. Under the
+// race detector only the small size runs, with the bound but without the flatness check.
+func requireBound(t *testing.T, budget int64, sizes [2]int, work func(ctx context.Context, t *testing.T, n int) error) {
 	t.Helper()
-	if awaiting != "" && !*runAll {
-		t.Skip("awaiting " + awaiting)
-	}
 	require.GreaterOrEqual(t, sizes[1], 10*sizes[0], "the sizes must be at least 10× apart")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a safety net only
 	defer cancel()
@@ -164,7 +156,7 @@ var sumAgg = collection.Aggregator[string, int64, int64]{
 // TestAggregatingMap: an ExternalAppendOnlyMap sums n records over n/2 string keys, seen round
 // robin so every spill holds every key it saw once, and is read back merged.
 func TestAggregatingMap(t *testing.T) {
-	requireBound(t, budget, "collection: within the bound but not yet flat in every run (strict: 6.8–7.8 MiB at 400k records, 9.1–9.7 MiB at 4M, bound 10.8 MiB; before strict accounting 13 and 20 MiB)", [2]int{400_000, 4_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+	requireBound(t, budget, [2]int{400_000, 4_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
 		e, err := newEnv(t, budget, memory.Config{})
 		if err != nil {
 			return err
@@ -204,7 +196,7 @@ func TestAggregatingMap(t *testing.T) {
 // TestGrouperOneHugeKey: an ExternalGrouper groups n 48-byte values of which 9 in 10 have one
 // key, so that key's values are many times the budget.
 func TestGrouperOneHugeKey(t *testing.T) {
-	requireBound(t, budget, "collection: within the bound in 2 runs of 5 (strict, value slots counted: 7.8–8.8 MiB at 100k values, 9–11 MiB at 1M, bound 10.8 MiB; before strict accounting 8.6 and 55 MiB)", [2]int{100_000, 1_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+	requireBound(t, budget, [2]int{100_000, 1_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
 		e, err := newEnv(t, budget, memory.Config{})
 		if err != nil {
 			return err
@@ -251,7 +243,7 @@ func TestGrouperOneHugeKey(t *testing.T) {
 // TestSorter: an ExternalSorter sorts n records (random int64 keys, 48-byte values) without
 // aggregation and is read back in key order.
 func TestSorter(t *testing.T) {
-	requireBound(t, budget, "collection: within the bound by too little to hold on every machine (strict: 8.2–10 MiB at 300k records, 9.3–10 MiB at 3M, bound 10.8 MiB; before strict accounting 15 and 24 MiB)", [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+	requireBound(t, budget, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
 		e, err := newEnv(t, budget, memory.Config{})
 		if err != nil {
 			return err
@@ -296,7 +288,7 @@ func TestSorter(t *testing.T) {
 // spill.
 func TestShuffle(t *testing.T) {
 	const parts = 2
-	requireBound(t, budget, "shuffle and collection: ordinary spill writers' buffers unaccounted (strict: 9.1 MiB at 400k records, 14 MiB at 4M; before strict accounting 24 and 55 MiB)", [2]int{400_000, 4_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+	requireBound(t, budget, [2]int{400_000, 4_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
 		e, err := newEnv(t, budget, memory.Config{NumCores: 2})
 		if err != nil {
 			return err
@@ -367,24 +359,14 @@ func TestShuffle(t *testing.T) {
 // Caching needs no budget-sized execution memory: the bound is the storage memory the block
 // may take plus what unrolling and reading it hold.
 func TestCache(t *testing.T) {
-	levels := []struct {
-		name     string
-		awaiting string
-	}{
-		{"MEMORY_ONLY", ""},
-		{"MEMORY_ONLY_SER", ""},
-		{"MEMORY_AND_DISK", ""},
-		{"MEMORY_AND_DISK_SER", ""},
-		{"DISK_ONLY", ""},
-		{"OFF_HEAP", ""},
-	}
+	levels := []string{"MEMORY_ONLY", "MEMORY_ONLY_SER", "MEMORY_AND_DISK", "MEMORY_AND_DISK_SER", "DISK_ONLY", "OFF_HEAP"}
 	type record = storage.Pair[int64, string]
 	codec := storage.NewPairCodec[int64, string](storage.VarintCodec[int64]{}, storage.StringCodec{})
 	for _, lv := range levels {
-		t.Run(lv.name, func(t *testing.T) {
-			level, err := storage.ParseLevel(lv.name)
+		t.Run(lv, func(t *testing.T) {
+			level, err := storage.ParseLevel(lv)
 			require.NoError(t, err)
-			requireBound(t, cacheBudget, lv.awaiting, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+			requireBound(t, cacheBudget, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
 				cfg := memory.Config{}
 				if level.UseOffHeap() {
 					cfg.OffHeapSize = cacheBudget // the off-heap pool, outside the Go heap
@@ -440,7 +422,7 @@ func TestCache(t *testing.T) {
 // cached MEMORY_AND_DISK_SER, 3 iterations on 2 cores and 2 partitions, in executor.MinBudget
 // (4 MiB).
 func TestPageRank(t *testing.T) {
-	requireBound(t, executor.MinBudget, "collection and shuffle: reader and writer buffers outside the budget (strict: 5.2–6.3 MiB at 2M edges, passing 2 runs in 3; before strict accounting 4.3 MiB at 200k, 9.8 MiB at 2M)", [2]int{200_000, 2_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+	requireBound(t, executor.MinBudget, [2]int{200_000, 2_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
 		ex, err := executor.New(executor.Config{Budget: executor.MinBudget, Cores: 2, Dirs: []string{t.TempDir()}})
 		if err != nil {
 			return err
@@ -468,7 +450,7 @@ func TestPageRank(t *testing.T) {
 // partitions in the budget. Both sides are larger than the budget at both sizes, so the right
 // side is not broadcast: both are shuffled and cogrouped in spilling maps.
 func TestJoin(t *testing.T) {
-	requireBound(t, budget, "shuffle and collection, as TestShuffle (strict: 8.5 MiB at 300k rows, 11 MiB at 3M, the bound 10.8 MiB)", [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+	requireBound(t, budget, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
 		ex, err := executor.New(executor.Config{Budget: budget, Cores: 2, Dirs: []string{t.TempDir()}})
 		if err != nil {
 			return err

@@ -181,6 +181,7 @@ const (
 	cCancellations
 	cAborts
 	cEarlyStops
+	cOutOfMemory
 	cChecks
 	numCounters
 )
@@ -188,7 +189,7 @@ const (
 func (c counter) String() string {
 	return [...]string{"rounds", "tasks", "finished normally", "inserts", "records read",
 		"hog acquisitions", "spills", "forced spills", "spill requests", "pool waits", "evictions",
-		"blocks put", "shuffles", "cancellations", "aborts", "early stops", "monitor checks"}[c]
+		"blocks put", "shuffles", "cancellations", "aborts", "early stops", "out of memory", "monitor checks"}[c]
 }
 
 // counters are the operation counts.
@@ -244,7 +245,13 @@ func runRound(t *testing.T, root string, master uint64, r int, seed uint64, fate
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	goroutines := runtime.NumGoroutine()
 
-	budget := int64(128<<10) << rng.IntN(5) // 128 KiB .. 2 MiB
+	// Each task's fair share is 64 to 256 KiB (the round's tasks and the Runner's, up to 4,
+	// share the budget): under strict accounting a merge needs two spill readers and a writer
+	// (at least a 32 KiB file buffer each, plus their batches), so with less most tasks would
+	// end in ErrOutOfMemory before reaching the paths the test exercises, and with much more
+	// few would spill.
+	n := 1 + rng.IntN(maxTasks)
+	budget := int64(n+4) * (64 << 10 << rng.IntN(3))
 	m, err := memory.NewUnifiedManager(memory.Config{
 		SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
 		StorageFraction: []float64{0.1, 0.5, 0.9}[rng.IntN(3)], NumCores: 1, PageSize: 64 << 10,
@@ -286,7 +293,6 @@ func runRound(t *testing.T, root string, master uint64, r int, seed uint64, fate
 	})
 	require.NoError(t, err)
 
-	n := 1 + rng.IntN(maxTasks)
 	tasks := make([]*task, n)
 	for i := range tasks {
 		tasks[i] = newTask(rd, i, rng.Uint64(), fates)

@@ -221,6 +221,7 @@ func (tk *task) run() {
 		// not hold two spill readers and a merge writer, or a shuffle writer's or reader's buffers
 		// (at least one 32 KiB file buffer each); like Spark's SparkOutOfMemoryError, the task
 		// then fails cleanly (bounded merges and buffers refuse rather than overshoot).
+		rd.count[cOutOfMemory].Add(1)
 	default:
 		tk.failf("unexpected error: %v", err)
 	}

@@ -7,15 +7,26 @@
 // only known at the end of a cycle, so the sampler reads it once per cycle, from a cleanup
 // (runtime.AddCleanup) that the cycle itself triggers: no polling goroutine, no timing.
 //
+// What a concurrent collection reports live includes every object allocated while it marked
+// (the runtime allocates them already marked), garbage or not: on a busy machine, where a mark
+// spans many allocations, that adds megabytes that were never reachable together. RunExact
+// runs a test binary's tests with every collection stopping the world
+// (GODEBUG=gcstoptheworld=1), so the live heap is exactly what was reachable at each cycle.
+//
 // Spillway's own scenario tests use this package; an engine can put the same bound on its own
 // operators. A Sampler observes the whole process, so tests that use one must not run in
 // parallel with other allocating tests.
 package memtest
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"runtime/metrics"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -175,4 +186,45 @@ func size(n int64) string {
 		return "-" + humanize.IBytes(uint64(-n))
 	}
 	return humanize.IBytes(uint64(n))
+}
+
+// exactSetting is the GODEBUG setting RunExact runs the tests with.
+const exactSetting = "gcstoptheworld=1"
+
+// RunExact runs m's tests with every garbage collection stopping the world, so that the live
+// heap a Sampler reads is what was reachable at that collection, with nothing allocated during
+// a concurrent mark counted in. The runtime reads GODEBUG's gcstoptheworld only at start-up, so
+// unless it is already set RunExact runs the test binary again as a child process with
+// GODEBUG=gcstoptheworld=1 added, the same arguments, standard input and outputs, and returns
+// the child's exit code; otherwise it returns m.Run(). Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(memtest.RunExact(m)) }
+//
+// Collections then pause the program for the whole mark, which at the small heaps of memory
+// tests takes well under a millisecond.
+func RunExact(m *testing.M) int {
+	godebug := os.Getenv("GODEBUG")
+	if slices.Contains(strings.Split(godebug, ","), exactSetting) {
+		return m.Run()
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memtest: cannot run the tests again with GODEBUG=%s: %v\n", exactSetting, err)
+		return 1
+	}
+	if godebug != "" {
+		godebug += ","
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), "GODEBUG="+godebug+exactSetting)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err = cmd.Run()
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memtest: running the tests with GODEBUG=%s: %v\n", exactSetting, err)
+		return 1
+	}
+	return 0
 }

@@ -1,7 +1,9 @@
 package memtest
 
 import (
+	"os"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -59,4 +61,12 @@ func TestMeasureAndRequire(t *testing.T) {
 	runtime.KeepAlive(sink)
 	Require(t, p, Bound{Budget: n, Slack: 1 << 20})
 	RequireFlat(t, p, p, 0)
+}
+
+// TestMain runs the package's tests through RunExact, which TestRunExact checks.
+func TestMain(m *testing.M) { os.Exit(RunExact(m)) }
+
+func TestRunExact(t *testing.T) {
+	require.Contains(t, strings.Split(os.Getenv("GODEBUG"), ","), exactSetting,
+		"the tests run again with every collection stopping the world")
 }

@@ -507,7 +507,11 @@ func (e *emitter) Next() bool {
 		return false
 	}
 	if e.joined == nil {
-		joined, err := e.openJoin()
+		// Under strict accounting the map's merge holds readers of its spill files, which
+		// cannot spill, but at most half of the task's share of memory (see collection's
+		// "Merge memory and bounded merges"): the contributions' aggregation filling from it
+		// keeps room.
+		joined, err := e.m.Iterator(e.ctx)
 		if err != nil {
 			e.err, e.done = err, true
 			return false
@@ -545,49 +549,6 @@ func (e *emitter) Next() bool {
 	}
 	return true
 }
-
-// openJoin takes the join map's iterator. Under strict accounting the map's merge holds a
-// reader of every spill file, as much of the task's memory as their files need, and those
-// readers cannot spill: the contributions' aggregation, which fills while the map is read, would
-// be left nothing and spill a tiny file every few records. So when the task can grant twice
-// sorterReserve, the emitter first sets sorterReserve aside for that aggregation, takes the
-// iterator — the merge then sizes its fan-in to the rest — and hands the reserve back for the
-// sorter to take.
-func (e *emitter) openJoin() (collection.Iterator[collection.Pair[int64, [][]JoinValue]], error) {
-	tm := e.ob.ev.Task
-	if tm.Manager().Accounting() != memory.Strict {
-		return e.m.Iterator(e.ctx)
-	}
-	r := &reserve{}
-	r.Init(tm, memory.OnHeap, fmt.Sprintf("join of iteration %d: reserve of the contributions", e.ob.ev.Iteration), r)
-	want := e.j.sorterReserve()
-	got, err := r.Acquire(e.ctx, 2*want)
-	if err != nil {
-		return nil, err
-	}
-	// Only set aside what leaves the merge at least as much again: when memory is that short
-	// the merge needs all of it, and the aggregation can spill as it fills.
-	keep := want
-	if got < 2*want {
-		keep = 0
-	}
-	r.Free(got - keep)
-	defer r.Free(keep)
-	return e.m.Iterator(e.ctx)
-}
-
-// sorterReserve is the memory the emitter sets aside for the contributions' aggregation while
-// the join map's merge is planned: a quarter of a task's share of the budget with every core
-// busy.
-func (j *job) sorterReserve() int64 {
-	return j.ex.Memory.Metrics().Pools[0].Max / int64(4*j.ex.Config().Cores)
-}
-
-// reserve is memory set aside for a while; it cannot spill.
-type reserve struct{ memory.ConsumerBase }
-
-// Spill implements memory.Consumer: the reserve is given back by its owner only.
-func (*reserve) Spill(int64, memory.Consumer) (int64, error) { return 0, nil }
 
 // checkForcedSpill tells the observer when the join map was force-spilled since the last record.
 func (e *emitter) checkForcedSpill() {

@@ -173,7 +173,7 @@
 // ExternalSorter (each partition's merge, and so the shuffle's sort writer) first merge the
 // smallest files, k at a time (k readers and a writer fit the grant, k ≥ 2), into larger files,
 // and ask again; each merged file is deleted as soon as it is read, and every file on error or
-// cancellation (ExternalAppendOnlyMap.IteratorContext and ExternalGrouper.IteratorContext take
+// cancellation (ExternalAppendOnlyMap.Iterator and ExternalGrouper.Iterator take
 // the context; ExternalSorter's readers take theirs). With k readers affordable, s spill files
 // take passes = ⌈log_k(s)⌉ (the final merge included; SpillMetrics.MergePasses reports it),
 // each pass reading and writing all the spilled data once. Example: one task with a 32 MiB

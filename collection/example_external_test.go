@@ -58,7 +58,7 @@ func ExampleExternalAppendOnlyMap() {
 			log.Fatal(err)
 		}
 	}
-	it, err := counts.Iterator()
+	it, err := counts.Iterator(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func ExampleExternalGrouper() {
 			}
 		}
 	}
-	it, err := g.Iterator()
+	it, err := g.Iterator(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}

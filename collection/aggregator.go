@@ -17,7 +17,7 @@ type Aggregator[K, V, C any] struct {
 	MergeCombiners func(a, b C) C
 }
 
-// Validate reports a missing function.
+// Validate reports every missing function (errors.Join).
 func (a Aggregator[K, V, C]) Validate() error {
 	var errs []error
 	if a.CreateCombiner == nil {

@@ -373,14 +373,13 @@ func TestAppendOnlyMap_DestructiveSortedByHash(t *testing.T) {
 	it := m.DestructiveSortedByHash()
 	got := map[string]int{}
 	prev := uint64(0)
-	for k, v := range AllPairs(it) {
-		hk := h.Hash(k)
+	for p, err := range All(it) {
+		require.NoError(t, err)
+		hk := h.Hash(p.Key)
 		require.GreaterOrEqual(t, hk, prev)
 		prev = hk
-		got[k] = v
+		got[p.Key] = p.Value
 	}
-	require.NoError(t, it.Err())
-	require.NoError(t, it.Close())
 	require.Equal(t, want, got)
 }
 

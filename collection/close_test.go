@@ -96,7 +96,7 @@ var closeTargets = []struct {
 				if err := fillSpilled(ctx, m.Insert, m.Spill); err != nil {
 					return nil, err
 				}
-				it, err := m.Iterator()
+				it, err := m.Iterator(ctx)
 				return keysOf[int64]{it}, err
 			},
 			close: m.Close, used: m.Used,
@@ -113,7 +113,7 @@ var closeTargets = []struct {
 				if err := fillSpilled(ctx, g.Insert, g.Spill); err != nil {
 					return nil, err
 				}
-				it, err := g.Iterator()
+				it, err := g.Iterator(ctx)
 				return groupKeys{it}, err
 			},
 			close: g.Close, used: g.Used,
@@ -380,7 +380,7 @@ func TestGroupValuesOfClosedGrouper(t *testing.T) {
 	_, err = g.Spill(math.MaxInt64, nil)
 	require.NoError(t, err)
 	require.NoError(t, g.Insert(ctx, 1, 100))
-	it, err := g.Iterator()
+	it, err := g.Iterator(ctx)
 	require.NoError(t, err)
 	require.True(t, it.Next())
 	vals := it.Value().Values

@@ -3,6 +3,25 @@
 // SizeTrackingVector, PartitionedPairBuffer, PartitionedAppendOnlyMap, Spillable,
 // ExternalAppendOnlyMap, ExternalSorter) and the k-way merge they share.
 //
+// # Start here by task
+//
+// Every spillable collection belongs to one task (a memory.TaskManager) and spills into that
+// task's disk scope (a storage.Scope); each takes a storage.Codec for what it writes to disk,
+// and must be closed, which releases its memory and deletes its spill files.
+//
+//   - Aggregate values by key (counts, sums, reduceByKey): ExternalAppendOnlyMap with an
+//     Aggregator; Insert or InsertAll, then Iterator gives each key once with its combiner.
+//   - Group every value of each key (groupByKey), even a key whose values do not fit in memory:
+//     ExternalGrouper; each Group's Values is read lazily, from memory and spill files.
+//   - Sort records that may not fit in memory: Sort for plain records and a comparison;
+//     ExternalSorter for key-value records by partition and key, optionally combining values
+//     (what a shuffle map task does).
+//   - Merge sorted streams: Merge; concatenate them: Concat.
+//   - Use range loops: All turns an Iterator into an iter.Seq2 of values and errors; FromSeq,
+//     FromSeq2 and PairsOf turn sequences into Iterators (PairsOf(maps.All(m)) feeds InsertAll).
+//   - Join and cogroup: package executor (Join, CoGroup); cache: package storage; shuffle:
+//     package shuffle.
+//
 // # The in-memory base
 //
 // AppendOnlyMap is an open-addressing hash table for aggregation: keys are inserted and their
@@ -34,8 +53,9 @@
 //
 // Everything that may read spill files iterates through the pull-style Iterator (Next, Value,
 // Err, Close), so a reader can stop early, release files, and be spilled while being read.
-// All and AllPairs adapt an Iterator to range-over-func loops; Merge is a stable k-way merge of
-// sorted Iterators and Concat their concatenation. Elements handed out by an Iterator belong to
+// All adapts an Iterator to a range-over-func loop that also sees its error (and closes it);
+// FromSeq, FromSeq2 and PairsOf go the other way. Merge is a stable k-way merge of sorted
+// Iterators and Concat their concatenation. Elements handed out by an Iterator belong to
 // the caller.
 //
 // # Spilling
@@ -153,7 +173,7 @@
 // ExternalSorter (each partition's merge, and so the shuffle's sort writer) first merge the
 // smallest files, k at a time (k readers and a writer fit the grant, k ≥ 2), into larger files,
 // and ask again; each merged file is deleted as soon as it is read, and every file on error or
-// cancellation (ExternalAppendOnlyMap.IteratorContext and ExternalGrouper.IteratorContext take
+// cancellation (ExternalAppendOnlyMap.Iterator and ExternalGrouper.Iterator take
 // the context; ExternalSorter's readers take theirs). With k readers affordable, s spill files
 // take passes = ⌈log_k(s)⌉ (the final merge included; SpillMetrics.MergePasses reports it),
 // each pass reading and writing all the spilled data once. Example: one task with a 32 MiB

@@ -57,7 +57,10 @@ func ExamplePartitionedPairBuffer() {
 	}
 	fmt.Println(b.Len(), "records, size tracked:", b.EstimateSize() > 0)
 	it := b.PartitionedDestructiveSortedIterator(strings.Compare)
-	for r := range collection.All(it) {
+	for r, err := range collection.All(it) {
+		if err != nil {
+			panic(err)
+		}
 		fmt.Println(r.Partition, r.Key, r.Value)
 	}
 	// Output:

@@ -36,8 +36,7 @@ type ExternalMapConfig[K comparable] struct {
 // ExternalAppendOnlyMap mirrors Spark's ExternalAppendOnlyMap (core/src/main/scala/org/apache/
 // spark/util/collection/ExternalAppendOnlyMap.scala): it combines values by key with an
 // Aggregator in a SizeTrackingMap and, when the task's memory runs short, spills the map to disk
-// sorted by key hash, then merges the spills and the in-memory rest by hash when read (reference
-// §12).
+// sorted by key hash, then merges the spills and the in-memory rest by hash when read.
 //
 // It is a memory.Consumer of its task (on-heap) with the Spillable policy. The TaskManager may
 // force it to spill at any time, also while it is being read: the unread part of the in-memory
@@ -214,12 +213,7 @@ func (m *ExternalAppendOnlyMap[K, V, C]) forceSpill() (bool, int64, error) {
 	return true, disk, nil
 }
 
-// Iterator is IteratorContext with context.Background().
-func (m *ExternalAppendOnlyMap[K, V, C]) Iterator() (Iterator[Pair[K, C]], error) {
-	return m.IteratorContext(context.Background())
-}
-
-// IteratorContext returns the map's pairs, each key once with its combiner, and takes the map
+// Iterator returns the map's pairs, each key once with its combiner, and takes the map
 // over (Spark's iterator, which may be called once). Without spills it reads the in-memory
 // table; otherwise it merges the spill files and the in-memory table, sorted by key hash, by
 // hash (Spark's ExternalIterator in core/src/main/scala/org/apache/spark/util/collection/ExternalAppendOnlyMap.scala). The TaskManager may force-spill the
@@ -228,11 +222,11 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Iterator() (Iterator[Pair[K, C]], error
 // (or the map) when done.
 //
 // In Strict accounting the spill readers' buffers are execution memory of the task: when the
-// task cannot hold a reader of every spill file at once, IteratorContext first merges groups of
+// task cannot hold a reader of every spill file at once, Iterator first merges groups of
 // files into larger ones (see the package doc), which ctx can cancel. It returns an error
 // wrapping memory.ErrOutOfMemory when not even two readers fit, ErrIterated when called twice,
 // ErrClosed after Close, or the map's error; on error every spill file is deleted.
-func (m *ExternalAppendOnlyMap[K, V, C]) IteratorContext(ctx context.Context) (Iterator[Pair[K, C]], error) {
+func (m *ExternalAppendOnlyMap[K, V, C]) Iterator(ctx context.Context) (Iterator[Pair[K, C]], error) {
 	m.sp.Lock()
 	defer m.sp.Unlock()
 	if err := m.checkUsable(); err != nil {
@@ -541,7 +535,7 @@ func (c slotCodec[K, C]) Decode(src []byte) (slot[K, C], int, error) {
 	return slot[K, C]{hash: h, key: k, val: v}, n + m, nil
 }
 
-// hashMerge is Spark's ExternalIterator (reference §12.5): a k-way merge of streams of slots
+// hashMerge is Spark's ExternalAppendOnlyMap.ExternalIterator: a k-way merge of streams of slots
 // sorted by hash into one stream with every key once, combining the combiners of equal keys. The
 // hashes come with the slots (stored in the table and in the spill records), so nothing is
 // rehashed.

@@ -210,7 +210,7 @@ func benchExternal[K comparable](b *testing.B, budget int64, compression storage
 		if err := m.InsertAll(ctx, input); err != nil {
 			b.Fatal(err)
 		}
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -54,7 +54,7 @@ func TestEAOM10SpillDuringIterationReleasesMap(t *testing.T) {
 	}
 	require.Zero(t, m.NumSpills())
 	table := tableOf(m)
-	it, err := m.Iterator()
+	it, err := m.Iterator(ctx)
 	require.NoError(t, err)
 	seen := map[int]bool{}
 	check := func() {
@@ -174,7 +174,7 @@ func TestTwoMapContention(t *testing.T) {
 			require.Zero(t, e1.NumSpills(), "E1 must fit in memory for this test")
 			table := tableOf(e1)
 
-			it1, err := e1.Iterator()
+			it1, err := e1.Iterator(ctx)
 			require.NoError(t, err)
 			read, spilledAt := 0, -1
 			for it1.Next() {
@@ -202,7 +202,7 @@ func TestTwoMapContention(t *testing.T) {
 			}
 			require.Zero(t, e1.Used(), "E1 holds memory after its iterator ended")
 
-			it2, err := e2.Iterator()
+			it2, err := e2.Iterator(ctx)
 			require.NoError(t, err)
 			n := 0
 			for it2.Next() {
@@ -257,7 +257,7 @@ func TestExternalMapMetamorphic(t *testing.T) {
 		require.NoError(t, err)
 		defer func() { require.NoError(t, m.Close()) }()
 		require.NoError(t, m.InsertAll(context.Background(), SliceIterator(in)))
-		it, err := m.Iterator()
+		it, err := m.Iterator(context.Background())
 		require.NoError(t, err)
 		out := map[int][]int{}
 		for it.Next() {
@@ -323,7 +323,7 @@ func TestExternalMapCleanup(t *testing.T) {
 	t.Run("early close mid-iteration", func(t *testing.T) {
 		m, scope, err := fill(t, nil)
 		require.NoError(t, err)
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		require.NoError(t, err)
 		for range 100 {
 			require.True(t, it.Next())
@@ -336,7 +336,7 @@ func TestExternalMapCleanup(t *testing.T) {
 	t.Run("iterator close mid-iteration", func(t *testing.T) {
 		m, scope, err := fill(t, nil)
 		require.NoError(t, err)
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		require.NoError(t, err)
 		require.True(t, it.Next())
 		require.NoError(t, it.Close())
@@ -349,7 +349,7 @@ func TestExternalMapCleanup(t *testing.T) {
 		require.ErrorIs(t, err, faultfs.ErrInjected)
 		require.ErrorContains(t, err, "spill")
 		require.ErrorIs(t, m.Insert(ctx, 1, 1), faultfs.ErrInjected, "the error sticks")
-		_, ierr := m.Iterator()
+		_, ierr := m.Iterator(ctx)
 		require.ErrorIs(t, ierr, faultfs.ErrInjected)
 		require.NoError(t, m.Close())
 		require.Zero(t, scope.Files())
@@ -360,7 +360,7 @@ func TestExternalMapCleanup(t *testing.T) {
 		fs.SetEnabled(false)
 		m, scope, err := fill(t, fs)
 		require.NoError(t, err)
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		require.NoError(t, err)
 		require.True(t, it.Next())
 		fs.SetEnabled(true)
@@ -450,7 +450,7 @@ func TestExternalMapInsertAllBatches(t *testing.T) {
 		require.Equal(t, n/every, calls, "before records 2000, 4000, … and at the end")
 		require.Equal(t, calls, m.NumSpills(), "every forced spill found records to spill")
 		require.Equal(t, int64(calls), m.Metrics().ForcedSpills)
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		require.NoError(t, err)
 		got := map[int64]int64{}
 		for it.Next() {
@@ -472,13 +472,13 @@ func TestExternalMapInsertAllBatches(t *testing.T) {
 		cancel()
 		require.ErrorIs(t, m.InsertAll(cctx, SliceIterator(in)), context.Canceled)
 		require.NoError(t, m.InsertAll(ctx, SliceIterator(in)), "a cancelled InsertAll leaves the map usable")
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		require.NoError(t, err)
 		got := map[int64]int64{}
-		for k, v := range AllPairs(it) {
-			got[k] = v
+		for p, err := range All(it) {
+			require.NoError(t, err)
+			got[p.Key] = p.Value
 		}
-		require.NoError(t, it.Err())
 		require.Equal(t, want, got)
 	})
 }

@@ -139,17 +139,17 @@ func TestEAOM01Insert(t *testing.T) {
 	t.Run("single insert", func(t *testing.T) {
 		m := newIntListMap(t, ExternalMapConfig[int]{})
 		require.NoError(t, m.Insert(ctx, 1, 10))
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		require.NoError(t, err)
 		require.Equal(t, map[int][]int{1: {10}}, drain(t, it))
 	})
 	t.Run("multiple insert", func(t *testing.T) {
 		m := newIntListMap(t, ExternalMapConfig[int]{})
 		require.NoError(t, m.InsertAll(ctx, SliceIterator([]Pair[int, int]{{1, 10}, {2, 20}, {3, 30}})))
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		require.NoError(t, err)
 		require.Equal(t, map[int][]int{1: {10}, 2: {20}, 3: {30}}, drain(t, it))
-		_, err = m.Iterator()
+		_, err = m.Iterator(ctx)
 		require.ErrorIs(t, err, ErrIterated)
 		require.ErrorContains(t, err, "destructive and should only be called once")
 		require.ErrorIs(t, m.Insert(ctx, 4, 40), ErrIterated)
@@ -163,7 +163,7 @@ func TestEAOM02InsertWithCollision(t *testing.T) {
 	m := newIntListMap(t, ExternalMapConfig[int]{})
 	in := []Pair[int, int]{{1, 10}, {2, 20}, {3, 30}, {1, 100}, {2, 200}, {1, 1000}}
 	require.NoError(t, m.InsertAll(context.Background(), SliceIterator(in)))
-	it, err := m.Iterator()
+	it, err := m.Iterator(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, map[int][]int{1: {10, 100, 1000}, 2: {20, 200}, 3: {30}}, sortedValues(drain(t, it)))
 }
@@ -180,7 +180,7 @@ func TestEAOM03Ordering(t *testing.T) {
 			require.NoError(t, m.Insert(context.Background(), k, 10*k))
 		}
 		var err error
-		its[i], err = m.Iterator()
+		its[i], err = m.Iterator(context.Background())
 		require.NoError(t, err)
 	}
 	for range 3 {
@@ -251,7 +251,7 @@ func TestEAOM04NullKeysAndValues(t *testing.T) {
 	m := newOptMap(t, ExternalMapConfig[optInt]{})
 	in := []Pair[optInt, optInt]{{some(1), some(5)}, {some(2), some(6)}, {some(3), some(7)}, {some(4), nullInt}, {nullInt, some(8)}, {nullInt, nullInt}}
 	require.NoError(t, m.InsertAll(context.Background(), SliceIterator(in)))
-	it, err := m.Iterator()
+	it, err := m.Iterator(context.Background())
 	require.NoError(t, err)
 	got := drain(t, it)
 	for k, v := range got {
@@ -279,7 +279,7 @@ func TestEAOM05Spilling(t *testing.T) {
 				require.NoError(t, m.Insert(ctx, i/2, i))
 			}
 			require.Equal(t, 3, m.NumSpills(), "a spill before the 252nd, 503rd and 754th insert")
-			it, err := m.Iterator()
+			it, err := m.Iterator(ctx)
 			require.NoError(t, err)
 			got := drain(t, it)
 			require.Len(t, got, 500)
@@ -293,7 +293,7 @@ func TestEAOM05Spilling(t *testing.T) {
 				require.NoError(t, m.Insert(ctx, i/4, i))
 			}
 			require.Positive(t, m.NumSpills(), "map did not spill")
-			it, err := m.Iterator()
+			it, err := m.Iterator(ctx)
 			require.NoError(t, err)
 			got := sortedValues(drain(t, it))
 			require.Len(t, got, 250)
@@ -309,7 +309,7 @@ func TestEAOM05Spilling(t *testing.T) {
 				require.NoError(t, m.Insert(ctx, i%100, 2*i+1))
 			}
 			require.Positive(t, m.NumSpills(), "map did not spill")
-			it, err := m.Iterator()
+			it, err := m.Iterator(ctx)
 			require.NoError(t, err)
 			got := drain(t, it)
 			require.Len(t, got, 1000)
@@ -380,7 +380,7 @@ func TestEAOM06SpillingWithHashCollisions(t *testing.T) {
 		require.NoError(t, m.Insert(ctx, p.b, p.a))
 	}
 	require.Positive(t, m.NumSpills(), "map did not spill")
-	it, err := m.Iterator()
+	it, err := m.Iterator(ctx)
 	require.NoError(t, err)
 	got := drain(t, it)
 	require.Len(t, got, 1000+24)
@@ -406,7 +406,7 @@ func TestEAOM09SpillingWithNullKeysAndValues(t *testing.T) {
 	require.NoError(t, m.Insert(ctx, some(1), nullInt))
 	require.NoError(t, m.Insert(ctx, nullInt, nullInt))
 	require.Positive(t, m.NumSpills(), "map did not spill")
-	it, err := m.Iterator()
+	it, err := m.Iterator(ctx)
 	require.NoError(t, err)
 	got := drain(t, it)
 	require.Len(t, got, n+1)
@@ -433,14 +433,15 @@ func TestEAOM12PeakMemory(t *testing.T) {
 			}
 			require.Equal(t, tc.spills, m.NumSpills())
 			require.Positive(t, m.Metrics().PeakMemoryUsedBytes)
-			it, err := m.Iterator()
+			it, err := m.Iterator(context.Background())
 			require.NoError(t, err)
 			require.Len(t, drain(t, it), tc.n)
 		})
 	}
 }
 
-// TestEAOM14SpillFileFormat is EAOM-14 (spill file format, derived from §12.2–12.3): batch size
+// TestEAOM14SpillFileFormat is EAOM-14 (spill file format, after Spark's spillMemoryIteratorToDisk
+// and DiskMapIterator in ExternalAppendOnlyMap.scala): batch size
 // 10 and 25 records give batches of 10, 10 and 5 records whose sizes add up to the file length;
 // reading returns the pairs in hash order, each with its key's hash, and deletes the file at the
 // end.
@@ -497,9 +498,9 @@ func TestExternalMapArgs(t *testing.T) {
 	require.ErrorContains(t, err, "BatchSize -1")
 }
 
-// TestHashMergeRandom checks the map's merge by hash (§12.5) against a built-in map: 1 to 20
-// streams of slots sorted by hash, each holding a key at most once, with few distinct hashes so
-// that keys collide within and across streams, give every key once with the sum of its values.
+// TestHashMergeRandom checks the map's merge by hash (Spark's ExternalIterator) against a
+// built-in map: 1 to 20 streams of slots sorted by hash, each holding a key at most once, with
+// few distinct hashes so that keys collide within and across streams, give every key once with the sum of its values.
 func TestHashMergeRandom(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)

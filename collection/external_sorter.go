@@ -75,7 +75,7 @@ const readBatch = 64
 const insertBatch = 64
 
 // ExternalSorter mirrors Spark's ExternalSorter (core/src/main/scala/org/apache/spark/util/
-// collection/ExternalSorter.scala, reference §13): it sorts (and optionally combines) key-value
+// collection/ExternalSorter.scala): it sorts (and optionally combines) key-value
 // records by partition and key under the task's memory budget, spilling sorted runs to disk, and
 // yields every partition in order — to a shuffle map output (WritePartitionedFile) or to a
 // reader (Iterator).

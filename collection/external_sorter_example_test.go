@@ -77,8 +77,11 @@ func ExampleExternalSorter() {
 	}
 	for parts.Next() {
 		fmt.Print("partition ", parts.Partition(), ":")
-		for word, n := range collection.AllPairs(parts.Records()) {
-			fmt.Print(" ", word, "=", n)
+		for r, err := range collection.All(parts.Records()) {
+			if err != nil {
+				panic(err)
+			}
+			fmt.Print(" ", r.Key, "=", r.Value)
 		}
 		fmt.Println()
 	}

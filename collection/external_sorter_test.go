@@ -545,8 +545,8 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, errDiskFull }
 
 // TestExternalSorterForcedSpillWhileReading checks SPARK-22713's guarantee for the sorter
-// (reference §12.4–12.6, §13): once Iterator was called, another consumer's demand force-spills
-// the unread in-memory records; afterwards nothing references the in-memory collection (the weak
+// (ExternalSorter.SpillableIterator in Spark): once Iterator was called, another consumer's
+// demand force-spills the unread in-memory records; afterwards nothing references the in-memory collection (the weak
 // pointer to its backing array clears), its memory is released, and the rest is read from disk.
 // Before Iterator, and while used for shuffle writing, a forced spill does nothing.
 func TestExternalSorterForcedSpillWhileReading(t *testing.T) {

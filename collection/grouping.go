@@ -50,7 +50,7 @@ func (l *valueList[V]) add(v V) {
 }
 
 // ExternalGrouper is groupByKey over a spillable collection, where one key's values may exceed
-// memory: the case Spark's ExternalAppendOnlyMap cannot handle (SPARK-1823, reference §12.7),
+// memory: the case Spark's ExternalAppendOnlyMap cannot handle (SPARK-1823),
 // since it spills whole combiners and merges each key into one in-memory object.
 //
 // Values are kept in memory per key in chunked lists; when memory runs short the whole table is
@@ -280,16 +280,11 @@ func (g *ExternalGrouper[K, V]) forceSpill() (bool, int64, error) {
 	return true, disk, nil
 }
 
-// Iterator is IteratorContext with context.Background().
-func (g *ExternalGrouper[K, V]) Iterator() (Iterator[Group[K, V]], error) {
-	return g.IteratorContext(context.Background())
-}
-
-// IteratorContext returns every key once with its values (see Group), merging the spill files
+// Iterator returns every key once with its values (see Group), merging the spill files
 // and the in-memory table; it takes the grouper over and may be called once. Close it (or the
-// grouper) when done. Like ExternalAppendOnlyMap.IteratorContext, in Strict accounting it first
+// grouper) when done. Like ExternalAppendOnlyMap.Iterator, in Strict accounting it first
 // merges groups of spill files into larger ones when the task cannot hold a reader of each.
-func (g *ExternalGrouper[K, V]) IteratorContext(ctx context.Context) (Iterator[Group[K, V]], error) {
+func (g *ExternalGrouper[K, V]) Iterator(ctx context.Context) (Iterator[Group[K, V]], error) {
 	g.sp.Lock()
 	defer g.sp.Unlock()
 	if err := g.checkUsable(); err != nil {

@@ -26,7 +26,7 @@ func newIntGrouper(t testing.TB, budget int64, cfg ExternalMapConfig[int]) *Exte
 // spillEvery keys.
 func readGroups(t testing.TB, g *ExternalGrouper[int, int], limit func(int) int, spillEvery int) map[int][]int {
 	t.Helper()
-	it, err := g.Iterator()
+	it, err := g.Iterator(context.Background())
 	require.NoError(t, err)
 	out := map[int][]int{}
 	for it.Next() {
@@ -59,7 +59,7 @@ func TestExternalGrouperBasic(t *testing.T) {
 	in := []Pair[int, int]{{1, 10}, {2, 20}, {3, 30}, {1, 100}, {2, 200}, {1, 1000}}
 	require.NoError(t, g.InsertAll(ctx, SliceIterator(in)))
 	require.Equal(t, map[int][]int{1: {10, 100, 1000}, 2: {20, 200}, 3: {30}}, readGroups(t, g, nil, 0))
-	_, err := g.Iterator()
+	_, err := g.Iterator(ctx)
 	require.ErrorIs(t, err, ErrIterated)
 	require.ErrorIs(t, g.Insert(ctx, 1, 1), ErrIterated)
 }
@@ -168,7 +168,7 @@ func TestExternalGrouperHugeKey(t *testing.T) {
 	require.NoError(t, g.Insert(ctx, 7, -1))
 	spills := g.NumSpills()
 	require.GreaterOrEqual(t, spills, 4, "the hot key must spill several times")
-	it, err := g.Iterator()
+	it, err := g.Iterator(ctx)
 	require.NoError(t, err)
 	keys := 0
 	for it.Next() {

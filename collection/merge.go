@@ -3,7 +3,6 @@ package collection
 import (
 	"errors"
 	"fmt"
-	"iter"
 
 	"github.com/spillway/spillway/storage"
 )
@@ -27,32 +26,6 @@ type PartitionedPair[K, V any] struct {
 	Partition int32
 	Key       K
 	Value     V
-}
-
-// All adapts it to a range-over-func sequence over its remaining elements (a Go convenience with
-// no Spark counterpart). The loop stops at the
-// end, at an error or when the body breaks. All does not close it and cannot report errors: defer
-// it.Close() and check it.Err() after the loop.
-func All[T any](it Iterator[T]) iter.Seq[T] {
-	return func(yield func(T) bool) {
-		for it.Next() {
-			if !yield(it.Value()) {
-				return
-			}
-		}
-	}
-}
-
-// AllPairs is All for iterators of pairs, as an iter.Seq2 of key and value.
-func AllPairs[K, V any](it Iterator[Pair[K, V]]) iter.Seq2[K, V] {
-	return func(yield func(K, V) bool) {
-		for it.Next() {
-			p := it.Value()
-			if !yield(p.Key, p.Value) {
-				return
-			}
-		}
-	}
 }
 
 // Collect drains it into a slice and closes it (Spark's Iterator.toArray): storage.Collect.

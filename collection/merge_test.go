@@ -3,6 +3,7 @@ package collection
 import (
 	"cmp"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -199,24 +200,27 @@ func TestSliceIteratorAndAdapters(t *testing.T) {
 	it := SliceIterator(s)
 	require.Zero(t, it.Value(), "no element before Next")
 	var got []int
-	for v := range All(it) {
+	for v, err := range All(it) {
+		require.NoError(t, err)
 		got = append(got, v)
 		if v == 2 {
 			break
 		}
 	}
 	require.Equal(t, []int{1, 2}, got)
-	require.True(t, it.Next(), "breaking the loop leaves the rest")
-	require.Equal(t, 3, it.Value())
-	require.False(t, it.Next())
+	require.False(t, it.Next(), "breaking the loop closes the iterator")
 	require.NoError(t, it.Err())
-	require.NoError(t, it.Close())
 	require.Equal(t, []int{1, 2, 3}, s, "the slice is not modified")
 
-	pairs := SliceIterator([]Pair[string, int]{{"a", 1}, {"b", 2}})
+	pairs := PairsOf(maps.All(map[string]int{"a": 1, "b": 2}))
 	m := map[string]int{}
-	for k, v := range AllPairs(pairs) {
-		m[k] = v
+	for p, err := range All(pairs) {
+		require.NoError(t, err)
+		m[p.Key] = p.Value
 	}
 	require.Equal(t, map[string]int{"a": 1, "b": 2}, m)
+
+	back, err := Collect(FromSeq2(All(FromSeq(slices.Values(s)))))
+	require.NoError(t, err)
+	require.Equal(t, s, back)
 }

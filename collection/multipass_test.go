@@ -36,7 +36,7 @@ var mergeSubjects = []mergeSubject{
 		require.NoError(t, err)
 		return func(ctx context.Context) (map[int64]int64, error) {
 			require.NoError(t, m.InsertAll(ctx, SliceIterator(multiPassInput(t))))
-			it, err := m.IteratorContext(ctx)
+			it, err := m.Iterator(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -53,14 +53,17 @@ var mergeSubjects = []mergeSubject{
 		require.NoError(t, err)
 		return func(ctx context.Context) (map[int64]int64, error) {
 			require.NoError(t, g.InsertAll(ctx, SliceIterator(multiPassInput(t))))
-			it, err := g.IteratorContext(ctx)
+			it, err := g.Iterator(ctx)
 			if err != nil {
 				return nil, err
 			}
 			out := map[int64]int64{}
 			for it.Next() {
 				k := it.Value().Key
-				for v := range All(it.Value().Values) {
+				for v, err := range All(it.Value().Values) {
+					if err != nil {
+						return nil, err
+					}
 					out[k] += v
 				}
 			}
@@ -249,7 +252,7 @@ func TestMultiPassMergeLeavesRoom(t *testing.T) {
 	m, err := NewExternalAppendOnlyMap(tm, scope, sumAgg[int64](), int64Codec, int64Codec, ExternalMapConfig[int64]{SpillConfig: multiPassConfig})
 	require.NoError(t, err)
 	require.NoError(t, m.InsertAll(ctx, SliceIterator(multiPassInput(t))))
-	it, err := m.IteratorContext(ctx)
+	it, err := m.Iterator(ctx)
 	require.NoError(t, err)
 	held := m.io.Used()
 	got := map[int64]int64{}

@@ -323,7 +323,8 @@ func (m mergedPairs[K, C]) Value() Pair[K, C] { return Pair[K, C]{Key: m.cur.key
 // combines the combiners of keys that are equal (==) and emits each key of the run once, in the
 // order the run met them. Keys the ordering calls equal but == tells apart stay distinct (Spark
 // would combine them when the ordering is total). Without an ordering the streams are merged by
-// key hash by a hashMerge, which never combines distinct keys sharing a hash (§13).
+// key hash by a hashMerge, which never combines distinct keys sharing a hash (Spark's
+// mergeWithAggregation, in ExternalSorter.scala).
 type combineIterator[K comparable, C any] struct {
 	in      Iterator[Pair[K, C]]
 	cmp     func(a, b Pair[K, C]) int

@@ -77,23 +77,28 @@ type SpillConfig struct {
 	Logger *zap.Logger
 }
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c SpillConfig) Validate() error {
-	switch {
-	case c.InitialThreshold < 0 && c.InitialThreshold != NoInitialThreshold:
-		return fmt.Errorf("collection: SpillConfig.InitialThreshold %d is negative (use NoInitialThreshold for none)", c.InitialThreshold)
-	case c.ForceSpillElements < 0:
-		return fmt.Errorf("collection: SpillConfig.ForceSpillElements %d is negative", c.ForceSpillElements)
-	case c.ForceSpillBytes < 0:
-		return fmt.Errorf("collection: SpillConfig.ForceSpillBytes %d is negative", c.ForceSpillBytes)
-	case c.BatchSize < 0:
-		return fmt.Errorf("collection: SpillConfig.BatchSize %d is negative", c.BatchSize)
-	case c.BatchBytes < 0 || c.BatchBytes > 64<<20:
-		return fmt.Errorf("collection: SpillConfig.BatchBytes %d is outside [0, 64 MiB]", c.BatchBytes)
-	case c.Compression > storage.CompressionZstd:
-		return fmt.Errorf("collection: SpillConfig.Compression %d is unknown", c.Compression)
+	var errs []error
+	if c.InitialThreshold < 0 && c.InitialThreshold != NoInitialThreshold {
+		errs = append(errs, fmt.Errorf("collection: SpillConfig.InitialThreshold %d is negative (use NoInitialThreshold for none)", c.InitialThreshold))
 	}
-	return nil
+	if c.ForceSpillElements < 0 {
+		errs = append(errs, fmt.Errorf("collection: SpillConfig.ForceSpillElements %d is negative", c.ForceSpillElements))
+	}
+	if c.ForceSpillBytes < 0 {
+		errs = append(errs, fmt.Errorf("collection: SpillConfig.ForceSpillBytes %d is negative", c.ForceSpillBytes))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("collection: SpillConfig.BatchSize %d is negative", c.BatchSize))
+	}
+	if c.BatchBytes < 0 || c.BatchBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("collection: SpillConfig.BatchBytes %d is outside [0, 64 MiB]", c.BatchBytes))
+	}
+	if c.Compression > storage.CompressionZstd {
+		errs = append(errs, fmt.Errorf("collection: SpillConfig.Compression %d is unknown", c.Compression))
+	}
+	return errors.Join(errs...)
 }
 
 // withDefaults returns c with every zero field replaced by its default.

@@ -260,7 +260,7 @@ func TestAggregatingMapHeapIsFlat(t *testing.T) {
 				require.NoError(t, m.Insert(ctx, i%keys, 1))
 			}
 			spills = m.NumSpills()
-			it, err := m.Iterator()
+			it, err := m.Iterator(ctx)
 			require.NoError(t, err)
 			n := int64(0)
 			for it.Next() {

@@ -1,6 +1,13 @@
 // Package estimator sizes Go values as the Go runtime really holds them (Spark's SizeEstimator)
 // and tracks the size of growing collections by sampling (Spark's SizeTracker).
 //
+// # Start here by task
+//
+//   - How much heap does this value hold: Estimate(v) (an Estimator caches type layouts across
+//     calls).
+//   - The size of a collection that grows one record at a time, cheaply: a Tracker, which
+//     measures now and then and extrapolates in between (the spillable collections use one).
+//
 // # Correspondence with Spark
 //
 //	Spark (org.apache.spark.util...)              Spillway

@@ -20,7 +20,8 @@ func (r *recorder) measure() int64 {
 	return r.size
 }
 
-// ST-02: sampling schedule [derived, §10.1] (SizeTracker.resetSamples/afterUpdate/takeSample).
+// ST-02: sampling schedule [derived from core/src/main/scala/org/apache/spark/util/collection/
+// SizeTracker.scala] (SizeTracker.resetSamples/afterUpdate/takeSample).
 func TestTracker_ST02_SamplingSchedule(t *testing.T) {
 	var updates int64 = 1
 	r := &recorder{size: 100, updates: &updates}
@@ -43,7 +44,7 @@ func TestTracker_ST02_SamplingSchedule(t *testing.T) {
 	require.EqualValues(t, 228, tr.NextSampleNum())
 }
 
-// ST-02: extrapolation between samples, clamping at zero growth, and reset (§10.1).
+// ST-02: extrapolation between samples, clamping at zero growth, and reset (SizeTracker.scala).
 func TestTracker_ST02_ExtrapolationAndReset(t *testing.T) {
 	var updates int64 = 1
 	r := &recorder{size: 1000, updates: &updates}

@@ -286,7 +286,7 @@ func (c *CoGroupMap[K, V]) InsertAll(ctx context.Context, input int, it collecti
 // Iterator returns every key with its values by input. The map may be force-spilled while it
 // is read, dropping what it holds in memory.
 func (c *CoGroupMap[K, V]) Iterator(ctx context.Context) (collection.Iterator[collection.Pair[K, [][]V]], error) {
-	return c.m.IteratorContext(ctx)
+	return c.m.Iterator(ctx)
 }
 
 // Metrics are the map's spill metrics.

@@ -67,24 +67,28 @@ const (
 // buffers dominate anything the budget could bound.
 const MinBudget int64 = 4 << 20
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c Config) Validate() error {
-	switch {
-	case c.Budget < 0:
-		return fmt.Errorf("executor: Config.Budget %d is negative", c.Budget)
-	case c.Budget != Unlimited && c.Budget < MinBudget:
-		return fmt.Errorf("executor: Config.Budget %s is below the minimum %s",
-			humanize.IBytes(uint64(c.Budget)), humanize.IBytes(uint64(MinBudget)))
-	case c.OffHeap < 0:
-		return fmt.Errorf("executor: Config.OffHeap %d is negative", c.OffHeap)
-	case c.Cores < 0:
-		return fmt.Errorf("executor: Config.Cores %d is negative", c.Cores)
-	case c.MaxResultSize < NoLimit:
-		return fmt.Errorf("executor: Config.MaxResultSize %d is negative (NoLimit is %d)", c.MaxResultSize, NoLimit)
-	case c.BroadcastThreshold < NoLimit:
-		return fmt.Errorf("executor: Config.BroadcastThreshold %d is negative (NoLimit is %d)", c.BroadcastThreshold, NoLimit)
+	var errs []error
+	if c.Budget < 0 {
+		errs = append(errs, fmt.Errorf("executor: Config.Budget %d is negative", c.Budget))
+	} else if c.Budget != Unlimited && c.Budget < MinBudget {
+		errs = append(errs, fmt.Errorf("executor: Config.Budget %s is below the minimum %s",
+			humanize.IBytes(uint64(c.Budget)), humanize.IBytes(uint64(MinBudget))))
 	}
-	return nil
+	if c.OffHeap < 0 {
+		errs = append(errs, fmt.Errorf("executor: Config.OffHeap %d is negative", c.OffHeap))
+	}
+	if c.Cores < 0 {
+		errs = append(errs, fmt.Errorf("executor: Config.Cores %d is negative", c.Cores))
+	}
+	if c.MaxResultSize < NoLimit {
+		errs = append(errs, fmt.Errorf("executor: Config.MaxResultSize %d is negative (NoLimit is %d)", c.MaxResultSize, NoLimit))
+	}
+	if c.BroadcastThreshold < NoLimit {
+		errs = append(errs, fmt.Errorf("executor: Config.BroadcastThreshold %d is negative (NoLimit is %d)", c.BroadcastThreshold, NoLimit))
+	}
+	return errors.Join(errs...)
 }
 
 // Executor is one process's share of a Spark executor: its memory manager, disk block manager,

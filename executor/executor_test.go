@@ -34,6 +34,10 @@ func TestConfigValidate(t *testing.T) {
 		_, err = New(tt.cfg)
 		require.ErrorContains(t, err, tt.want)
 	}
+	err := Config{Budget: -1, Cores: -2, OffHeap: -3, MaxResultSize: -4, BroadcastThreshold: -5}.Validate() // every field is reported
+	for _, want := range []string{"Budget -1", "Cores -2", "OffHeap -3", "MaxResultSize -4", "BroadcastThreshold -5"} {
+		require.ErrorContains(t, err, want)
+	}
 }
 
 func TestNewSizesMemoryFromTheBudget(t *testing.T) {

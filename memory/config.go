@@ -146,38 +146,50 @@ func (a Accounting) String() string {
 	return fmt.Sprintf("Accounting(%d)", uint8(a))
 }
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("memory: "+format, args...)) }
 	if err := c.validateBudget(); err != nil {
-		return err
+		errs = append(errs, err)
 	}
-	switch {
-	case c.SystemMemory < 0:
-		return fmt.Errorf("memory: Config.SystemMemory %d is negative", c.SystemMemory)
-	case c.ReservedMemory < 0 && c.ReservedMemory != NoReservedMemory:
-		return fmt.Errorf("memory: Config.ReservedMemory %d is negative (use NoReservedMemory for none)", c.ReservedMemory)
-	case math.IsNaN(c.Fraction) || c.Fraction < 0 || c.Fraction > 1:
-		return fmt.Errorf("memory: Config.Fraction %v must be in (0, 1]", c.Fraction)
-	case math.IsNaN(c.StorageFraction) || c.StorageFraction < 0 || c.StorageFraction >= 1:
-		return fmt.Errorf("memory: Config.StorageFraction %v must be in (0, 1)", c.StorageFraction)
-	case c.OffHeapSize < 0:
-		return fmt.Errorf("memory: Config.OffHeapSize %d is negative", c.OffHeapSize)
-	case c.OffHeapEnabled && c.OffHeapSize == 0:
-		return errors.New("memory: Config.OffHeapSize must be > 0 when Config.OffHeapEnabled is true")
-	case c.ExecutorMemory < 0:
-		return fmt.Errorf("memory: Config.ExecutorMemory %d is negative", c.ExecutorMemory)
-	case c.NumCores < 0:
-		return fmt.Errorf("memory: Config.NumCores %d is negative", c.NumCores)
-	case c.PageSize < 0 || c.PageSize > MaxPageSize:
-		return fmt.Errorf("memory: Config.PageSize %d must be in [1, %d]", c.PageSize, MaxPageSize)
-	case c.Accounting > SparkAllowances:
-		return fmt.Errorf("memory: Config.Accounting %d is unknown (Strict or SparkAllowances)", c.Accounting)
-	case c.NonSpillwayAllowance < 0:
-		return fmt.Errorf("memory: Config.NonSpillwayAllowance %d is negative", c.NonSpillwayAllowance)
-	case c.UnmanagedPollInterval < 0:
-		return fmt.Errorf("memory: Config.UnmanagedPollInterval %v is negative (0 disables unmanaged memory)", c.UnmanagedPollInterval)
+	if c.SystemMemory < 0 {
+		add("Config.SystemMemory %d is negative", c.SystemMemory)
 	}
-	return nil
+	if c.ReservedMemory < 0 && c.ReservedMemory != NoReservedMemory {
+		add("Config.ReservedMemory %d is negative (use NoReservedMemory for none)", c.ReservedMemory)
+	}
+	if math.IsNaN(c.Fraction) || c.Fraction < 0 || c.Fraction > 1 {
+		add("Config.Fraction %v must be in (0, 1]", c.Fraction)
+	}
+	if math.IsNaN(c.StorageFraction) || c.StorageFraction < 0 || c.StorageFraction >= 1 {
+		add("Config.StorageFraction %v must be in (0, 1)", c.StorageFraction)
+	}
+	if c.OffHeapSize < 0 {
+		add("Config.OffHeapSize %d is negative", c.OffHeapSize)
+	}
+	if c.OffHeapEnabled && c.OffHeapSize == 0 {
+		add("Config.OffHeapSize must be > 0 when Config.OffHeapEnabled is true")
+	}
+	if c.ExecutorMemory < 0 {
+		add("Config.ExecutorMemory %d is negative", c.ExecutorMemory)
+	}
+	if c.NumCores < 0 {
+		add("Config.NumCores %d is negative", c.NumCores)
+	}
+	if c.PageSize < 0 || c.PageSize > MaxPageSize {
+		add("Config.PageSize %d must be in [1, %d]", c.PageSize, MaxPageSize)
+	}
+	if c.Accounting > SparkAllowances {
+		add("Config.Accounting %d is unknown (Strict or SparkAllowances)", c.Accounting)
+	}
+	if c.NonSpillwayAllowance < 0 {
+		add("Config.NonSpillwayAllowance %d is negative", c.NonSpillwayAllowance)
+	}
+	if c.UnmanagedPollInterval < 0 {
+		add("Config.UnmanagedPollInterval %v is negative (0 disables unmanaged memory)", c.UnmanagedPollInterval)
+	}
+	return errors.Join(errs...)
 }
 
 // validateBudget rejects a negative Budget and a Budget combined with the fields it replaces.

@@ -3,6 +3,17 @@
 // the per-task manager that asks consumers to spill, and pages on-heap and off-heap. Every other
 // Spillway package stands on it.
 //
+// # Start here by task
+//
+//   - Give a process one memory budget: NewUnifiedManager(Config{Budget: 64 << 20}) (Budget is
+//     the unified region itself; without it Config sizes the region as Spark does, from the
+//     system memory with 300 MiB reserved and 60% unified).
+//   - Run a task: NewTaskManager for each task; hand it to the collections the task uses, and
+//     Close it at the end (it reports leaked memory).
+//   - Write an operator of your own that spills: embed ConsumerBase, acquire through it, and
+//     implement Spill, which the TaskManager calls when another consumer of the task needs memory.
+//   - Check a test's live heap against the budget: package memory/memtest.
+//
 // # The model
 //
 // One process plays a Spark executor and owns one [UnifiedManager]. Its budget per [Mode] is a

@@ -1,6 +1,7 @@
 package shuffle
 
 import (
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -49,20 +50,22 @@ type Config struct {
 	Logger *zap.Logger
 }
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c Config) Validate() error {
-	switch {
-	case c.BypassMergeThreshold < 0 && c.BypassMergeThreshold != NoBypassMerge:
-		return fmt.Errorf("shuffle: Config.BypassMergeThreshold %d is negative (use NoBypassMerge for never)", c.BypassMergeThreshold)
-	case c.MaxBytesInFlight < 0:
-		return fmt.Errorf("shuffle: Config.MaxBytesInFlight %d is negative", c.MaxBytesInFlight)
-	case c.MaxBlockSizeFetchToMem < 0:
-		return fmt.Errorf("shuffle: Config.MaxBlockSizeFetchToMem %d is negative", c.MaxBlockSizeFetchToMem)
+	var errs []error
+	if c.BypassMergeThreshold < 0 && c.BypassMergeThreshold != NoBypassMerge {
+		errs = append(errs, fmt.Errorf("shuffle: Config.BypassMergeThreshold %d is negative (use NoBypassMerge for never)", c.BypassMergeThreshold))
+	}
+	if c.MaxBytesInFlight < 0 {
+		errs = append(errs, fmt.Errorf("shuffle: Config.MaxBytesInFlight %d is negative", c.MaxBytesInFlight))
+	}
+	if c.MaxBlockSizeFetchToMem < 0 {
+		errs = append(errs, fmt.Errorf("shuffle: Config.MaxBlockSizeFetchToMem %d is negative", c.MaxBlockSizeFetchToMem))
 	}
 	if err := c.Spill.Validate(); err != nil {
-		return fmt.Errorf("shuffle: Config.Spill: %w", err)
+		errs = append(errs, fmt.Errorf("shuffle: Config.Spill: %w", err))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // withDefaults returns c with every zero field replaced by its default.

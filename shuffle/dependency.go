@@ -36,36 +36,41 @@ type Dependency[K comparable, V, C any] struct {
 	CombinerCodec storage.Codec[C]
 }
 
-// Validate reports what is missing or inconsistent (Spark's ShuffleDependency requires, and
-// "Map-side combine without Aggregator specified!").
+// Validate reports everything missing or inconsistent (Spark's ShuffleDependency requires, and
+// "Map-side combine without Aggregator specified!"), each naming the field (errors.Join).
 func (d *Dependency[K, V, C]) Validate() error {
-	switch {
-	case d.ShuffleID < 0:
-		return fmt.Errorf("shuffle: Dependency.ShuffleID %d is negative", d.ShuffleID)
-	case d.Partitioner == nil:
-		return errors.New("shuffle: Dependency.Partitioner is nil")
-	case d.Partitioner.NumPartitions() < 1:
-		return fmt.Errorf("shuffle: Dependency.Partitioner has %d partitions", d.Partitioner.NumPartitions())
-	case d.KeyCodec == nil:
-		return errors.New("shuffle: Dependency.KeyCodec is nil")
-	case d.ValueCodec == nil:
-		return errors.New("shuffle: Dependency.ValueCodec is nil")
-	case d.MapSideCombine && d.Aggregator == nil:
-		return errors.New("shuffle: map-side combine without Aggregator specified")
+	var errs []error
+	if d.ShuffleID < 0 {
+		errs = append(errs, fmt.Errorf("shuffle: Dependency.ShuffleID %d is negative", d.ShuffleID))
 	}
-	if d.Aggregator != nil {
+	if d.Partitioner == nil {
+		errs = append(errs, errors.New("shuffle: Dependency.Partitioner is nil"))
+	} else if n := d.Partitioner.NumPartitions(); n < 1 {
+		errs = append(errs, fmt.Errorf("shuffle: Dependency.Partitioner has %d partitions", n))
+	}
+	if d.KeyCodec == nil {
+		errs = append(errs, errors.New("shuffle: Dependency.KeyCodec is nil"))
+	}
+	if d.ValueCodec == nil {
+		errs = append(errs, errors.New("shuffle: Dependency.ValueCodec is nil"))
+	}
+	switch {
+	case d.MapSideCombine && d.Aggregator == nil:
+		errs = append(errs, errors.New("shuffle: map-side combine without Aggregator specified"))
+	case d.Aggregator != nil:
 		if err := d.Aggregator.Validate(); err != nil {
-			return fmt.Errorf("shuffle: Dependency.Aggregator: %w", err)
+			errs = append(errs, fmt.Errorf("shuffle: Dependency.Aggregator: %w", err))
 		}
 		if d.CombinerCodec == nil {
-			return errors.New("shuffle: Dependency.CombinerCodec is nil but an Aggregator is set")
+			errs = append(errs, errors.New("shuffle: Dependency.CombinerCodec is nil but an Aggregator is set"))
 		}
-		return nil
 	}
-	if _, ok := any(d.ValueCodec).(storage.Codec[C]); !ok {
-		return fmt.Errorf("shuffle: without an Aggregator the combiner type must be the value type, got value codec %T", d.ValueCodec)
+	if d.Aggregator == nil && d.ValueCodec != nil {
+		if _, ok := any(d.ValueCodec).(storage.Codec[C]); !ok {
+			errs = append(errs, fmt.Errorf("shuffle: without an Aggregator the combiner type must be the value type, got value codec %T", d.ValueCodec))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // outputCodec is the codec of the values reduce tasks produce: CombinerCodec with an

@@ -1,6 +1,18 @@
 // Package shuffle moves records between the map and reduce stages of a computation the way
-// Spark's sort-based shuffle does (reference §13.1–§13.2), on top of the memory, storage and
-// collection packages, and runs the stages' tasks with a small local runner.
+// Spark's sort-based shuffle does (core/src/main/scala/org/apache/spark/shuffle/sort/), on top
+// of the memory, storage and collection packages, and runs the stages' tasks with a small local
+// runner.
+//
+// # Start here by task
+//
+//   - Repartition records by key, or aggregate them across partitions (reduceByKey): describe
+//     the exchange with a Dependency (partitioner, codecs, optional Aggregator), write each map
+//     partition with RunMapStage (or NewWriter), then read each reduce partition with NewReader,
+//     which fetches with bounded memory and combines or sorts as the Dependency says.
+//   - Run tasks with per-task memory, disk scopes and leak checks: a Runner (executor.New
+//     assembles one with everything it needs).
+//   - Join or cogroup: package executor. Aggregate, group or sort within one task: package
+//     collection. Cache: package storage.
 //
 // # The pieces and their Spark counterparts
 //

@@ -165,7 +165,7 @@ func aggregate[K comparable, T, C, V any](ctx context.Context, tc *TaskContext, 
 	if err := m.InsertAll(ctx, records); err != nil {
 		return nil, fmt.Errorf("shuffle: aggregating shuffle %d: %w", dep.ShuffleID, err)
 	}
-	it, err := m.Iterator()
+	it, err := m.Iterator(ctx)
 	if err != nil {
 		return nil, err
 	}

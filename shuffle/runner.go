@@ -71,19 +71,22 @@ type RunnerConfig struct {
 	Logger *zap.Logger
 }
 
-// Validate reports the first invalid field.
+// Validate reports every invalid field (errors.Join), those of Shuffle included.
 func (c RunnerConfig) Validate() error {
-	switch {
-	case c.Memory == nil:
-		return errors.New("shuffle: RunnerConfig.Memory is nil")
-	case c.Disk == nil:
-		return errors.New("shuffle: RunnerConfig.Disk is nil")
-	case c.Cores < 0:
-		return fmt.Errorf("shuffle: RunnerConfig.Cores %d is negative", c.Cores)
-	case c.Blocks != nil && c.Locks != nil && c.Locks != c.Blocks.BlockInfo():
-		return errors.New("shuffle: RunnerConfig.Locks differs from the lock table of RunnerConfig.Blocks")
+	var errs []error
+	if c.Memory == nil {
+		errs = append(errs, errors.New("shuffle: RunnerConfig.Memory is nil"))
 	}
-	return c.Shuffle.Validate()
+	if c.Disk == nil {
+		errs = append(errs, errors.New("shuffle: RunnerConfig.Disk is nil"))
+	}
+	if c.Cores < 0 {
+		errs = append(errs, fmt.Errorf("shuffle: RunnerConfig.Cores %d is negative", c.Cores))
+	}
+	if c.Blocks != nil && c.Locks != nil && c.Locks != c.Blocks.BlockInfo() {
+		errs = append(errs, errors.New("shuffle: RunnerConfig.Locks differs from the lock table of RunnerConfig.Blocks"))
+	}
+	return errors.Join(append(errs, c.Shuffle.Validate())...)
 }
 
 // Runner is a local stand-in for Spark's executor and DAG scheduler: it runs the tasks of a stage

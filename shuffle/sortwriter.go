@@ -10,7 +10,7 @@ import (
 )
 
 // NewWriter selects and returns the writer for one map task of dep, as Spark's
-// SortShuffleManager.getWriter does (reference §13.1): the BypassMergeWriter when there is no
+// SortShuffleManager.getWriter does: the BypassMergeWriter when there is no
 // map-side combine and the partitions are at most Config.BypassMergeThreshold, else the
 // SerializedWriter when canUseSerializedShuffle (no map-side combine, at most
 // MaxSerializedPartitions partitions), else the SortWriter.
@@ -42,8 +42,8 @@ type mapSorter[K comparable, V any] interface {
 // collection.ExternalSorter, which spills them when memory is short, and writes the sorted
 // partitions into the task's data file in one pass, followed by the index. With map-side
 // combine the sorter aggregates values into combiners with the dependency's Aggregator and
-// orders keys by its KeyOrdering; without, it gets neither (reference §13.1: aggregation and
-// sorting are then left to the reduce side) and only groups the records by partition.
+// orders keys by its KeyOrdering; without, it gets neither (as in Spark's SortShuffleWriter:
+// aggregation and sorting are then left to the reduce side) and only groups the records by partition.
 type SortWriter[K comparable, V any] struct {
 	tc        *TaskContext
 	shuffleID int

@@ -31,22 +31,23 @@ type Config struct {
 	Logger *zap.Logger
 }
 
-// Validate reports a configuration error, naming the field and the value.
+// Validate reports every invalid field, naming it and its value (errors.Join), those of
+// DiskConfig and MemoryStore included.
 func (c Config) Validate() error {
+	var errs []error
 	if c.Memory == nil {
-		return errors.New("storage: Config.Memory is nil")
+		errs = append(errs, errors.New("storage: Config.Memory is nil"))
 	}
 	if c.Disk == nil {
-		if err := c.DiskConfig.Validate(); err != nil {
-			return err
-		}
+		errs = append(errs, c.DiskConfig.Validate())
 	}
-	return c.MemoryStore.Validate()
+	return errors.Join(append(errs, c.MemoryStore.Validate())...)
 }
 
 // BlockManager is Spark's BlockManager (core/.../storage/BlockManager.scala) for one executor:
 // it stores blocks by storage Level in its MemoryStore and on disk, with a BlockInfoManager
-// holding each block's read/write locks, and implements Spark's put and get paths (§15.2),
+// holding each block's read/write locks, and implements Spark's put and get paths (doPut,
+// getLocalValues, getLocalBytes),
 // GetOrElseUpdate (RDD caching), removal, and the eviction handler that drops evicted blocks to
 // disk when their level allows.
 //

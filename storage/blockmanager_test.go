@@ -21,7 +21,8 @@ import (
 	"github.com/spillway/spillway/memory"
 )
 
-// The BlockManagerSuite harness (spark-scenarios.md §K): makeBlockManager(maxMem) has fraction
+// The BlockManagerSuite harness (core/src/test/scala/org/apache/spark/storage/
+// BlockManagerSuite.scala): makeBlockManager(maxMem) has fraction
 // 1, storage fraction 0.999, no reserved memory, unroll threshold 512 and maxMem of off-heap
 // memory. Blocks are put with putSingle (a one-element iterator).
 //
@@ -235,7 +236,7 @@ func TestBM07OnDiskStorage(t *testing.T) {
 	require.Zero(t, h.m.StorageUsed())
 }
 
-// BM-08 — getOrElseUpdate fallbacks [derived, §15.2].
+// BM-08 — getOrElseUpdate fallbacks [derived from BlockManager.getOrElseUpdate].
 func TestBM08GetOrElseUpdateFallbacks(t *testing.T) {
 	h := newBMHarness(t, 5000, nil)
 	id := RDDBlockID(0, 0)

@@ -27,10 +27,18 @@ func corruptf(format string, args ...any) error {
 // convention), so callers reuse one buffer for many records. Decode decodes one value from the
 // front of src and returns it with the number of bytes consumed; src may hold more bytes after it.
 // Malformed input gives an error wrapping ErrCorrupt, never a panic. Codecs must be
-// self-delimiting (Decode finds the end by itself) so they compose in PairCodec and SliceCodec.
+// self-delimiting (Decode finds the end by itself) so they compose in StructCodec, PairCodec and
+// SliceCodec.
 //
 // Unless a codec's doc says it aliases, decoded values do not share memory with src, so they may
-// be kept after the buffer is reused (e.g. as Go map keys: see DESIGN.md's note on aliasing).
+// be kept after the buffer is reused (e.g. as Go map keys, which would otherwise change under
+// the map when the buffer is reused).
+//
+// Which codec to use: the ready codecs for numbers, strings, bytes and bools; NewBinaryCodec for
+// any type that implements encoding.BinaryAppender and encoding.BinaryUnmarshaler (time.Time,
+// netip.Addr, your own); NewStructCodec with one Field per field for your structs; SliceCodec
+// and PairCodec for slices and pairs; FuncCodec for a hand-written encoding; GobCodec, the slow
+// path, for anything else.
 type Codec[T any] interface {
 	Append(dst []byte, v T) []byte
 	Decode(src []byte) (T, int, error)
@@ -325,8 +333,8 @@ type Pair[A, B any] struct {
 	Second B
 }
 
-// PairCodec encodes a Pair as First's encoding followed by Second's. It is how records composed
-// of several fields (structs) are encoded: nest PairCodecs or write a FuncCodec.
+// PairCodec encodes a Pair as First's encoding followed by Second's (for structs of your own,
+// StructCodec is the same idea with one Field per field).
 // Spark counterpart: serializing a Scala Tuple2, as spill writers do for (key, value).
 type PairCodec[A, B any] struct {
 	First  Codec[A]
@@ -409,13 +417,15 @@ func (c FuncCodec[T]) Append(dst []byte, v T) []byte { return c.AppendFunc(dst, 
 // Decode implements Codec.
 func (c FuncCodec[T]) Decode(src []byte) (T, int, error) { return c.DecodeFunc(src) }
 
-// GobCodec is the fallback for arbitrary types (Spark's JavaSerializer plays this part): each
-// value is encoded with its own encoding/gob stream, prefixed by a uvarint length.
+// GobCodec is the slow path: the fallback for arbitrary types (Spark's JavaSerializer plays this
+// part). Each value is encoded with its own encoding/gob stream, prefixed by a uvarint length.
 //
 // Cost: every record carries gob's type description (tens to hundreds of bytes for a struct) and
 // pays for a fresh gob encoder/decoder and reflection, typically microseconds per record, one to
-// two orders of magnitude slower and larger than the ready codecs. Prefer composing ready codecs
-// (PairCodec, SliceCodec, FuncCodec) for hot record types. Gob's rules apply: only exported
+// two orders of magnitude slower and larger than the ready codecs (BenchmarkStructCodec: about
+// 13 µs and 180 allocations per 4-field record against 0.15 µs for its StructCodec). Prefer
+// NewStructCodec, NewBinaryCodec or composing ready codecs for any record type that is spilled,
+// shuffled or cached in bulk. Gob's rules apply: only exported
 // fields are kept, interface values need gob.Register, pointers are followed (a nil pointer at
 // the top level cannot be encoded). Append panics if gob cannot encode v, which means T is not
 // gob-encodable: a programming error. Decoded values never alias src. The encoding is not

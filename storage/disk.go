@@ -56,17 +56,18 @@ type DiskConfig struct {
 	Logger *zap.Logger
 }
 
-// Validate reports a configuration error, naming the field and the value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c DiskConfig) Validate() error {
+	var errs []error
 	if c.SubDirsPerDir < 0 {
-		return fmt.Errorf("storage: DiskConfig.SubDirsPerDir %d is negative", c.SubDirsPerDir)
+		errs = append(errs, fmt.Errorf("storage: DiskConfig.SubDirsPerDir %d is negative", c.SubDirsPerDir))
 	}
 	for i, d := range c.Dirs {
 		if d == "" {
-			return fmt.Errorf("storage: DiskConfig.Dirs[%d] is empty", i)
+			errs = append(errs, fmt.Errorf("storage: DiskConfig.Dirs[%d] is empty", i))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // DiskBlockManager is Spark's DiskBlockManager: it maps block ids to files under its local

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -20,15 +21,16 @@ type DiskStoreConfig struct {
 	Logger *zap.Logger
 }
 
-// Validate reports a configuration error, naming the field and the value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c DiskStoreConfig) Validate() error {
+	var errs []error
 	if c.BufferSize != 0 && c.BufferSize < DefaultBufferSize {
-		return fmt.Errorf("storage: DiskStoreConfig.BufferSize %d below the minimum %d", c.BufferSize, DefaultBufferSize)
+		errs = append(errs, fmt.Errorf("storage: DiskStoreConfig.BufferSize %d below the minimum %d", c.BufferSize, DefaultBufferSize))
 	}
 	if c.ChunkSize < 0 {
-		return fmt.Errorf("storage: DiskStoreConfig.ChunkSize %d is negative", c.ChunkSize)
+		errs = append(errs, fmt.Errorf("storage: DiskStoreConfig.ChunkSize %d is negative", c.ChunkSize))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // DiskStore is Spark's DiskStore: blocks stored as files of a DiskBlockManager. A block is put by

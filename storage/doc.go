@@ -3,6 +3,22 @@
 // keeps them in memory (MemoryStore) or on disk (DiskStore over a DiskBlockManager), and defines
 // the one record file format every spill and disk block uses (RecordWriter, RecordReader, Codec).
 //
+// # Start here by task
+//
+//   - Cache a dataset that may not fit in memory, reused by later passes: a BlockManager (one
+//     per process) and GetOrElseUpdate with a storage Level (MemoryAndDisk, say): the first
+//     call computes and stores the partition, spilling what does not fit to disk, later calls
+//     read it back; a partition too large for memory is never held whole.
+//   - Encode your records for spills, shuffles and cached bytes: a Codec. The ready codecs cover
+//     numbers, strings, bytes and bools; NewStructCodec builds a struct's codec from one Field
+//     per field; NewBinaryCodec serves any type with AppendBinary and UnmarshalBinary; GobCodec
+//     serves anything else, slowly.
+//   - Write and read files of records of your own (an operator that spills): a
+//     DiskBlockManager's Scope creates and deletes temp files; TypedWriter and TypedReader write
+//     and read checksummed batches of records.
+//   - Iterate: every reader is an Iterator (Next, Value, Err, Close); All adapts one to a range
+//     loop that sees its errors, FromSeq adapts a sequence to one, Collect drains one.
+//
 // # Its part of the model
 //
 // Execution memory (package memory) is what aggregation maps and sorters hold; when it runs out
@@ -123,7 +139,7 @@
 // to the same bytes (fuzzed). StringCodec and BytesCodec copy; AliasStringCodec and
 // AliasBytesCodec return values that alias the reader's buffer, valid only until its next
 // record: a Go map stores the key value it is given, so an aliasing key kept in a map is
-// corrupted later (DESIGN.md). Collections use the copying codecs for anything they keep.
+// corrupted later. Collections use the copying codecs for anything they keep.
 //
 // # Deliberate differences from Spark
 //

@@ -48,19 +48,22 @@ type MemoryStoreConfig struct {
 	Logger *zap.Logger
 }
 
-// Validate reports a configuration error, naming the field and the value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c MemoryStoreConfig) Validate() error {
-	switch {
-	case c.UnrollMemoryThreshold < 0:
-		return fmt.Errorf("storage: MemoryStoreConfig.UnrollMemoryThreshold %d is negative", c.UnrollMemoryThreshold)
-	case c.UnrollMemoryCheckPeriod < 0:
-		return fmt.Errorf("storage: MemoryStoreConfig.UnrollMemoryCheckPeriod %d is negative", c.UnrollMemoryCheckPeriod)
-	case c.UnrollMemoryGrowthFactor != 0 && !(c.UnrollMemoryGrowthFactor > 1) || math.IsInf(c.UnrollMemoryGrowthFactor, 0):
-		return fmt.Errorf("storage: MemoryStoreConfig.UnrollMemoryGrowthFactor %v must be > 1 and finite", c.UnrollMemoryGrowthFactor)
-	case c.ChunkSize < 0 || c.ChunkSize > maxRoundedArrayLength:
-		return fmt.Errorf("storage: MemoryStoreConfig.ChunkSize %d not in [0, %d]", c.ChunkSize, maxRoundedArrayLength)
+	var errs []error
+	if c.UnrollMemoryThreshold < 0 {
+		errs = append(errs, fmt.Errorf("storage: MemoryStoreConfig.UnrollMemoryThreshold %d is negative", c.UnrollMemoryThreshold))
 	}
-	return nil
+	if c.UnrollMemoryCheckPeriod < 0 {
+		errs = append(errs, fmt.Errorf("storage: MemoryStoreConfig.UnrollMemoryCheckPeriod %d is negative", c.UnrollMemoryCheckPeriod))
+	}
+	if c.UnrollMemoryGrowthFactor != 0 && !(c.UnrollMemoryGrowthFactor > 1) || math.IsInf(c.UnrollMemoryGrowthFactor, 0) {
+		errs = append(errs, fmt.Errorf("storage: MemoryStoreConfig.UnrollMemoryGrowthFactor %v must be > 1 and finite", c.UnrollMemoryGrowthFactor))
+	}
+	if c.ChunkSize < 0 || c.ChunkSize > maxRoundedArrayLength {
+		errs = append(errs, fmt.Errorf("storage: MemoryStoreConfig.ChunkSize %d not in [0, %d]", c.ChunkSize, maxRoundedArrayLength))
+	}
+	return errors.Join(errs...)
 }
 
 func (c MemoryStoreConfig) withDefaults() MemoryStoreConfig {
@@ -464,7 +467,8 @@ func (ms *MemoryStore) Clear() {
 	ms.log.Info("MemoryStore cleared")
 }
 
-// EvictBlocksToFreeSpace is Spark's evictBlocksToFreeSpace (§14.5) and implements
+// EvictBlocksToFreeSpace is Spark's evictBlocksToFreeSpace (core/src/main/scala/org/apache/
+// spark/storage/memory/MemoryStore.scala) and implements
 // memory.Evictor; the memory manager calls it with its lock held. It walks the blocks in
 // least-recently-used order and selects those of the same mode that are not of the RDD of block
 // (the block being stored, nil when execution memory is reclaiming) and whose write lock can be

@@ -19,7 +19,8 @@ import (
 	"github.com/spillway/spillway/memory"
 )
 
-// The MemoryStoreSuite harness (spark-scenarios.md §J): UMM(12000) (fraction 1, no reserved
+// The MemoryStoreSuite harness (core/src/test/scala/org/apache/spark/storage/
+// MemoryStoreSuite.scala): UMM(12000) (fraction 1, no reserved
 // memory, storage fraction 0.5, one core), a BlockInfoManager, the default eviction handler
 // (evicted blocks are just dropped), unroll threshold 512.
 //
@@ -537,7 +538,7 @@ func (r *recordingHandler) DropFromMemory(id BlockID, values any, bytes *Chunked
 	return r.keep, nil
 }
 
-// Eviction rules of §14.5: LRU order, same mode only, never blocks of the RDD being stored,
+// Eviction rules of Spark's MemoryStore.evictBlocksToFreeSpace: LRU order, same mode only, never blocks of the RDD being stored,
 // never blocks locked for reading or writing, nothing unless the whole amount can be freed, and
 // on a handler error every selected block not yet dropped is unlocked and stays.
 func TestMSEvictionRules(t *testing.T) {

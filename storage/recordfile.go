@@ -99,19 +99,22 @@ type RecordWriterConfig struct {
 	BufferSize int
 }
 
-// Validate reports a configuration error, naming the field and the value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c RecordWriterConfig) Validate() error {
-	switch {
-	case c.Compression > CompressionZstd:
-		return fmt.Errorf("storage: RecordWriterConfig.Compression %d unknown", c.Compression)
-	case c.BatchRecords < 0:
-		return fmt.Errorf("storage: RecordWriterConfig.BatchRecords %d is negative", c.BatchRecords)
-	case c.BatchBytes < 0 || c.BatchBytes > maxBatchBytes:
-		return fmt.Errorf("storage: RecordWriterConfig.BatchBytes %d not in [0, %d]", c.BatchBytes, maxBatchBytes)
-	case c.BufferSize != 0 && c.BufferSize < DefaultBufferSize:
-		return fmt.Errorf("storage: RecordWriterConfig.BufferSize %d below the minimum %d", c.BufferSize, DefaultBufferSize)
+	var errs []error
+	if c.Compression > CompressionZstd {
+		errs = append(errs, fmt.Errorf("storage: RecordWriterConfig.Compression %d unknown", c.Compression))
 	}
-	return nil
+	if c.BatchRecords < 0 {
+		errs = append(errs, fmt.Errorf("storage: RecordWriterConfig.BatchRecords %d is negative", c.BatchRecords))
+	}
+	if c.BatchBytes < 0 || c.BatchBytes > maxBatchBytes {
+		errs = append(errs, fmt.Errorf("storage: RecordWriterConfig.BatchBytes %d not in [0, %d]", c.BatchBytes, maxBatchBytes))
+	}
+	if c.BufferSize != 0 && c.BufferSize < DefaultBufferSize {
+		errs = append(errs, fmt.Errorf("storage: RecordWriterConfig.BufferSize %d below the minimum %d", c.BufferSize, DefaultBufferSize))
+	}
+	return errors.Join(errs...)
 }
 
 func (c RecordWriterConfig) withDefaults() RecordWriterConfig {

@@ -127,7 +127,7 @@ func TestSP01_SpillMetricsMatchFile(t *testing.T) {
 	}
 }
 
-// EAOM-14 (derived, §12.2–12.3): batch size 10 with 25 records gives batches of 10, 10 and 5
+// EAOM-14 (derived from ExternalAppendOnlyMap's spill file format): batch size 10 with 25 records gives batches of 10, 10 and 5
 // records whose sizes sum to the file length; each batch can be read alone by offset.
 func TestEAOM14_SpillFileBatches(t *testing.T) {
 	for _, comp := range compressions {

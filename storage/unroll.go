@@ -14,7 +14,7 @@ import (
 	"github.com/spillway/spillway/memory"
 )
 
-// unrollState is the part of Spark's MemoryStore.putIterator (§14.2) shared by the values and
+// unrollState is the part of Spark's MemoryStore.putIterator shared by the values and
 // bytes holders: the reservations made so far and the loop that stores records while the task
 // keeps getting unroll memory.
 type unrollState struct {
@@ -204,7 +204,7 @@ func (v *unrollVector[T]) build(trim bool) ([]T, int64) {
 	return vals, v.est.Estimate(vals)
 }
 
-// PutIteratorAsValues is Spark's MemoryStore.putIteratorAsValues (§14.2): it unrolls values into
+// PutIteratorAsValues is Spark's MemoryStore.putIteratorAsValues: it unrolls values into
 // memory as a []T for block id of task, reserving unroll memory in mode as it goes (first
 // UnrollMemoryThreshold, then, every UnrollMemoryCheckPeriod records, UnrollMemoryGrowthFactor ×
 // the tracked size whenever the size reaches the reservation), so no more than the memory granted
@@ -438,7 +438,7 @@ func (h *serializedHolder[T]) discard() {
 	h.scratch = nil
 }
 
-// PutIteratorAsBytes is Spark's MemoryStore.putIteratorAsBytes (§14.2): as PutIteratorAsValues,
+// PutIteratorAsBytes is Spark's MemoryStore.putIteratorAsBytes: as PutIteratorAsValues,
 // but the records are encoded with codec in the record file format (checksummed batches,
 // compressed if MemoryStoreConfig.Compress) into a ChunkedBuffer of ChunkSize chunks, and the
 // tracked size is the memory those bytes take (the chunks allocated, the last one whole, plus the

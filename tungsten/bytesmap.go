@@ -41,19 +41,21 @@ type MapConfig struct {
 	Logger *zap.Logger
 }
 
-// Validate reports a configuration error, naming the field and the value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c MapConfig) Validate() error {
-	switch {
-	case c.InitialCapacity < 0:
-		return fmt.Errorf("tungsten: MapConfig.InitialCapacity %d must be greater than 0 (or 0 for the default)", c.InitialCapacity)
-	case c.InitialCapacity > MaxCapacity:
-		return fmt.Errorf("tungsten: MapConfig.InitialCapacity %d exceeds maximum capacity of %d", c.InitialCapacity, MaxCapacity)
-	case c.PageSize < 0 || c.PageSize > memory.MaxPageSize:
-		return fmt.Errorf("tungsten: MapConfig.PageSize %d cannot exceed %d", c.PageSize, memory.MaxPageSize)
-	case c.LoadFactor < 0 || c.LoadFactor >= 1:
-		return fmt.Errorf("tungsten: MapConfig.LoadFactor %v not in (0, 1)", c.LoadFactor)
+	var errs []error
+	if c.InitialCapacity < 0 {
+		errs = append(errs, fmt.Errorf("tungsten: MapConfig.InitialCapacity %d must be greater than 0 (or 0 for the default)", c.InitialCapacity))
+	} else if c.InitialCapacity > MaxCapacity {
+		errs = append(errs, fmt.Errorf("tungsten: MapConfig.InitialCapacity %d exceeds maximum capacity of %d", c.InitialCapacity, MaxCapacity))
 	}
-	return c.Spill.Validate()
+	if c.PageSize < 0 || c.PageSize > memory.MaxPageSize {
+		errs = append(errs, fmt.Errorf("tungsten: MapConfig.PageSize %d cannot exceed %d", c.PageSize, memory.MaxPageSize))
+	}
+	if c.LoadFactor < 0 || c.LoadFactor >= 1 {
+		errs = append(errs, fmt.Errorf("tungsten: MapConfig.LoadFactor %v not in (0, 1)", c.LoadFactor))
+	}
+	return errors.Join(append(errs, c.Spill.Validate())...)
 }
 
 // BytesToBytesMap is Spark's BytesToBytesMap

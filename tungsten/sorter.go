@@ -104,21 +104,25 @@ func (c SorterConfig) withDefaults() SorterConfig {
 	return c
 }
 
-// Validate reports a configuration error, naming the field and the value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c SorterConfig) Validate() error {
-	switch {
-	case c.InitialSize < 0:
-		return fmt.Errorf("tungsten: SorterConfig.InitialSize %d is negative", c.InitialSize)
-	case c.PageSize < 0 || c.PageSize > memory.MaxPageSize:
-		return fmt.Errorf("tungsten: SorterConfig.PageSize %d not in [0, %d]", c.PageSize, memory.MaxPageSize)
-	case c.NumElementsForSpillThreshold < 0:
-		return fmt.Errorf("tungsten: SorterConfig.NumElementsForSpillThreshold %d is negative", c.NumElementsForSpillThreshold)
-	case c.SizeInBytesForSpillThreshold < 0:
-		return fmt.Errorf("tungsten: SorterConfig.SizeInBytesForSpillThreshold %d is negative", c.SizeInBytesForSpillThreshold)
-	case c.MergeFactor < -1 || c.MergeFactor == 1:
-		return fmt.Errorf("tungsten: SorterConfig.MergeFactor %d (must be -1, 0 or at least 2)", c.MergeFactor)
+	var errs []error
+	if c.InitialSize < 0 {
+		errs = append(errs, fmt.Errorf("tungsten: SorterConfig.InitialSize %d is negative", c.InitialSize))
 	}
-	return c.Spill.Validate()
+	if c.PageSize < 0 || c.PageSize > memory.MaxPageSize {
+		errs = append(errs, fmt.Errorf("tungsten: SorterConfig.PageSize %d not in [0, %d]", c.PageSize, memory.MaxPageSize))
+	}
+	if c.NumElementsForSpillThreshold < 0 {
+		errs = append(errs, fmt.Errorf("tungsten: SorterConfig.NumElementsForSpillThreshold %d is negative", c.NumElementsForSpillThreshold))
+	}
+	if c.SizeInBytesForSpillThreshold < 0 {
+		errs = append(errs, fmt.Errorf("tungsten: SorterConfig.SizeInBytesForSpillThreshold %d is negative", c.SizeInBytesForSpillThreshold))
+	}
+	if c.MergeFactor < -1 || c.MergeFactor == 1 {
+		errs = append(errs, fmt.Errorf("tungsten: SorterConfig.MergeFactor %d (must be -1, 0 or at least 2)", c.MergeFactor))
+	}
+	return errors.Join(append(errs, c.Spill.Validate())...)
 }
 
 // ExternalSorter is Spark's UnsafeExternalSorter

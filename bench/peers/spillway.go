@@ -68,7 +68,7 @@ func spillwayAgg[K comparable](ctx context.Context, tm *memory.TaskManager, scop
 			return outcome{}, err
 		}
 	}
-	it, err := m.IteratorContext(ctx)
+	it, err := m.Iterator(ctx)
 	if err != nil {
 		return outcome{}, err
 	}

@@ -78,7 +78,7 @@ func aggregation(name, desc string, keys keyDist, p Params) Workload {
 				}
 				i++
 			}
-			it, err := m.Iterator()
+			it, err := m.Iterator(ctx)
 			if err != nil {
 				return n, err
 			}

@@ -121,7 +121,7 @@ func aggSort(p Params) Workload {
 				}
 				i++
 			}
-			counts, err := m.Iterator()
+			counts, err := m.Iterator(ctx)
 			if err != nil {
 				return n, err
 			}

@@ -97,7 +97,7 @@ func grouping(p Params) Workload {
 				}
 				i++
 			}
-			it, err := g.Iterator()
+			it, err := g.Iterator(ctx)
 			if err != nil {
 				return n, err
 			}

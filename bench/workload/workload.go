@@ -6,6 +6,7 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spillway/spillway/bench/harness"
@@ -40,15 +41,17 @@ func (p Params) spillConfig(env *harness.Env) collection.SpillConfig {
 	return collection.SpillConfig{InitialThreshold: p.InitialThreshold, Compression: env.Strategy.Compression(), Logger: env.Logger}
 }
 
-// Validate reports a non-positive record count and a negative iteration count.
+// Validate reports every invalid field (errors.Join): a non-positive record count, a negative
+// iteration count.
 func (p Params) Validate() error {
+	var errs []error
 	if p.Records <= 0 {
-		return fmt.Errorf("workload: Records must be positive, got %d", p.Records)
+		errs = append(errs, fmt.Errorf("workload: Records must be positive, got %d", p.Records))
 	}
 	if p.Iterations < 0 {
-		return fmt.Errorf("workload: Iterations must not be negative, got %d", p.Iterations)
+		errs = append(errs, fmt.Errorf("workload: Iterations must not be negative, got %d", p.Iterations))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Baseline is a plain-Go version of a workload.

@@ -80,6 +80,7 @@ func TestParamsValidate(t *testing.T) {
 	require.NoError(t, testParams.Validate())
 	require.ErrorContains(t, Params{}.Validate(), "Records must be positive, got 0")
 	require.ErrorContains(t, Params{Records: 1, Iterations: -1}.Validate(), "Iterations must not be negative, got -1")
+	require.ErrorContains(t, Params{Iterations: -1}.Validate(), "Records must be positive, got 0\nworkload: Iterations must not be negative")
 }
 
 // The cache workload's check notices a changed, missing or extra record.

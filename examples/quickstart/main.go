@@ -52,7 +52,7 @@ func main() {
 				return err
 			}
 		}
-		it, err := counts.Iterator()
+		it, err := counts.Iterator(ctx)
 		if err != nil {
 			return err
 		}

@@ -63,7 +63,7 @@ func CombineGroup[K2, V, A any](ctx context.Context, e *Executor, values func(*K
 		if err := accs.Err(); err != nil {
 			return fmt.Errorf("accumulator: %w", err)
 		}
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		if err != nil {
 			return err
 		}

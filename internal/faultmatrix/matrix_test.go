@@ -126,7 +126,7 @@ func runExternalMap(ctx context.Context, e *env) []error {
 		if err := m.InsertAll(ctx, collection.SliceIterator(in)); err != nil {
 			return err
 		}
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		if err != nil {
 			return err
 		}
@@ -209,7 +209,7 @@ func runGrouper(ctx context.Context, e *env) []error {
 		if err := g.InsertAll(ctx, collection.SliceIterator(in)); err != nil {
 			return err
 		}
-		it, err := g.Iterator()
+		it, err := g.Iterator(ctx)
 		if err != nil {
 			return err
 		}

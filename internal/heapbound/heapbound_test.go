@@ -194,7 +194,7 @@ func TestAggregatingMap(t *testing.T) {
 		})); err != nil {
 			return err
 		}
-		it, err := m.Iterator()
+		it, err := m.Iterator(ctx)
 		if err != nil {
 			return err
 		}
@@ -237,7 +237,7 @@ func TestGrouperOneHugeKey(t *testing.T) {
 		})); err != nil {
 			return err
 		}
-		it, err := g.Iterator()
+		it, err := g.Iterator(ctx)
 		if err != nil {
 			return err
 		}

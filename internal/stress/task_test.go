@@ -490,7 +490,7 @@ func (tk *task) runMap(ctx context.Context, tm *memory.TaskManager, scope *stora
 	if err := tk.insert(ctx, m.Insert, m.InsertAll); err != nil {
 		return err
 	}
-	it, err := m.Iterator()
+	it, err := m.Iterator(ctx)
 	if err != nil {
 		return err
 	}
@@ -573,7 +573,7 @@ func (tk *task) runGrouper(ctx context.Context, tm *memory.TaskManager, scope *s
 	if err := tk.insert(ctx, g.Insert, g.InsertAll); err != nil {
 		return err
 	}
-	it, err := g.Iterator()
+	it, err := g.Iterator(ctx)
 	if err != nil {
 		return err
 	}

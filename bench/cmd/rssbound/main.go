@@ -184,7 +184,7 @@ func child(o options, stdout io.Writer) (err error) {
 			return err
 		}
 	}
-	it, err := m.Iterator()
+	it, err := m.Iterator(ctx)
 	if err != nil {
 		return err
 	}

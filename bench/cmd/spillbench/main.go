@@ -36,13 +36,34 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "spillbench:", err)
-		}
-		os.Exit(1)
-	}
+	os.Exit(exitCode(err, os.Stderr))
 }
+
+// errListed ends a run that only listed the workloads (-list): a success.
+var errListed = errors.New("workloads listed")
+
+// exitCode is the process's exit status for run's result: 0 on success, after -h and after
+// -list; 1 after any other error, which it prints.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp), errors.Is(err, errListed):
+		return 0
+	}
+	fmt.Fprintln(stderr, "spillbench:", err)
+	return 1
+}
+
+const usage = `spillbench runs Spillway's benchmark workloads (aggregation, grouping of one huge key,
+sorting, caching, PageRank) under several spill strategies, each beside plain-Go baselines in the
+same process, and prints one row per run: wall time, records per second, peak live heap, peak
+accounted memory, spills and evictions, with time and heap as ratios to the workload's first
+baseline. It writes one SVG memory timeline per run to -out. bench/README.md explains every
+column and strategy; -list shows the workloads and their default strategies.
+
+Usage: spillbench [flags]
+
+Flags:
+`
 
 type options struct {
 	records    int64
@@ -59,9 +80,15 @@ type options struct {
 	verbose    bool
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
+// parseFlags parses args. -list writes the workloads to stdout and returns errListed; -h writes
+// the usage to stderr and returns flag.ErrHelp.
+func parseFlags(args []string, stdout, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("spillbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
 	var o options
 	var budget, workloads, strategies string
 	fs.Int64Var(&o.records, "records", 2_000_000, "input records per workload")
@@ -120,9 +147,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			for _, s := range w.Strategies {
 				labels = append(labels, s.Label())
 			}
-			fmt.Fprintf(stderr, "%-14s %s\n%-14s strategies: %s\n", w.Name, w.Description, "", strings.Join(labels, "; "))
+			fmt.Fprintf(stdout, "%-14s %s\n%-14s strategies: %s\n", w.Name, w.Description, "", strings.Join(labels, "; "))
 		}
-		return o, flag.ErrHelp
+		return o, errListed
 	}
 	if workloads == "all" {
 		for _, w := range all {
@@ -150,7 +177,7 @@ func (o options) params() workload.Params {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseFlags(args, stderr)
+	o, err := parseFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}

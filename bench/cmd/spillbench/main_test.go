@@ -61,8 +61,26 @@ func TestFlagErrors(t *testing.T) {
 		err := run(context.Background(), tc.args, &bytes.Buffer{}, &errb)
 		require.ErrorContains(t, err, tc.want, tc.args)
 	}
-	var errb bytes.Buffer
-	err := run(context.Background(), []string{"-list"}, &bytes.Buffer{}, &errb)
-	require.True(t, errors.Is(err, flag.ErrHelp))
-	require.Contains(t, errb.String(), "agg-sort")
+}
+
+// -h and -list succeed (exit status 0) and say what the program does; errors exit 1.
+func TestHelpAndList(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-list"}, &out, &errb)
+	require.ErrorIs(t, err, errListed)
+	require.Zero(t, exitCode(err, &errb))
+	require.Contains(t, out.String(), "agg-sort")
+	require.Empty(t, errb.String())
+
+	out.Reset()
+	err = run(context.Background(), []string{"-h"}, &out, &errb)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	require.Zero(t, exitCode(err, &errb))
+	require.Contains(t, errb.String(), "spillbench runs Spillway's benchmark workloads")
+	require.Contains(t, errb.String(), "-workloads string")
+	require.Empty(t, out.String())
+
+	errb.Reset()
+	require.Equal(t, 1, exitCode(errors.New("boom"), &errb))
+	require.Equal(t, "spillbench: boom\n", errb.String())
 }

@@ -109,7 +109,7 @@ func collectionAgg[K comparable](keys func(*input) []K, codec storage.Codec[K], 
 			pair: func(k K, v int64) collection.Pair[K, int64] { return collection.Pair[K, int64]{Key: k, Value: v} }}); err != nil {
 			return result{}, err
 		}
-		it, err := m.IteratorContext(ctx)
+		it, err := m.Iterator(ctx)
 		if err != nil {
 			return result{}, err
 		}

@@ -53,19 +53,22 @@ type Config struct {
 	Offset float64
 }
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c Config) Validate() error {
-	switch {
-	case c.Vertices < 0:
-		return fmt.Errorf("graphgen: Config.Vertices %d is negative", c.Vertices)
-	case c.Edges < 0:
-		return fmt.Errorf("graphgen: Config.Edges %d is negative", c.Edges)
-	case c.Skew != 0 && !(c.Skew > 1):
-		return fmt.Errorf("graphgen: Config.Skew %g must be > 1", c.Skew)
-	case c.Offset != 0 && !(c.Offset >= 1):
-		return fmt.Errorf("graphgen: Config.Offset %g must be >= 1", c.Offset)
+	var errs []error
+	if c.Vertices < 0 {
+		errs = append(errs, fmt.Errorf("graphgen: Config.Vertices %d is negative", c.Vertices))
 	}
-	return nil
+	if c.Edges < 0 {
+		errs = append(errs, fmt.Errorf("graphgen: Config.Edges %d is negative", c.Edges))
+	}
+	if c.Skew != 0 && !(c.Skew > 1) {
+		errs = append(errs, fmt.Errorf("graphgen: Config.Skew %g must be > 1", c.Skew))
+	}
+	if c.Offset != 0 && !(c.Offset >= 1) {
+		errs = append(errs, fmt.Errorf("graphgen: Config.Offset %g must be >= 1", c.Offset))
+	}
+	return errors.Join(errs...)
 }
 
 // WithDefaults returns c with every zero field replaced by its default.

@@ -20,6 +20,10 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Edges: -2}, "Edges -2"},
 		{Config{Skew: 1}, "Skew 1 must be > 1"},
 		{Config{Offset: 0.5}, "Offset 0.5"},
+		{Config{Vertices: -1, Edges: -2, Skew: 1, Offset: 0.5}, "Vertices -1"}, // every field is reported:
+		{Config{Vertices: -1, Edges: -2, Skew: 1, Offset: 0.5}, "Edges -2"},
+		{Config{Vertices: -1, Edges: -2, Skew: 1, Offset: 0.5}, "Skew 1 must be > 1"},
+		{Config{Vertices: -1, Edges: -2, Skew: 1, Offset: 0.5}, "Offset 0.5"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%+v", tt.cfg), func(t *testing.T) {

@@ -82,6 +82,9 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Partitions: -1}, "Partitions -1"},
 		{Config{Top: -1}, "Top -1"},
 		{Config{Graph: graphgen.Config{Skew: 0.5}}, "Config.Graph"},
+		{Config{Iterations: -1, Top: -1, Graph: graphgen.Config{Skew: 0.5}}, "Iterations -1"}, // every field is reported:
+		{Config{Iterations: -1, Top: -1, Graph: graphgen.Config{Skew: 0.5}}, "Top -1"},
+		{Config{Iterations: -1, Top: -1, Graph: graphgen.Config{Skew: 0.5}}, "Config.Graph"},
 	} {
 		require.ErrorContains(t, tt.cfg.Validate(), tt.want)
 	}

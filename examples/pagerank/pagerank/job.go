@@ -55,26 +55,30 @@ type Config struct {
 	Fault func(Event) error
 }
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c Config) Validate() error {
+	var errs []error
+	if c.Iterations < 0 {
+		errs = append(errs, fmt.Errorf("pagerank: Config.Iterations %d is negative", c.Iterations))
+	}
+	if c.Partitions < 0 {
+		errs = append(errs, fmt.Errorf("pagerank: Config.Partitions %d is negative", c.Partitions))
+	}
 	switch {
-	case c.Iterations < 0:
-		return fmt.Errorf("pagerank: Config.Iterations %d is negative", c.Iterations)
-	case c.Partitions < 0:
-		return fmt.Errorf("pagerank: Config.Partitions %d is negative", c.Partitions)
 	case c.Level != 0 && !c.Level.Valid():
-		return fmt.Errorf("pagerank: Config.Level %v is not a valid storage level", c.Level)
+		errs = append(errs, fmt.Errorf("pagerank: Config.Level %v is not a valid storage level", c.Level))
 	case c.Level != 0 && !c.Level.UseMemory() && !c.Level.UseDisk():
-		return fmt.Errorf("pagerank: Config.Level %v stores nothing; links must be cached", c.Level)
-	case c.Top < 0:
-		return fmt.Errorf("pagerank: Config.Top %d is negative", c.Top)
+		errs = append(errs, fmt.Errorf("pagerank: Config.Level %v stores nothing; links must be cached", c.Level))
+	}
+	if c.Top < 0 {
+		errs = append(errs, fmt.Errorf("pagerank: Config.Top %d is negative", c.Top))
 	}
 	if c.Edges == nil {
 		if err := c.Graph.Validate(); err != nil {
-			return fmt.Errorf("pagerank: Config.Graph: %w", err)
+			errs = append(errs, fmt.Errorf("pagerank: Config.Graph: %w", err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // VertexRank is a page and its rank.

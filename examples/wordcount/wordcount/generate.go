@@ -1,6 +1,7 @@
 package wordcount
 
 import (
+	"errors"
 	"fmt"
 	"iter"
 	"math/rand/v2"
@@ -31,17 +32,19 @@ type Config struct {
 	Seed uint64
 }
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c Config) Validate() error {
-	switch {
-	case c.Words < 0:
-		return fmt.Errorf("wordcount: Config.Words %d is negative", c.Words)
-	case c.Vocabulary < 0:
-		return fmt.Errorf("wordcount: Config.Vocabulary %d is negative", c.Vocabulary)
-	case c.Skew != 0 && !(c.Skew > 1):
-		return fmt.Errorf("wordcount: Config.Skew %g must be > 1", c.Skew)
+	var errs []error
+	if c.Words < 0 {
+		errs = append(errs, fmt.Errorf("wordcount: Config.Words %d is negative", c.Words))
 	}
-	return nil
+	if c.Vocabulary < 0 {
+		errs = append(errs, fmt.Errorf("wordcount: Config.Vocabulary %d is negative", c.Vocabulary))
+	}
+	if c.Skew != 0 && !(c.Skew > 1) {
+		errs = append(errs, fmt.Errorf("wordcount: Config.Skew %g must be > 1", c.Skew))
+	}
+	return errors.Join(errs...)
 }
 
 // WithDefaults returns c with every zero field replaced by its default.

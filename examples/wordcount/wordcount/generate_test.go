@@ -52,6 +52,9 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Words: -1}, "Words -1"},
 		{Config{Vocabulary: -1}, "Vocabulary -1"},
 		{Config{Skew: 0.9}, "Skew 0.9 must be > 1"},
+		{Config{Words: -1, Vocabulary: -1, Skew: 0.9}, "Words -1"}, // every field is reported:
+		{Config{Words: -1, Vocabulary: -1, Skew: 0.9}, "Vocabulary -1"},
+		{Config{Words: -1, Vocabulary: -1, Skew: 0.9}, "Skew 0.9"},
 	} {
 		_, err := NewText(tt.cfg)
 		require.ErrorContains(t, err, tt.want)

@@ -28,15 +28,16 @@ type JobConfig struct {
 	CollectCounts bool
 }
 
-// Validate reports the first invalid field, naming it and its value.
+// Validate reports every invalid field, naming it and its value (errors.Join).
 func (c JobConfig) Validate() error {
-	switch {
-	case c.Partitions < 0:
-		return fmt.Errorf("wordcount: JobConfig.Partitions %d is negative", c.Partitions)
-	case c.Top < 0:
-		return fmt.Errorf("wordcount: JobConfig.Top %d is negative", c.Top)
+	var errs []error
+	if c.Partitions < 0 {
+		errs = append(errs, fmt.Errorf("wordcount: JobConfig.Partitions %d is negative", c.Partitions))
 	}
-	return c.Text.Validate()
+	if c.Top < 0 {
+		errs = append(errs, fmt.Errorf("wordcount: JobConfig.Top %d is negative", c.Top))
+	}
+	return errors.Join(append(errs, c.Text.Validate())...)
 }
 
 // WordCount is a word and its count.

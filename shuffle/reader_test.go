@@ -362,12 +362,12 @@ func TestReaderEarlyCloseAndForgottenClose(t *testing.T) {
 			require.Equal(t, 1, prefetchers())
 			if !forget {
 				require.NoError(t, r.Close())
-				require.Zero(t, prefetchers())
+				requireNoPrefetchers(t, "a closed reader's prefetching goroutine left behind")
 				require.False(t, r.Next())
 			}
 			return nil
 		})
 		require.NoError(t, err)
-		require.Zero(t, prefetchers(), "the task's end closes a forgotten reader")
+		requireNoPrefetchers(t, "the task's end closes a forgotten reader")
 	}
 }

@@ -429,6 +429,14 @@ func (s *Scope) Files() int {
 	return len(s.ids)
 }
 
+// Contains reports whether id is a live file of the scope.
+func (s *Scope) Contains(id BlockID) bool {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	_, ok := s.ids[id]
+	return ok
+}
+
 // BytesWritten returns the bytes written to files created through the scope (Spark's
 // diskBytesSpilled for one task or collection).
 func (s *Scope) BytesWritten() int64 { return s.written.Load() }

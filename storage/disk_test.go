@@ -301,3 +301,21 @@ func TestDiskBlockManagerFailedDeleteKeepsTracking(t *testing.T) {
 	_, err = os.Stat(dir)
 	require.ErrorIs(t, err, fs.ErrNotExist, "deleting the directory deletes the file after all")
 }
+
+// TestScopeContains: a scope contains the live files it created, not another scope's nor the
+// ones it deleted.
+func TestScopeContains(t *testing.T) {
+	m := newTestDisk(t, DiskConfig{})
+	a, b := m.NewScope(), m.NewScope()
+	id, f, err := a.CreateTempShuffle()
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.True(t, a.Contains(id))
+	require.False(t, b.Contains(id), "another scope's file")
+	ok, err := b.Remove(id)
+	require.True(t, ok)
+	require.NoError(t, err)
+	require.False(t, a.Contains(id), "deleted")
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+}

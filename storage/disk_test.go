@@ -319,3 +319,30 @@ func TestScopeContains(t *testing.T) {
 	require.NoError(t, a.Close())
 	require.NoError(t, b.Close())
 }
+
+// TestScopeManyFiles: after thousands of files came and went (the maps of live files are then
+// rebuilt smaller), the manager and the scope still track exactly the live ones.
+func TestScopeManyFiles(t *testing.T) {
+	m := newTestDisk(t, DiskConfig{})
+	s := m.NewScope()
+	var ids []BlockID
+	for range 3 * shrinkMin {
+		id, f, err := s.CreateTempShuffle()
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		ids = append(ids, id)
+	}
+	for _, id := range ids[10:] {
+		ok, err := s.Remove(id)
+		require.True(t, ok)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 10, s.Files())
+	require.Equal(t, 10, m.Files())
+	for i, id := range ids {
+		require.Equal(t, i < 10, s.Contains(id), "file %d", i)
+		require.Equal(t, i < 10, m.Contains(id), "file %d", i)
+	}
+	require.NoError(t, s.Close())
+	require.Zero(t, m.Files())
+}

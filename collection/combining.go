@@ -69,7 +69,7 @@ func (t *combiningTable[K, V, C]) NumSpills() int {
 
 // addSpillFile records a spill file written for the collection. Call with the lock held.
 func (t *combiningTable[K, V, C]) addSpillFile(id storage.BlockID) {
-	t.files = append(t.files, id)
+	t.files = appendLive(t.scope, t.files, id)
 	t.numSpill++
 }
 
@@ -145,7 +145,7 @@ func (t *combiningTable[K, V, C]) registerMerged(id storage.BlockID) error {
 		_, err := t.scope.Remove(id)
 		return errors.Join(t.sp.closedError("while its spills were merged"), err)
 	}
-	t.files = append(t.files, id)
+	t.files = appendLive(t.scope, t.files, id)
 	return nil
 }
 

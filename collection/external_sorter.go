@@ -119,6 +119,11 @@ const insertBatch = 64
 //     are == (Spark combines all keys its total ordering calls equal).
 //   - Errors are values: a failed spill makes every later call return the error; Close still
 //     releases everything. A key the Partitioner puts outside [0, NumPartitions) is an error.
+//   - With memory.Strict, the sorter keeps a bounded number of spill files while it is filled:
+//     past maxLiveSpills (at most 128, fewer with many partitions) it merges the smallest ones
+//     (compactSpills), so its records of the files, 16 bytes per partition each, do not grow
+//     with the number of spills. Spark keeps every spill until the merge. Such merges do not
+//     count in SpillMetrics.MergePasses, and InsertAll may then fail like a merge does.
 //   - Every partition of a spill file starts on a batch boundary, so each is an independent
 //     record stream, and the file records each partition's byte range.
 //   - WritePartitionedFile writes to an io.Writer and returns the partition lengths (Spark's
@@ -141,7 +146,8 @@ type ExternalSorter[K comparable, V, C any] struct {
 	m        *PartitionedAppendOnlyMap[K, C] // with aggregation; nil once read, closed or broken
 	buf      *PartitionedPairBuffer[K, C]    // without aggregation; likewise
 	spills   []sorterSpill                   // spills not yet handed to a reader
-	files    []storage.BlockID               // every spill file written, deleted by Close
+	files    []storage.BlockID               // the spill files written and maybe live, deleted by Close
+	maxLive  int                             // more spills than this are compacted (see compactSpills)
 	numSpill int
 	reading  *readingIterator[K, V, C] // the in-memory records being read
 	out      *PartitionIterator[K, C]  // the reader handed out
@@ -195,8 +201,70 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 	s.sp.reserveWriterOn(&s.io)
 	s.sp.writerAtCheck = true // forceSpill spills only the reading iterator
 	s.sizes = newRecordSizes[K, V](s.sp.Strict())
+	if s.io.strict {
+		s.maxLive = maxLiveSpills(s.n)
+	}
 	s.newCollection()
 	return s, nil
+}
+
+// The sorter keeps a record of every spill file it has not handed to a reader (its partitions'
+// record counts and byte offsets, 16 bytes per partition, its id, and the DiskBlockManager's
+// and scope's entries for the file), so that the memory of these records does not grow with the
+// number of spills it compacts them (compactSpills): it keeps at most maxLiveSpills files, which
+// is about spillRecordsBytes of records (at least minLiveSpills files, at most maxLiveSpillsCap).
+const (
+	spillRecordBytes  = 512 // a spill file's record, apart from its partitions
+	spillRecordsBytes = 256 << 10
+	minLiveSpills     = 8
+	maxLiveSpillsCap  = 128
+)
+
+// maxLiveSpills is the most spill files a sorter of n partitions keeps before it compacts them.
+func maxLiveSpills(n int) int {
+	per := spillRecordBytes + 16*int64(n) + 8
+	return int(min(max(spillRecordsBytes/per, minLiveSpills), maxLiveSpillsCap))
+}
+
+// compactSpills merges the smallest spill files (through multiPass with a limit, the memory of
+// the readers and the writer acquired on the spill I/O consumer) until at most half of maxLive
+// are left (in memory.Strict accounting: with memory.SparkAllowances the sorter keeps every
+// spill file until it is read, as Spark does), so that the sorter's records of its files, and the files, do not grow with the
+// number of spills: with the spills of a tiny budget merged k at a time, each record is
+// rewritten about log_k(spills) times, as a multi-pass merge at the end would. Called while
+// inserting, with the lock held; it releases it while merging. On error every spill file is
+// deleted and the sorter is broken.
+func (s *ExternalSorter[K, V, C]) compactSpills(ctx context.Context) error {
+	spills := s.spills
+	s.spills = nil
+	mp := &multiPass[sorterSpill]{io: &s.io, cfg: s.sp.cfg, info: func(f sorterSpill) fileInfo { return f.file.info() },
+		merge: s.mergeGroup, remove: s.removeSpill, limit: s.maxLive / 2}
+	s.sp.Unlock()
+	files, res, _, err := mp.reduce(ctx, spills)
+	s.sp.Lock()
+	if res != nil {
+		res.close()
+	}
+	if err == nil && s.sp.Closed() {
+		err = s.sp.closedError("while its spills were merged") // Close deleted the files
+	}
+	if err != nil {
+		return s.fail(err)
+	}
+	s.spills = append(files, s.spills...)
+	return nil
+}
+
+// afterSpill compacts the spill files when there are more than maxLive. Call with the lock held
+// while inserting.
+func (s *ExternalSorter[K, V, C]) afterSpill(ctx context.Context) error {
+	if s.maxLive == 0 || len(s.spills) <= s.maxLive {
+		return nil
+	}
+	if err := s.compactSpills(ctx); err != nil {
+		return err
+	}
+	return s.checkUsable()
 }
 
 func (s *ExternalSorter[K, V, C]) newCollection() {
@@ -295,6 +363,9 @@ func (s *ExternalSorter[K, V, C]) insertLocked(ctx context.Context, batch []Pair
 		if err := s.afterInsert(ctx, s.m.EstimateSize()); err != nil {
 			return err
 		}
+		if err := s.afterSpill(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -311,6 +382,9 @@ func (s *ExternalSorter[K, V, C]) insertPlainLocked(ctx context.Context, batch [
 			return err
 		}
 		if err := s.afterInsert(ctx, s.buf.EstimateSize()); err != nil {
+			return err
+		}
+		if err := s.afterSpill(ctx); err != nil {
 			return err
 		}
 	}
@@ -469,7 +543,7 @@ func (s *ExternalSorter[K, V, C]) writeSpill(it Iterator[PartitionedPair[K, C]])
 	if err != nil {
 		return sorterSpill{}, err
 	}
-	s.files = append(s.files, f.file.id)
+	s.files = appendLive(s.disk, s.files, f.file.id)
 	s.numSpill++
 	return f, nil
 }
@@ -619,7 +693,7 @@ func (s *ExternalSorter[K, V, C]) mergeGroup(ctx context.Context, group []sorter
 	if s.sp.Closed() {
 		return sorterSpill{}, errors.Join(s.sp.closedError("while its spills were merged"), s.removeSpill(f))
 	}
-	s.files = append(s.files, f.file.id)
+	s.files = appendLive(s.disk, s.files, f.file.id)
 	return f, nil
 }
 

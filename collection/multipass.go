@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/dustin/go-humanize"
@@ -151,6 +152,10 @@ type multiPass[F any] struct {
 	info   func(F) fileInfo
 	merge  func(ctx context.Context, group []F, res *reservation) (F, error)
 	remove func(F) error
+	// limit, if positive, makes reduce a compaction: it merges the smallest files of the
+	// oldest pass until at most limit are left, whatever the memory, and holds nothing for
+	// their readers.
+	limit int
 }
 
 // reduce returns files, or the files that replaced them, together with a reservation covering a
@@ -160,7 +165,11 @@ type multiPass[F any] struct {
 // once, it merges the smallest files of the oldest pass into one, as many as the grant allows
 // with a writer (at least two), and asks again. If not even two readers and a writer can be
 // had it returns an error wrapping memory.ErrOutOfMemory. On error every file is deleted and
-// nothing is held.
+// nothing is held. With a limit it is a compaction instead: while more than limit files are
+// left it merges the smallest files of the oldest pass, just enough of them to get down to the
+// limit (fewer if the grant does not cover them), and it returns an empty reservation and 0
+// passes. reduce owns files: it clears the slice, so that merged files' records do not stay
+// reachable.
 func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation, int, error) {
 	if len(files) == 0 {
 		return nil, &reservation{io: p.io}, 0, nil
@@ -169,6 +178,7 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 	for i, f := range files {
 		runs[i] = mergeRun[F]{file: f, info: p.info(f)}
 	}
+	clear(files) // the runs own the files now: merged ones must not stay reachable
 	fail := func(err error) ([]F, *reservation, int, error) {
 		var errs []error
 		for _, r := range runs {
@@ -184,18 +194,29 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 		for _, r := range runs {
 			total += r.info.readCost
 		}
+		over := p.limit > 0 && len(runs) > p.limit
+		if p.limit > 0 && !over {
+			out := make([]F, len(runs))
+			for i, r := range runs {
+				out[i] = r.file
+			}
+			return out, &reservation{io: p.io}, 0, nil
+		}
 		want := total
-		if p.io.strict {
-			if share := p.io.mergeShare(); total > share {
+		switch {
+		case p.io.strict:
+			if share := p.io.mergeShare(); over || total > share {
 				p.sortRuns(runs)
 				want = max(share, p.mergeCost(runs))
 			}
+		case over:
+			want = math.MaxInt64 // not accounted: the group is as large as the limit asks
 		}
 		got, err := p.io.acquire(ctx, want)
 		if err != nil {
 			return fail(err)
 		}
-		if got >= total {
+		if !over && got >= total {
 			out := make([]F, len(runs))
 			passes := 0
 			for i, r := range runs {
@@ -207,7 +228,11 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 		p.sortRuns(runs)
 		n, need := 0, int64(0)
 		var readers, record, raw int64
-		for _, r := range runs {
+		most := len(runs) // a compaction merges just enough files to get down to the limit
+		if over {
+			most = len(runs) - p.limit + 1
+		}
+		for _, r := range runs[:most] {
 			c := readers + r.info.readCost + writerCost(p.cfg, max(record, r.info.record), raw+r.info.raw)
 			if c > got {
 				break
@@ -233,8 +258,22 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 		if err != nil {
 			return fail(err)
 		}
+		clear(runs[:n]) // merged and deleted: their records must not stay reachable
 		runs = append(runs[n:], mergeRun[F]{file: f, info: p.info(f), gen: gen + 1})
 	}
+}
+
+// appendLive appends id to ids, the spill files a collection created and must delete when it
+// closes. When ids is full it first drops the files scope deleted since (merged, or read to
+// their end), so that the list follows the live files, not every file ever written.
+func appendLive(scope *storage.Scope, ids []storage.BlockID, id storage.BlockID) []storage.BlockID {
+	if len(ids) > 0 && len(ids) == cap(ids) {
+		ids = slices.DeleteFunc(ids, func(x storage.BlockID) bool { return !scope.Contains(x) })
+		if len(ids) < cap(ids)/4 {
+			ids = append(make([]storage.BlockID, 0, 2*len(ids)+1), ids...)
+		}
+	}
+	return append(ids, id)
 }
 
 // sortRuns puts the runs to merge first first: the smallest files of the oldest pass.

@@ -86,7 +86,29 @@ type DiskBlockManager struct {
 	mu      sync.Mutex
 	madeSub map[string]bool          // subdirectories created
 	files   map[BlockID]*trackedFile // every live file this manager created
+	peak    int                      // most entries files held since it was last rebuilt
 	closed  bool
+}
+
+// shrinkMin is the fewest entries a map of live files must have held before it is rebuilt
+// smaller: a Go map keeps the buckets of its largest size, so after many files came and went
+// (a collection's thousands of spills, merged) it is copied into a map of the live ones once
+// they are fewer than an eighth of its peak.
+const shrinkMin = 1024
+
+// shrunk returns m, or a copy of it sized for its entries if it held at least shrinkMin and
+// eight times its entries since *peak was set, which it then updates.
+func shrunk[V any](m map[BlockID]V, peak *int) map[BlockID]V {
+	*peak = max(*peak, len(m))
+	if *peak < shrinkMin || len(m) >= *peak/8 {
+		return m
+	}
+	c := make(map[BlockID]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	*peak = len(m)
+	return c
 }
 
 type trackedFile struct {
@@ -277,8 +299,10 @@ func (m *DiskBlockManager) create(id BlockID, s *Scope) (File, error) {
 		return nil, fmt.Errorf("storage: creating file for block %s: %w", id, err)
 	}
 	m.files[id] = &trackedFile{path: path, scope: s}
+	m.peak = max(m.peak, len(m.files))
 	if s != nil {
 		s.ids[id] = struct{}{}
+		s.peak = max(s.peak, len(s.ids))
 	}
 	return &countingFile{File: f, m: m, s: s}, nil
 }
@@ -322,8 +346,10 @@ func (m *DiskBlockManager) removeLocked(id BlockID) (bool, error) {
 		return true, fmt.Errorf("storage: deleting file of block %s: %w", id, err)
 	}
 	delete(m.files, id)
-	if tf.scope != nil {
-		delete(tf.scope.ids, id)
+	m.files = shrunk(m.files, &m.peak)
+	if s := tf.scope; s != nil {
+		delete(s.ids, id)
+		s.ids = shrunk(s.ids, &s.peak)
 	}
 	return true, nil
 }
@@ -395,6 +421,7 @@ func (m *DiskBlockManager) removeDir(dir string, lock *os.File) error {
 type Scope struct {
 	m       *DiskBlockManager
 	ids     map[BlockID]struct{} // guarded by m.mu
+	peak    int                  // guarded by m.mu: see shrunk
 	closed  bool                 // guarded by m.mu
 	written atomic.Int64
 }
@@ -428,6 +455,14 @@ func (s *Scope) Files() int {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
 	return len(s.ids)
+}
+
+// Contains reports whether id is a live file of the scope.
+func (s *Scope) Contains(id BlockID) bool {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	_, ok := s.ids[id]
+	return ok
 }
 
 // BytesWritten returns the bytes written to files created through the scope (Spark's

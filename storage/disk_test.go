@@ -301,3 +301,48 @@ func TestDiskBlockManagerFailedDeleteKeepsTracking(t *testing.T) {
 	_, err = os.Stat(dir)
 	require.ErrorIs(t, err, fs.ErrNotExist, "deleting the directory deletes the file after all")
 }
+
+// TestScopeContains: a scope contains the live files it created, not another scope's nor the
+// ones it deleted.
+func TestScopeContains(t *testing.T) {
+	m := newTestDisk(t, DiskConfig{})
+	a, b := m.NewScope(), m.NewScope()
+	id, f, err := a.CreateTempShuffle()
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.True(t, a.Contains(id))
+	require.False(t, b.Contains(id), "another scope's file")
+	ok, err := b.Remove(id)
+	require.True(t, ok)
+	require.NoError(t, err)
+	require.False(t, a.Contains(id), "deleted")
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+}
+
+// TestScopeManyFiles: after thousands of files came and went (the maps of live files are then
+// rebuilt smaller), the manager and the scope still track exactly the live ones.
+func TestScopeManyFiles(t *testing.T) {
+	m := newTestDisk(t, DiskConfig{})
+	s := m.NewScope()
+	var ids []BlockID
+	for range 3 * shrinkMin {
+		id, f, err := s.CreateTempShuffle()
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		ids = append(ids, id)
+	}
+	for _, id := range ids[10:] {
+		ok, err := s.Remove(id)
+		require.True(t, ok)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 10, s.Files())
+	require.Equal(t, 10, m.Files())
+	for i, id := range ids {
+		require.Equal(t, i < 10, s.Contains(id), "file %d", i)
+		require.Equal(t, i < 10, m.Contains(id), "file %d", i)
+	}
+	require.NoError(t, s.Close())
+	require.Zero(t, m.Files())
+}

@@ -37,7 +37,7 @@ func (f *writerColl) size() int64           { return f.held }
 // hookConsumer holds memory it gives back when asked to spill, after running onSpill.
 type hookConsumer struct {
 	base    memory.ConsumerBase
-	spill   bool // Spill gives back what it holds (a filler that cannot spill otherwise)
+	spill   bool // Spill gives back what it holds (false: a filler that cannot spill)
 	onSpill func()
 }
 

@@ -640,6 +640,10 @@ func (s *Spillable) maybeSpill(ctx context.Context, currentMemory int64, check b
 				s.name, humanize.IBytes(uint64(request)), humanize.IBytes(uint64(currentMemory)), err)
 		}
 		if gen != s.forcedGen {
+			// A forced spill emptied the collection while it waited: the grant was for data now on
+			// disk, and its spill writer's reservation went with it. Holding the grant would leave
+			// the writer's buffers short with the task's share full; give it back.
+			s.ReleaseMemory()
 			return false, nil
 		}
 		shouldSpill = currentMemory >= s.threshold

@@ -347,9 +347,9 @@ func (g *ExternalGrouper[K, V]) mergeGroup(ctx context.Context, group []spillFil
 		if keys%64 == 0 {
 			err = ctx.Err()
 		}
-		for _, s := range it.group {
+		for _, i := range it.group {
 			if err == nil {
-				buf, err = s.(*diskGroupSource[K, V]).copyKey(w, buf)
+				buf, err = it.sources[i].(*diskGroupSource[K, V]).copyKey(w, buf)
 			}
 		}
 		if err != nil {
@@ -675,72 +675,57 @@ func (s *diskGroupSource[K, V]) close() error {
 	return s.r.close()
 }
 
-// groupIterator merges the grouper's sources by (hash, encoded key), handing out each key once
-// with a value iterator over the sources holding it.
+// groupIterator merges the grouper's sources by (hash, encoded key) in a loserTree, handing out
+// each key once with a value iterator over the sources holding it.
+//
+// A source stays on its key while the key's values are read, so the sources of the current key
+// are parked in the tree rather than advanced: a parked head sorts after every head of its key
+// and before every greater key, so the parked sources are the tree's winners, one after the
+// other, when the next Next advances them.
 type groupIterator[K comparable, V any] struct {
 	g       *ExternalGrouper[K, V]
 	sources []groupSource[K, V] // nil once closed
-	heap    []groupSource[K, V]
-	group   []groupSource[K, V] // sources on the current key
+	tree    loserTree[groupHead]
+	group   []int // sources on the current key (parked in the tree)
 	vals    *groupValues[K, V]
 	cur     Group[K, V]
 	err     error
 	started bool
 }
 
-func compareHeads[K comparable, V any](a, b groupSource[K, V]) int {
-	ha, ea, _ := a.head()
-	hb, eb, _ := b.head()
-	if c := cmp.Compare(ha, hb); c != 0 {
+// groupHead is the key a source of a groupIterator is on, as the tree orders it.
+type groupHead struct {
+	hash   uint64
+	enc    []byte // the source's encoded key; unchanged until the source advances
+	parked bool
+}
+
+func compareGroupHeads(a, b groupHead) int {
+	if c := cmp.Compare(a.hash, b.hash); c != 0 {
 		return c
 	}
-	return bytes.Compare(ea, eb)
-}
-
-func (it *groupIterator[K, V]) push(s groupSource[K, V]) {
-	it.heap = append(it.heap, s)
-	for i := len(it.heap) - 1; i > 0; {
-		p := (i - 1) / 2
-		if compareHeads(it.heap[p], it.heap[i]) <= 0 {
-			break
-		}
-		it.heap[i], it.heap[p] = it.heap[p], it.heap[i]
-		i = p
+	if c := bytes.Compare(a.enc, b.enc); c != 0 {
+		return c
 	}
-}
-
-func (it *groupIterator[K, V]) pop() groupSource[K, V] {
-	h := it.heap
-	top := h[0]
-	n := len(h) - 1
-	h[0] = h[n]
-	h[n] = nil
-	h = h[:n]
-	for i := 0; ; {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		c := l
-		if r := l + 1; r < n && compareHeads(h[r], h[l]) < 0 {
-			c = r
-		}
-		if compareHeads(h[i], h[c]) <= 0 {
-			break
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
+	switch {
+	case a.parked == b.parked:
+		return 0
+	case a.parked:
+		return 1
 	}
-	it.heap = h
-	return top
+	return -1
 }
 
-// advance moves s to its next key and queues it; false means an error stopped the merge.
-func (it *groupIterator[K, V]) advance(s groupSource[K, V]) bool {
+// advance moves source i, the tree's winner, to its next key and queues it; false means an
+// error stopped the merge.
+func (it *groupIterator[K, V]) advance(i int) bool {
+	s := it.sources[i]
 	if s.advance() {
-		it.push(s)
+		h, enc, _ := s.head()
+		it.tree.set(i, groupHead{hash: h, enc: enc})
 		return true
 	}
+	it.tree.drop(i)
 	if err := s.err(); err != nil {
 		it.err = err
 		return false
@@ -762,26 +747,37 @@ func (it *groupIterator[K, V]) Next() bool {
 	ok := true
 	if !it.started {
 		it.started = true
-		for _, s := range it.sources {
-			ok = ok && it.advance(s)
+		it.tree = newLoserTree(len(it.sources), compareGroupHeads)
+		for i := range it.sources {
+			if ok = it.advance(i); !ok {
+				break
+			}
 		}
 	} else {
-		for i, s := range it.group {
-			ok = ok && it.advance(s)
-			it.group[i] = nil
+		for range it.group { // the parked sources are the winners
+			if ok = it.advance(it.tree.winner()); !ok {
+				break
+			}
 		}
 	}
 	it.group = it.group[:0]
-	if !ok || len(it.heap) == 0 {
+	w := -1
+	if ok {
+		w = it.tree.winner()
+	}
+	if w < 0 {
 		it.closeLocked()
 		return false
 	}
-	first := it.pop()
-	it.group = append(it.group, first)
-	for len(it.heap) > 0 && compareHeads(it.heap[0], first) == 0 {
-		it.group = append(it.group, it.pop())
+	first := it.tree.heads[w]
+	for w >= 0 && !it.tree.heads[w].parked && compareGroupHeads(it.tree.heads[w], first) == 0 {
+		it.group = append(it.group, w)
+		h := it.tree.heads[w]
+		h.parked = true
+		it.tree.set(w, h)
+		w = it.tree.winner()
 	}
-	_, _, key := first.head()
+	_, _, key := it.sources[it.group[0]].head()
 	it.vals = &groupValues[K, V]{it: it}
 	it.cur = Group[K, V]{Key: key, Values: it.vals}
 	return true
@@ -827,7 +823,7 @@ func (it *groupIterator[K, V]) closeSources() error {
 	for _, s := range it.sources {
 		errs = append(errs, s.close())
 	}
-	it.sources, it.heap, it.group = nil, nil, nil
+	it.sources, it.tree, it.group = nil, loserTree[groupHead]{}, nil
 	return errors.Join(errs...)
 }
 
@@ -850,7 +846,7 @@ func (v *groupValues[K, V]) Next() bool {
 		return false
 	}
 	for v.i < len(it.group) {
-		s := it.group[v.i]
+		s := it.sources[it.group[v.i]]
 		if x, ok := s.nextValue(); ok {
 			v.cur = x
 			return true

@@ -487,26 +487,15 @@ func (emptyIterator[T]) Err() error   { return nil }
 func (emptyIterator[T]) Close() error { return nil }
 
 // pairCodec encodes a Pair as its key's encoding followed by its value's (the records of map
-// spill files).
-type pairCodec[K, C any] struct {
-	keys storage.Codec[K]
-	vals storage.Codec[C]
-}
+// spill files and of the sorter's): storage.PairCodec.
+type pairCodec[K, C any] storage.PairCodec[K, C]
 
 func (c pairCodec[K, C]) Append(dst []byte, p Pair[K, C]) []byte {
-	return c.vals.Append(c.keys.Append(dst, p.Key), p.Value)
+	return storage.PairCodec[K, C](c).Append(dst, p)
 }
 
 func (c pairCodec[K, C]) Decode(src []byte) (Pair[K, C], int, error) {
-	k, n, err := c.keys.Decode(src)
-	if err != nil {
-		return Pair[K, C]{}, 0, fmt.Errorf("key: %w", err)
-	}
-	v, m, err := c.vals.Decode(src[n:])
-	if err != nil {
-		return Pair[K, C]{}, 0, fmt.Errorf("value: %w", err)
-	}
-	return Pair[K, C]{Key: k, Value: v}, n + m, nil
+	return storage.PairCodec[K, C](c).Decode(src)
 }
 
 // slotCodec encodes a slot as a record of a map spill file: the key's hash (8 bytes,

@@ -15,11 +15,9 @@ import (
 // deletes its file.
 type Iterator[T any] = storage.Iterator[T]
 
-// Pair is a key and its value as the iterators of maps yield them; Spark's Scala tuple (K, V).
-type Pair[K, V any] struct {
-	Key   K
-	Value V
-}
+// Pair is a key and its value as the iterators of maps yield them (Spark's Scala tuple (K, V)):
+// storage.Pair, which PairCodec encodes.
+type Pair[K, V any] = storage.Pair[K, V]
 
 // PartitionedPair is a record of the in-memory collections of ExternalSorter: a key and value
 // with the partition they belong to; Spark's ((Int, K), V).

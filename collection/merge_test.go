@@ -213,7 +213,7 @@ func TestSliceIteratorAndAdapters(t *testing.T) {
 	require.NoError(t, it.Close())
 	require.Equal(t, []int{1, 2, 3}, s, "the slice is not modified")
 
-	pairs := SliceIterator([]Pair[string, int]{{"a", 1}, {"b", 2}})
+	pairs := SliceIterator([]Pair[string, int]{{Key: "a", Value: 1}, {Key: "b", Value: 2}})
 	m := map[string]int{}
 	for k, v := range AllPairs(pairs) {
 		m[k] = v

@@ -183,7 +183,7 @@ func BenchmarkDestructiveSort(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			for j, k := range keys {
-				pairs[j] = Pair[int64, int64]{k, int64(j)}
+				pairs[j] = Pair[int64, int64]{Key: k, Value: int64(j)}
 			}
 			b.StartTimer()
 			slices.SortFunc(pairs, func(a, b Pair[int64, int64]) int { return keyCmp(a.Key, b.Key) })
@@ -195,7 +195,7 @@ func BenchmarkDestructiveSort(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			for j, k := range keys {
-				pairs[j] = Pair[int64, int64]{k, int64(j)}
+				pairs[j] = Pair[int64, int64]{Key: k, Value: int64(j)}
 			}
 			b.StartTimer()
 			slices.SortFunc(pairs, func(a, b Pair[int64, int64]) int { return cmp.Compare(a.Key, b.Key) })

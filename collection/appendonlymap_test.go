@@ -237,8 +237,8 @@ func TestAppendOnlyMap_AOM06_DestructiveSort(t *testing.T) {
 	pairs, err := Collect(it)
 	require.NoError(t, err)
 	require.Len(t, pairs, 101)
-	require.Equal(t, Pair[nullableString, string]{null, "happy new year!"}, pairs[0])
-	require.Equal(t, Pair[nullableString, string]{str("1"), "2014"}, pairs[1])
+	require.Equal(t, Pair[nullableString, string]{Key: null, Value: "happy new year!"}, pairs[0])
+	require.Equal(t, Pair[nullableString, string]{Key: str("1"), Value: "2014"}, pairs[1])
 	for i := 2; i < len(pairs); i++ {
 		require.Negative(t, compareNullableInts(pairs[i-1].Key, pairs[i].Key), "keys strictly increase")
 		require.Equal(t, pairs[i].Key.s, pairs[i].Value)

@@ -1,6 +1,7 @@
 package collection
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -480,26 +481,15 @@ func (emptyIterator[T]) Err() error   { return nil }
 func (emptyIterator[T]) Close() error { return nil }
 
 // pairCodec encodes a Pair as its key's encoding followed by its value's (the records of map
-// spill files).
-type pairCodec[K, C any] struct {
-	keys storage.Codec[K]
-	vals storage.Codec[C]
-}
+// spill files and of the sorter's): storage.PairCodec.
+type pairCodec[K, C any] storage.PairCodec[K, C]
 
 func (c pairCodec[K, C]) Append(dst []byte, p Pair[K, C]) []byte {
-	return c.vals.Append(c.keys.Append(dst, p.Key), p.Value)
+	return storage.PairCodec[K, C](c).Append(dst, p)
 }
 
 func (c pairCodec[K, C]) Decode(src []byte) (Pair[K, C], int, error) {
-	k, n, err := c.keys.Decode(src)
-	if err != nil {
-		return Pair[K, C]{}, 0, fmt.Errorf("key: %w", err)
-	}
-	v, m, err := c.vals.Decode(src[n:])
-	if err != nil {
-		return Pair[K, C]{}, 0, fmt.Errorf("value: %w", err)
-	}
-	return Pair[K, C]{Key: k, Value: v}, n + m, nil
+	return storage.PairCodec[K, C](c).Decode(src)
 }
 
 // slotCodec encodes a slot as a record of a map spill file: the key's hash (8 bytes,
@@ -540,15 +530,15 @@ func (c slotCodec[K, C]) Decode(src []byte) (slot[K, C], int, error) {
 // hashes come with the slots (stored in the table and in the spill records), so nothing is
 // rehashed.
 //
-// The streams' current slots meet in a tournament (loser) tree ordered by hash. Next takes every
-// slot of the smallest hash, from all streams (replaying the tree once per slot taken: about
-// log2(streams) comparisons), then combines the slots of equal keys: usually they all share one
-// key, the one it returns; keys that merely share the hash are returned by the next calls.
-// Spark instead buffers, per stream, all its pairs of the current hash in a heap of buffers.
+// The streams' current slots meet in a loserTree ordered by hash. Next takes every slot of the
+// smallest hash, from all streams (replaying the tree once per slot taken: about log2(streams)
+// comparisons), then combines the slots of equal keys: usually they all share one key, the one
+// it returns; keys that merely share the hash are returned by the next calls. Spark instead
+// buffers, per stream, all its pairs of the current hash in a heap of buffers.
 type hashMerge[K comparable, C any] struct {
 	merge   func(a, b C) C
-	streams []mergeStream[K, C]
-	tree    []int        // tree[0]: the stream with the smallest hash; tree[1:]: the losers
+	streams []Iterator[slot[K, C]] // nil entries: exhausted and closed
+	tree    loserTree[slot[K, C]]
 	group   []slot[K, C] // scratch: the slots of the current hash
 	pending []slot[K, C] // combined slots of the current hash not returned yet
 	cur     slot[K, C]
@@ -556,62 +546,31 @@ type hashMerge[K comparable, C any] struct {
 	inited  bool
 }
 
-// mergeStream is one input of a hashMerge and its current slot.
-type mergeStream[K comparable, C any] struct {
-	it   Iterator[slot[K, C]] // nil once exhausted and closed
-	cur  slot[K, C]
-	done bool
-}
-
 func newHashMerge[K comparable, C any](merge func(a, b C) C, streams []Iterator[slot[K, C]]) *hashMerge[K, C] {
-	m := &hashMerge[K, C]{merge: merge, streams: make([]mergeStream[K, C], len(streams)), tree: make([]int, len(streams))}
-	for i, s := range streams {
-		m.streams[i].it = s
-	}
-	return m
+	return &hashMerge[K, C]{merge: merge, streams: streams, tree: newLoserTree(len(streams), compareHashes[K, C])}
 }
 
-// before reports whether stream a's current slot comes before stream b's: by hash, exhausted
-// streams last.
-func (m *hashMerge[K, C]) before(a, b int) bool {
-	sa, sb := &m.streams[a], &m.streams[b]
-	return !sa.done && (sb.done || sa.cur.hash < sb.cur.hash)
-}
+// compareHashes orders slots by hash.
+func compareHashes[K comparable, C any](a, b slot[K, C]) int { return cmp.Compare(a.hash, b.hash) }
 
-// replay moves stream s, whose current slot changed, from its leaf up the tree; the overall
-// winner lands in tree[0]. While the tree is built (nodes -1) s stops at the first empty node.
-func (m *hashMerge[K, C]) replay(s int) {
-	winner := s
-	for n := (s + len(m.tree)) / 2; n > 0; n /= 2 {
-		switch loser := m.tree[n]; {
-		case loser < 0:
-			m.tree[n] = winner
-			return
-		case m.before(loser, winner):
-			m.tree[n], winner = winner, loser
-		}
-	}
-	m.tree[0] = winner
-}
-
-// advance reads stream i's next slot, closing it at its end. It reports an error of the stream,
-// or a stream out of hash order.
+// advance reads stream i's next slot into the tree, closing the stream at its end. It reports
+// an error of the stream, or a stream out of hash order.
 func (m *hashMerge[K, C]) advance(i int) error {
-	st := &m.streams[i]
-	prev := st.cur.hash
-	if st.it.Next() {
-		st.cur = st.it.Value()
-		if st.cur.hash < prev {
-			return fmt.Errorf("collection: merge input %d not sorted by hash: %#x after %#x: %w", i, st.cur.hash, prev, storage.ErrCorrupt)
+	it := m.streams[i]
+	if it.Next() {
+		s := it.Value()
+		if prev := m.tree.heads[i].hash; s.hash < prev {
+			return fmt.Errorf("collection: merge input %d not sorted by hash: %#x after %#x: %w", i, s.hash, prev, storage.ErrCorrupt)
 		}
+		m.tree.set(i, s)
 		return nil
 	}
-	st.cur, st.done = slot[K, C]{}, true
-	err := st.it.Err()
-	if cerr := st.it.Close(); err == nil {
+	m.tree.drop(i)
+	m.streams[i] = nil
+	err := it.Err()
+	if cerr := it.Close(); err == nil {
 		err = cerr
 	}
-	st.it = nil
 	return err
 }
 
@@ -622,14 +581,10 @@ func (m *hashMerge[K, C]) Next() bool {
 	}
 	if !m.inited {
 		m.inited = true
-		for i := range m.tree {
-			m.tree[i] = -1
-		}
 		for i := range m.streams {
 			if err := m.advance(i); err != nil {
 				return m.fail(err)
 			}
-			m.replay(i)
 		}
 	}
 	if n := len(m.pending); n > 0 {
@@ -638,22 +593,18 @@ func (m *hashMerge[K, C]) Next() bool {
 		m.pending = m.pending[:n-1]
 		return true
 	}
-	if len(m.tree) == 0 {
+	w := m.tree.winner()
+	if w < 0 {
 		return false
 	}
-	w := m.tree[0]
-	if m.streams[w].done {
-		return false
-	}
-	h := m.streams[w].cur.hash
+	h := m.tree.heads[w].hash
 	group := m.group[:0]
-	for !m.streams[w].done && m.streams[w].cur.hash == h {
-		group = append(group, m.streams[w].cur)
+	for w >= 0 && m.tree.heads[w].hash == h {
+		group = append(group, m.tree.heads[w])
 		if err := m.advance(w); err != nil {
 			return m.fail(err)
 		}
-		m.replay(w)
-		w = m.tree[0]
+		w = m.tree.winner()
 	}
 	m.cur = m.combine(group)
 	clear(group)
@@ -701,12 +652,11 @@ func (m *hashMerge[K, C]) Close() error {
 // closeAll closes every stream and drops every buffered slot.
 func (m *hashMerge[K, C]) closeAll() error {
 	var errs []error
-	for i := range m.streams {
-		if st := &m.streams[i]; st.it != nil {
-			errs = append(errs, st.it.Close())
-			st.it = nil
+	for _, it := range m.streams {
+		if it != nil {
+			errs = append(errs, it.Close())
 		}
 	}
-	m.streams, m.tree, m.group, m.pending = nil, nil, nil, nil
+	m.streams, m.tree, m.group, m.pending = nil, loserTree[slot[K, C]]{}, nil, nil
 	return errors.Join(errs...)
 }

@@ -162,7 +162,7 @@ func (it *aggIterator[K]) Next() bool {
 	return it.i < len(it.in.idx)
 }
 func (it *aggIterator[K]) Value() Pair[K, int64] {
-	return Pair[K, int64]{it.keys[it.in.idx[it.i]], it.in.vals[it.i]}
+	return Pair[K, int64]{Key: it.keys[it.in.idx[it.i]], Value: it.in.vals[it.i]}
 }
 func (it *aggIterator[K]) Err() error   { return nil }
 func (it *aggIterator[K]) Close() error { return nil }

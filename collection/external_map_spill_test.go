@@ -250,7 +250,7 @@ func TestExternalMapMetamorphic(t *testing.T) {
 	keySpace := 1 + rng.IntN(3000)
 	in := make([]Pair[int, int], n)
 	for i := range in {
-		in[i] = Pair[int, int]{rng.IntN(keySpace), rng.IntN(1000)}
+		in[i] = Pair[int, int]{Key: rng.IntN(keySpace), Value: rng.IntN(1000)}
 	}
 	run := func(t *testing.T, budget int64, cfg ExternalMapConfig[int], spillEvery int) map[int][]int {
 		m, err := NewExternalAppendOnlyMap(newSparkTask(t, budget), newTestScope(t, nil), listAgg[int, int](), intCodec, intsCodec, cfg)
@@ -423,7 +423,7 @@ func TestExternalMapInsertAllBatches(t *testing.T) {
 	in := make([]Pair[int64, int64], n)
 	want := map[int64]int64{}
 	for i := range in {
-		in[i] = Pair[int64, int64]{int64(i % keys), int64(i)}
+		in[i] = Pair[int64, int64]{Key: int64(i % keys), Value: int64(i)}
 		want[int64(i%keys)] += int64(i)
 	}
 	t.Run("forced spills while inserting", func(t *testing.T) {

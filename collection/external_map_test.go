@@ -145,7 +145,7 @@ func TestEAOM01Insert(t *testing.T) {
 	})
 	t.Run("multiple insert", func(t *testing.T) {
 		m := newIntListMap(t, ExternalMapConfig[int]{})
-		require.NoError(t, m.InsertAll(ctx, SliceIterator([]Pair[int, int]{{1, 10}, {2, 20}, {3, 30}})))
+		require.NoError(t, m.InsertAll(ctx, SliceIterator([]Pair[int, int]{{Key: 1, Value: 10}, {Key: 2, Value: 20}, {Key: 3, Value: 30}})))
 		it, err := m.Iterator(ctx)
 		require.NoError(t, err)
 		require.Equal(t, map[int][]int{1: {10}, 2: {20}, 3: {30}}, drain(t, it))
@@ -161,7 +161,7 @@ func TestEAOM01Insert(t *testing.T) {
 // TestEAOM02InsertWithCollision is EAOM-02 ("insert with collision").
 func TestEAOM02InsertWithCollision(t *testing.T) {
 	m := newIntListMap(t, ExternalMapConfig[int]{})
-	in := []Pair[int, int]{{1, 10}, {2, 20}, {3, 30}, {1, 100}, {2, 200}, {1, 1000}}
+	in := []Pair[int, int]{{Key: 1, Value: 10}, {Key: 2, Value: 20}, {Key: 3, Value: 30}, {Key: 1, Value: 100}, {Key: 2, Value: 200}, {Key: 1, Value: 1000}}
 	require.NoError(t, m.InsertAll(context.Background(), SliceIterator(in)))
 	it, err := m.Iterator(context.Background())
 	require.NoError(t, err)
@@ -249,7 +249,7 @@ func optLess(a, b optInt) int {
 // TestEAOM04NullKeysAndValues is EAOM-04 ("null keys and values") with a real nullable key type.
 func TestEAOM04NullKeysAndValues(t *testing.T) {
 	m := newOptMap(t, ExternalMapConfig[optInt]{})
-	in := []Pair[optInt, optInt]{{some(1), some(5)}, {some(2), some(6)}, {some(3), some(7)}, {some(4), nullInt}, {nullInt, some(8)}, {nullInt, nullInt}}
+	in := []Pair[optInt, optInt]{{Key: some(1), Value: some(5)}, {Key: some(2), Value: some(6)}, {Key: some(3), Value: some(7)}, {Key: some(4), Value: nullInt}, {Key: nullInt, Value: some(8)}, {Key: nullInt, Value: nullInt}}
 	require.NoError(t, m.InsertAll(context.Background(), SliceIterator(in)))
 	it, err := m.Iterator(context.Background())
 	require.NoError(t, err)

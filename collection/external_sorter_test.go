@@ -79,7 +79,7 @@ type int64Pairs = []Pair[int64, int64]
 func pairsOf(n int, key, value func(i int) int64) int64Pairs {
 	out := make(int64Pairs, n)
 	for i := range out {
-		out[i] = Pair[int64, int64]{key(i), value(i)}
+		out[i] = Pair[int64, int64]{Key: key(i), Value: value(i)}
 	}
 	return out
 }
@@ -119,7 +119,7 @@ func expectPartitions(in int64Pairs, n int, agg bool) []int64Pairs {
 			sums[p.Key] += p.Value
 		}
 		for k, v := range sums {
-			out[part.Partition(k)] = append(out[part.Partition(k)], Pair[int64, int64]{k, v})
+			out[part.Partition(k)] = append(out[part.Partition(k)], Pair[int64, int64]{Key: k, Value: v})
 		}
 	} else {
 		for _, p := range in {
@@ -241,8 +241,8 @@ func TestES02FewElementsPerPartition(t *testing.T) {
 	for _, c := range sorterCases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newInt64Sorter(t, newTestTask(t, 64<<20), newTestScope(t, nil), c, 7, SorterConfig[int64, int64, int64]{})
-			insertPairs(t, s, int64Pairs{{1, 1}, {2, 2}, {5, 5}})
-			want := []int64Pairs{nil, {{1, 1}}, {{2, 2}}, nil, nil, {{5, 5}}, nil}
+			insertPairs(t, s, int64Pairs{{Key: 1, Value: 1}, {Key: 2, Value: 2}, {Key: 5, Value: 5}})
+			want := []int64Pairs{nil, {{Key: 1, Value: 1}}, {{Key: 2, Value: 2}}, nil, nil, {{Key: 5, Value: 5}}, nil}
 			require.Equal(t, want, readPartitions(t, s))
 		})
 	}
@@ -267,7 +267,7 @@ func TestES04NoPartialAggregationOrSorting(t *testing.T) {
 				var want int64Pairs
 				for i := range n {
 					if (i/4)%3 == p {
-						want = append(want, Pair[int64, int64]{int64(i / 4), int64(i)})
+						want = append(want, Pair[int64, int64]{Key: int64(i / 4), Value: int64(i)})
 					}
 				}
 				sortPairs(got[p])
@@ -295,7 +295,7 @@ func TestES05PartialAggregation(t *testing.T) {
 				var want int64Pairs
 				for k := range tc.n / 2 {
 					if k%3 == p {
-						want = append(want, Pair[int64, int64]{int64(k), int64(4*k + 1)})
+						want = append(want, Pair[int64, int64]{Key: int64(k), Value: int64(4*k + 1)})
 					}
 				}
 				sortPairs(got[p])
@@ -425,7 +425,7 @@ func TestWritePartitionedFileRoundTrip(t *testing.T) {
 							break
 						}
 						require.NoError(t, err)
-						got[p] = append(got[p], Pair[int64, int64]{r.First, r.Second})
+						got[p] = append(got[p], r)
 					}
 				}
 				require.Equal(t, int64(buf.Len()), off, "lengths add up to the output")
@@ -730,7 +730,7 @@ func TestExternalSorterAliasingKeys(t *testing.T) {
 			want := map[string]int64{}
 			for i := range 5000 {
 				k := "key-" + strconv.Itoa(i*7919%1000)
-				in = append(in, Pair[string, int64]{k, int64(i)})
+				in = append(in, Pair[string, int64]{Key: k, Value: int64(i)})
 				want[k] += int64(i)
 			}
 			require.NoError(t, s.InsertAll(context.Background(), SliceIterator(in)))
@@ -770,22 +770,22 @@ func TestExternalSorterErrors(t *testing.T) {
 	})
 	t.Run("partition out of range", func(t *testing.T) {
 		s := newInt64Sorter(t, tm, scope, sorterCases[3], 0, SorterConfig[int64, int64, int64]{Partitioner: badPartitioner{}})
-		require.ErrorContains(t, s.InsertAll(context.Background(), SliceIterator(int64Pairs{{1, 1}})), "partition 2, outside [0, 2)")
+		require.ErrorContains(t, s.InsertAll(context.Background(), SliceIterator(int64Pairs{{Key: 1, Value: 1}})), "partition 2, outside [0, 2)")
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		s := newInt64Sorter(t, tm, scope, sorterCases[0], 2, SorterConfig[int64, int64, int64]{})
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		require.ErrorIs(t, s.InsertAll(ctx, SliceIterator(int64Pairs{{1, 1}})), context.Canceled)
+		require.ErrorIs(t, s.InsertAll(ctx, SliceIterator(int64Pairs{{Key: 1, Value: 1}})), context.Canceled)
 	})
 	t.Run("read once", func(t *testing.T) {
 		s := newInt64Sorter(t, tm, scope, sorterCases[0], 2, SorterConfig[int64, int64, int64]{})
-		insertPairs(t, s, int64Pairs{{1, 1}})
+		insertPairs(t, s, int64Pairs{{Key: 1, Value: 1}})
 		_, err := s.Iterator(context.Background())
 		require.NoError(t, err)
 		_, err = s.Iterator(context.Background())
 		require.ErrorIs(t, err, ErrIterated)
-		require.ErrorIs(t, s.InsertAll(context.Background(), SliceIterator(int64Pairs{{1, 1}})), ErrIterated)
+		require.ErrorIs(t, s.InsertAll(context.Background(), SliceIterator(int64Pairs{{Key: 1, Value: 1}})), ErrIterated)
 		require.NoError(t, s.Close())
 		require.NoError(t, s.Close())
 		_, err = s.PartitionedIterator(context.Background())

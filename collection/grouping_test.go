@@ -56,7 +56,7 @@ func readGroups(t testing.TB, g *ExternalGrouper[int, int], limit func(int) int,
 func TestExternalGrouperBasic(t *testing.T) {
 	ctx := context.Background()
 	g := newIntGrouper(t, 64<<20, ExternalMapConfig[int]{})
-	in := []Pair[int, int]{{1, 10}, {2, 20}, {3, 30}, {1, 100}, {2, 200}, {1, 1000}}
+	in := []Pair[int, int]{{Key: 1, Value: 10}, {Key: 2, Value: 20}, {Key: 3, Value: 30}, {Key: 1, Value: 100}, {Key: 2, Value: 200}, {Key: 1, Value: 1000}}
 	require.NoError(t, g.InsertAll(ctx, SliceIterator(in)))
 	require.Equal(t, map[int][]int{1: {10, 100, 1000}, 2: {20, 200}, 3: {30}}, readGroups(t, g, nil, 0))
 	_, err := g.Iterator(ctx)
@@ -79,7 +79,7 @@ func TestExternalGrouperMetamorphic(t *testing.T) {
 		if rng.IntN(4) == 0 {
 			k = 7 // a hot key
 		}
-		in[i] = Pair[int, int]{k, rng.IntN(1 << 20)}
+		in[i] = Pair[int, int]{Key: k, Value: rng.IntN(1 << 20)}
 	}
 	limit := func(k int) int { return 1 + k%5 }
 	run := func(t *testing.T, budget int64, cfg ExternalMapConfig[int], lim func(int) int, spillEvery int) map[int][]int {

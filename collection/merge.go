@@ -14,11 +14,9 @@ import (
 // deletes its file.
 type Iterator[T any] = storage.Iterator[T]
 
-// Pair is a key and its value as the iterators of maps yield them; Spark's Scala tuple (K, V).
-type Pair[K, V any] struct {
-	Key   K
-	Value V
-}
+// Pair is a key and its value as the iterators of maps yield them (Spark's Scala tuple (K, V)):
+// storage.Pair, which PairCodec encodes.
+type Pair[K, V any] = storage.Pair[K, V]
 
 // PartitionedPair is a record of the in-memory collections of ExternalSorter: a key and value
 // with the partition they belong to; Spark's ((Int, K), V).
@@ -93,36 +91,22 @@ func (c *concatIterator[T]) Close() error {
 // error, which Err returns wrapped with the input's index. Close closes every input and joins
 // their errors; an exhausted input is closed as soon as it ends.
 //
-// The merge keeps the current element of each input in a binary heap: O(log k) comparisons per
-// element. Merge panics if cmp is nil.
+// The merge keeps the current element of each input in a tournament tree of losers: about
+// log2(k) comparisons per element. Merge panics if cmp is nil.
 func Merge[T any](cmp func(a, b T) int, its ...Iterator[T]) Iterator[T] {
 	if cmp == nil {
 		panic("collection: Merge with a nil comparator")
 	}
-	return &mergeIterator[T]{cmp: cmp, its: its, last: -1}
-}
-
-type mergeEntry[T any] struct {
-	val T
-	src int
+	return &mergeIterator[T]{its: its, tree: newLoserTree(len(its), cmp), last: -1}
 }
 
 type mergeIterator[T any] struct {
-	cmp     func(a, b T) int
 	its     []Iterator[T] // nil entries are closed inputs
-	heap    []mergeEntry[T]
+	tree    loserTree[T]
 	started bool
 	last    int // input whose element Next returned last; -1 if none
 	err     error
 	closed  bool
-}
-
-// less orders heap entries by value, then by input index (stability).
-func (m *mergeIterator[T]) less(a, b *mergeEntry[T]) bool {
-	if c := m.cmp(a.val, b.val); c != 0 {
-		return c < 0
-	}
-	return a.src < b.src
 }
 
 func (m *mergeIterator[T]) Next() bool {
@@ -131,44 +115,27 @@ func (m *mergeIterator[T]) Next() bool {
 	}
 	if !m.started {
 		m.started = true
-		m.heap = make([]mergeEntry[T], 0, len(m.its))
-		for i, it := range m.its {
-			if it.Next() {
-				m.heap = append(m.heap, mergeEntry[T]{val: it.Value(), src: i})
-				m.up(len(m.heap) - 1)
-			} else if !m.finish(i) {
+		for i := range m.its {
+			if !m.advance(i) {
 				return false
 			}
 		}
-	} else if m.last >= 0 {
-		it := m.its[m.last]
-		if it.Next() {
-			m.heap[0].val = it.Value()
-			m.down(0)
-		} else {
-			n := len(m.heap) - 1
-			m.heap[0] = m.heap[n]
-			m.heap[n] = mergeEntry[T]{}
-			m.heap = m.heap[:n]
-			if n > 0 {
-				m.down(0)
-			}
-			if !m.finish(m.last) {
-				return false
-			}
-		}
-	}
-	if len(m.heap) == 0 {
-		m.last = -1
+	} else if m.last >= 0 && !m.advance(m.last) {
 		return false
 	}
-	m.last = m.heap[0].src
-	return true
+	m.last = m.tree.winner()
+	return m.last >= 0
 }
 
-// finish closes the exhausted input i and records its error; it reports whether merging goes on.
-func (m *mergeIterator[T]) finish(i int) bool {
+// advance reads input i's next element into the tree, closing the input at its end; it reports
+// whether merging goes on.
+func (m *mergeIterator[T]) advance(i int) bool {
 	it := m.its[i]
+	if it.Next() {
+		m.tree.set(i, it.Value())
+		return true
+	}
+	m.tree.drop(i)
 	m.its[i] = nil
 	err := it.Err()
 	if cerr := it.Close(); err == nil {
@@ -176,51 +143,19 @@ func (m *mergeIterator[T]) finish(i int) bool {
 	}
 	if err != nil {
 		m.err = fmt.Errorf("collection: merge input %d of %d: %w", i, len(m.its), err)
-		m.heap = nil
+		m.tree = loserTree[T]{}
 		m.last = -1
 		return false
 	}
 	return true
 }
 
-func (m *mergeIterator[T]) up(i int) {
-	h := m.heap
-	for i > 0 {
-		p := (i - 1) / 2
-		if !m.less(&h[i], &h[p]) {
-			return
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-}
-
-func (m *mergeIterator[T]) down(i int) {
-	h := m.heap
-	n := len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		c := l
-		if r := l + 1; r < n && m.less(&h[r], &h[l]) {
-			c = r
-		}
-		if !m.less(&h[c], &h[i]) {
-			return
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
-	}
-}
-
 func (m *mergeIterator[T]) Value() T {
-	if m.last < 0 || len(m.heap) == 0 {
+	if m.last < 0 {
 		var zero T
 		return zero
 	}
-	return m.heap[0].val
+	return m.tree.heads[m.last]
 }
 
 func (m *mergeIterator[T]) Err() error { return m.err }
@@ -237,7 +172,7 @@ func (m *mergeIterator[T]) Close() error {
 			m.its[i] = nil
 		}
 	}
-	m.heap = nil
+	m.tree = loserTree[T]{}
 	m.last = -1
 	return errors.Join(errs...)
 }

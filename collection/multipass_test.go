@@ -116,7 +116,7 @@ func multiPassInput(t *testing.T) []Pair[int64, int64] {
 	rng := rand.New(rand.NewPCG(multiPassSeed, 11))
 	in := make([]Pair[int64, int64], multiPassSpills*multiPassEvery)
 	for i := range in {
-		in[i] = Pair[int64, int64]{int64(rng.IntN(15 * multiPassEvery)), int64(rng.IntN(100))}
+		in[i] = Pair[int64, int64]{Key: int64(rng.IntN(15 * multiPassEvery)), Value: int64(rng.IntN(100))}
 	}
 	return in
 }

@@ -266,18 +266,18 @@ func TestPartitionedPairBuffer_PartitionColumn(t *testing.T) {
 
 // Records inserted already grouped by partition stay where they are (no swaps).
 func TestGroupByPartition_Grouped(t *testing.T) {
-	pairs := []Pair[int, int]{{3, 0}, {1, 1}, {2, 2}, {0, 3}, {5, 4}}
+	pairs := []Pair[int, int]{{Key: 3, Value: 0}, {Key: 1, Value: 1}, {Key: 2, Value: 2}, {Key: 0, Value: 3}, {Key: 5, Value: 4}}
 	parts := []int32{0, 0, 2, 2, 4}
 	ends := groupByPartition(pairs, parts)
 	require.Equal(t, []int{2, 2, 4, 4, 5}, ends)
-	require.Equal(t, []Pair[int, int]{{3, 0}, {1, 1}, {2, 2}, {0, 3}, {5, 4}}, pairs)
+	require.Equal(t, []Pair[int, int]{{Key: 3, Value: 0}, {Key: 1, Value: 1}, {Key: 2, Value: 2}, {Key: 0, Value: 3}, {Key: 5, Value: 4}}, pairs)
 	parts = []int32{4, 0, 2, 0, 2}
 	ends = groupByPartition(pairs, parts)
 	require.Equal(t, []int{2, 2, 4, 4, 5}, ends)
 	require.Equal(t, []int32{0, 0, 2, 2, 4}, parts)
-	require.ElementsMatch(t, []Pair[int, int]{{1, 1}, {0, 3}}, pairs[:2])
-	require.ElementsMatch(t, []Pair[int, int]{{2, 2}, {5, 4}}, pairs[2:4])
-	require.Equal(t, Pair[int, int]{3, 0}, pairs[4])
+	require.ElementsMatch(t, []Pair[int, int]{{Key: 1, Value: 1}, {Key: 0, Value: 3}}, pairs[:2])
+	require.ElementsMatch(t, []Pair[int, int]{{Key: 2, Value: 2}, {Key: 5, Value: 4}}, pairs[2:4])
+	require.Equal(t, Pair[int, int]{Key: 3, Value: 0}, pairs[4])
 	require.Equal(t, []int{0}, groupByPartition[int, int](nil, nil))
 }
 

@@ -39,7 +39,7 @@ func TestSorterSpillRecordsBounded(t *testing.T) {
 		for done := 0; done < records; done += chunk {
 			in := make([]Pair[int64, int64], chunk)
 			for i := range in {
-				in[i] = Pair[int64, int64]{int64(rng.IntN(records)), int64(rng.IntN(100))}
+				in[i] = Pair[int64, int64]{Key: int64(rng.IntN(records)), Value: int64(rng.IntN(100))}
 				want[in[i].Key] += in[i].Value
 			}
 			require.NoError(t, s.InsertAll(context.Background(), SliceIterator(in)))

@@ -385,7 +385,7 @@ func (it *recordIterator[K, T]) Next() bool {
 			p, err := it.tr.Next()
 			if err == nil {
 				it.n.records++
-				it.val = collection.Pair[K, T]{Key: p.First, Value: p.Second}
+				it.val = p
 				return true
 			}
 			if !errors.Is(err, io.EOF) {

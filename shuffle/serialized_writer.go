@@ -161,7 +161,7 @@ func (w *SerializedWriter[K, V]) write(ctx context.Context, out *mapOutput, reco
 		if p < 0 || p >= n {
 			return MapStatus{}, fmt.Errorf("shuffle: partitioner returned partition %d, not in [0, %d)", p, n)
 		}
-		buf = w.codec.Append(buf[:0], storage.Pair[K, V]{First: kv.Key, Second: kv.Value})
+		buf = w.codec.Append(buf[:0], kv)
 		if err := sorter.insertRecord(ctx, buf, p); err != nil {
 			return MapStatus{}, err
 		}

@@ -202,7 +202,7 @@ func (w *BypassMergeWriter[K, V]) write(ctx context.Context, out *mapOutput, rec
 				return MapStatus{}, err
 			}
 		}
-		if err := files[p].tw.Write(storage.Pair[K, V]{First: kv.Key, Second: kv.Value}); err != nil {
+		if err := files[p].tw.Write(kv); err != nil {
 			return MapStatus{}, fmt.Errorf("shuffle: writing partition %d: %w", p, err)
 		}
 		count++

@@ -326,42 +326,43 @@ func (AliasBytesCodec) Decode(src []byte) ([]byte, int, error) {
 	return src[n : n+l : n+l], n + l, nil
 }
 
-// Pair is a two-field record, such as the (key, combiner) pairs that ExternalAppendOnlyMap and
-// ExternalSorter spill (Spark writes Scala Tuple2s).
-type Pair[A, B any] struct {
-	First  A
-	Second B
+// Pair is a key and its value: the records the maps' iterators yield, the (key, combiner) pairs
+// that ExternalAppendOnlyMap and ExternalSorter spill, and any two-field record (Spark's Scala
+// Tuple2). collection.Pair is this type.
+type Pair[K, V any] struct {
+	Key   K
+	Value V
 }
 
-// PairCodec encodes a Pair as First's encoding followed by Second's (for structs of your own,
-// StructCodec is the same idea with one Field per field).
+// PairCodec encodes a Pair as its key's encoding followed by its value's (for structs of your
+// own, StructCodec is the same idea with one Field per field).
 // Spark counterpart: serializing a Scala Tuple2, as spill writers do for (key, value).
-type PairCodec[A, B any] struct {
-	First  Codec[A]
-	Second Codec[B]
+type PairCodec[K, V any] struct {
+	Key   Codec[K]
+	Value Codec[V]
 }
 
 // NewPairCodec returns a PairCodec of the two codecs (type arguments are inferred).
-func NewPairCodec[A, B any](first Codec[A], second Codec[B]) PairCodec[A, B] {
-	return PairCodec[A, B]{First: first, Second: second}
+func NewPairCodec[K, V any](key Codec[K], value Codec[V]) PairCodec[K, V] {
+	return PairCodec[K, V]{Key: key, Value: value}
 }
 
 // Append implements Codec.
-func (c PairCodec[A, B]) Append(dst []byte, v Pair[A, B]) []byte {
-	return c.Second.Append(c.First.Append(dst, v.First), v.Second)
+func (c PairCodec[K, V]) Append(dst []byte, p Pair[K, V]) []byte {
+	return c.Value.Append(c.Key.Append(dst, p.Key), p.Value)
 }
 
 // Decode implements Codec.
-func (c PairCodec[A, B]) Decode(src []byte) (Pair[A, B], int, error) {
-	a, n1, err := c.First.Decode(src)
+func (c PairCodec[K, V]) Decode(src []byte) (Pair[K, V], int, error) {
+	k, n1, err := c.Key.Decode(src)
 	if err != nil {
-		return Pair[A, B]{}, 0, fmt.Errorf("pair first field: %w", err)
+		return Pair[K, V]{}, 0, fmt.Errorf("pair key: %w", err)
 	}
-	b, n2, err := c.Second.Decode(src[n1:])
+	v, n2, err := c.Value.Decode(src[n1:])
 	if err != nil {
-		return Pair[A, B]{}, 0, fmt.Errorf("pair second field at byte %d: %w", n1, err)
+		return Pair[K, V]{}, 0, fmt.Errorf("pair value at byte %d: %w", n1, err)
 	}
-	return Pair[A, B]{First: a, Second: b}, n1 + n2, nil
+	return Pair[K, V]{Key: k, Value: v}, n1 + n2, nil
 }
 
 // SliceCodec encodes a []T as a uvarint element count followed by the elements (the combiner of

@@ -90,7 +90,7 @@ func TestCodecRoundTrips(t *testing.T) {
 			},
 			DecodeFunc: func(src []byte) (point, int, error) {
 				p, n, err := NewPairCodec[float64, float64](Float64Codec{}, Float64Codec{}).Decode(src)
-				return point{p.First, p.Second}, n, err
+				return point{p.Key, p.Value}, n, err
 			},
 		}
 		roundTrip[point](t, c, []point{{1, 2}, {-3, 0}})
@@ -136,7 +136,7 @@ func TestCodecRejects(t *testing.T) {
 		{"slice count", decErr(SliceCodec[bool]{Elem: BoolCodec{}}), []byte{3, 1, 1}, "slice of 3 bytes but only 2"},
 		{"slice elem", decErr(SliceCodec[bool]{Elem: BoolCodec{}}), []byte{2, 1, 9}, "slice element 1 of 2 at byte 2"},
 		{"gob garbage", decErr(GobCodec[gobRecord]{}), []byte{3, 1, 2, 3}, "gob value of 3 bytes"},
-		{"pair second", decErr(NewPairCodec[bool, bool](BoolCodec{}, BoolCodec{})), []byte{1}, "pair second field at byte 1"},
+		{"pair value", decErr(NewPairCodec[bool, bool](BoolCodec{}, BoolCodec{})), []byte{1}, "pair value at byte 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

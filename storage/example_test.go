@@ -33,7 +33,7 @@ func Example_spill() {
 	}
 	w := storage.NewTypedWriter(rw, codec)
 	for i, k := range []string{"a", "b", "c", "d", "e"} {
-		if err := w.Write(storage.Pair[string, int64]{First: k, Second: int64(i)}); err != nil {
+		if err := w.Write(storage.Pair[string, int64]{Key: k, Value: int64(i)}); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -49,7 +49,7 @@ func Example_spill() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Println(p.First, p.Second)
+		fmt.Println(p.Key, p.Value)
 	}
 	// Output:
 	// temp_local 5 records in 3 batches

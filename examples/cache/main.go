@@ -49,7 +49,7 @@ type record = storage.Pair[int64, string]
 // partition's "compute"), and the checksum of all of them.
 func partition(n int64) (func() storage.Iterator[record], uint64) {
 	gen := func(i int64) record {
-		return record{First: i, Second: fmt.Sprintf("value-%08x", uint64(i)*0x9e3779b97f4a7c15>>32)}
+		return record{Key: i, Value: fmt.Sprintf("value-%08x", uint64(i)*0x9e3779b97f4a7c15>>32)}
 	}
 	var sum uint64
 	for i := range n {
@@ -69,9 +69,9 @@ func partition(n int64) (func() storage.Iterator[record], uint64) {
 
 // checksum folds one record into an order-dependent checksum.
 func checksum(sum uint64, r record) uint64 {
-	sum = sum*1099511628211 + uint64(r.First)
-	for i := 0; i < len(r.Second); i++ {
-		sum = sum*1099511628211 + uint64(r.Second[i])
+	sum = sum*1099511628211 + uint64(r.Key)
+	for i := 0; i < len(r.Value); i++ {
+		sum = sum*1099511628211 + uint64(r.Value[i])
 	}
 	return sum
 }

@@ -56,7 +56,7 @@ func points(n, parts, p int) storage.Iterator[point] {
 		h := uint64(i) * 0x9e3779b97f4a7c15
 		x := float64(h>>40)/(1<<23) - 1 // uniform in [-1, 1)
 		noise := (float64(h&0xffff)/(1<<16) - 0.5) / 10
-		return point{First: x, Second: 3*x + 2 + noise}, true, nil
+		return point{Key: x, Value: 3*x + 2 + noise}, true, nil
 	}, nil)
 }
 
@@ -126,8 +126,8 @@ func run(args []string) error {
 				var ga, gb float64
 				for pts.Next() {
 					pt := pts.Value()
-					e := a*pt.First + b - pt.Second
-					ga, gb = ga+e*pt.First, gb+e
+					e := a*pt.Key + b - pt.Value
+					ga, gb = ga+e*pt.Key, gb+e
 				}
 				mu.Lock()
 				da, db = da+ga, db+gb

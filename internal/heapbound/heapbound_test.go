@@ -406,15 +406,15 @@ func TestCache(t *testing.T) {
 				count := func(it storage.Iterator[record]) (int, error) {
 					c := 0
 					return c, drain(it, func(r record) error {
-						if r.First != int64(c) {
-							return fmt.Errorf("record %d has key %d", c, r.First)
+						if r.Key != int64(c) {
+							return fmt.Errorf("record %d has key %d", c, r.Key)
 						}
 						c++
 						return nil
 					})
 				}
 				it, cached, err := storage.GetOrElseUpdate(ctx, bm, task, id, level, codec, func() (storage.Iterator[record], error) {
-					return generate(n, func(i int) record { return record{First: int64(i), Second: shortValue(i)} }), nil
+					return generate(n, func(i int) record { return record{Key: int64(i), Value: shortValue(i)} }), nil
 				})
 				if err != nil {
 					return err

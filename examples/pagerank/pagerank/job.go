@@ -391,7 +391,7 @@ func (j *job) computeLinks(ctx context.Context, tc *shuffle.TaskContext, p int) 
 			// in the heap unseen by the size estimates of the cache and the join map.
 			kv.Value = slices.Clone(kv.Value)
 		}
-		return storage.Pair[int64, []int64]{First: kv.Key, Second: kv.Value}, true, nil
+		return kv, true, nil
 	}, func() error {
 		j.add(readStats(r.Metrics()))
 		return r.Close()
@@ -423,7 +423,7 @@ func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it 
 		return nil, err
 	}
 	err = m.InsertAll(ctx, linksInput, joinInput(links, ob, func(kv storage.Pair[int64, []int64]) (int64, JoinValue) {
-		return kv.First, JoinValue{Links: kv.Second}
+		return kv.Key, JoinValue{Links: kv.Value}
 	}))
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -16,6 +17,15 @@ func TestSamplerSeesEveryCycle(t *testing.T) {
 	held[n-1] = 1
 	runtime.GC() // a cycle that finds held live
 	runtime.KeepAlive(held)
+	// The cycle is read on the runtime's cleanup goroutine, which may not have run yet on a
+	// loaded machine: wait until it has read it (a minute is a safety net only), so that the next
+	// cycle cannot overwrite the figure first. Whichever cleanup runs next reads this cycle's
+	// figure, as nothing here allocates enough to start another.
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.peak >= n
+	}, time.Minute, time.Millisecond, "the cycle that found the buffer live was sampled")
 	held = nil
 	runtime.GC() // and one that finds it gone
 	p := s.Stop()

@@ -322,6 +322,16 @@ func (t *TaskManager) Close() (leaked int64) {
 	return leaked
 }
 
+// consumerName is how a usage report names c: its String method, else its type. A consumer
+// without one is never printed with %v, which would read its fields by reflection while its
+// own goroutine may be changing them.
+func consumerName(c Consumer) string {
+	if s, ok := c.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("%T", c)
+}
+
 // UsageReport describes the task's memory like Spark's showMemoryUsage, with human-readable sizes.
 func (t *TaskManager) UsageReport() string {
 	t.state.Lock()
@@ -333,7 +343,7 @@ func (t *TaskManager) UsageReport() string {
 	for _, c := range consumers {
 		if used := c.Used(); used > 0 {
 			sum += used
-			fmt.Fprintf(&b, "Acquired by %v: %s\n", c, ibytes(used))
+			fmt.Fprintf(&b, "Acquired by %s: %s\n", consumerName(c), ibytes(used))
 		}
 	}
 	task := t.m.ExecutionUsedForTask(t.id)
@@ -355,7 +365,7 @@ func (t *TaskManager) outOfMemory(required, got int64) error {
 	return fmt.Errorf("%w: unable to acquire %s of memory, got %s\n%s", ErrOutOfMemory, ibytes(required), ibytes(got), report)
 }
 
-// stringer formats a Consumer with %v for zap.
-type stringer struct{ v any }
+// stringer names a Consumer for zap (consumerName).
+type stringer struct{ v Consumer }
 
-func (s stringer) String() string { return fmt.Sprint(s.v) }
+func (s stringer) String() string { return consumerName(s.v) }

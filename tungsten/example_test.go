@@ -92,7 +92,7 @@ func ExampleSorter() {
 		panic(err)
 	}
 	defer s.Close()
-	for _, p := range []tungsten.Pair[int64, string]{{3, "c"}, {-7, "minus seven"}, {42, "answer"}, {0, "zero"}} {
+	for _, p := range []tungsten.Pair[int64, string]{{Key: 3, Value: "c"}, {Key: -7, Value: "minus seven"}, {Key: 42, Value: "answer"}, {Key: 0, Value: "zero"}} {
 		if err := s.Insert(ctx, p.Key, p.Value); err != nil {
 			panic(err)
 		}

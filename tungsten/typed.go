@@ -11,11 +11,9 @@ import (
 	"github.com/spillway/spillway/storage"
 )
 
-// Pair is a key and its value as the typed front ends yield them.
-type Pair[K, V any] struct {
-	Key   K
-	Value V
-}
+// Pair is a key and its value as the typed front ends yield them: storage.Pair, the one pair
+// type every package uses (collection.Pair is the same type).
+type Pair[K, V any] = storage.Pair[K, V]
 
 // AggregatorConfig configures an Aggregator. Its zero value is Spark's defaults.
 type AggregatorConfig struct {
@@ -382,7 +380,7 @@ func decodePair[K, V any](keys storage.Codec[K], values storage.Codec[V], kb, vb
 		return Pair[K, V]{}, err
 	}
 	v, _, err := values.Decode(vb)
-	return Pair[K, V]{k, v}, err
+	return Pair[K, V]{Key: k, Value: v}, err
 }
 
 // combined merges the values of equal adjacent keys of a key-ordered source.

@@ -97,7 +97,7 @@ func checkSort[K cmp.Ordered](t *testing.T, mode memory.Mode, budget, page int64
 	defer func() { require.NoError(t, s.Close()) }()
 	var want []Pair[K, int64]
 	for i := range n {
-		p := Pair[K, int64]{keyOf(r), int64(i)}
+		p := Pair[K, int64]{Key: keyOf(r), Value: int64(i)}
 		want = append(want, p)
 		require.NoError(t, s.Insert(ctx, p.Key, p.Value))
 	}

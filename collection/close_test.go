@@ -161,12 +161,12 @@ func fillSpilled(ctx context.Context, insert func(context.Context, int64, int64)
 // spills every checkPeriod+1 records (ForceSpillElements), 3 partitions, no ordering.
 func sorterCloseTarget(t *testing.T, tm *memory.TaskManager, scope *storage.Scope, agg bool) closeTarget {
 	cfg := SorterConfig[int64, int64, int64]{Spill: SpillConfig{InitialThreshold: NoInitialThreshold, ForceSpillElements: checkPeriod},
-		Partitioner: modPartitioner{3}, KeyCodec: int64Codec, ValueCodec: int64Codec}
+		Partitioner: modPartitioner{3}}
 	if agg {
 		a := sumAgg[int64]()
 		cfg.Aggregator = &a
 	}
-	s, err := NewExternalSorter(tm, scope, cfg)
+	s, err := NewExternalSorter(tm, scope, int64Codec, int64Codec, cfg)
 	require.NoError(t, err)
 	records := func(from, n int) Iterator[Pair[int64, int64]] {
 		return SliceIterator(pairsOf(n, func(i int) int64 { return int64(from + i) }, func(i int) int64 { return 1 }))

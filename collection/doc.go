@@ -6,8 +6,9 @@
 // # Start here by task
 //
 // Every spillable collection belongs to one task (a memory.TaskManager) and spills into that
-// task's disk scope (a storage.Scope); each takes a storage.Codec for what it writes to disk,
-// and must be closed, which releases its memory and deletes its spill files.
+// task's disk scope (a storage.Scope). Every constructor takes the storage.Codecs of what it
+// writes to disk as arguments after the task and scope, and its configuration last; every
+// collection must be closed, which releases its memory and deletes its spill files.
 //
 //   - Aggregate values by key (counts, sums, reduceByKey): ExternalAppendOnlyMap with an
 //     Aggregator; Insert or InsertAll, then Iterator gives each key once with its combiner.

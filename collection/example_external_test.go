@@ -147,8 +147,8 @@ func ExampleSort() {
 		return cmp.Or(cmp.Compare(a.Seconds, b.Seconds), strings.Compare(a.Runner, b.Runner))
 	}
 
-	sorted, err := collection.Sort(ctx, tm, scope, collection.SliceIterator(runs),
-		collection.SortConfig[run]{Codec: codec, Compare: fastest, Spill: collection.SpillConfig{ForceSpillElements: 2}})
+	sorted, err := collection.Sort(ctx, tm, scope, codec, collection.SliceIterator(runs),
+		collection.SortConfig[run]{Compare: fastest, Spill: collection.SpillConfig{ForceSpillElements: 2}})
 	if err != nil {
 		log.Fatal(err)
 	}

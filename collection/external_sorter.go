@@ -101,16 +101,26 @@ type ExternalSorter[K comparable, V, C any] struct {
 }
 
 // NewExternalSorter returns an empty sorter of task tm that spills into disk (normally the
-// task's disk scope). It returns an error naming every invalid setting: a missing task or scope,
-// a missing codec or aggregator function, a partitioner without partitions, an invalid spill
-// configuration, or — without an Aggregator — a combiner type C different from V.
-func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *storage.Scope, cfg SorterConfig[K, V, C]) (*ExternalSorter[K, V, C], error) {
+// task's disk scope), encoding the keys and combiners of its spill files and of
+// WritePartitionedFile's output with keys and combiners. The codecs' decoded values must not
+// alias their source bytes (string keys decoded by an aliasing codec are cloned). It returns an
+// error naming every invalid setting: a missing task, scope or codec, a missing aggregator
+// function, a partitioner without partitions, an invalid spill configuration, or — without an
+// Aggregator — a combiner type C different from V.
+func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *storage.Scope, keys storage.Codec[K],
+	combiners storage.Codec[C], cfg SorterConfig[K, V, C]) (*ExternalSorter[K, V, C], error) {
 	var errs []error
 	if tm == nil {
 		errs = append(errs, errors.New("collection: no TaskManager (an ExternalSorter belongs to a task)"))
 	}
 	if disk == nil {
 		errs = append(errs, errors.New("collection: no disk scope for spill files"))
+	}
+	if keys == nil {
+		errs = append(errs, errors.New("collection: NewExternalSorter's key codec is nil"))
+	}
+	if combiners == nil {
+		errs = append(errs, errors.New("collection: NewExternalSorter's combiner codec is nil"))
 	}
 	if err := errors.Join(append(errs, cfg.Validate())...); err != nil {
 		return nil, err
@@ -121,7 +131,7 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 		n:      1,
 		order:  cfg.Ordering,
 		hasher: cfg.Hasher,
-		codec:  pairCodec[K, C]{cfg.KeyCodec, cfg.ValueCodec},
+		codec:  pairCodec[K, C]{keys, combiners},
 		input:  make([]Pair[K, V], 0, insertBatch),
 	}
 	if cfg.Partitioner != nil {

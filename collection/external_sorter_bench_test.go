@@ -62,11 +62,11 @@ func benchSorter(b *testing.B, in int64Pairs, budget int64) {
 	for b.Loop() {
 		tm := memory.NewTaskManager(mm, 1, memory.TaskConfig{})
 		scope := dbm.NewScope()
-		cfg := SorterConfig[int64, int64, int64]{Ordering: cmp.Compare[int64], KeyCodec: int64Codec, ValueCodec: int64Codec}
+		cfg := SorterConfig[int64, int64, int64]{Ordering: cmp.Compare[int64]}
 		if budget < 1<<40 {
 			cfg.Spill.InitialThreshold = budget / 8 // Spark's 5 MiB, scaled to the budget
 		}
-		s, err := NewExternalSorter(tm, scope, cfg)
+		s, err := NewExternalSorter(tm, scope, int64Codec, int64Codec, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -135,12 +135,11 @@ func benchSorterCombine(b *testing.B, in []Pair[int64, float64], budget int64) {
 	for b.Loop() {
 		tm := memory.NewTaskManager(mm, 1, memory.TaskConfig{})
 		scope := dbm.NewScope()
-		cfg := SorterConfig[int64, float64, float64]{Aggregator: agg, Partitioner: modPartitioner{4},
-			KeyCodec: storage.VarintCodec[int64]{}, ValueCodec: storage.Float64Codec{}}
+		cfg := SorterConfig[int64, float64, float64]{Aggregator: agg, Partitioner: modPartitioner{4}}
 		if budget < 1<<40 {
 			cfg.Spill.InitialThreshold = budget / 8
 		}
-		s, err := NewExternalSorter(tm, scope, cfg)
+		s, err := NewExternalSorter(tm, scope, storage.VarintCodec[int64]{}, storage.Float64Codec{}, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

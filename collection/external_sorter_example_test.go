@@ -44,13 +44,12 @@ func ExampleExternalSorter() {
 		MergeCombiners: func(a, b int64) int64 { return a + b },
 	}
 	newSorter := func() *collection.ExternalSorter[string, int64, int64] {
-		s, err := collection.NewExternalSorter(tm, disk.NewScope(), collection.SorterConfig[string, int64, int64]{
-			Aggregator:  &count,
-			Partitioner: byLength{},
-			Ordering:    strings.Compare,
-			KeyCodec:    storage.StringCodec{},
-			ValueCodec:  storage.VarintCodec[int64]{},
-		})
+		s, err := collection.NewExternalSorter(tm, disk.NewScope(), storage.StringCodec{}, storage.VarintCodec[int64]{},
+			collection.SorterConfig[string, int64, int64]{
+				Aggregator:  &count,
+				Partitioner: byLength{},
+				Ordering:    strings.Compare,
+			})
 		if err != nil {
 			panic(err)
 		}

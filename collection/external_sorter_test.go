@@ -66,8 +66,7 @@ func newInt64Sorter(t testing.TB, tm *memory.TaskManager, scope *storage.Scope, 
 	if partitions > 0 {
 		cfg.Partitioner = modPartitioner{partitions}
 	}
-	cfg.KeyCodec, cfg.ValueCodec = int64Codec, int64Codec
-	s, err := NewExternalSorter(tm, scope, cfg)
+	s, err := NewExternalSorter(tm, scope, int64Codec, int64Codec, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	return s
@@ -716,14 +715,14 @@ func TestExternalSorterAliasingKeys(t *testing.T) {
 	for _, agg := range []bool{false, true} {
 		t.Run(map[bool]string{false: "ordering", true: "aggregation and ordering"}[agg], func(t *testing.T) {
 			cfg := SorterConfig[string, int64, int64]{
-				Ordering: strings.Compare, KeyCodec: storage.AliasStringCodec{}, ValueCodec: int64Codec,
-				Spill: SpillConfig{ForceSpillElements: 700, BatchSize: 7},
+				Ordering: strings.Compare,
+				Spill:    SpillConfig{ForceSpillElements: 700, BatchSize: 7},
 			}
 			if agg {
 				a := sumAgg[string]()
 				cfg.Aggregator = &a
 			}
-			s, err := NewExternalSorter(newTestTask(t, 64<<20), newTestScope(t, nil), cfg)
+			s, err := NewExternalSorter(newTestTask(t, 64<<20), newTestScope(t, nil), storage.AliasStringCodec{}, int64Codec, cfg)
 			require.NoError(t, err)
 			defer func() { require.NoError(t, s.Close()) }()
 			var in []Pair[string, int64]
@@ -758,13 +757,12 @@ func TestExternalSorterAliasingKeys(t *testing.T) {
 func TestExternalSorterErrors(t *testing.T) {
 	tm, scope := newTestTask(t, 64<<20), newTestScope(t, nil)
 	t.Run("config", func(t *testing.T) {
-		_, err := NewExternalSorter(tm, scope, SorterConfig[int64, int64, string]{KeyCodec: int64Codec, ValueCodec: stringCodec})
+		_, err := NewExternalSorter(tm, scope, int64Codec, stringCodec, SorterConfig[int64, int64, string]{})
 		require.ErrorContains(t, err, "C (string) must be V (int64)")
-		_, err = NewExternalSorter(tm, scope, SorterConfig[int64, int64, int64]{
-			KeyCodec: int64Codec, ValueCodec: int64Codec, Partitioner: modPartitioner{0}})
+		_, err = NewExternalSorter(tm, scope, int64Codec, int64Codec, SorterConfig[int64, int64, int64]{Partitioner: modPartitioner{0}})
 		require.ErrorContains(t, err, "0 partitions")
-		_, err = NewExternalSorter(nil, nil, SorterConfig[int64, int64, int64]{Aggregator: &Aggregator[int64, int64, int64]{}})
-		for _, want := range []string{"TaskManager", "disk scope", "KeyCodec", "ValueCodec", "CreateCombiner"} {
+		_, err = NewExternalSorter(nil, nil, nil, nil, SorterConfig[int64, int64, int64]{Aggregator: &Aggregator[int64, int64, int64]{}})
+		for _, want := range []string{"TaskManager", "disk scope", "key codec is nil", "combiner codec is nil", "CreateCombiner"} {
 			require.ErrorContains(t, err, want)
 		}
 	})

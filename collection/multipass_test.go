@@ -78,12 +78,12 @@ func sorterSubject(agg bool, order func(a, b int64) int) func(t *testing.T, tm *
 	func(context.Context) (map[int64]int64, error), func() SpillMetrics, *ioMemory, func() error) {
 	return func(t *testing.T, tm *memory.TaskManager, scope *storage.Scope, cfg SpillConfig, keys storage.Codec[int64]) (
 		func(context.Context) (map[int64]int64, error), func() SpillMetrics, *ioMemory, func() error) {
-		sc := SorterConfig[int64, int64, int64]{KeyCodec: keys, ValueCodec: int64Codec, Spill: cfg, Ordering: order}
+		sc := SorterConfig[int64, int64, int64]{Spill: cfg, Ordering: order}
 		if agg {
 			a := sumAgg[int64]()
 			sc.Aggregator = &a
 		}
-		s, err := NewExternalSorter(tm, scope, sc)
+		s, err := NewExternalSorter(tm, scope, keys, int64Codec, sc)
 		require.NoError(t, err)
 		return func(ctx context.Context) (map[int64]int64, error) {
 			// Compacting its spill files, the sorter merges while inserting too.

@@ -8,10 +8,8 @@ import (
 	"github.com/spillway/spillway/storage"
 )
 
-// SortConfig configures Sort: how to encode the records and how to order them.
+// SortConfig configures Sort: how to order the records (required) and how to spill them.
 type SortConfig[T any] struct {
-	// Codec encodes the records of spill files (required).
-	Codec storage.Codec[T]
 	// Compare orders the records (cmp.Compare's contract; required). Records it calls equal
 	// come out in no particular order.
 	Compare func(a, b T) int
@@ -24,9 +22,6 @@ type SortConfig[T any] struct {
 // Validate reports every invalid field.
 func (c SortConfig[T]) Validate() error {
 	var errs []error
-	if c.Codec == nil {
-		errs = append(errs, errors.New("collection: SortConfig.Codec is nil"))
-	}
 	if c.Compare == nil {
 		errs = append(errs, errors.New("collection: SortConfig.Compare is nil"))
 	}
@@ -34,18 +29,22 @@ func (c SortConfig[T]) Validate() error {
 }
 
 // Sort sorts plain records (no key-value pairs, no value type) under task tm's memory budget,
-// spilling sorted runs into scope when memory runs short, and returns them in Compare's order.
-// It is an ExternalSorter keyed by the record itself (so T must be comparable) with an empty
-// value, so its memory and spilling behave the same (Spark's sortBy runs the same sorter on the
-// reduce side). It reads and closes records, then returns an iterator that owns the sorter:
-// close it, also after an error or an early stop, to release the memory and delete the spill
-// files.
+// spilling sorted runs, encoded with codec, into scope when memory runs short, and returns them
+// in Compare's order. It is an ExternalSorter keyed by the record itself (so T must be
+// comparable) with an empty value, so its memory and spilling behave the same (Spark's sortBy
+// runs the same sorter on the reduce side). It reads and closes records, then returns an
+// iterator that owns the sorter: close it, also after an error or an early stop, to release the
+// memory and delete the spill files.
 //
-// It returns the configuration's errors, and the errors of InsertAll (records' error, a
-// cancelled ctx, a failed spill), with nothing left held.
-func Sort[T comparable](ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, records Iterator[T],
-	cfg SortConfig[T]) (*Sorted[T], error) {
-	if err := cfg.Validate(); err != nil {
+// It returns the errors of its arguments (a nil codec, cfg's), and the errors of InsertAll
+// (records' error, a cancelled ctx, a failed spill), with nothing left held.
+func Sort[T comparable](ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, codec storage.Codec[T],
+	records Iterator[T], cfg SortConfig[T]) (*Sorted[T], error) {
+	err := cfg.Validate()
+	if codec == nil {
+		err = errors.Join(errors.New("collection: Sort's codec is nil"), err)
+	}
+	if err != nil {
 		_ = records.Close()
 		return nil, err
 	}
@@ -53,12 +52,10 @@ func Sort[T comparable](ctx context.Context, tm *memory.TaskManager, scope *stor
 	if name == "" {
 		name = "Sort"
 	}
-	s, err := NewExternalSorter(tm, scope, SorterConfig[T, struct{}, struct{}]{
-		Ordering:   cfg.Compare,
-		KeyCodec:   cfg.Codec,
-		ValueCodec: emptyCodec{},
-		Spill:      cfg.Spill,
-		Name:       name,
+	s, err := NewExternalSorter(tm, scope, codec, emptyCodec{}, SorterConfig[T, struct{}, struct{}]{
+		Ordering: cfg.Compare,
+		Spill:    cfg.Spill,
+		Name:     name,
 	})
 	if err != nil {
 		_ = records.Close()

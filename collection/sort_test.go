@@ -46,8 +46,8 @@ func TestSort(t *testing.T) {
 	}{{"in memory", 0, false}, {"spilling", 2_000, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tm := newTestTask(t, 64<<20)
-			cfg := SortConfig[player]{Codec: playerCodec, Compare: byScore, Spill: SpillConfig{ForceSpillElements: tc.force}}
-			it, err := Sort(context.Background(), tm, newTestScope(t, nil), SliceIterator(in), cfg)
+			cfg := SortConfig[player]{Compare: byScore, Spill: SpillConfig{ForceSpillElements: tc.force}}
+			it, err := Sort(context.Background(), tm, newTestScope(t, nil), playerCodec, SliceIterator(in), cfg)
 			require.NoError(t, err)
 			got, err := Collect(it)
 			require.NoError(t, err)
@@ -58,8 +58,8 @@ func TestSort(t *testing.T) {
 
 	t.Run("stop early", func(t *testing.T) {
 		tm := newTestTask(t, 64<<20)
-		cfg := SortConfig[player]{Codec: playerCodec, Compare: byScore, Spill: SpillConfig{ForceSpillElements: 1000}}
-		it, err := Sort(context.Background(), tm, newTestScope(t, nil), SliceIterator(in), cfg)
+		cfg := SortConfig[player]{Compare: byScore, Spill: SpillConfig{ForceSpillElements: 1000}}
+		it, err := Sort(context.Background(), tm, newTestScope(t, nil), playerCodec, SliceIterator(in), cfg)
 		require.NoError(t, err)
 		require.True(t, it.Next())
 		require.Equal(t, want[0], it.Value())
@@ -74,22 +74,22 @@ func TestSortErrors(t *testing.T) {
 
 	closed := false
 	records := storage.FuncIterator(func() (int, bool, error) { return 0, false, nil }, func() error { closed = true; return nil })
-	_, err := Sort(ctx, tm, scope, records, SortConfig[int]{Spill: SpillConfig{BatchSize: -1}})
-	require.ErrorContains(t, err, "SortConfig.Codec is nil")
+	_, err := Sort(ctx, tm, scope, nil, records, SortConfig[int]{Spill: SpillConfig{BatchSize: -1}})
+	require.ErrorContains(t, err, "Sort's codec is nil")
 	require.ErrorContains(t, err, "SortConfig.Compare is nil")
 	require.ErrorContains(t, err, "SpillConfig.BatchSize -1 is negative")
 	require.True(t, closed, "records are closed on error")
 
-	cfg := SortConfig[int]{Codec: storage.VarintCodec[int]{}, Compare: cmp.Compare[int]}
-	_, err = Sort(ctx, nil, scope, SliceIterator([]int{1}), cfg)
+	codec, cfg := storage.VarintCodec[int]{}, SortConfig[int]{Compare: cmp.Compare[int]}
+	_, err = Sort(ctx, nil, scope, codec, SliceIterator([]int{1}), cfg)
 	require.ErrorContains(t, err, "no TaskManager")
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err = Sort(cancelled, tm, scope, SliceIterator(make([]int, 100_000)), cfg)
+	_, err = Sort(cancelled, tm, scope, codec, SliceIterator(make([]int, 100_000)), cfg)
 	require.ErrorIs(t, err, context.Canceled)
 
 	boom := fmt.Errorf("read failed")
-	_, err = Sort(ctx, tm, scope, storage.ErrorIterator[int](boom), cfg)
+	_, err = Sort(ctx, tm, scope, codec, storage.ErrorIterator[int](boom), cfg)
 	require.ErrorIs(t, err, boom)
 }

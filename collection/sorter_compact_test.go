@@ -30,7 +30,7 @@ func TestSorterSpillRecordsBounded(t *testing.T) {
 		tm := newTestTask(t, 192<<10)
 		scope := newTestScope(t, nil)
 		a := sumAgg[int64]()
-		s, err := NewExternalSorter(tm, scope, SorterConfig[int64, int64, int64]{KeyCodec: int64Codec, ValueCodec: int64Codec,
+		s, err := NewExternalSorter(tm, scope, int64Codec, int64Codec, SorterConfig[int64, int64, int64]{
 			Spill: cfg, Aggregator: &a, Partitioner: modPartitioner{parts}, Ordering: func(a, b int64) int { return int(a - b) }})
 		require.NoError(t, err)
 		rng := rand.New(rand.NewPCG(seed, uint64(records)))

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-
-	"github.com/spillway/spillway/storage"
 )
 
-// SorterConfig configures an ExternalSorter. Only the codecs are required; the zero value of
-// every other field means Spark's default.
+// SorterConfig configures an ExternalSorter. Its zero value is valid when C is V: one partition,
+// no aggregation, no key ordering, Spark's spill defaults.
 type SorterConfig[K comparable, V, C any] struct {
 	// Aggregator combines the values of each key into a combiner (map-side combine). nil means
 	// no aggregation: records are kept as inserted, and then C must be the same type as V
@@ -25,11 +23,6 @@ type SorterConfig[K comparable, V, C any] struct {
 	// Ordering orders keys within a partition (cmp.Compare's contract). nil means no key
 	// ordering: records come out grouped by partition only.
 	Ordering func(a, b K) int
-	// KeyCodec and ValueCodec encode the keys and combiners of spill files and of
-	// WritePartitionedFile's output. Decoded values must not alias the bytes they were decoded
-	// from (string keys decoded by an aliasing codec are cloned).
-	KeyCodec   storage.Codec[K]
-	ValueCodec storage.Codec[C]
 	// Spill is the spill policy and spill-file format (zero: Spark's defaults).
 	Spill SpillConfig
 	// Hasher hashes keys for the in-memory map and, when aggregating without an Ordering, orders
@@ -53,12 +46,6 @@ func (c SorterConfig[K, V, C]) Validate() error {
 		if n := c.Partitioner.NumPartitions(); n < 1 || n > math.MaxInt32 {
 			errs = append(errs, fmt.Errorf("collection: SorterConfig.Partitioner has %d partitions, outside [1, %d]", n, math.MaxInt32))
 		}
-	}
-	if c.KeyCodec == nil {
-		errs = append(errs, errors.New("collection: SorterConfig.KeyCodec is nil"))
-	}
-	if c.ValueCodec == nil {
-		errs = append(errs, errors.New("collection: SorterConfig.ValueCodec is nil"))
 	}
 	return errors.Join(append(errs, c.Spill.Validate())...)
 }

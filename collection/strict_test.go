@@ -46,8 +46,7 @@ func newBytesSink(t *testing.T, kind string, tm *memory.TaskManager, cfg SpillCo
 		require.NoError(t, err)
 		return insertSink{g.Insert, g.Used, g.NumSpills, g.Close}
 	case "sorter":
-		s, err := NewExternalSorter(tm, scope, SorterConfig[int64, []byte, []byte]{
-			KeyCodec: int64Codec, ValueCodec: storage.BytesCodec{}, Spill: cfg})
+		s, err := NewExternalSorter(tm, scope, int64Codec, storage.BytesCodec{}, SorterConfig[int64, []byte, []byte]{Spill: cfg})
 		require.NoError(t, err)
 		insert := func(ctx context.Context, k int64, v []byte) error {
 			return s.InsertAll(ctx, SliceIterator([]Pair[int64, []byte]{{Key: k, Value: v}}))
@@ -199,14 +198,14 @@ func TestGrowthAccounting(t *testing.T) {
 				int64(unsafe.Sizeof(slot[int64, int64]{})), m.Used, m.Close}
 		},
 		"sorter buffer": func(tm *memory.TaskManager, scope *storage.Scope, cfg SpillConfig) probe {
-			s, err := NewExternalSorter(tm, scope, SorterConfig[int64, int64, int64]{KeyCodec: int64Codec, ValueCodec: int64Codec, Spill: cfg})
+			s, err := NewExternalSorter(tm, scope, int64Codec, int64Codec, SorterConfig[int64, int64, int64]{Spill: cfg})
 			require.NoError(t, err)
 			return probe{func(i int64) error { return s.InsertAll(ctx, SliceIterator([]Pair[int64, int64]{{Key: i, Value: i}})) },
 				func() int { return s.buf.capacity() }, int64(unsafe.Sizeof(Pair[int64, int64]{})), s.Used, s.Close}
 		},
 		"sorter map": func(tm *memory.TaskManager, scope *storage.Scope, cfg SpillConfig) probe {
 			agg := sumAgg[int64]()
-			s, err := NewExternalSorter(tm, scope, SorterConfig[int64, int64, int64]{Aggregator: &agg, KeyCodec: int64Codec, ValueCodec: int64Codec, Spill: cfg})
+			s, err := NewExternalSorter(tm, scope, int64Codec, int64Codec, SorterConfig[int64, int64, int64]{Aggregator: &agg, Spill: cfg})
 			require.NoError(t, err)
 			return probe{func(i int64) error { return s.InsertAll(ctx, SliceIterator([]Pair[int64, int64]{{Key: i, Value: i}})) },
 				func() int { return s.m.m.Capacity() }, int64(unsafe.Sizeof(slot[partKey[int64], int64]{})), s.Used, s.Close}

@@ -67,23 +67,21 @@ func NewSortWriter[K comparable, V, C any](tc *TaskContext, dep *Dependency[K, V
 		output: storage.RecordWriterConfig{Compression: spill.Compression, BatchRecords: spill.BatchSize, BatchBytes: batchBytes(spill)}}
 	if dep.MapSideCombine {
 		w.newSorter = func(spill collection.SpillConfig) (mapSorter[K, V], error) {
-			return collection.NewExternalSorter(tc.tm, tc.disk, collection.SorterConfig[K, V, C]{
-				Aggregator:  dep.Aggregator,
-				Partitioner: dep.Partitioner,
-				Ordering:    dep.KeyOrdering,
-				KeyCodec:    dep.KeyCodec,
-				ValueCodec:  dep.CombinerCodec,
-				Spill:       spill,
-			})
+			return collection.NewExternalSorter(tc.tm, tc.disk, dep.KeyCodec, dep.CombinerCodec,
+				collection.SorterConfig[K, V, C]{
+					Aggregator:  dep.Aggregator,
+					Partitioner: dep.Partitioner,
+					Ordering:    dep.KeyOrdering,
+					Spill:       spill,
+				})
 		}
 	} else {
 		w.newSorter = func(spill collection.SpillConfig) (mapSorter[K, V], error) {
-			return collection.NewExternalSorter(tc.tm, tc.disk, collection.SorterConfig[K, V, V]{
-				Partitioner: dep.Partitioner,
-				KeyCodec:    dep.KeyCodec,
-				ValueCodec:  dep.ValueCodec,
-				Spill:       spill,
-			})
+			return collection.NewExternalSorter(tc.tm, tc.disk, dep.KeyCodec, dep.ValueCodec,
+				collection.SorterConfig[K, V, V]{
+					Partitioner: dep.Partitioner,
+					Spill:       spill,
+				})
 		}
 	}
 	return w, nil
@@ -150,12 +148,11 @@ func (w *SortWriter[K, V]) write(ctx context.Context, out *mapOutput, records co
 // sortByKey sorts a reduce partition's records by dep.KeyOrdering in an ExternalSorter (Spark's
 // BlockStoreShuffleReader with a keyOrdering) and returns the sorted iterator.
 func sortByKey[K comparable, V, C any](ctx context.Context, tc *TaskContext, r *Reader[K, C], dep *Dependency[K, V, C]) (collection.Iterator[collection.Pair[K, C]], error) {
-	sorter, err := collection.NewExternalSorter(tc.tm, tc.disk, collection.SorterConfig[K, C, C]{
-		Ordering:   dep.KeyOrdering,
-		KeyCodec:   dep.KeyCodec,
-		ValueCodec: dep.outputCodec(),
-		Spill:      tc.runner.cfg.Shuffle.Spill,
-	})
+	sorter, err := collection.NewExternalSorter(tc.tm, tc.disk, dep.KeyCodec, dep.outputCodec(),
+		collection.SorterConfig[K, C, C]{
+			Ordering: dep.KeyOrdering,
+			Spill:    tc.runner.cfg.Shuffle.Spill,
+		})
 	if err != nil {
 		return nil, err
 	}

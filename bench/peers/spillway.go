@@ -101,9 +101,10 @@ func (g *pairGen) Err() error                           { return nil }
 func (g *pairGen) Close() error                         { return nil }
 
 func spillwaySort(ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, p params) (_ outcome, err error) {
-	s, err := collection.NewExternalSorter(tm, scope, collection.SorterConfig[int64, int64, int64]{
-		Ordering: cmp.Compare[int64], KeyCodec: storage.VarintCodec[int64]{}, ValueCodec: storage.VarintCodec[int64]{},
-	})
+	s, err := collection.NewExternalSorter(tm, scope, storage.VarintCodec[int64]{}, storage.VarintCodec[int64]{},
+		collection.SorterConfig[int64, int64, int64]{
+			Ordering: cmp.Compare[int64],
+		})
 	if err != nil {
 		return outcome{}, err
 	}

@@ -127,13 +127,14 @@ func aggSort(p Params) Workload {
 			}
 			defer counts.Close()
 
-			s, err := collection.NewExternalSorter(tm, scope, collection.SorterConfig[countKey, struct{}, struct{}]{
-				Ordering: byCountDesc, KeyCodec: countKeyCodec, ValueCodec: storage.FuncCodec[struct{}]{
-					AppendFunc: func(dst []byte, _ struct{}) []byte { return dst },
-					DecodeFunc: func([]byte) (struct{}, int, error) { return struct{}{}, 0, nil },
-				},
-				Spill: p.spillConfig(env), Name: "sort by count",
-			})
+			noValue := storage.FuncCodec[struct{}]{
+				AppendFunc: func(dst []byte, _ struct{}) []byte { return dst },
+				DecodeFunc: func([]byte) (struct{}, int, error) { return struct{}{}, 0, nil },
+			}
+			s, err := collection.NewExternalSorter(tm, scope, countKeyCodec, noValue,
+				collection.SorterConfig[countKey, struct{}, struct{}]{
+					Ordering: byCountDesc, Spill: p.spillConfig(env), Name: "sort by count",
+				})
 			if err != nil {
 				return n, err
 			}

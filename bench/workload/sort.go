@@ -64,10 +64,11 @@ func sorting(p Params) Workload {
 			defer tm.Close()
 			scope := env.Disk.NewScope()
 			defer scope.Close()
-			s, err := collection.NewExternalSorter(tm, scope, collection.SorterConfig[string, int64, int64]{
-				Ordering: strings.Compare, KeyCodec: storage.StringCodec{}, ValueCodec: storage.VarintCodec[int64]{},
-				Spill: p.spillConfig(env),
-			})
+			s, err := collection.NewExternalSorter(tm, scope, storage.StringCodec{}, storage.VarintCodec[int64]{},
+				collection.SorterConfig[string, int64, int64]{
+					Ordering: strings.Compare,
+					Spill:    p.spillConfig(env),
+				})
 			if err != nil {
 				return 0, err
 			}

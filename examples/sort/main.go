@@ -130,8 +130,8 @@ func run(args []string) error {
 	start := time.Now()
 	peak := memtest.Measure(func() {
 		err = ex.Runner.Run(ctx, 1, func(ctx context.Context, tc *shuffle.TaskContext, _ int) error {
-			s, err := collection.NewExternalSorter(tc.TaskManager(), tc.Disk(), collection.SorterConfig[event, struct{}, struct{}]{
-				Ordering: byScore, KeyCodec: eventCodec, ValueCodec: noValue, Spill: tc.Runner().Config().Shuffle.Spill,
+			s, err := collection.NewExternalSorter(tc.TaskManager(), tc.Disk(), eventCodec, noValue, collection.SorterConfig[event, struct{}, struct{}]{
+				Ordering: byScore, Spill: tc.Runner().Config().Shuffle.Spill,
 			})
 			if err != nil {
 				return err

@@ -84,13 +84,12 @@ func SortGroup[K2, V any](ctx context.Context, e *Executor, values func(*KV[K2, 
 	}
 	var st Stats
 	err = e.Run(ctx, func(ctx context.Context, t *Task) error {
-		s, err := collection.NewExternalSorter(t.Memory, t.Disk, collection.SorterConfig[string, []byte, []byte]{
-			Ordering:   strings.Compare,
-			KeyCodec:   storage.StringCodec{},
-			ValueCodec: storage.BytesCodec{},
-			Spill:      t.Spill,
-			Name:       "spillbeam.SortValues",
-		})
+		s, err := collection.NewExternalSorter(t.Memory, t.Disk, storage.StringCodec{}, storage.BytesCodec{},
+			collection.SorterConfig[string, []byte, []byte]{
+				Ordering: strings.Compare,
+				Spill:    t.Spill,
+				Name:     "spillbeam.SortValues",
+			})
 		if err != nil {
 			return fmt.Errorf("spillbeam: %w", err)
 		}

@@ -269,9 +269,10 @@ func TestSorter(t *testing.T) {
 			return err
 		}
 		defer func() { err = errors.Join(err, e.close()) }()
-		s, err := collection.NewExternalSorter(e.tm, e.scope, collection.SorterConfig[int64, string, string]{
-			Ordering: cmp.Compare[int64], KeyCodec: storage.VarintCodec[int64]{}, ValueCodec: storage.StringCodec{},
-		})
+		s, err := collection.NewExternalSorter(e.tm, e.scope, storage.VarintCodec[int64]{}, storage.StringCodec{},
+			collection.SorterConfig[int64, string, string]{
+				Ordering: cmp.Compare[int64],
+			})
 		if err != nil {
 			return err
 		}

@@ -510,7 +510,7 @@ func (p modPartitioner) Partition(k int64) int { return int(k % int64(p)) }
 
 func (tk *task) runSorter(ctx context.Context, tm *memory.TaskManager, scope *storage.Scope) error {
 	cfg := collection.SorterConfig[int64, int64, int64]{
-		KeyCodec: codec, ValueCodec: codec, Spill: tk.rd.spill, Name: fmt.Sprintf("stress-sorter-%d", tk.idx),
+		Spill: tk.rd.spill, Name: fmt.Sprintf("stress-sorter-%d", tk.idx),
 	}
 	aggregate, ordered, parts := tk.rng.IntN(2) == 0, tk.rng.IntN(2) == 0, 1+tk.rng.IntN(5)
 	if aggregate {
@@ -523,7 +523,7 @@ func (tk *task) runSorter(ctx context.Context, tm *memory.TaskManager, scope *st
 	if parts > 1 {
 		cfg.Partitioner = modPartitioner(parts)
 	}
-	s, err := collection.NewExternalSorter(tm, scope, cfg)
+	s, err := collection.NewExternalSorter(tm, scope, codec, codec, cfg)
 	if err != nil {
 		return err
 	}

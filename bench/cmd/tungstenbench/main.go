@@ -153,12 +153,11 @@ func tungstenAgg[K any](keys func(*input) []K, codec tungsten.KeyCodec[K]) impl 
 
 func collectionSort(budget int64) impl {
 	return func(ctx context.Context, e env, in *input) (result, error) {
-		cfg := collection.SorterConfig[int64, int64, int64]{Ordering: cmp.Compare[int64],
-			KeyCodec: storage.VarintCodec[int64]{}, ValueCodec: storage.VarintCodec[int64]{}}
+		cfg := collection.SorterConfig[int64, int64, int64]{Ordering: cmp.Compare[int64]}
 		if budget > 0 {
 			cfg.Spill.InitialThreshold = budget / 8
 		}
-		s, err := collection.NewExternalSorter(e.tm, e.scope, cfg)
+		s, err := collection.NewExternalSorter(e.tm, e.scope, storage.VarintCodec[int64]{}, storage.VarintCodec[int64]{}, cfg)
 		if err != nil {
 			return result{}, err
 		}

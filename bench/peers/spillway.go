@@ -102,9 +102,7 @@ func (g *pairGen) Close() error                         { return nil }
 
 func spillwaySort(ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, p params) (_ outcome, err error) {
 	s, err := collection.NewExternalSorter(tm, scope, storage.VarintCodec[int64]{}, storage.VarintCodec[int64]{},
-		collection.SorterConfig[int64, int64, int64]{
-			Ordering: cmp.Compare[int64],
-		})
+		collection.SorterConfig[int64, int64, int64]{Ordering: cmp.Compare[int64]})
 	if err != nil {
 		return outcome{}, err
 	}

@@ -151,9 +151,7 @@ func runSorter(ctx context.Context, e *env) []error {
 	in, _ := input(records)
 	scope := e.dm.NewScope()
 	s, err := collection.NewExternalSorter(e.task(), scope, int64Codec, int64Codec,
-		collection.SorterConfig[int64, int64, int64]{
-			Ordering: cmp.Compare[int64], Spill: spillConfig,
-		})
+		collection.SorterConfig[int64, int64, int64]{Ordering: cmp.Compare[int64], Spill: spillConfig})
 	if err != nil {
 		return []error{err, scope.Close()}
 	}

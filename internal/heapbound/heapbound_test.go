@@ -270,9 +270,7 @@ func TestSorter(t *testing.T) {
 		}
 		defer func() { err = errors.Join(err, e.close()) }()
 		s, err := collection.NewExternalSorter(e.tm, e.scope, storage.VarintCodec[int64]{}, storage.StringCodec{},
-			collection.SorterConfig[int64, string, string]{
-				Ordering: cmp.Compare[int64],
-			})
+			collection.SorterConfig[int64, string, string]{Ordering: cmp.Compare[int64]})
 		if err != nil {
 			return err
 		}

@@ -30,6 +30,37 @@
 // collection does not hold, or whose record would run past its page, panics ("tungsten: ..."),
 // never reads wrong bytes.
 //
+// # Accounting: the spill files' buffers, and bounded merges
+//
+// The pages and arrays are the collection's own Used. The spill files' buffers are on the Go
+// heap whatever the mode (record batches, compression scratch, file buffers); in memory.Strict
+// accounting, memory.Config's default, they are execution memory of the task too, held by an
+// on-heap consumer named "<collection> spill I/O" that cannot spill:
+//   - the spill writer's buffers are reserved before the collection holds a record they must
+//     cover (the largest so far): a spill runs when memory is short and acquires nothing. The
+//     same reservation later covers the one reader of a file a forced spill wrote while the
+//     collection is read, and of a BytesToBytesMap's spilled pages;
+//   - a merge (ExternalSorter.SortedIterator, Aggregator.Iterator) asks for every run's reader
+//     (storage.RecordWriter.ReadBufferBytes: about 32 KiB + 2 × the batch) before it opens
+//     them, at most half of the task's fair share of the on-heap execution memory (more only if
+//     two readers and a writer need it). What the task cannot grant is first merged in rounds
+//     of k runs into intermediate files (k readers and a writer fit the grant, k ≥ 2, and
+//     k ≤ MergeFactor): s runs take about ⌈log_k(s)⌉ − 1 rounds before the final merge
+//     (SpillMetrics.MergePasses). An ExternalSorter's in-memory records are force-spilled when
+//     the merge needs their memory; an Aggregator spills its map first when the merge's readers
+//     do not fit beside it. Example: an 8 MiB budget merges with 4 MiB, readers of about
+//     140 KiB with 64 KiB batches, so about 28 runs at once and 2 rounds for 1000 spills.
+//     Iterator (the sorter's runs in spill order) opens one run at a time;
+//   - spill batches default to 64 KiB, and in memory.Strict to no more than 1/64 of the on-heap
+//     pool (at least 8 KiB), so a small budget still holds a writer and a few readers.
+//
+// A record whose spill writer's buffers the task cannot grant fails the insert with an error
+// wrapping memory.ErrOutOfMemory; a merge that cannot get two readers and a writer fails the
+// same way. With memory.SparkAllowances none of these buffers is accounted and merges are
+// bounded by MergeFactor only, as in Spark. The Go heap of an on-heap collection then stays
+// within the budget plus a constant slack (internal/heapbound checks it); off-heap, it holds
+// only the spill files' buffers.
+//
 // # Concurrency and locks
 //
 // Each collection is used by one goroutine. The TaskManager may call Spill from another

@@ -53,6 +53,9 @@ func (b *base) init(tm *memory.TaskManager, self memory.Consumer, name string, p
 // reserveWriter makes the spill writer's reservation cover records of n bytes (memory.Strict)
 // before the collection holds one, and reports whether it does (see spillWriterMemory.reserve).
 func (b *base) reserveWriter(ctx context.Context, n int64) (bool, error) {
+	if n <= b.writer.record {
+		return true, nil
+	}
 	return b.writer.reserve(ctx, b.spill, n)
 }
 

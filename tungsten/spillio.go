@@ -115,9 +115,6 @@ type spillWriterMemory struct {
 // nothing more held) when the task granted less. It may spill the collection: call it without
 // the collection's lock.
 func (w *spillWriterMemory) reserve(ctx context.Context, cfg storage.RecordWriterConfig, n int64) (bool, error) {
-	if n <= w.record {
-		return true, nil
-	}
 	need := writerCost(cfg, n) - w.held
 	got, err := w.io.acquire(ctx, need)
 	if err != nil {

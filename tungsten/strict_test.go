@@ -137,3 +137,30 @@ func TestMapIteratorContext(t *testing.T) {
 		require.NoError(t, it.Close())
 	}
 }
+
+// When the task cannot grant the merge's readers beside the map (here a consumer that cannot
+// spill holds the rest), the Aggregator spills the map as one more run before it merges.
+func TestStrictAggregatorSpillsBeforeMerging(t *testing.T) {
+	tm, scope := newTask(t, memory.OnHeap, 2*mib, 64<<10), newScope(t)
+	a, err := NewAggregator(ctx, tm, scope, Int64Key{}, Int64Key{}, sum, AggregatorConfig{})
+	require.NoError(t, err)
+	const keys = 100_000
+	for i := range keys + 10_000 {
+		require.NoError(t, a.Insert(ctx, int64(i%keys), 1))
+	}
+	spills := a.Metrics().Spills
+	require.Positive(t, spills)
+	h := newStubborn(tm)
+	h.use(t, 2*mib-tm.Manager().ExecutionUsedForTask(tm.ID()))
+	it, err := a.Iterator(ctx)
+	require.NoError(t, err)
+	require.Equal(t, spills+1, a.Metrics().Spills, "the map went to disk before the merge")
+	require.Zero(t, a.Used(), "pages and slot array freed")
+	h.free()
+	got := collect(t, it)
+	require.Len(t, got, keys)
+	for i, p := range got {
+		require.Equal(t, Pair[int64, int64]{Key: int64(i), Value: 1 + int64(min(1, max(0, 10_000-i)))}, p)
+	}
+	require.NoError(t, a.Close())
+}

@@ -294,6 +294,14 @@ func (s *ExternalSorter) growPointerArrayIfNecessary(ctx context.Context) error 
 	if in.hasSpaceForAnotherRecord() {
 		return nil
 	}
+	if in.numRecords() > 0 {
+		// Acquire the doubled array's memory before allocating it: when the acquisition spills
+		// the sorter, a small array is all it needs, and the large one is never allocated
+		// (Spark allocates it and frees it at once: a budget-sized garbage array per spill).
+		if got, err := s.tm.AcquireExecution(ctx, in.memoryUsage()*2, s); err == nil {
+			s.tm.ReleaseExecution(got, s)
+		}
+	}
 	if in.numRecords() == 0 { // a spill freed the array
 		a, err := s.allocateArray(ctx, 2*s.cfg.InitialSize)
 		if err != nil {

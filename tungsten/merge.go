@@ -1,6 +1,7 @@
 package tungsten
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,9 +77,7 @@ func (p mergePlan) merge(ctx context.Context, runs []spillFile, extra source, pa
 			k = min(k, p.factor)
 		}
 		if p.io.strict {
-			for k >= 2 && p.groupCost(runs, k) > got {
-				k--
-			}
+			k = min(k, p.groupSize(runs, got))
 		}
 		if k < 2 {
 			p.io.release(got)
@@ -97,17 +96,34 @@ func (p mergePlan) merge(ctx context.Context, runs []spillFile, extra source, pa
 // groupCost bounds the memory of merging k of runs into a file: readers of the k most costly
 // runs and a writer of the largest record.
 func (p mergePlan) groupCost(runs []spillFile, k int) int64 {
+	costs, n := p.costs(runs)
+	for _, c := range costs[:min(k, len(costs))] {
+		n += c
+	}
+	return n
+}
+
+// groupSize is the most runs whose merge into a file fits in grant (by groupCost).
+func (p mergePlan) groupSize(runs []spillFile, grant int64) int {
+	costs, n := p.costs(runs)
+	for k, c := range costs {
+		if n += c; n > grant {
+			return k
+		}
+	}
+	return len(costs)
+}
+
+// costs returns the runs' reader costs, largest first, and a writer's cost for their largest
+// record.
+func (p mergePlan) costs(runs []spillFile) ([]int64, int64) {
 	costs := make([]int64, len(runs))
 	var record int64
 	for i, f := range runs {
 		costs[i], record = f.readCost, max(record, f.record)
 	}
-	slices.Sort(costs)
-	n := writerCost(p.spill, record)
-	for _, c := range costs[max(len(costs)-k, 0):] {
-		n += c
-	}
-	return n
+	slices.SortFunc(costs, func(a, b int64) int { return cmp.Compare(b, a) })
+	return costs, writerCost(p.spill, record)
 }
 
 // round merges groups of k consecutive runs into intermediate files, deleting them; on error

@@ -89,7 +89,8 @@
 // than an overshoot. memory/memtest states the bound as StrictBound, and internal/heapbound checks
 // it at two data sizes 10× apart, and that the peak does not grow with the data, for each
 // scenario it covers (the aggregating map, the grouper with one huge key, the sorter, a whole
-// shuffle, caching under every storage level and PageRank). [SparkAllowances] gives the bound up for Spark's unaccounted allowances.
+// shuffle, caching under every storage level, PageRank, and the tungsten aggregator and sorter
+// with pages on the Go heap and off it). [SparkAllowances] gives the bound up for Spark's unaccounted allowances.
 //
 // # Budget, Go memory limit and RSS
 //

@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"slices"
 	"sync"
 	"unsafe"
 	"weak"
@@ -73,8 +72,11 @@ func (p *pagePool) put(mode Mode, data []byte, free int64) (unmap [][]byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if mode == OnHeap {
-		// Forget the pages the collector already took, then the oldest if the pool is full.
-		p.heap = slices.DeleteFunc(p.heap, func(e heapPage) bool { return e.ptr.Value() == nil })
+		// Drop the oldest if the pool is full. Entries whose page the collector took are left
+		// for get to skip: asking a weak pointer for its value while the collector marks keeps
+		// the page alive for that cycle, so checking every entry here would make every pooled
+		// page live again (the heap would hold the pool, up to maxPooledPages pages, beside the
+		// budget).
 		if len(p.heap) == maxPooledPages {
 			p.heap = append(p.heap[:0], p.heap[1:]...)
 		}

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
 )
 
 // uao is Spark's UnsafeAlignedOffset.getUaoSize() fixed at 4: the width of the length words
@@ -33,14 +34,34 @@ type base struct {
 	peak     atomic.Int64
 	table    [][]byte // page number -> data, for the data pages this consumer holds
 	touched  byte     // keeps touch's loads
+	// spill is the spill files' configuration (BatchBytes defaulted), writer the reservation of
+	// the one spill writer, on the consumer of the spill files' buffers (writer.io).
+	spill  storage.RecordWriterConfig
+	writer spillWriterMemory
 }
 
-func (b *base) init(tm *memory.TaskManager, self memory.Consumer, name string, pageSize int64) {
+func (b *base) init(tm *memory.TaskManager, self memory.Consumer, name string, pageSize int64, spill storage.RecordWriterConfig) {
 	if pageSize == 0 {
 		pageSize = tm.Manager().PageSize()
 	}
 	b.tm, b.self, b.name, b.pageSize = tm, self, name, pageSize
+	b.spill = spillDefaults(spill, tm.Manager())
+	b.writer.io.init(tm, name)
+	b.writer.record = -1
 }
+
+// reserveWriter makes the spill writer's reservation cover records of n bytes (memory.Strict)
+// before the collection holds one, and reports whether it does (see spillWriterMemory.reserve).
+func (b *base) reserveWriter(ctx context.Context, n int64) (bool, error) {
+	if n <= b.writer.record {
+		return true, nil
+	}
+	return b.writer.reserve(ctx, b.spill, n)
+}
+
+// isSpillIO reports whether c is this collection's spill I/O consumer, whose acquisitions
+// spill the collection as its own do.
+func (b *base) isSpillIO(c memory.Consumer) bool { return c == memory.Consumer(&b.writer.io) }
 
 // Used is the bytes of the pages and arrays held (MemoryConsumer.getUsed).
 func (b *base) Used() int64 { return b.used.Load() }

@@ -33,7 +33,9 @@ type MapConfig struct {
 	// slot array be reused as a sort buffer.
 	LoadFactor float64
 	// Spill configures the spill files (compression, batches). BatchBytes defaults to 64 KiB:
-	// each run being read holds about two batches, not accounted to the task (as in Spark).
+	// each run being read holds about two batches. In memory.Strict accounting the readers' and
+	// writers' buffers are acquired from the task (see the package doc); with
+	// memory.SparkAllowances they are not, as in Spark.
 	Spill storage.RecordWriterConfig
 	// Name names the map in logs and memory reports. Default "BytesToBytesMap".
 	Name string
@@ -124,7 +126,7 @@ func NewBytesToBytesMap(ctx context.Context, tm *memory.TaskManager, scope *stor
 		cfg.Logger = zap.NewNop()
 	}
 	m := &BytesToBytesMap{cfg: cfg, scope: scope, log: cfg.Logger.Named("tungsten"), seed: maphash.MakeSeed(), canGrowArray: true}
-	m.base.init(tm, m, cfg.Name, cfg.PageSize)
+	m.base.init(tm, m, cfg.Name, cfg.PageSize, cfg.Spill)
 	m.loc.m = m
 	if err := m.allocate(ctx, cfg.InitialCapacity); err != nil {
 		return nil, err
@@ -332,6 +334,10 @@ func (l *Location) Append(ctx context.Context, key, value []byte) (bool, error) 
 	if m.numKeys == MaxCapacity-1 || (!m.canGrowArray && m.numKeys >= m.growthThreshold) {
 		return false, nil
 	}
+	// The spill writer's buffers for the record as spilled ([key length][key][value]) first.
+	if ok, err := m.reserveWriter(ctx, int64(uao+len(key)+len(value))); !ok {
+		return false, err
+	}
 	recordLength := int64(2*uao + len(key) + len(value) + 8)
 	if m.cur == nil || m.cur.Size()-m.cursor < recordLength {
 		ok, err := m.acquireNewPage(ctx, recordLength+uao)
@@ -501,5 +507,6 @@ func (m *BytesToBytesMap) Close() error {
 	}
 	m.spills = nil
 	m.mu.Unlock()
+	m.writer.close()
 	return errors.Join(errs...)
 }

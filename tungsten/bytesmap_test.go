@@ -56,7 +56,7 @@ func TestBBM01SetAndRetrieveAKey(t *testing.T) {
 		key := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, 10)
 		value := bytes.Repeat([]byte{9}, 80)
 		require.False(t, m.Lookup(key).IsDefined())
-		require.False(t, m.Iterator().Next())
+		require.False(t, m.Iterator(ctx).Next())
 		loc := m.Lookup(key)
 		ok, err := loc.Append(ctx, key, value)
 		require.NoError(t, err)
@@ -87,9 +87,9 @@ func TestBBM02Iterator(t *testing.T) {
 			}
 			pages := m.NumDataPages()
 			require.Greater(t, pages, 1)
-			it := m.Iterator()
+			it := m.Iterator(ctx)
 			if destructive {
-				it = m.DestructiveIterator()
+				it = m.DestructiveIterator(ctx)
 			}
 			seen := make([]bool, n)
 			for range n {
@@ -127,7 +127,7 @@ func TestBBM03WastedSpace(t *testing.T) {
 			require.True(t, appendKV(t, m, key, value))
 		}
 		require.Equal(t, 2, m.NumDataPages())
-		it := m.Iterator()
+		it := m.Iterator(ctx)
 		count := 0
 		for it.Next() {
 			require.Equal(t, it.Key()[:8], it.Value()[:8])
@@ -208,7 +208,7 @@ func TestBBM06FailureToAllocateFirstPage(t *testing.T) {
 // BBM-07 failureToGrow: 32-byte records, 31 to a 1024-byte page; nothing more after the first.
 func TestBBM07FailureToGrow(t *testing.T) {
 	forEachMode(t, func(t *testing.T, mode memory.Mode) {
-		tm, scope := newTask(t, mode, 64*mib, 1024), newScope(t)
+		tm, scope := newSparkTask(t, mode, 64*mib, 1024), newScope(t)
 		m := newMap(t, tm, scope, MapConfig{InitialCapacity: 1})
 		require.True(t, appendKV(t, m, long(0), long(0)))
 		s := newStubborn(tm)
@@ -234,11 +234,11 @@ func TestBBM08SpillInIterator(t *testing.T) {
 		for i := range n {
 			require.True(t, appendKV(t, m, long(i), long(i)))
 		}
-		it := m.Iterator()
+		it := m.Iterator(ctx)
 		released, err := it.Spill(10240)
 		require.NoError(t, err)
 		require.Zero(t, released, "a non-destructive iterator never spills")
-		it = m.DestructiveIterator()
+		it = m.DestructiveIterator(ctx)
 		seen := map[int]bool{}
 		for range 100 {
 			require.True(t, it.Next())
@@ -287,7 +287,7 @@ func TestBBM09MultipleValuesForSameKey(t *testing.T) {
 			require.False(t, loc.NextValue())
 		}
 		count := 0
-		for it := m.Iterator(); it.Next(); {
+		for it := m.Iterator(ctx); it.Next(); {
 			count++
 		}
 		require.Equal(t, 2*n, count)
@@ -329,7 +329,7 @@ func TestBBM10(t *testing.T) {
 		tm, scope := newTask(t, memory.OnHeap, 5000, 4000), newScope(t)
 		m, err := NewBytesToBytesMap(ctx, tm, scope, MapConfig{InitialCapacity: 256})
 		require.NoError(t, err)
-		m.DestructiveIterator() // frees the slot array
+		m.DestructiveIterator(ctx) // frees the slot array
 		s := newStubborn(tm)
 		s.use(t, 1000)
 		defer s.free()
@@ -346,7 +346,7 @@ func TestBBM10(t *testing.T) {
 		for i := range n {
 			require.True(t, appendKV(t, m, long(i), long(i)))
 		}
-		it := m.DestructiveIterator()
+		it := m.DestructiveIterator(ctx)
 		h := newHog(tm)
 		var wg sync.WaitGroup
 		wg.Add(1)

@@ -30,6 +30,37 @@
 // collection does not hold, or whose record would run past its page, panics ("tungsten: ..."),
 // never reads wrong bytes.
 //
+// # Accounting: the spill files' buffers, and bounded merges
+//
+// The pages and arrays are the collection's own Used. The spill files' buffers are on the Go
+// heap whatever the mode (record batches, compression scratch, file buffers); in memory.Strict
+// accounting, memory.Config's default, they are execution memory of the task too, held by an
+// on-heap consumer named "<collection> spill I/O" that cannot spill:
+//   - the spill writer's buffers are reserved before the collection holds a record they must
+//     cover (the largest so far): a spill runs when memory is short and acquires nothing. The
+//     same reservation later covers the one reader of a file a forced spill wrote while the
+//     collection is read, and of a BytesToBytesMap's spilled pages;
+//   - a merge (ExternalSorter.SortedIterator, Aggregator.Iterator) asks for every run's reader
+//     (storage.RecordWriter.ReadBufferBytes: about 32 KiB + 2 × the batch) before it opens
+//     them, at most half of the task's fair share of the on-heap execution memory (more only if
+//     two readers and a writer need it). What the task cannot grant is first merged in rounds
+//     of k runs into intermediate files (k readers and a writer fit the grant, k ≥ 2, and
+//     k ≤ MergeFactor): s runs take about ⌈log_k(s)⌉ − 1 rounds before the final merge
+//     (SpillMetrics.MergePasses). An ExternalSorter's in-memory records are force-spilled when
+//     the merge needs their memory; an Aggregator spills its map first when the merge's readers
+//     do not fit beside it. Example: an 8 MiB budget merges with 4 MiB, readers of at most
+//     about 160 KiB with 64 KiB batches, so about 24 runs at once beside a writer, and 2 rounds
+//     for 1000 spills. ExternalSorter.Iterator (runs in spill order) opens one run at a time;
+//   - spill batches default to 64 KiB, and in memory.Strict to no more than 1/64 of the on-heap
+//     pool (at least 8 KiB), so a small budget still holds a writer and a few readers.
+//
+// A record whose spill writer's buffers the task cannot grant fails the insert with an error
+// wrapping memory.ErrOutOfMemory; a merge that cannot get two readers and a writer fails the
+// same way. With memory.SparkAllowances none of these buffers is accounted and merges are
+// bounded by MergeFactor only, as in Spark. In memory.Strict accounting the live Go heap of an
+// on-heap collection stays within the budget plus a constant slack whatever the data size
+// (internal/heapbound checks it); off-heap, the Go heap holds only the spill files' buffers.
+//
 // # Concurrency and locks
 //
 // Each collection is used by one goroutine. The TaskManager may call Spill from another
@@ -39,6 +70,8 @@
 // Differences from Spark, all deliberate: slots store a 64-bit hash (Spark 32 bits); the
 // non-radix sort is pattern-defeating quicksort (not stable, as equal keys of different runs are
 // not ordered in Spark's merge either); spill files are not Spark's format; the Aggregator keeps
-// its slot array after a spill instead of regrowing from the initial capacity, and a value whose
-// encoding grows is appended as a new record that replaces the old one.
+// its slot array after a spill instead of regrowing from the initial capacity, a value whose
+// encoding grows is appended as a new record that replaces the old one, and ExternalSorter
+// acquires a doubled pointer array's memory before allocating it (a growth that spills the sorter
+// then allocates only the small array it needs).
 package tungsten

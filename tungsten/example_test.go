@@ -132,7 +132,7 @@ func ExampleBytesToBytesMap() {
 		}
 		loc.Value()[0]++
 	}
-	for it := m.Iterator(); it.Next(); {
+	for it := m.Iterator(ctx); it.Next(); {
 		fmt.Printf("%s=%d\n", it.Key(), it.Value()[0])
 	}
 	fmt.Println("held exactly", m.Used(), "bytes: one 64 KiB page and 64 slots of 16 bytes")

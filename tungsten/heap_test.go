@@ -67,6 +67,9 @@ func TestExactAccounting(t *testing.T) {
 		}
 		require.Equal(t, sorterPages+s.inMem.memoryUsage(), s.Used())
 		require.Equal(t, mapPages+m.array.bytes(), m.Used())
-		require.Equal(t, s.Used()+m.Used(), tm.Manager().ExecutionUsedForTask(tm.ID()))
+		// Besides, in memory.Strict accounting, each one's spill writer's buffers, on the Go heap.
+		io := s.writer.io.Used() + m.writer.io.Used()
+		require.Equal(t, writerCost(s.spill, 4)+writerCost(m.spill, uao+16), io)
+		require.Equal(t, s.Used()+m.Used()+io, tm.Manager().ExecutionUsedForTask(tm.ID()))
 	})
 }

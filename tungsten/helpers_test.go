@@ -14,11 +14,24 @@ import (
 var modes = []memory.Mode{memory.OnHeap, memory.OffHeap}
 
 // newTask returns a TaskManager whose Tungsten pool (in mode) is budget bytes with pages of
-// pageSize, and checks at cleanup that the task holds no memory.
+// pageSize, in memory.Strict accounting, and checks at cleanup that the task holds no memory.
 func newTask(t testing.TB, mode memory.Mode, budget, pageSize int64) *memory.TaskManager {
 	t.Helper()
+	return newTaskWith(t, mode, budget, pageSize, memory.Strict)
+}
+
+// newSparkTask is newTask in memory.SparkAllowances accounting: Spark's scenarios that count the
+// task's memory to the byte run with Spark's accounting, which leaves the spill files' buffers
+// out.
+func newSparkTask(t testing.TB, mode memory.Mode, budget, pageSize int64) *memory.TaskManager {
+	t.Helper()
+	return newTaskWith(t, mode, budget, pageSize, memory.SparkAllowances)
+}
+
+func newTaskWith(t testing.TB, mode memory.Mode, budget, pageSize int64, acc memory.Accounting) *memory.TaskManager {
+	t.Helper()
 	cfg := memory.Config{SystemMemory: budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1,
-		NumCores: 1, PageSize: pageSize}
+		NumCores: 1, PageSize: pageSize, Accounting: acc}
 	if mode == memory.OffHeap {
 		cfg.SystemMemory = 64 << 20
 		cfg.OffHeapEnabled, cfg.OffHeapSize = true, budget

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
 )
 
 // uimsSorter is an in-memory sorter over a base of its own, as UnsafeInMemorySorterSuite builds
@@ -16,7 +17,7 @@ func uimsSorter(t *testing.T, initial int, records RecordComparator, radix bool)
 	tm := newTask(t, memory.OnHeap, 16*mib, 2048)
 	c := &ExternalSorter{} // the consumer: only its base is used
 	b := &c.base
-	b.init(tm, c, "UnsafeInMemorySorter", 2048)
+	b.init(tm, c, "UnsafeInMemorySorter", 2048, storage.RecordWriterConfig{})
 	a, err := b.allocateArray(ctx, 2*initial)
 	require.NoError(t, err)
 	s := newInMemorySorter(b, a, initial, PrefixLong, records, radix)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
 )
 
 // source is one sorted stream of records: the in-memory sorter's, a spill file's, a merge's.
@@ -102,7 +103,8 @@ func (it *memIterator) next() bool {
 }
 
 // spill writes the unread records to a file and reads on from it, freeing every page but the
-// current record's, and the pointer array. A second spill returns 0.
+// current record's, and the pointer array. A second spill returns 0. The writer, then the
+// reader of its file, use the sorter's spill writer reservation.
 func (it *memIterator) spill() (int64, error) {
 	s := it.s
 	s.mu.Lock()
@@ -117,7 +119,7 @@ func (it *memIterator) spill() (int64, error) {
 		}
 		s.temps = append(s.temps, f)
 		s.metrics.DiskBytesSpilled += f.size
-		if it.upstream, err = openSpill(s.scope, f, true); err != nil {
+		if it.upstream, err = openSpill(s.scope, f, true, nil); err != nil {
 			return 0, err
 		}
 	}
@@ -249,6 +251,56 @@ func (m *merger) close() error {
 	return errors.Join(errs...)
 }
 
+// lazyFile reads a run opened at its first next, after acquiring its reader's buffers on io:
+// a concat of runs holds one reader at a time.
+type lazyFile struct {
+	ctx   context.Context
+	scope *storage.Scope
+	io    *spillIO
+	file  spillFile
+	r     *spillReader
+	e     error
+	done  bool
+}
+
+func (l *lazyFile) next() bool {
+	if l.r == nil && !l.done {
+		l.done = true
+		got, err := l.io.acquire(l.ctx, l.file.readCost)
+		if err == nil && got < l.file.readCost {
+			l.io.release(got)
+			err = l.io.outOfMemory("a spill file's reader", l.file.readCost, got)
+		}
+		if err == nil {
+			l.r, err = openSpill(l.scope, l.file, true, l.io.piece(got))
+		}
+		if err != nil {
+			l.e = errors.Join(err, l.file.remove(l.scope))
+			return false
+		}
+	}
+	return l.r != nil && l.r.next()
+}
+
+func (l *lazyFile) record() []byte { return l.r.rec }
+func (l *lazyFile) prefix() int64  { return l.r.prefix }
+func (l *lazyFile) err() error {
+	if l.r != nil {
+		return l.r.err
+	}
+	return l.e
+}
+func (l *lazyFile) close() error {
+	if l.r != nil {
+		return l.r.close()
+	}
+	if !l.done { // never opened
+		l.done = true
+		return l.file.remove(l.scope)
+	}
+	return nil
+}
+
 // concat reads sources one after the other (insertion order).
 type concat struct {
 	srcs []source
@@ -377,7 +429,8 @@ func (s *ExternalSorter) iterator(ctx context.Context, merge bool, skip int) (*S
 
 	if merge && s.cfg.Records != nil {
 		var passes int64
-		plan := mergePlan{scope: s.scope, spill: s.cfg.Spill, factor: s.cfg.MergeFactor, prefix: s.cfg.Prefix, records: s.cfg.Records}
+		plan := mergePlan{scope: s.scope, io: &s.writer.io, spill: s.spill, factor: s.cfg.MergeFactor, prefix: s.cfg.Prefix,
+			records: s.cfg.Records}
 		var extra source
 		if it.mem != nil {
 			extra = it.mem
@@ -393,14 +446,7 @@ func (s *ExternalSorter) iterator(ctx context.Context, merge bool, skip int) (*S
 	} else {
 		var srcs []source
 		for _, f := range spills {
-			r, err := openSpill(s.scope, f, true)
-			if err != nil {
-				for _, src := range srcs {
-					err = errors.Join(err, src.close())
-				}
-				return nil, errors.Join(err, it.mem.closeIfAny())
-			}
-			srcs = append(srcs, fileSource{r})
+			srcs = append(srcs, &lazyFile{ctx: ctx, scope: s.scope, io: &s.writer.io, file: f})
 		}
 		if it.mem != nil {
 			srcs = append(srcs, it.mem)

@@ -1,6 +1,7 @@
 package tungsten
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -11,8 +12,11 @@ import (
 // MapIterator yields every record of a BytesToBytesMap, each value of a key separately, in
 // insertion order: pages in order, records in page order (Spark's MapIterator). A destructive
 // one frees the slot array at once and each page as it leaves it; pages a forced spill wrote to
-// disk come back after the in-memory ones, the last spilled first.
+// disk come back after the in-memory ones, the last spilled first. Reading a spilled page holds
+// one reader at a time, within the map's spill writer reservation.
 type MapIterator struct {
+	ctx         context.Context
+	n           int // records returned, for the periodic check of ctx
 	m           *BytesToBytesMap
 	destructive bool
 	started     bool
@@ -27,15 +31,17 @@ type MapIterator struct {
 }
 
 // Iterator returns a non-destructive iterator (iterator); the map must not change while it runs.
-func (m *BytesToBytesMap) Iterator() *MapIterator {
-	return &MapIterator{m: m}
+// It stops with ctx's error when ctx is done.
+func (m *BytesToBytesMap) Iterator(ctx context.Context) *MapIterator {
+	return &MapIterator{ctx: ctx, m: m}
 }
 
 // DestructiveIterator returns the destructive iterator (destructiveIterator): it frees the slot
 // array now, so no other call but Close is legal on the map afterwards, and each page once read.
-func (m *BytesToBytesMap) DestructiveIterator() *MapIterator {
+// It stops with ctx's error when ctx is done.
+func (m *BytesToBytesMap) DestructiveIterator(ctx context.Context) *MapIterator {
 	m.updatePeak()
-	it := &MapIterator{m: m, destructive: true}
+	it := &MapIterator{ctx: ctx, m: m, destructive: true}
 	if m.array != nil {
 		m.freeArray(m.array)
 		m.array = nil
@@ -48,6 +54,11 @@ func (m *BytesToBytesMap) DestructiveIterator() *MapIterator {
 
 // Next advances to the next live record.
 func (it *MapIterator) Next() bool {
+	if it.n++; it.n&1023 == 0 && !it.done {
+		if it.err = it.ctx.Err(); it.err != nil {
+			it.done = true
+		}
+	}
 	for !it.done {
 		if it.left > 0 {
 			if it.readInPage() {
@@ -142,7 +153,7 @@ func (it *MapIterator) advance() {
 	}
 	f := m.spills[0]
 	m.spills = m.spills[1:]
-	r, err := openSpill(m.scope, f, true)
+	r, err := openSpill(m.scope, f, true, nil)
 	if err != nil {
 		it.err, it.done = errors.Join(err, f.remove(m.scope)), true
 		return
@@ -155,8 +166,8 @@ func (it *MapIterator) advance() {
 func (it *MapIterator) Key() []byte   { return it.key }
 func (it *MapIterator) Value() []byte { return it.value }
 
-// Err is the error that stopped the iteration (a spill file read; wraps storage.ErrCorrupt when
-// a file is damaged).
+// Err is the error that stopped the iteration: a spill file read (wrapping storage.ErrCorrupt
+// when a file is damaged) or ctx's error.
 func (it *MapIterator) Err() error { return it.err }
 
 // Spill writes the unread in-memory pages, last first, to spill files until numBytes are freed,
@@ -200,7 +211,7 @@ func (it *MapIterator) Spill(numBytes int64) (int64, error) {
 
 // spillPage writes a page's live records as [4-byte key length][key][value] with prefix 0.
 func (m *BytesToBytesMap) spillPage(p *memory.Page) (spillFile, error) {
-	w, err := newSpillWriter(m.scope, m.cfg.Spill)
+	w, err := newSpillWriter(m.scope, m.spill)
 	if err != nil {
 		return spillFile{}, err
 	}

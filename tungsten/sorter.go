@@ -74,7 +74,9 @@ type SorterConfig struct {
 	// means DefaultMergeFactor, -1 merges all at once.
 	MergeFactor int
 	// Spill configures the spill files (compression, batches). BatchBytes defaults to 64 KiB:
-	// each run being read holds about two batches, not accounted to the task (as in Spark).
+	// each run being read holds about two batches. In memory.Strict accounting the readers' and
+	// writers' buffers are acquired from the task (see the package doc); with
+	// memory.SparkAllowances they are not, as in Spark.
 	Spill storage.RecordWriterConfig
 	// Name names the sorter in logs and memory reports. Default "UnsafeExternalSorter".
 	Name string
@@ -174,7 +176,7 @@ func NewExternalSorter(ctx context.Context, tm *memory.TaskManager, scope *stora
 	}
 	cfg = cfg.withDefaults()
 	s := &ExternalSorter{cfg: cfg, scope: scope, log: cfg.Logger.Named("tungsten")}
-	s.base.init(tm, s, cfg.Name, cfg.PageSize)
+	s.base.init(tm, s, cfg.Name, cfg.PageSize, cfg.Spill)
 	a, err := s.allocateArray(ctx, 2*cfg.InitialSize)
 	if err != nil {
 		return nil, err
@@ -231,6 +233,11 @@ func (s *ExternalSorter) InsertRecord(ctx context.Context, rec []byte, prefix in
 			return err
 		}
 	}
+	// The spill writer's buffers for such a record come first: the acquisition spills the
+	// sorter if memory is short, within the reservation held so far.
+	if ok, err := s.reserveWriter(ctx, int64(len(rec))); err != nil || !ok {
+		return errors.Join(err, s.outOfMemoryForWriter(len(rec)))
+	}
 	required := int64(len(rec)) + uao
 	if err := s.allocateMemoryForRecordIfNecessary(ctx, required); err != nil {
 		return err
@@ -242,6 +249,11 @@ func (s *ExternalSorter) InsertRecord(ctx context.Context, rec []byte, prefix in
 	s.cursor += required
 	s.inMem.insertRecord(addr, prefix, prefixIsNull)
 	return nil
+}
+
+func (s *ExternalSorter) outOfMemoryForWriter(n int) error {
+	return fmt.Errorf("tungsten: %s: the spill writer's buffers for a record of %d bytes (%d) do not fit in memory: %w\n%s",
+		s.name, n, writerCost(s.spill, int64(n)), memory.ErrOutOfMemory, s.tm.UsageReport())
 }
 
 func (s *ExternalSorter) checkWritable(n int) error {
@@ -282,6 +294,14 @@ func (s *ExternalSorter) growPointerArrayIfNecessary(ctx context.Context) error 
 	if in.hasSpaceForAnotherRecord() {
 		return nil
 	}
+	if in.numRecords() > 0 {
+		// Acquire the doubled array's memory before allocating it: when the acquisition spills
+		// the sorter, a small array is all it needs, and the large one is never allocated
+		// (Spark allocates it and frees it at once: a budget-sized garbage array per spill).
+		if got, err := s.tm.AcquireExecution(ctx, in.memoryUsage()*2, s); err == nil {
+			s.tm.ReleaseExecution(got, s)
+		}
+	}
 	if in.numRecords() == 0 { // a spill freed the array
 		a, err := s.allocateArray(ctx, 2*s.cfg.InitialSize)
 		if err != nil {
@@ -314,7 +334,8 @@ func (s *ExternalSorter) growPointerArrayIfNecessary(ctx context.Context) error 
 
 // Spill is memory.Consumer's Spill. While the sorter is read it forces the unread in-memory
 // records to disk (SpillableIterator.spill); otherwise it spills only when trigger is the sorter
-// itself (a self-spill while acquiring, or an explicit call), as in Spark.
+// itself (a self-spill while acquiring, or an explicit call) or its spill I/O consumer, as in
+// Spark.
 func (s *ExternalSorter) Spill(_ int64, trigger memory.Consumer) (int64, error) {
 	s.mu.Lock()
 	it := s.reading
@@ -322,7 +343,7 @@ func (s *ExternalSorter) Spill(_ int64, trigger memory.Consumer) (int64, error) 
 	if it != nil {
 		return it.spill()
 	}
-	if trigger != memory.Consumer(s) {
+	if trigger != memory.Consumer(s) && !s.isSpillIO(trigger) {
 		return 0, nil
 	}
 	return s.spillSelf()
@@ -354,7 +375,7 @@ func (s *ExternalSorter) spillSelf() (int64, error) {
 
 // writeRun writes pairs as a sorted run.
 func (s *ExternalSorter) writeRun(runs ...[]pair) (spillFile, error) {
-	w, err := newSpillWriter(s.scope, s.cfg.Spill)
+	w, err := newSpillWriter(s.scope, s.spill)
 	if err != nil {
 		return spillFile{}, err
 	}
@@ -422,5 +443,6 @@ func (s *ExternalSorter) Close() error {
 		errs = append(errs, f.remove(s.scope))
 	}
 	s.spills, s.temps = nil, nil
+	s.writer.close()
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
 )
 
@@ -16,6 +17,9 @@ type spillFile struct {
 	id      storage.BlockID
 	size    int64
 	records int64
+	// readCost is a reader's buffers (storage.RecordWriter.ReadBufferBytes), record the
+	// largest record (its prefix included).
+	readCost, record int64
 }
 
 // spillWriter writes one run. Abort (or a failed Commit) deletes the file.
@@ -28,14 +32,25 @@ type spillWriter struct {
 }
 
 // defaultSpillBatchBytes is the batch size of spill files unless configured: a reader holds one
-// batch (twice, compressed), and a merge holds one reader per run, outside the task's accounting
-// as in Spark, so batches are smaller than storage's 1 MiB default.
+// batch (twice, compressed), and a merge holds one reader per run, so batches are smaller than
+// storage's 1 MiB default and a merge of a given memory reads more runs at once.
 const defaultSpillBatchBytes = 64 << 10
 
-func newSpillWriter(scope *storage.Scope, cfg storage.RecordWriterConfig) (*spillWriter, error) {
+// spillDefaults is cfg with the spill files' default batch size: defaultSpillBatchBytes, and in
+// memory.Strict accounting no more than 1/64 of the on-heap pool (at least 8 KiB), so that a
+// small budget still holds a writer and a few readers.
+func spillDefaults(cfg storage.RecordWriterConfig, m *memory.UnifiedManager) storage.RecordWriterConfig {
 	if cfg.BatchBytes == 0 {
 		cfg.BatchBytes = defaultSpillBatchBytes
+		if m.Accounting() == memory.Strict {
+			cfg.BatchBytes = int(min(defaultSpillBatchBytes, max(8<<10, m.Metrics().Pools[memory.OnHeap].Max/64)))
+		}
 	}
+	return cfg
+}
+
+// newSpillWriter creates a spill file. Its buffers (writerCost) are the caller's to account.
+func newSpillWriter(scope *storage.Scope, cfg storage.RecordWriterConfig) (*spillWriter, error) {
 	id, f, err := scope.CreateTempLocal()
 	if err != nil {
 		return nil, fmt.Errorf("tungsten: creating spill file: %w", err)
@@ -65,7 +80,8 @@ func (w *spillWriter) commit() (spillFile, error) {
 	if err != nil {
 		return spillFile{}, errors.Join(fmt.Errorf("tungsten: finishing spill file %s: %w", w.id, err), w.Abort())
 	}
-	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records()}, nil
+	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(),
+		readCost: w.rw.ReadBufferBytes(), record: int64(w.rw.LargestRecord())}, nil
 }
 
 // Abort closes and deletes the file.
@@ -99,24 +115,31 @@ func decodeSpillRecord(rec []byte) (prefix int64, data []byte, err error) {
 // spillReader reads a run back (Spark's UnsafeSorterSpillReader). The record it returns aliases
 // its buffer until the next call. It checks the run holds exactly the records written: fewer or
 // more is storage.ErrCorrupt. With del, the file is deleted when the reader ends or closes.
+// release, if not nil, gives back the memory accounted for its buffers (file.readCost) when it
+// ends or closes.
 type spillReader struct {
-	scope  *storage.Scope
-	file   spillFile
-	del    bool
-	f      storage.File
-	rr     *storage.RecordReader
-	read   int64
-	rec    []byte
-	prefix int64
-	err    error
+	scope   *storage.Scope
+	file    spillFile
+	del     bool
+	f       storage.File
+	rr      *storage.RecordReader
+	read    int64
+	rec     []byte
+	prefix  int64
+	err     error
+	release func()
 }
 
-func openSpill(scope *storage.Scope, file spillFile, del bool) (*spillReader, error) {
+// openSpill opens a reader of file; on error it calls release.
+func openSpill(scope *storage.Scope, file spillFile, del bool, release func()) (*spillReader, error) {
 	f, err := scope.Manager().Open(file.id)
 	if err != nil {
+		if release != nil {
+			release()
+		}
 		return nil, fmt.Errorf("tungsten: opening spill file %s (%d bytes): %w", file.id, file.size, err)
 	}
-	return &spillReader{scope: scope, file: file, del: del, f: f, rr: storage.NewRecordReader(f, file.size)}, nil
+	return &spillReader{scope: scope, file: file, del: del, f: f, rr: storage.NewRecordReader(f, file.size), release: release}, nil
 }
 
 func (r *spillReader) next() bool {
@@ -150,7 +173,11 @@ func (r *spillReader) close() error {
 		return nil
 	}
 	errs := []error{r.rr.Close(), r.f.Close()}
-	r.rr, r.f = nil, nil
+	r.rr, r.f, r.rec = nil, nil, nil
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
 	if r.del {
 		errs = append(errs, r.file.remove(r.scope))
 	}

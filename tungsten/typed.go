@@ -221,7 +221,7 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 		a.m.reset(true)
 		return nil
 	}
-	w, err := newSpillWriter(a.m.scope, a.m.cfg.Spill)
+	w, err := newSpillWriter(a.m.scope, a.m.spill)
 	if err != nil {
 		return err
 	}
@@ -322,20 +322,53 @@ func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[
 	}
 	a.read = true
 	if len(a.runs) == 0 {
-		a.out = &mapPairs[K, V]{a: a, it: a.m.DestructiveIterator()}
+		a.out = &mapPairs[K, V]{a: a, it: a.m.DestructiveIterator(ctx)}
 		return a.out, nil
 	}
-	ps, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
+	rest, err := a.sortedRest(ctx)
 	if err != nil {
 		return nil, err
 	}
-	src, err := mergeRuns(ctx, a.m.scope, a.m.cfg.Spill, a.factor, a.runs, &pairSource{b: &a.m.base, ps: ps}, a.keys.PrefixIsKey(), &a.spills.MergePasses)
+	src, err := mergeRuns(ctx, a.m.scope, &a.m.base, a.factor, a.runs, rest, a.keys.PrefixIsKey(), &a.spills.MergePasses)
 	a.runs = nil
 	if err != nil {
 		return nil, err
 	}
 	a.out = &combined[K, V]{ctx: ctx, a: a, src: src}
 	return a.out, nil
+}
+
+// sortedRest returns the records in memory sorted by key for the final merge, or nil once they
+// are spilled as one more run: in memory.Strict accounting they are when the task cannot grant
+// the merge's readers (up to its merge share) beside them, as Spark's UnsafeKVExternalSorter
+// spills its in-memory part when the merge needs the memory.
+func (a *Aggregator[K, V]) sortedRest(ctx context.Context) (source, error) {
+	if io := &a.m.writer.io; io.strict && a.m.numValues > 0 {
+		var readers int64
+		for _, f := range a.runs {
+			readers += f.readCost
+		}
+		want := min(readers, io.mergeShare())
+		got, err := io.acquire(ctx, want)
+		io.release(got)
+		if err != nil {
+			return nil, err
+		}
+		if got < want {
+			if err := a.spill(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if a.m.numValues == 0 {
+		a.m.reset(false) // nothing left in memory: the slot array goes too
+		return nil, nil
+	}
+	ps, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
+	if err != nil {
+		return nil, err
+	}
+	return &pairSource{b: &a.m.base, ps: ps}, nil
 }
 
 // Close frees the memory and deletes the spill files. It is idempotent.

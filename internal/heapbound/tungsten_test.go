@@ -1,0 +1,121 @@
+package heapbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+	"github.com/spillway/spillway/tungsten"
+)
+
+// tungstenEnv is newEnv for the tungsten collections: pages on the Go heap in the budget, or
+// off it (Config.OffHeapSize is the budget) with an on-heap region of onHeap bytes for what
+// tungsten keeps on the Go heap (spill readers' and writers' buffers).
+func tungstenEnv(t *testing.T, offHeap bool, onHeap int64) (*env, error) {
+	if !offHeap {
+		return newEnv(t, budget, memory.Config{})
+	}
+	return newEnv(t, onHeap, memory.Config{OffHeapEnabled: true, OffHeapSize: budget})
+}
+
+// tungstenAggregate sums n int64 records over n/2 keys seen round robin in a tungsten.Aggregator
+// (pages of its BytesToBytesMap, spilled as sorted runs) and reads them back merged.
+func tungstenAggregate(ctx context.Context, t *testing.T, n int, offHeap bool, onHeap int64) (err error) {
+	e, err := tungstenEnv(t, offHeap, onHeap)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, e.close()) }()
+	a, err := tungsten.NewAggregator(ctx, e.tm, e.scope, tungsten.Int64Key{}, tungsten.Int64Key{}, sum, tungsten.AggregatorConfig{})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, a.Close()) }()
+	keys := n / 2
+	if err := a.InsertAll(ctx, generate(n, func(i int) tungsten.Pair[int64, int64] {
+		return tungsten.Pair[int64, int64]{Key: mix(i % keys), Value: 1}
+	})); err != nil {
+		return err
+	}
+	it, err := a.Iterator(ctx)
+	if err != nil {
+		return err
+	}
+	var distinct, total int
+	if err := drain(it, func(p tungsten.Pair[int64, int64]) error {
+		distinct, total = distinct+1, total+int(p.Value)
+		return nil
+	}); err != nil {
+		return err
+	}
+	m := a.Metrics()
+	t.Logf("%d records: %d spills, %d merge passes", n, m.Spills, m.MergePasses)
+	if distinct != keys || total != n || m.Spills == 0 {
+		return fmt.Errorf("read %d keys summing to %d with %d spills, want %d keys summing to %d with spills",
+			distinct, total, m.Spills, keys, n)
+	}
+	return nil
+}
+
+// TestTungstenAggregator: a tungsten.Aggregator with pages on the Go heap sums n int64 records
+// over n/2 keys; both sizes spill many times the budget.
+func TestTungstenAggregator(t *testing.T) {
+	requireBound(t, budget, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) error {
+		return tungstenAggregate(ctx, t, n, false, 0)
+	})
+}
+
+// TestTungstenAggregatorOffHeap: the same aggregation with the pages off the Go heap. What the
+// Go heap holds is the spill readers' and writers' buffers, charged to a small on-heap region
+// (2 MiB): the live heap stays within that region's bound whatever the data.
+func TestTungstenAggregatorOffHeap(t *testing.T) {
+	const onHeap = 2 << 20
+	requireBound(t, onHeap, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) error {
+		return tungstenAggregate(ctx, t, n, true, onHeap)
+	})
+}
+
+// TestTungstenSorter: a tungsten.Sorter with pages on the Go heap sorts n records (random int64
+// keys, 48-byte values) and is read back in key order after many spills.
+func TestTungstenSorter(t *testing.T) {
+	requireBound(t, budget, [2]int{200_000, 2_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+		e, err := tungstenEnv(t, false, 0)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, e.close()) }()
+		s, err := tungsten.NewSorter(ctx, e.tm, e.scope, tungsten.Int64Key{}, storage.StringCodec{}, tungsten.SorterConfig{})
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, s.Close()) }()
+		if err := s.InsertAll(ctx, generate(n, func(i int) tungsten.Pair[int64, string] {
+			return tungsten.Pair[int64, string]{Key: mix(i), Value: payload(i)}
+		})); err != nil {
+			return err
+		}
+		it, err := s.Iterator(ctx)
+		if err != nil {
+			return err
+		}
+		count, last := 0, int64(-1)
+		if err := drain(it, func(p tungsten.Pair[int64, string]) error {
+			if p.Key < last {
+				return fmt.Errorf("key %d after %d", p.Key, last)
+			}
+			count, last = count+1, p.Key
+			return nil
+		}); err != nil {
+			return err
+		}
+		m := s.Metrics()
+		t.Logf("%d records: %d spills, %d merge passes", n, m.Spills, m.MergePasses)
+		if count != n || m.Spills == 0 {
+			return fmt.Errorf("read %d records after %d spills, want %d after some", count, m.Spills, n)
+		}
+		return nil
+	})
+}

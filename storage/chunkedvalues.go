@@ -130,12 +130,15 @@ func (v *ChunkedValues[T]) trim() {
 	if last := len(v.chunks) - 1; last >= 0 && len(v.chunks[last]) < cap(v.chunks[last])/2 {
 		c := v.chunks[last]
 		v.slots += allocBound(int64(len(c))*elemBytes[T]()) - allocBound(int64(cap(c))*elemBytes[T]())
-		v.chunks[last] = append([]T(nil), c...)
+		v.chunks[last] = make([]T, len(c))
+		copy(v.chunks[last], c)
 		clear(c)
 	}
 	if len(v.chunks) < cap(v.chunks)/2 {
 		v.slots += allocBound(int64(len(v.chunks))*sliceHeaderBytes) - allocBound(int64(cap(v.chunks))*sliceHeaderBytes)
-		v.chunks = append([][]T(nil), v.chunks...)
+		index := make([][]T, len(v.chunks))
+		copy(index, v.chunks)
+		v.chunks = index
 	}
 }
 

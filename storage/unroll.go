@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
@@ -127,8 +126,9 @@ func (u *unrollState) run(ctx context.Context, store func() (bool, error), estim
 	}
 }
 
-// fitPrecise reserves what the precise size of a fully unrolled block needs beyond the unroll
-// memory already reserved, and reports whether the block can be stored.
+// fitPrecise reserves what size bytes need beyond the unroll memory already reserved (the
+// precise size of a fully unrolled block, or what trimming it holds for a moment), and reports
+// whether they are reserved.
 func (u *unrollState) fitPrecise(size int64) (bool, error) {
 	if size <= u.unrollUsed {
 		return true, nil
@@ -198,15 +198,22 @@ func (h *valuesHolder[T]) estimatedSize() int64 { return h.vals.slots + h.tracke
 func (h *valuesHolder[T]) growth() int64 { return h.vals.growth() }
 
 // build returns the values and their precise size (estimator.Estimate of the whole, so objects
-// several values share count once); the holder is empty afterwards. When room bytes beside the
-// values' size allow it, their free slots are trimmed first (ChunkedValues.trim).
-func (h *valuesHolder[T]) build(room int64) (*ChunkedValues[T], int64) {
+// several values share count once); the holder is empty afterwards. Their free slots are trimmed
+// first (ChunkedValues.trim) if room grants the bytes the copies take beside what the values
+// hold.
+func (h *valuesHolder[T]) build(room func(int64) (bool, error)) (*ChunkedValues[T], int64, error) {
+	if b := h.vals.trimBytes(); b > 0 {
+		ok, err := room(h.estimatedSize() + b)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok {
+			h.vals.trim()
+		}
+	}
 	v := h.vals
 	h.vals = nil
-	if b := v.trimBytes(); b > 0 && b <= room {
-		v.trim()
-	}
-	return v, h.est.Estimate(v.chunks)
+	return v, h.est.Estimate(v.chunks), nil
 }
 
 // take returns the values unrolled so far, to hand back; the holder is empty afterwards.
@@ -251,11 +258,15 @@ func PutIteratorAsValues[T any](ctx context.Context, ms *MemoryStore, task memor
 		u.release()
 		return 0, nil, errors.Join(err, values.Close())
 	case unrolledAll:
-		room := int64(math.MaxInt64) // Spark's allowances: the copies of trim are not counted
-		if ms.m.Accounting() == memory.Strict {
-			room = u.unrollUsed - h.estimatedSize()
+		room := u.fitPrecise
+		if ms.m.Accounting() != memory.Strict {
+			room = func(int64) (bool, error) { return true, nil } // Spark does not count its copy
 		}
-		vals, size := h.build(room)
+		vals, size, err := h.build(room)
+		if err != nil {
+			u.release()
+			return 0, nil, errors.Join(err, values.Close())
+		}
 		ok, err := u.fitPrecise(size)
 		if err != nil {
 			u.release()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -231,11 +232,11 @@ func TestStrictMemoryOnlyFitsItsValues(t *testing.T) {
 		put     func(t *testing.T, ms *MemoryStore, n int) int64
 	}{
 		{"int64", 8, 8, putInts},
-		{"int64", 11, 8, putInts},
-		{"int64", 15, 8, putInts},
+		{"int64", 10, 8, putInts},
+		{"int64", 13, 8, putInts},
 		{"pair", 7, 24, putPairs},
-		{"pair", 10, 24, putPairs},
-		{"pair", 13, 24, putPairs},
+		{"pair", 9, 24, putPairs},
+		{"pair", 11, 24, putPairs},
 	} {
 		c := 64 << (tc.growths - 1) // the full array the last growth copied
 		n := c + 1
@@ -400,5 +401,48 @@ func TestBMRandomValuesKeepAccounting(t *testing.T) {
 	require.Zero(t, bm.BlockInfo().Len())
 	for _, id := range ids {
 		require.False(t, bm.DiskStore().Contains(id), "block file of %s left", id)
+	}
+}
+
+// The largest MEMORY_ONLY partition cached at a 4 MiB budget under strict accounting takes the
+// whole budget but about one chunk, whatever its values: 64-bit integers (slots only) and
+// pairs of an integer and a 14-byte string (slots and the strings they point to). The unroll
+// threshold is the default 1 MiB. The figures are logged; before values were chunked, doubling
+// one array cut them to 131,071 integers (1 MiB) and 32,767 pairs.
+func TestStrictLargestMemoryOnlyPartition(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a measurement: it runs without the race detector")
+	}
+	const budget, step = 4 << 20, 256
+	largest := func(t *testing.T, fits func(ms *MemoryStore, n int) int64) (int, int64) {
+		store := func() *MemoryStore {
+			m, err := memory.NewUnifiedManager(memory.Config{SystemMemory: budget, ReservedMemory: storageNoReserve, Fraction: 1, NumCores: 1})
+			require.NoError(t, err)
+			ms, err := NewMemoryStore(m, NewBlockInfoManager(), nil, MemoryStoreConfig{})
+			require.NoError(t, err)
+			return ms
+		}
+		k := sort.Search(budget/8/step+1, func(k int) bool { return fits(store(), (k+1)*step) == 0 })
+		n := k * step
+		return n, fits(store(), n)
+	}
+	for _, tc := range []struct {
+		name string
+		fits func(ms *MemoryStore, n int) int64
+	}{
+		{"int64", func(ms *MemoryStore, n int) int64 {
+			return putGenerated(t, ms, n, func(i int) int64 { return int64(i) })
+		}},
+		{"pair", func(ms *MemoryStore, n int) int64 {
+			return putGenerated(t, ms, n, func(i int) Pair[int64, string] {
+				return Pair[int64, string]{Key: int64(i), Value: fmt.Sprintf("value-%08x", i)}
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, size := largest(t, tc.fits)
+			t.Logf("%s: %d values cached in %d bytes at a budget of %d bytes", tc.name, n, size, budget)
+			require.GreaterOrEqual(t, size, int64(budget-2*valueChunkBytes))
+		})
 	}
 }

@@ -229,8 +229,8 @@ func (h *valuesHolder[T]) take() *ChunkedValues[T] {
 // UnrollMemoryGrowthFactor × the tracked size whenever the size reaches the reservation), so no
 // more than the memory granted is ever held. When the input ends, the precise size of the values
 // (estimator.Estimate) is charged as storage memory in place of the unroll memory and the block
-// is stored: size is returned. The values are never copied: a block fits when its values, plus
-// less than one chunk of free slots, do (see ChunkedValues).
+// is stored: size is returned. The values are not copied as they grow (see ChunkedValues), so
+// under strict accounting a block fits when its values and about one chunk do.
 //
 // When a reservation is refused, or ctx ends (Spark's task interruption, SPARK-45025: the
 // partial result is returned, not ctx.Err()), partial hands back every record exactly once: the

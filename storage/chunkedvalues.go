@@ -5,6 +5,7 @@ import (
 	"iter"
 	"math"
 	"reflect"
+	"unsafe"
 
 	"go.uber.org/zap"
 )
@@ -16,7 +17,7 @@ const (
 	// capacity of Spark's SizeTrackingVector.
 	firstValueChunk = 64
 	// sliceHeaderBytes is the size of a slice header, the element of a ChunkedValues' index.
-	sliceHeaderBytes = 24
+	sliceHeaderBytes = int64(unsafe.Sizeof([]byte(nil)))
 )
 
 // ChunkedValues holds the values of a deserialized block in memory: the counterpart of
@@ -26,7 +27,9 @@ const (
 // followed by a new one, so adding values never copies them and never needs an old and a new
 // array at once, and only the last chunk has free slots: the slots exceed what the values need
 // by less than one chunk. The chunks are listed in a small index (a slice header per chunk)
-// that is the only thing ever copied as the values grow.
+// that is the only thing ever copied as the values grow. When the block is stored, a last chunk
+// less than half full, and the index if it is, are copied into one of their exact length (when
+// the memory for the copy can be had), so a small block keeps no free slots.
 //
 // A ChunkedValues stored in a MemoryStore is read-only and may be read concurrently; read it
 // while holding the block's read lock.

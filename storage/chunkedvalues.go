@@ -163,9 +163,6 @@ func allocBound(size int64) int64 {
 	}
 }
 
-// handle returns v as stored (the values argument of EvictionHandler.DropFromMemory).
-func (v *ChunkedValues[T]) handle() any { return v }
-
 // closeValues closes the values that implement io.Closer (Spark closes AutoCloseable values of a
 // removed DeserializedMemoryEntry), logging failures.
 func (v *ChunkedValues[T]) closeValues(log *zap.Logger, id BlockID) {

@@ -446,3 +446,22 @@ func TestStrictLargestMemoryOnlyPartition(t *testing.T) {
 		})
 	}
 }
+
+// GetValues with another element type than the block's is an error naming both.
+func TestGetValuesWrongType(t *testing.T) {
+	ms := strictStore(t, 1<<20)
+	id := RDDBlockID(0, 0)
+	_, partial, err := PutIteratorAsValues(context.Background(), ms, msTask, id, SliceIterator([]int64{1, 2, 3}), memory.OnHeap)
+	require.NoError(t, err)
+	require.Nil(t, partial)
+	_, ok, err := GetValues[string](ms, id)
+	require.True(t, ok)
+	require.EqualError(t, err, "storage: block rdd_0_0 holds *storage.ChunkedValues[int64], not *storage.ChunkedValues[string]")
+	it, _, err := GetValues[int64](ms, id)
+	require.NoError(t, err)
+	got, err := Collect(it)
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 2, 3}, got)
+	require.True(t, ms.Remove(id))
+	require.Zero(t, ms.MemoryUsed())
+}

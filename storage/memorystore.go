@@ -165,7 +165,6 @@ type memoryEntry struct {
 
 // storedValues is the *ChunkedValues[T] of a deserialized entry, with its element type hidden.
 type storedValues interface {
-	handle() any
 	closeValues(log *zap.Logger, id BlockID)
 }
 
@@ -520,9 +519,9 @@ func (ms *MemoryStore) EvictBlocksToFreeSpace(block memory.Block, space int64, m
 func (ms *MemoryStore) drop(e *memoryEntry) (int64, error) {
 	kept := false
 	if ms.handler != nil && ms.Contains(e.id) {
-		var values any
+		var values any // nil, not a nil storedValues, for a serialized block
 		if e.values != nil {
-			values = e.values.handle()
+			values = e.values
 		}
 		var err error
 		if kept, err = ms.handler.DropFromMemory(e.id, values, e.bytes); err != nil {

@@ -465,3 +465,50 @@ func TestGetValuesWrongType(t *testing.T) {
 	require.True(t, ms.Remove(id))
 	require.Zero(t, ms.MemoryUsed())
 }
+
+// Trimming a stored block's last chunk uses free memory only: it does not evict another block
+// to save less than a chunk. 8,193 int64s fill seven chunks (8,128 values) and put 65 in an
+// eighth of 8,192: trimmed, the block takes about 64 KiB, untrimmed about 128 KiB. Block a (300
+// int64s, about 2.5 KiB) is cached first; the budget holds it and b untrimmed, and the trim's
+// copy (1 KiB) only with extra free memory.
+func TestStrictTrimDoesNotEvict(t *testing.T) {
+	const n = 8193
+	mk := func(i int) int64 { return int64(i) }
+	trimmed := putGenerated(t, strictStore(t, 1<<30), n, mk)
+	untrimmed := appendAll(t, n, mk).slots // what the unroll holds at its end
+	for _, tc := range []struct {
+		name  string
+		extra int64 // the budget beyond block a and b's untrimmed values
+		trim  bool
+	}{
+		{"no free memory", 0, false},
+		{"free memory", 8 << 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := RDDBlockID(1, 0), RDDBlockID(2, 0)
+			aVals := SliceIterator(make([]int64, 300))
+			aSize := putGenerated(t, strictStore(t, 1<<30), 300, func(int) int64 { return 0 })
+			ms := strictStore(t, aSize+untrimmed+tc.extra)
+			_, ok, err := ms.info.LockNewBlockForWriting(context.Background(), msTask, a, MemoryOnly, false)
+			require.NoError(t, err)
+			require.True(t, ok)
+			size, partial, err := PutIteratorAsValues(context.Background(), ms, msTask, a, aVals, memory.OnHeap)
+			require.NoError(t, err)
+			require.Nil(t, partial)
+			require.Equal(t, aSize, size)
+			ms.info.Unlock(msTask, a)
+			i := 0
+			size, partial, err = PutIteratorAsValues(context.Background(), ms, msTask, b, FuncIterator(func() (int64, bool, error) {
+				if i == n {
+					return 0, false, nil
+				}
+				i++
+				return mk(i - 1), true, nil
+			}, nil), memory.OnHeap)
+			require.NoError(t, err)
+			require.Nil(t, partial, "b not cached")
+			require.True(t, ms.Contains(a), "block a was evicted")
+			require.Equal(t, tc.trim, size == trimmed, "b stored in %d bytes, %d trimmed", size, trimmed)
+		})
+	}
+}

@@ -226,6 +226,13 @@ func (ms *MemoryStore) MaxMemory() int64 { return ms.m.MaxOnHeapStorage() + ms.m
 // MemoryUsed is the storage memory in use, unroll memory included (Spark's memoryUsed).
 func (ms *MemoryStore) MemoryUsed() int64 { return ms.m.StorageUsed() }
 
+// freeWithoutEviction is the storage memory of mode that can be had now without evicting a
+// block: what neither storage nor execution uses.
+func (ms *MemoryStore) freeWithoutEviction(mode memory.Mode) int64 {
+	p := ms.m.Metrics().Pools[mode]
+	return p.Max - p.ExecutionUsed - p.StorageUsed - p.Unmanaged
+}
+
 // BlocksMemoryUsed is the memory of the stored blocks (Spark's blocksMemoryUsed).
 func (ms *MemoryStore) BlocksMemoryUsed() int64 {
 	ms.mu.Lock()

@@ -258,7 +258,13 @@ func PutIteratorAsValues[T any](ctx context.Context, ms *MemoryStore, task memor
 		u.release()
 		return 0, nil, errors.Join(err, values.Close())
 	case unrolledAll:
-		room := u.fitPrecise
+		room := func(n int64) (bool, error) {
+			// Trimming saves less than a chunk: not worth evicting another block for.
+			if need := n - u.unrollUsed; need > 0 && need > ms.freeWithoutEviction(mode) {
+				return false, nil
+			}
+			return u.fitPrecise(n)
+		}
 		if ms.m.Accounting() != memory.Strict {
 			room = func(int64) (bool, error) { return true, nil } // Spark does not count its copy
 		}

@@ -79,7 +79,7 @@ type BlockManager struct {
 // blockMeta is what the BlockManager knows of a block beyond its BlockInfo.
 type blockMeta struct {
 	level Level
-	// writeValues encodes a deserialized memory entry's []T (as stored) in the record format;
+	// writeValues encodes a deserialized memory entry's *ChunkedValues[T] in the record format;
 	// set for deserialized levels, so eviction can drop the block to disk.
 	writeValues func(values any, w io.Writer) error
 }
@@ -340,7 +340,7 @@ func put[T any](ctx context.Context, bm *BlockManager, task memory.TaskID, id Bl
 	meta := &blockMeta{level: level}
 	if codec != nil && level.Deserialized() {
 		meta.writeValues = func(vs any, w io.Writer) error {
-			return encodeRecords(w, bm.records, codec, SliceIterator(vs.([]T)))
+			return encodeRecords(w, bm.records, codec, vs.(*ChunkedValues[T]).Iterator())
 		}
 	}
 	bm.mu.Lock()

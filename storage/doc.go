@@ -47,6 +47,7 @@
 //	util.io.ChunkedByteBuffer(+OutputStream)       ChunkedBuffer, ChunkedWriter
 //	storage.memory.MemoryStore                     MemoryStore (implements memory.Evictor)
 //	  putIteratorAsValues / putIteratorAsBytes       PutIteratorAsValues, PutIteratorAsBytes
+//	  DeserializedValuesHolder's vector and array    ChunkedValues
 //	  PartiallyUnrolledIterator                      PartiallyUnrolledIterator
 //	  PartiallySerializedBlock                       PartiallySerializedBlock
 //	  evictBlocksToFreeSpace                         (*MemoryStore).EvictBlocksToFreeSpace
@@ -143,15 +144,19 @@
 //
 // # Deliberate differences from Spark
 //
+//   - Deserialized blocks are ChunkedValues: chunks of values that never move (64 values, then
+//     twice as many per chunk up to 64 KiB of slots), where Spark unrolls into a
+//     SizeTrackingVector that doubles by copying and then copies the values once more into an
+//     array of their exact number. Only a last chunk less than half full (and the small index
+//     of chunks) is copied into one of its exact length, so a small block keeps no free slots.
+//     A block of values therefore needs no more memory than its values and one chunk.
 //   - Strict unrolling (memory.Strict, the default): PutIteratorAsValues and PutIteratorAsBytes
 //     check the unrolled size after every record instead of every UnrollMemoryCheckPeriod, so a
-//     large record is charged before the next one is read, and before the values vector doubles
-//     the reservation covers the old and the new array together. The unrolled values are stored
-//     in the vector's own array rather than copied into one of their exact number. A partition
-//     therefore needs room for its values plus one doubling to be cached as values; one that
-//     would only fit without counting the copies is handed back unrolled (recomputed or sent to
-//     disk by its level), where Spark would cache it and exceed its budget while doing so.
-//     memory.SparkAllowances keeps Spark's policy.
+//     large record is charged before the next one is read; each new chunk of values is reserved
+//     before it is allocated; and when UnrollMemoryGrowthFactor × the size is refused, the
+//     unroll asks for the size alone, so a block is handed back unrolled (recomputed or sent to
+//     disk by its level) only when what it really holds cannot be had. memory.SparkAllowances
+//     keeps Spark's policy.
 //   - Checksums: every batch carries a CRC-32C of its header and payload, so a torn or altered
 //     spill or block file is reported as ErrCorrupt and never silently misread. Spark's spill
 //     files have no checksum (shuffle checksums, spark.shuffle.checksum, cover only shuffle

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sync"
 
@@ -102,9 +101,9 @@ func (c MemoryStoreConfig) recordConfig() RecordWriterConfig {
 // DropFromMemory is called with the memory manager's lock held and the block's write lock held
 // (taken by the eviction as NonTaskID). It must not call any memory.UnifiedManager method nor
 // any MemoryStore method that acquires or releases memory (Put*, Remove, Clear, the unroll API);
-// reading the store and writing to disk are fine. values is the block's []T (as stored by
-// PutIteratorAsValues) for a deserialized block, else nil; bytes is the block's buffer for a
-// serialized block, else nil. It reports whether the block still exists elsewhere (on disk)
+// reading the store and writing to disk are fine. values is the block's *ChunkedValues[T] (as
+// stored by PutIteratorAsValues) for a deserialized block, else nil; bytes is the block's buffer
+// for a serialized block, else nil. It reports whether the block still exists elsewhere (on disk)
 // after it leaves memory; if not, the eviction removes the block's info from the
 // BlockInfoManager. An error stops the eviction: the block stays in memory.
 type EvictionHandler interface {
@@ -112,7 +111,7 @@ type EvictionHandler interface {
 }
 
 // MemoryStore is Spark's MemoryStore (core/.../storage/memory/MemoryStore.scala): it keeps
-// blocks in memory, either as deserialized values (a []T) or as serialized bytes (a
+// blocks in memory, either as deserialized values (a ChunkedValues) or as serialized bytes (a
 // ChunkedBuffer), charges them to the storage pool of a memory.UnifiedManager, unrolls
 // iterators of unknown size without ever holding more than the unroll memory granted (see
 // PutIteratorAsValues and PutIteratorAsBytes), and evicts blocks in least-recently-used order
@@ -164,26 +163,9 @@ type memoryEntry struct {
 	elem   *list.Element
 }
 
-// storedValues is the []T of a deserialized entry, with its element type hidden.
+// storedValues is the *ChunkedValues[T] of a deserialized entry, with its element type hidden.
 type storedValues interface {
-	slice() any
 	closeValues(log *zap.Logger, id BlockID)
-}
-
-type valuesOf[T any] []T
-
-func (v valuesOf[T]) slice() any { return []T(v) }
-
-// closeValues closes the values that implement io.Closer (Spark closes AutoCloseable values of a
-// removed DeserializedMemoryEntry), logging failures.
-func (v valuesOf[T]) closeValues(log *zap.Logger, id BlockID) {
-	for i := range v {
-		if c, ok := any(v[i]).(io.Closer); ok {
-			if err := c.Close(); err != nil {
-				log.Warn("Error closing a value of a removed block", zap.Stringer("block", id), zap.Error(err))
-			}
-		}
-	}
 }
 
 // free drops what the entry holds: values implementing io.Closer are closed and the bytes
@@ -243,6 +225,13 @@ func (ms *MemoryStore) MaxMemory() int64 { return ms.m.MaxOnHeapStorage() + ms.m
 
 // MemoryUsed is the storage memory in use, unroll memory included (Spark's memoryUsed).
 func (ms *MemoryStore) MemoryUsed() int64 { return ms.m.StorageUsed() }
+
+// freeWithoutEviction is the storage memory of mode that can be had now without evicting a
+// block: what neither storage nor execution uses.
+func (ms *MemoryStore) freeWithoutEviction(mode memory.Mode) int64 {
+	p := ms.m.Metrics().Pools[mode]
+	return p.Max - p.ExecutionUsed - p.StorageUsed - p.Unmanaged
+}
 
 // BlocksMemoryUsed is the memory of the stored blocks (Spark's blocksMemoryUsed).
 func (ms *MemoryStore) BlocksMemoryUsed() int64 {
@@ -368,7 +357,7 @@ func (ms *MemoryStore) GetBytes(id BlockID) (*ChunkedBuffer, bool, error) {
 // GetValues is Spark's getValues: an iterator over the values of deserialized block id, and
 // false if the store does not hold id. It is an error to ask for the values of a serialized block
 // or with another element type than the block was stored with. The iterator shares the stored
-// slice; read it while holding the block's read lock.
+// ChunkedValues; read it while holding the block's read lock.
 func GetValues[T any](ms *MemoryStore, id BlockID) (Iterator[T], bool, error) {
 	e := ms.get(id)
 	switch {
@@ -377,12 +366,11 @@ func GetValues[T any](ms *MemoryStore, id BlockID) (Iterator[T], bool, error) {
 	case e.values == nil:
 		return nil, true, fmt.Errorf("storage: block %s is serialized: should only call GetValues on deserialized blocks", id)
 	}
-	vs, ok := e.values.(valuesOf[T])
+	vs, ok := e.values.(*ChunkedValues[T])
 	if !ok {
-		var zero T
-		return nil, true, fmt.Errorf("storage: block %s holds %T, not []%T", id, e.values.slice(), zero)
+		return nil, true, fmt.Errorf("storage: block %s holds %T, not %T", id, e.values, vs)
 	}
-	return SliceIterator([]T(vs)), true, nil
+	return vs.Iterator(), true, nil
 }
 
 // Size is Spark's getSize: the bytes block id is charged for, 0 if absent.
@@ -538,9 +526,9 @@ func (ms *MemoryStore) EvictBlocksToFreeSpace(block memory.Block, space int64, m
 func (ms *MemoryStore) drop(e *memoryEntry) (int64, error) {
 	kept := false
 	if ms.handler != nil && ms.Contains(e.id) {
-		var values any
+		var values any // nil, not a nil storedValues, for a serialized block
 		if e.values != nil {
-			values = e.values.slice()
+			values = e.values
 		}
 		var err error
 		if kept, err = ms.handler.DropFromMemory(e.id, values, e.bytes); err != nil {

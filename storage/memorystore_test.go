@@ -672,7 +672,7 @@ func BenchmarkUnrollPartition10x(b *testing.B) {
 			ok, err := m.AcquireStorage(id, size, memory.OnHeap)
 			require.NoError(b, err)
 			require.False(b, ok)
-			drain(drainingIterator(all), probe)
+			drain((&ChunkedValues[[]byte]{chunks: [][][]byte{all}, n: len(all)}).draining(), probe)
 		}},
 	}
 	for _, s := range strategies {
@@ -784,8 +784,8 @@ func (p *probeIterator[T]) Value() T     { return p.vals[p.i-1] }
 func (p *probeIterator[T]) Err() error   { return nil }
 func (p *probeIterator[T]) Close() error { return nil }
 
-// Under strict accounting the unroll reservation covers the vector's old and new arrays before
-// it doubles, and a large record is charged before the next one is read.
+// Under strict accounting the unroll reservation covers each new chunk of values before it is
+// allocated, and a large record is charged before the next one is read.
 func TestStrictUnrollAccountsGrowthAndLargeRecords(t *testing.T) {
 	strictUMM := func(t *testing.T, heap int64) *memory.UnifiedManager {
 		m, err := memory.NewUnifiedManager(memory.Config{
@@ -805,10 +805,10 @@ func TestStrictUnrollAccountsGrowthAndLargeRecords(t *testing.T) {
 		require.NoError(t, err)
 		require.Nil(t, partial)
 		require.Positive(t, size)
-		for c := 64; c < len(p.vals); c *= 2 {
-			// Value c is appended to a full vector of c: the new array of 2c is allocated while
-			// the old one is held.
-			require.GreaterOrEqual(t, p.reserved[c], int64(3*c*8), "before growing from %d values", c)
+		// Value at is appended to full chunks holding at values: the next chunk is reserved
+		// beside them before it is allocated, and nothing is ever copied.
+		for at, c := 0, 64; at < len(p.vals); at, c = at+c, min(2*c, valueChunkBytes/8) {
+			require.GreaterOrEqual(t, p.reserved[at], int64(at+c)*8, "before the chunk of %d values after %d", c, at)
 		}
 		ms.Clear()
 	})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
@@ -42,8 +41,8 @@ const (
 // Under strict accounting (memory.Strict) the size is checked after every record, so one large
 // record cannot slip between two checks, and before a record whose store grows the holder:
 // growth, if not nil, returns the bytes the next store allocates beside what the estimate already
-// counts (a doubling vector's new array, while the old one is still held), and the reservation
-// must cover both before the store runs.
+// counts (a new chunk), and the reservation must cover both before the store runs. A refused
+// growth × size request is retried for the size alone.
 func (u *unrollState) run(ctx context.Context, store func() (bool, error), estimate, growth func() int64) (unrollOutcome, error) {
 	cfg := u.ms.cfg
 	initial := cfg.UnrollMemoryThreshold
@@ -65,14 +64,28 @@ func (u *unrollState) run(ctx context.Context, store func() (bool, error), estim
 	if strict {
 		period = 1
 	}
+	// reserve grows the reservation to growth × cur. Under strict accounting, once that is
+	// refused, it asks for cur alone (now and for the rest of the put): a block is then refused
+	// only when what it really holds cannot be had, not when its size times the growth factor
+	// cannot.
+	exact := false
 	reserve := func(cur int64) (bool, error) {
-		req := int64(float64(cur)*cfg.UnrollMemoryGrowthFactor) - threshold
-		keep, err := u.ms.ReserveUnrollMemoryForThisTask(u.task, u.id, req, u.mode)
-		if err == nil && keep {
-			u.unrollUsed += req
-			threshold += req
+		for {
+			req := cur - threshold
+			if !exact {
+				req = int64(float64(cur)*cfg.UnrollMemoryGrowthFactor) - threshold
+			}
+			keep, err := u.ms.ReserveUnrollMemoryForThisTask(u.task, u.id, req, u.mode)
+			if err == nil && keep {
+				u.unrollUsed += req
+				threshold += req
+				return true, nil
+			}
+			if err != nil || !strict || exact {
+				return false, err
+			}
+			exact = true
 		}
-		return keep, err
 	}
 	for elements := int64(0); ; elements++ {
 		select {
@@ -113,8 +126,9 @@ func (u *unrollState) run(ctx context.Context, store func() (bool, error), estim
 	}
 }
 
-// fitPrecise reserves what the precise size of a fully unrolled block needs beyond the unroll
-// memory already reserved, and reports whether the block can be stored.
+// fitPrecise reserves what size bytes need beyond the unroll memory already reserved (the
+// precise size of a fully unrolled block, or what trimming it holds for a moment), and reports
+// whether they are reserved.
 func (u *unrollState) fitPrecise(size int64) (bool, error) {
 	if size <= u.unrollUsed {
 		return true, nil
@@ -154,63 +168,69 @@ func (u *unrollState) release() {
 	u.unrollUsed = 0
 }
 
-// unrollVector is the DeserializedValuesHolder's SizeTrackingVector: a slice that starts at 64
-// elements and doubles, its size tracked by an estimator.Tracker whose samples are reset when it
-// grows. (package collection has the full SizeTrackingVector; storage cannot import it.)
-type unrollVector[T any] struct {
-	data    []T
+// valuesHolder is Spark's DeserializedValuesHolder: the values unrolled so far, in a
+// ChunkedValues, and their tracked size. The chunks' slots are known exactly (ChunkedValues
+// bounds them as it allocates them); only what the values reference is measured, at the update
+// counts of an estimator.Tracker, and extrapolated in between. Growing never moves the values,
+// so unlike Spark's SizeTrackingVector the samples are never reset.
+type valuesHolder[T any] struct {
+	vals    *ChunkedValues[T]
 	est     estimator.Estimator
-	tracker *estimator.Tracker
+	tracker *estimator.Tracker // of the bytes the values reference beyond their slots
 }
 
-func newUnrollVector[T any]() *unrollVector[T] {
-	v := &unrollVector[T]{data: make([]T, 0, 64)}
-	v.tracker = estimator.NewTracker(func() int64 { return v.est.Estimate(v.data) })
+func newValuesHolder[T any]() *valuesHolder[T] {
+	h := &valuesHolder[T]{vals: &ChunkedValues[T]{}}
+	h.tracker = estimator.NewTracker(func() int64 { return h.est.Estimate(h.vals.chunks) - h.vals.slots })
+	return h
+}
+
+func (h *valuesHolder[T]) store(x T) {
+	h.vals.append(x)
+	h.tracker.AfterUpdate()
+}
+
+// estimatedSize is the memory the values take: their slots and what they reference.
+func (h *valuesHolder[T]) estimatedSize() int64 { return h.vals.slots + h.tracker.EstimateSize() }
+
+// growth is the bytes the next store allocates beside what the values take: a new chunk when the
+// last one is full.
+func (h *valuesHolder[T]) growth() int64 { return h.vals.growth() }
+
+// build returns the values and their precise size (estimator.Estimate of the whole, so objects
+// several values share count once); the holder is empty afterwards. Their free slots are trimmed
+// first (ChunkedValues.trim) if room grants the bytes the copies take beside what the values
+// hold.
+func (h *valuesHolder[T]) build(room func(int64) (bool, error)) (*ChunkedValues[T], int64, error) {
+	if b := h.vals.trimBytes(); b > 0 {
+		ok, err := room(h.estimatedSize() + b)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok {
+			h.vals.trim()
+		}
+	}
+	v := h.vals
+	h.vals = nil
+	return v, h.est.Estimate(v.chunks), nil
+}
+
+// take returns the values unrolled so far, to hand back; the holder is empty afterwards.
+func (h *valuesHolder[T]) take() *ChunkedValues[T] {
+	v := h.vals
+	h.vals = nil
 	return v
 }
 
-// growth is the bytes the next append allocates beside the current array: the doubled array,
-// while the old one is still held.
-func (v *unrollVector[T]) growth() int64 {
-	if len(v.data) < cap(v.data) {
-		return 0
-	}
-	return 2 * int64(cap(v.data)) * int64(reflect.TypeFor[T]().Size())
-}
-
-func (v *unrollVector[T]) append(x T) {
-	if len(v.data) == cap(v.data) {
-		grown := make([]T, len(v.data), 2*cap(v.data))
-		copy(grown, v.data)
-		clear(v.data) // the old array may stay reachable a while; do not let it pin the values
-		v.data = grown
-		v.tracker.ResetSamples()
-	}
-	v.data = append(v.data, x)
-	v.tracker.AfterUpdate()
-}
-
-// build returns the values and their precise size. With trim, they are copied into a slice of
-// exactly their number (Spark's toArray); without, they stay in the vector's array, so no second
-// array is allocated beside it (strict accounting).
-func (v *unrollVector[T]) build(trim bool) ([]T, int64) {
-	vals := v.data
-	if trim && cap(vals) != len(vals) {
-		vals = make([]T, len(v.data))
-		copy(vals, v.data)
-		clear(v.data)
-	}
-	v.data = nil
-	return vals, v.est.Estimate(vals)
-}
-
 // PutIteratorAsValues is Spark's MemoryStore.putIteratorAsValues: it unrolls values into
-// memory as a []T for block id of task, reserving unroll memory in mode as it goes (first
-// UnrollMemoryThreshold, then, every UnrollMemoryCheckPeriod records, UnrollMemoryGrowthFactor ×
-// the tracked size whenever the size reaches the reservation), so no more than the memory granted
-// is ever held. When the input ends, the precise size of the values (estimator.Estimate) is
-// charged as storage memory in place of the unroll memory and the block is stored: size is
-// returned.
+// memory as a ChunkedValues[T] for block id of task, reserving unroll memory in mode as it goes
+// (first UnrollMemoryThreshold, then, every UnrollMemoryCheckPeriod records,
+// UnrollMemoryGrowthFactor × the tracked size whenever the size reaches the reservation), so no
+// more than the memory granted is ever held. When the input ends, the precise size of the values
+// (estimator.Estimate) is charged as storage memory in place of the unroll memory and the block
+// is stored: size is returned. The values are not copied as they grow (see ChunkedValues), so
+// under strict accounting a block fits when its values and about one chunk do.
 //
 // When a reservation is refused, or ctx ends (Spark's task interruption, SPARK-45025: the
 // partial result is returned, not ctx.Err()), partial hands back every record exactly once: the
@@ -225,20 +245,34 @@ func PutIteratorAsValues[T any](ctx context.Context, ms *MemoryStore, task memor
 		return 0, nil, errors.Join(ms.errPresent(id), values.Close())
 	}
 	u := &unrollState{ms: ms, task: task, id: id, mode: mode}
-	vec := newUnrollVector[T]()
+	h := newValuesHolder[T]()
 	outcome, err := u.run(ctx, func() (bool, error) {
 		if !values.Next() {
 			return false, values.Err()
 		}
-		vec.append(values.Value())
+		h.store(values.Value())
 		return true, nil
-	}, vec.tracker.EstimateSize, vec.growth)
+	}, h.estimatedSize, h.growth)
 	switch outcome {
 	case inputFailed:
 		u.release()
 		return 0, nil, errors.Join(err, values.Close())
 	case unrolledAll:
-		vals, size := vec.build(ms.m.Accounting() != memory.Strict)
+		room := func(n int64) (bool, error) {
+			// Trimming saves less than a chunk: not worth evicting another block for.
+			if need := n - u.unrollUsed; need > 0 && need > ms.freeWithoutEviction(mode) {
+				return false, nil
+			}
+			return u.fitPrecise(n)
+		}
+		if ms.m.Accounting() != memory.Strict {
+			room = func(int64) (bool, error) { return true, nil } // Spark does not count its copy
+		}
+		vals, size, err := h.build(room)
+		if err != nil {
+			u.release()
+			return 0, nil, errors.Join(err, values.Close())
+		}
 		ok, err := u.fitPrecise(size)
 		if err != nil {
 			u.release()
@@ -246,13 +280,13 @@ func PutIteratorAsValues[T any](ctx context.Context, ms *MemoryStore, task memor
 		}
 		if !ok {
 			ms.logUnrollFailure(id, size)
-			return 0, newPartiallyUnrolled(u, drainingIterator(vals), values), nil
+			return 0, newPartiallyUnrolled(u, vals.draining(), values), nil
 		}
 		if err := u.transfer(size); err != nil {
 			u.release()
 			return 0, nil, errors.Join(err, values.Close())
 		}
-		if err := ms.insert(&memoryEntry{id: id, size: size, mode: mode, values: valuesOf[T](vals)}); err != nil {
+		if err := ms.insert(&memoryEntry{id: id, size: size, mode: mode, values: vals}); err != nil {
 			ms.m.ReleaseStorage(size, mode)
 			return 0, nil, errors.Join(err, values.Close())
 		}
@@ -261,35 +295,10 @@ func PutIteratorAsValues[T any](ctx context.Context, ms *MemoryStore, task memor
 			zap.String("free", humanize.IBytes(uint64(max(0, ms.MaxMemory()-ms.MemoryUsed())))))
 		return size, nil, values.Close()
 	case outOfMemory:
-		ms.logUnrollFailure(id, vec.tracker.EstimateSize())
+		ms.logUnrollFailure(id, h.estimatedSize())
 	}
 	// outOfMemory or interrupted: hand back what was unrolled, then the rest.
-	vals := vec.data
-	vec.data = nil
-	return 0, newPartiallyUnrolled(u, drainingIterator(vals), values), nil
-}
-
-// drainingIterator iterates over s, clearing each slot as it hands its value out, so the values
-// already consumed are not kept reachable by s.
-func drainingIterator[T any](s []T) Iterator[T] {
-	i := 0
-	return FuncIterator(func() (T, bool, error) {
-		var zero T
-		if i >= len(s) {
-			s = nil
-			return zero, false, nil
-		}
-		v := s[i]
-		s[i] = zero
-		i++
-		return v, true, nil
-	}, func() error {
-		if i < len(s) {
-			clear(s[i:])
-		}
-		s = nil
-		return nil
-	})
+	return 0, newPartiallyUnrolled(u, h.take().draining(), values), nil
 }
 
 // PartiallyUnrolledIterator is Spark's PartiallyUnrolledIterator: the result of a put that could

@@ -379,62 +379,94 @@ func TestShuffle(t *testing.T) {
 // may take plus what unrolling and reading it hold.
 func TestCache(t *testing.T) {
 	levels := []string{"MEMORY_ONLY", "MEMORY_ONLY_SER", "MEMORY_AND_DISK", "MEMORY_AND_DISK_SER", "DISK_ONLY", "OFF_HEAP"}
-	type record = storage.Pair[int64, string]
-	codec := storage.NewPairCodec[int64, string](storage.VarintCodec[int64]{}, storage.StringCodec{})
 	for _, lv := range levels {
 		t.Run(lv, func(t *testing.T) {
 			level, err := storage.ParseLevel(lv)
 			require.NoError(t, err)
-			requireBound(t, cacheBudget, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
-				cfg := memory.Config{}
-				if level.UseOffHeap() {
-					cfg.OffHeapSize = cacheBudget // the off-heap pool, outside the Go heap
-				}
-				e, err := newEnv(t, cacheBudget, cfg)
-				if err != nil {
-					return err
-				}
-				defer func() { err = errors.Join(err, e.close()) }()
-				bm, err := storage.NewBlockManager(storage.Config{Memory: e.mm, Disk: e.disk})
-				if err != nil {
-					return err
-				}
-				defer func() { err = errors.Join(err, bm.Close()) }()
-				id, task := storage.RDDBlockID(0, 0), memory.TaskID(1)
-				defer func() { err = errors.Join(err, bm.EndTask(task)) }()
-				count := func(it storage.Iterator[record]) (int, error) {
-					c := 0
-					return c, drain(it, func(r record) error {
-						if r.Key != int64(c) {
-							return fmt.Errorf("record %d has key %d", c, r.Key)
-						}
-						c++
-						return nil
-					})
-				}
-				it, cached, err := storage.GetOrElseUpdate(ctx, bm, task, id, level, codec, func() (storage.Iterator[record], error) {
-					return generate(n, func(i int) record { return record{Key: int64(i), Value: shortValue(i)} }), nil
-				})
-				if err != nil {
-					return err
-				}
-				if c, err := count(it); err != nil || c != n {
-					return errors.Join(err, fmt.Errorf("read %d records while caching, want %d", c, n))
-				}
-				if cached {
-					it, ok, err := storage.GetLocalValues(ctx, bm, task, id, codec)
-					if err != nil || !ok {
-						return errors.Join(err, fmt.Errorf("cached block %v not found", id))
-					}
-					if c, err := count(it); err != nil || c != n {
-						return errors.Join(err, fmt.Errorf("read %d records from the cache, want %d", c, n))
-					}
-				}
-				_, err = bm.Remove(ctx, task, id)
+			requireBound(t, cacheBudget, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) error {
+				_, err := cachePartition(ctx, t, level, n)
 				return err
 			})
 		})
 	}
+}
+
+// TestCacheFits: as TestCache, with deserialized partitions that fit in the budget at both
+// sizes (7,000 and 70,000 records, about 0.3 and 2.8 MB of values in 4 MiB): they must be
+// cached in memory, values and all, within the bound. The larger one would not have been
+// cached by an unroll that doubles one array of values, which holds the old and the new array
+// at once.
+func TestCacheFits(t *testing.T) {
+	for _, lv := range []string{"MEMORY_ONLY", "MEMORY_AND_DISK"} {
+		t.Run(lv, func(t *testing.T) {
+			level, err := storage.ParseLevel(lv)
+			require.NoError(t, err)
+			requireBound(t, cacheBudget, [2]int{7_000, 70_000}, func(ctx context.Context, t *testing.T, n int) error {
+				inMemory, err := cachePartition(ctx, t, level, n)
+				if err == nil && !inMemory {
+					err = fmt.Errorf("a partition of %d records was not cached in memory at %s", n, lv)
+				}
+				return err
+			})
+		})
+	}
+}
+
+// cachePartition caches a partition of n records at level through a BlockManager with
+// GetOrElseUpdate, reads it back while it is put and again from the cache, and removes it. It
+// reports whether the block was in memory (and only there) once cached.
+func cachePartition(ctx context.Context, t *testing.T, level storage.Level, n int) (inMemory bool, err error) {
+	type record = storage.Pair[int64, string]
+	codec := storage.NewPairCodec[int64, string](storage.VarintCodec[int64]{}, storage.StringCodec{})
+	cfg := memory.Config{}
+	if level.UseOffHeap() {
+		cfg.OffHeapSize = cacheBudget // the off-heap pool, outside the Go heap
+	}
+	e, err := newEnv(t, cacheBudget, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer func() { err = errors.Join(err, e.close()) }()
+	bm, err := storage.NewBlockManager(storage.Config{Memory: e.mm, Disk: e.disk})
+	if err != nil {
+		return false, err
+	}
+	defer func() { err = errors.Join(err, bm.Close()) }()
+	id, task := storage.RDDBlockID(0, 0), memory.TaskID(1)
+	defer func() { err = errors.Join(err, bm.EndTask(task)) }()
+	count := func(it storage.Iterator[record]) (int, error) {
+		c := 0
+		err := drain(it, func(r record) error {
+			if r.Key != int64(c) {
+				return fmt.Errorf("record %d has key %d", c, r.Key)
+			}
+			c++
+			return nil
+		})
+		return c, err
+	}
+	it, cached, err := storage.GetOrElseUpdate(ctx, bm, task, id, level, codec, func() (storage.Iterator[record], error) {
+		return generate(n, func(i int) record { return record{Key: int64(i), Value: shortValue(i)} }), nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if c, err := count(it); err != nil || c != n {
+		return false, errors.Join(err, fmt.Errorf("read %d records while caching, want %d", c, n))
+	}
+	if cached {
+		st, _ := bm.Status(id)
+		inMemory = st.InMemory && !st.OnDisk
+		it, ok, err := storage.GetLocalValues(ctx, bm, task, id, codec)
+		if err != nil || !ok {
+			return false, errors.Join(err, fmt.Errorf("cached block %v not found", id))
+		}
+		if c, err := count(it); err != nil || c != n {
+			return false, errors.Join(err, fmt.Errorf("read %d records from the cache, want %d", c, n))
+		}
+	}
+	_, err = bm.Remove(ctx, task, id)
+	return inMemory, err
 }
 
 // TestPageRank: PageRank (examples/pagerank/pagerank) on a generated power-law graph with the links

@@ -262,6 +262,7 @@ func buildBroadcast[K comparable, B any](ctx context.Context, ex *Executor, side
 	chunk := max(64<<10, limit/16)
 	block := broadcastBlock(ex.Runner.NewShuffleID())
 	t := &broadcastTable[K, B]{ex: ex, values: map[K][]B{}}
+	var est estimator.Estimator // one layout cache and walker pool for every record
 	var mu sync.Mutex
 	var used int64 // estimated size of the table, under mu
 	refused := false
@@ -295,7 +296,7 @@ func buildBroadcast[K comparable, B any](ctx context.Context, ex *Executor, side
 		defer it.Close()
 		for it.Next() {
 			kv := it.Value()
-			if err := add(broadcastEntrySize(kv.Key, kv.Value)); err != nil {
+			if err := add(broadcastEntrySize(&est, kv.Key, kv.Value)); err != nil {
 				return err
 			}
 			mu.Lock()
@@ -328,9 +329,9 @@ func buildBroadcast[K comparable, B any](ctx context.Context, ex *Executor, side
 
 // broadcastEntrySize estimates what one record adds to a broadcast table: its key and value,
 // its share of the map's slots and of its key's value slice.
-func broadcastEntrySize[K, B any](k K, v B) int64 {
+func broadcastEntrySize[K, B any](est *estimator.Estimator, k K, v B) int64 {
 	const overhead = 32 // a map slot's share and slice growth, about a pointer-sized word each
-	return estimator.Estimate(k) + estimator.Estimate(v) + overhead
+	return est.Estimate(k) + est.Estimate(v) + overhead
 }
 
 // probe runs one task per partition of left, each joining its records with the table.

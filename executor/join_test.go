@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/estimator"
 	"github.com/spillway/spillway/shuffle"
 	"github.com/spillway/spillway/storage"
 )
@@ -165,8 +166,9 @@ func TestBroadcastMemoryAcquiredFirst(t *testing.T) {
 	defer func() { require.NoError(t, ex.Close()) }()
 	right := table(2, 1000, storage.StringCodec{}, func(p, i int) int64 { return int64(p*1000 + i) }, func(p, i int) string { return "v" })
 	var estimated int64
+	var est estimator.Estimator
 	for _, kv := range records(t, right) {
-		estimated += broadcastEntrySize(kv.Key, kv.Value)
+		estimated += broadcastEntrySize(&est, kv.Key, kv.Value)
 	}
 	left := table(2, 10, storage.VarintCodec[int64]{}, func(p, i int) int64 { return int64(i) }, func(p, i int) int64 { return 0 })
 	var held [2]int64

@@ -22,6 +22,8 @@ type Sizer interface {
 //
 // Keep one Estimator for repeated estimates of similar values (a collection's Tracker samples,
 // a memory store's unrolling): the package-level Estimate builds its layouts afresh each call.
+// Do not make one per value either: an Estimator's pooled walker stays reachable until two
+// collections have passed after its last use.
 type Estimator struct {
 	layouts sync.Map  // reflect.Type → *layout
 	walkers sync.Pool // *walker, reused so repeated estimates (a Tracker's) make little garbage

@@ -482,7 +482,7 @@ func TestJoin(t *testing.T) {
 // before reading them.
 func TestJoinFourTasks(t *testing.T) {
 	const tasks = 4
-	requireBound(t, budget, [2]int{200_000, 2_000_000}, join(tasks, tasks, newBarrier(tasks)))
+	requireBound(t, budget, [2]int{150_000, 1_500_000}, join(tasks, tasks, newBarrier(tasks)))
 }
 
 // join returns the work of a join scenario on cores cores and parts partitions; every task

@@ -22,6 +22,8 @@ type Sizer interface {
 //
 // Keep one Estimator for repeated estimates of similar values (a collection's Tracker samples,
 // a memory store's unrolling): the package-level Estimate builds its layouts afresh each call.
+// Do not make one per value either: an Estimator's pooled walker stays reachable until two
+// collections have passed after its last use.
 type Estimator struct {
 	layouts sync.Map  // reflect.Type → *layout
 	walkers sync.Pool // *walker, reused so repeated estimates (a Tracker's) make little garbage
@@ -29,9 +31,12 @@ type Estimator struct {
 
 // Estimate returns the deep heap footprint of the objects v reaches, as (*Estimator).Estimate,
 // with a fresh type-layout cache. See the package documentation for what is counted.
+//
+// Its walker is not pooled: a sync.Pool that was ever Put to stays reachable from the runtime's
+// list of pools until two collections have passed, so pooling in a throwaway Estimator would
+// keep every call's walker and layouts live that long, a heap growing with the call rate.
 func Estimate(v any) int64 {
-	var e Estimator
-	return e.Estimate(v)
+	return (&Estimator{}).estimate(v, false)
 }
 
 // Estimate returns the bytes of Go heap held by the objects reachable from v, counted once
@@ -39,7 +44,11 @@ func Estimate(v any) int64 {
 // object it points to counts; if v is any other value (a struct, slice, string, array) its own
 // bytes do not count, only what it references: that is the heap growth of building v into a
 // variable. A nil v is 0.
-func (e *Estimator) Estimate(v any) int64 {
+func (e *Estimator) Estimate(v any) int64 { return e.estimate(v, true) }
+
+// estimate is Estimate, with a walker from the pool (returned to it after) when pooled, else a
+// new one.
+func (e *Estimator) estimate(v any, pooled bool) int64 {
 	if v == nil {
 		return 0
 	}
@@ -47,8 +56,13 @@ func (e *Estimator) Estimate(v any) int64 {
 		return s.EstimatedSize()
 	}
 	l := e.layoutOf(reflect.TypeOf(v))
-	w := e.walker()
-	defer e.release(w)
+	var w *walker
+	if pooled {
+		w = e.walker()
+		defer e.release(w)
+	} else {
+		w = e.newWalker()
+	}
 	// The data word of the interface v is the value itself for pointer-shaped types, else a
 	// pointer to a copy of it (which Estimate's caller did not build, so it is not counted).
 	data := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
@@ -68,8 +82,15 @@ func (e *Estimator) Estimate(v any) int64 {
 func (e *Estimator) walker() *walker {
 	w, _ := e.walkers.Get().(*walker)
 	if w == nil {
-		w = &walker{e: e, slices: map[uintptr]int{}}
+		return e.newWalker()
 	}
+	w.acc, w.parent = &w.top, -1
+	return w
+}
+
+// newWalker returns a new walker, ready for a walk.
+func (e *Estimator) newWalker() *walker {
+	w := &walker{e: e, slices: map[uintptr]int{}}
 	w.acc, w.parent = &w.top, -1
 	return w
 }

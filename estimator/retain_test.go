@@ -2,6 +2,8 @@ package estimator_test
 
 import (
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"weak"
 
@@ -41,4 +43,31 @@ func TestEstimatorDoesNotRetainValues(t *testing.T) {
 		require.Nil(t, w.Value(), "object %d (0: the backing array) is still reachable", i)
 	}
 	require.Positive(t, e.Estimate(&retainNode{}), "the Estimator still works")
+}
+
+// TestEstimateLeavesNothingLive: the package-level Estimate builds a throwaway Estimator per
+// call; nothing of it may stay reachable after the call. (A walker returned to its sync.Pool
+// would: the runtime keeps every pool that was Put to until two collections have passed, so a
+// caller estimating every record kept each call's walker and layouts live, megabytes between
+// two collections.) With the collector off during the calls, the one collection after them
+// must find about the live heap it found before.
+func TestEstimateLeavesNothingLive(t *testing.T) {
+	v := make([]*retainNode, 300) // below the sampling threshold: every object is walked
+	for i := range v {
+		v[i] = &retainNode{data: make([]int64, 2)}
+	}
+	live := func() int64 {
+		runtime.GC()
+		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(s)
+		return int64(s[0].Value.Uint64())
+	}
+	before := live()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	for range 1000 {
+		require.Positive(t, estimator.Estimate(v))
+	}
+	grew := live() - before
+	require.Less(t, grew, int64(1<<20), "the live heap grew by %d bytes after 1000 calls of Estimate", grew)
+	runtime.KeepAlive(v)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
@@ -262,14 +263,17 @@ func buildBroadcast[K comparable, B any](ctx context.Context, ex *Executor, side
 	chunk := max(64<<10, limit/16)
 	block := broadcastBlock(ex.Runner.NewShuffleID())
 	t := &broadcastTable[K, B]{ex: ex, values: map[K][]B{}}
+	var est estimator.Estimator // one layout cache and walker pool for every record
 	var mu sync.Mutex
 	var used int64 // estimated size of the table, under mu
 	refused := false
-	// add accounts for n more bytes of the table, acquiring storage memory a chunk ahead.
-	add := func(n int64) error {
+	// insert adds a record to the table, first accounting for what it adds (refs: what its key
+	// and value reference), acquiring storage memory a chunk ahead.
+	insert := func(k K, v B, refs int64) error {
 		mu.Lock()
 		defer mu.Unlock()
-		used += n
+		vals, ok := t.values[k]
+		used += refs + broadcastSlots[K, B](!ok)
 		if used > limit {
 			return errBroadcastTooLarge
 		}
@@ -285,6 +289,7 @@ func buildBroadcast[K comparable, B any](ctx context.Context, ex *Executor, side
 			}
 			t.acquired += want
 		}
+		t.values[k] = append(vals, v)
 		return nil
 	}
 	err = ex.Runner.Run(ctx, side.Partitions, func(ctx context.Context, tc *shuffle.TaskContext, p int) error {
@@ -295,12 +300,9 @@ func buildBroadcast[K comparable, B any](ctx context.Context, ex *Executor, side
 		defer it.Close()
 		for it.Next() {
 			kv := it.Value()
-			if err := add(broadcastEntrySize(kv.Key, kv.Value)); err != nil {
+			if err := insert(kv.Key, kv.Value, est.Estimate(kv.Key)+est.Estimate(kv.Value)); err != nil {
 				return err
 			}
-			mu.Lock()
-			t.values[kv.Key] = append(t.values[kv.Key], kv.Value)
-			mu.Unlock()
 		}
 		if err := it.Err(); err != nil {
 			return err
@@ -326,11 +328,19 @@ func buildBroadcast[K comparable, B any](ctx context.Context, ex *Executor, side
 	return t, nil
 }
 
-// broadcastEntrySize estimates what one record adds to a broadcast table: its key and value,
-// its share of the map's slots and of its key's value slice.
-func broadcastEntrySize[K, B any](k K, v B) int64 {
-	const overhead = 32 // a map slot's share and slice growth, about a pointer-sized word each
-	return estimator.Estimate(k) + estimator.Estimate(v) + overhead
+// broadcastSlots is what a record adds to a broadcast table besides what its key and value
+// reference: for a new key, its map slot (the key and a slice header, with a control byte) at
+// the lowest load a Go map table has, 7/16 just after it splits, and a one-element slice;
+// for a key already present, its value's place in the key's slice, which append doubles, so up
+// to twice the value's size.
+func broadcastSlots[K comparable, B any](newKey bool) int64 {
+	var k K
+	var v B
+	if !newKey {
+		return 2 * int64(unsafe.Sizeof(v))
+	}
+	slot := int64(unsafe.Sizeof(k)+unsafe.Sizeof([]B(nil))) + 1
+	return slot*16/7 + int64(unsafe.Sizeof(v))
 }
 
 // probe runs one task per partition of left, each joining its records with the table.

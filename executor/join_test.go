@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/collection"
+	"github.com/spillway/spillway/estimator"
 	"github.com/spillway/spillway/shuffle"
 	"github.com/spillway/spillway/storage"
 )
@@ -165,8 +168,9 @@ func TestBroadcastMemoryAcquiredFirst(t *testing.T) {
 	defer func() { require.NoError(t, ex.Close()) }()
 	right := table(2, 1000, storage.StringCodec{}, func(p, i int) int64 { return int64(p*1000 + i) }, func(p, i int) string { return "v" })
 	var estimated int64
+	var est estimator.Estimator
 	for _, kv := range records(t, right) {
-		estimated += broadcastEntrySize(kv.Key, kv.Value)
+		estimated += est.Estimate(kv.Key) + est.Estimate(kv.Value) + broadcastSlots[int64, string](true) // every key is new
 	}
 	left := table(2, 10, storage.VarintCodec[int64]{}, func(p, i int) int64 { return int64(i) }, func(p, i int) int64 { return 0 })
 	var held [2]int64
@@ -185,6 +189,44 @@ func TestBroadcastMemoryAcquiredFirst(t *testing.T) {
 	}
 	require.Zero(t, ex.Memory.StorageUsed())
 	require.NoError(t, ex.Leaks())
+}
+
+// TestBroadcastMemoryCoversTable: the storage memory a broadcast table holds is at least the
+// live heap it takes, whether its keys have one value each or several: the estimate counts the
+// map's slots and the value slices, not only the keys and values. One task builds and probes,
+// so the live heap read while probing holds the table and nothing else of size.
+func TestBroadcastMemoryCoversTable(t *testing.T) {
+	for _, perKey := range []int{1, 4} {
+		t.Run(fmt.Sprintf("%d per key", perKey), func(t *testing.T) {
+			ex, err := New(Config{Budget: 256 << 20, Cores: 1, BroadcastThreshold: 64 << 20, Dirs: []string{t.TempDir()}})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, ex.Close()) }()
+			const n = 100_000
+			right := table(1, n, storage.StringCodec{}, func(_, i int) int64 { return int64(i / perKey) }, func(_, i int) string { return fmt.Sprintf("customer-%08d", i) })
+			left := table(1, 1, storage.VarintCodec[int64]{}, func(_, i int) int64 { return int64(i) }, func(_, i int) int64 { return 0 })
+			before := liveHeap()
+			var grew, held int64
+			stats, err := Join(context.Background(), ex, JoinConfig[int64]{Partitioning: Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}}}, left, right,
+				func(_ context.Context, _ *shuffle.TaskContext, p int, rows collection.Iterator[Row[int64, int64, string]]) error {
+					grew, held = liveHeap()-before, ex.Memory.StorageUsed()
+					for rows.Next() {
+					}
+					return rows.Err()
+				})
+			require.NoError(t, err)
+			require.Equal(t, BroadcastJoin, stats.Strategy)
+			t.Logf("table of %d records: live heap grew by %d bytes, estimated %d, storage memory held %d", n, grew, stats.BroadcastBytes, held)
+			require.GreaterOrEqual(t, stats.BroadcastBytes, grew, "the table's estimate is below the heap it takes")
+		})
+	}
+}
+
+// liveHeap runs a collection and returns the live heap it found.
+func liveHeap() int64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
 }
 
 func TestCoGroup(t *testing.T) {

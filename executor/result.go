@@ -112,9 +112,10 @@ func gather[T any](ctx context.Context, tc *shuffle.TaskContext, p int, compute 
 	}
 	defer func() { err = errors.Join(err, it.Close()) }()
 	var out []T
+	var est estimator.Estimator
 	for it.Next() {
 		v := it.Value()
-		if n := total.Add(estimator.Estimate(v)); limit != NoLimit && n > limit {
+		if n := total.Add(est.Estimate(v)); limit != NoLimit && n > limit {
 			return nil, &ResultTooLargeError{Size: n, Limit: limit, Partitions: partitions}
 		}
 		out = append(out, v)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -501,23 +502,45 @@ func TestPageRank(t *testing.T) {
 // partitions in the budget. Both sides are larger than the budget at both sizes, so the right
 // side is not broadcast: both are shuffled and cogrouped in spilling maps.
 func TestJoin(t *testing.T) {
-	requireBound(t, budget, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
-		ex, err := executor.New(executor.Config{Budget: budget, Cores: 2, Dirs: []string{t.TempDir()}})
+	requireBound(t, budget, [2]int{300_000, 3_000_000}, join(2, 4, nil))
+}
+
+// TestJoinFourTasks: the join of TestJoin on 4 cores and 4 partitions, so four tasks share the
+// budget. The bound must hold whatever the interleaving, so the test makes the worst one
+// certain rather than likely: every task of every stage (the broadcast attempt, both map
+// stages, the reduce stage) waits at a barrier until all four run, the map tasks before they
+// read their first record and the reduce tasks once their cogroup maps hold their partition,
+// before reading them.
+func TestJoinFourTasks(t *testing.T) {
+	const tasks = 4
+	requireBound(t, budget, [2]int{150_000, 1_500_000}, join(tasks, tasks, newBarrier(tasks)))
+}
+
+// join returns the work of a join scenario on cores cores and parts partitions; every task
+// waits at b (if not nil) when it starts reading its input or its joined rows.
+func join(cores, parts int, b *barrier) func(ctx context.Context, t *testing.T, n int) error {
+	return func(ctx context.Context, t *testing.T, n int) (err error) {
+		ex, err := executor.New(executor.Config{Budget: budget, Cores: cores, Dirs: []string{t.TempDir()}})
 		if err != nil {
 			return err
 		}
 		defer func() { err = errors.Join(err, ex.Close()) }()
-		const parts = 4
 		keys := n / 5
 		left := executor.Input[int64, int64]{Partitions: parts, Codec: storage.VarintCodec[int64]{},
-			Read: func(_ context.Context, _ *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, int64]], error) {
+			Read: func(ctx context.Context, _ *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, int64]], error) {
+				if err := b.wait(ctx); err != nil {
+					return nil, err
+				}
 				return generate(n/parts, func(i int) collection.Pair[int64, int64] {
 					j := p*(n/parts) + i
 					return collection.Pair[int64, int64]{Key: int64(j % keys), Value: int64(j)}
 				}), nil
 			}}
 		right := executor.Input[int64, string]{Partitions: parts, Codec: storage.StringCodec{},
-			Read: func(_ context.Context, _ *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, string]], error) {
+			Read: func(ctx context.Context, _ *shuffle.TaskContext, p int) (collection.Iterator[collection.Pair[int64, string]], error) {
+				if err := b.wait(ctx); err != nil {
+					return nil, err
+				}
 				return generate(keys/parts, func(i int) collection.Pair[int64, string] {
 					k := p*(keys/parts) + i
 					return collection.Pair[int64, string]{Key: int64(k), Value: payload(k)}
@@ -525,7 +548,10 @@ func TestJoin(t *testing.T) {
 			}}
 		var rows, bad atomic.Int64
 		stats, err := executor.Join(ctx, ex, executor.JoinConfig[int64]{Partitioning: executor.Partitioning[int64]{KeyCodec: storage.VarintCodec[int64]{}, Partitions: parts}}, left, right,
-			func(_ context.Context, _ *shuffle.TaskContext, _ int, it collection.Iterator[executor.Row[int64, int64, string]]) error {
+			func(ctx context.Context, _ *shuffle.TaskContext, _ int, it collection.Iterator[executor.Row[int64, int64, string]]) error {
+				if err := b.wait(ctx); err != nil {
+					return err
+				}
 				return drain(it, func(r executor.Row[int64, int64, string]) error {
 					rows.Add(1)
 					if r.Left%int64(keys) != r.Key || r.Right != payload(int(r.Key)) {
@@ -541,5 +567,37 @@ func TestJoin(t *testing.T) {
 			return fmt.Errorf("%v gave %d rows (%d wrong) and %d spills, want a shuffle join of %d rows that spills", stats.Strategy, rows.Load(), bad.Load(), stats.Spills, n)
 		}
 		return ex.Leaks()
-	})
+	}
+}
+
+// barrier holds its callers until n of them wait, releases them together and starts a new round.
+// A nil barrier does not wait.
+type barrier struct {
+	n       int
+	mu      sync.Mutex
+	waiting int
+	release chan struct{}
+}
+
+func newBarrier(n int) *barrier { return &barrier{n: n, release: make(chan struct{})} }
+
+// wait returns when the round's n-th caller arrives, or with ctx's error when ctx ends first (a
+// failed task cancels its stage's context, so the others do not wait for it forever).
+func (b *barrier) wait(ctx context.Context) error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	release := b.release
+	if b.waiting++; b.waiting == b.n {
+		close(release)
+		b.waiting, b.release = 0, make(chan struct{})
+	}
+	b.mu.Unlock()
+	select {
+	case <-release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -188,11 +188,12 @@ func coGroupAggregator[K comparable, V any](n int) collection.Aggregator[K, tagg
 // coGroupPartition inserts partition p of every dependency into one CoGroupMap and returns its
 // iterator; closing it closes the map (so does the task's end).
 func coGroupPartition[K comparable, V any](ctx context.Context, tc *shuffle.TaskContext, deps []*shuffle.Dependency[K, V, V], p int, stats *statsSum) (collection.Iterator[collection.Pair[K, [][]V]], error) {
-	cfg := CoGroupMapConfig[K, V]{Name: fmt.Sprintf("cogroup of shuffle %d", deps[0].ShuffleID), KeyCodec: deps[0].KeyCodec}
+	var values []storage.Codec[V]
 	for _, d := range deps {
-		cfg.ValueCodecs = append(cfg.ValueCodecs, d.ValueCodec)
+		values = append(values, d.ValueCodec)
 	}
-	m, err := NewCoGroupMap(tc, cfg)
+	m, err := NewCoGroupMap(tc, deps[0].KeyCodec, values,
+		CoGroupMapConfig[K, V]{Name: fmt.Sprintf("cogroup of shuffle %d", deps[0].ShuffleID)})
 	if err != nil {
 		return nil, err
 	}
@@ -226,10 +227,6 @@ func coGroupPartition[K comparable, V any](ctx context.Context, tc *shuffle.Task
 type CoGroupMapConfig[K comparable, V any] struct {
 	// Name names the map in logs and memory usage reports ("cogroup" when empty).
 	Name string
-	// KeyCodec encodes keys in spill files.
-	KeyCodec storage.Codec[K]
-	// ValueCodecs encode the values of each input in spill files; there is one per input.
-	ValueCodecs []storage.Codec[V]
 	// Created, if set, is called with every group the map creates, for tests and monitoring:
 	// the group is referenced by the map alone, so it must not be kept other than through a
 	// weak pointer (to its first element, &group[0]).
@@ -244,23 +241,24 @@ type CoGroupMap[K comparable, V any] struct {
 	m *collection.ExternalAppendOnlyMap[K, tagged[V], [][]V]
 }
 
-// NewCoGroupMap returns an empty map of len(cfg.ValueCodecs) inputs in task tc, spilling with
-// the settings of tc's runner.
-func NewCoGroupMap[K comparable, V any](tc *shuffle.TaskContext, cfg CoGroupMapConfig[K, V]) (*CoGroupMap[K, V], error) {
-	if len(cfg.ValueCodecs) == 0 {
-		return nil, errors.New("executor: CoGroupMapConfig.ValueCodecs is empty: a cogroup needs at least one input")
+// NewCoGroupMap returns an empty map of len(values) inputs in task tc, spilling with the
+// settings of tc's runner. keys encodes keys in spill files and values[i] the values of input
+// i, as codecs are passed to every collection (collection.NewExternalAppendOnlyMap).
+func NewCoGroupMap[K comparable, V any](tc *shuffle.TaskContext, keys storage.Codec[K], values []storage.Codec[V], cfg CoGroupMapConfig[K, V]) (*CoGroupMap[K, V], error) {
+	if len(values) == 0 {
+		return nil, errors.New("executor: NewCoGroupMap has no value codecs: a cogroup needs at least one input")
 	}
 	combiners := listsCodec[V]{}
-	for i, c := range cfg.ValueCodecs {
+	for i, c := range values {
 		if c == nil {
-			return nil, fmt.Errorf("executor: CoGroupMapConfig.ValueCodecs[%d] is nil", i)
+			return nil, fmt.Errorf("executor: NewCoGroupMap's value codec %d of %d is nil", i, len(values))
 		}
 		combiners = append(combiners, storage.SliceCodec[V]{Elem: c})
 	}
 	if cfg.Name == "" {
 		cfg.Name = "cogroup"
 	}
-	agg := coGroupAggregator[K, V](len(cfg.ValueCodecs))
+	agg := coGroupAggregator[K, V](len(values))
 	if created := cfg.Created; created != nil {
 		create := agg.CreateCombiner
 		agg.CreateCombiner = func(t tagged[V]) [][]V {
@@ -269,7 +267,7 @@ func NewCoGroupMap[K comparable, V any](tc *shuffle.TaskContext, cfg CoGroupMapC
 			return g
 		}
 	}
-	m, err := collection.NewExternalAppendOnlyMap(tc.TaskManager(), tc.Disk(), agg, cfg.KeyCodec, combiners,
+	m, err := collection.NewExternalAppendOnlyMap(tc.TaskManager(), tc.Disk(), agg, keys, combiners,
 		collection.ExternalMapConfig[K]{SpillConfig: tc.Runner().Config().Shuffle.Spill, Name: cfg.Name})
 	if err != nil {
 		return nil, err

@@ -405,14 +405,12 @@ func (j *job) computeLinks(ctx context.Context, tc *shuffle.TaskContext, p int) 
 func (j *job) contributions(ctx context.Context, tc *shuffle.TaskContext, p, it int, prev *shuffle.Dependency[int64, float64, float64]) (_ collection.Iterator[collection.Pair[int64, float64]], err error) {
 	tm := tc.TaskManager()
 	ob := newObserver(j.cfg.Observer, nil, PhaseJoin, it, p, tm)
-	cfg := executor.CoGroupMapConfig[int64, JoinValue]{
-		Name: fmt.Sprintf("join of iteration %d", it), KeyCodec: vertexCodec{},
-		ValueCodecs: []storage.Codec[JoinValue]{linksInput: linksSideCodec{}, ranksInput: contribSideCodec{}},
-	}
+	cfg := executor.CoGroupMapConfig[int64, JoinValue]{Name: fmt.Sprintf("join of iteration %d", it)}
 	if o := j.cfg.Observer; o != nil && o.JoinCombiner != nil {
 		cfg.Created = func(g [][]JoinValue) { o.JoinCombiner(ob.ev, weak.Make(&g[0])) }
 	}
-	m, err := executor.NewCoGroupMap(tc, cfg)
+	m, err := executor.NewCoGroupMap(tc, vertexCodec{},
+		[]storage.Codec[JoinValue]{linksInput: linksSideCodec{}, ranksInput: contribSideCodec{}}, cfg)
 	if err != nil {
 		return nil, err
 	}

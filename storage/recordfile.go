@@ -445,9 +445,9 @@ type RecordReader struct {
 
 // NewRecordReader returns a reader of the record file data in r. size is the exact number of
 // bytes to read (the writer's BytesWritten, or the sum of a run of the sizes ScanBatches
-// lists); the reader never reads past it and reports a shorter stream as ErrCorrupt. Pass size -1 when it is not
-// known: then a stream cut exactly at a batch boundary cannot be told from its end. To read a
-// section of a file: NewRecordReader(io.NewSectionReader(f, off, n), n).
+// lists); the reader never reads past it and reports a shorter stream as ErrCorrupt. Pass size
+// -1 when it is not known: then a stream cut exactly at a batch boundary cannot be told from
+// its end. To read a section of a file: NewRecordReader(io.NewSectionReader(f, off, n), n).
 func NewRecordReader(r io.Reader, size int64) *RecordReader {
 	buf := DefaultBufferSize
 	if size >= 0 {

@@ -26,14 +26,57 @@ type combiningTable[K comparable, V, C any] struct {
 
 	sizes recordSizes[K, V] // memory.Strict: the bytes a record references (see recordSizer)
 	keeps bool              // MergeValue keeps the value (the grouper): merged values count too
+	// mergeFiles merges a group of spill files into one (a pass of a multi-pass merge), with
+	// the lock not held, taking its readers' and writer's memory from the reservation.
+	mergeFiles func(context.Context, []spillFile, *reservation) (spillFile, error)
+	maxLive    int // memory.Strict: more spills than this are compacted (see compactSpills); 0: never
 
 	// Guarded by sp's lock.
 	current  *SizeTrackingMap[K, C] // nil once iterated, closed or broken
 	iterated bool
 	err      error             // sticky: a failed spill
 	touched  uint64            // sink of insertBatchLocked's loads
-	files    []storage.BlockID // every spill file created, deleted (if still there) by Close
+	spills   []spillFile       // spills not yet handed to a reader (Spark's spilledMaps)
+	files    []storage.BlockID // the spill files written and maybe live, deleted by Close
 	numSpill int               // spill files written
+}
+
+// initIO sets up the collection's spill I/O memory and its merges of spill files (merge): see
+// ioMemory and multiPass. Call after sp.Init.
+func (t *combiningTable[K, V, C]) initIO(tm *memory.TaskManager, name string,
+	merge func(context.Context, []spillFile, *reservation) (spillFile, error)) {
+	t.io.init(tm, name)
+	t.sp.reserveWriterOn(&t.io)
+	t.mergeFiles = merge
+	if t.io.strict {
+		t.maxLive = maxLiveSpills(1)
+	}
+}
+
+// multiPass returns the planner of the merges of the collection's spill files; a positive limit
+// makes it a compaction (see multiPass.limit).
+func (t *combiningTable[K, V, C]) multiPass(limit int) *multiPass[spillFile] {
+	return &multiPass[spillFile]{io: &t.io, cfg: t.sp.cfg, info: spillFile.info, merge: t.mergeFiles,
+		remove: t.removeFile, limit: limit}
+}
+
+// compactSpills merges the smallest spill files into one while more than maxLive are waiting
+// for the read (memory.Strict only), until half of maxLive are left, so that the collection's
+// records of its files, and the files, do not grow with the number of spills: see
+// compactFiles. Called while inserting, with the lock held, which it releases while merging.
+// On error the collection is broken (every file it was merging is deleted, the rest by Close).
+func (t *combiningTable[K, V, C]) compactSpills(ctx context.Context) error {
+	if t.maxLive == 0 || len(t.spills) <= t.maxLive {
+		return nil
+	}
+	spills := t.spills
+	t.spills = nil
+	files, err := compactFiles(ctx, &t.sp, t.multiPass(t.maxLive/2), spills)
+	if err != nil {
+		return t.fail(err)
+	}
+	t.spills = append(files, t.spills...) // and the forced spills written meanwhile
+	return nil
 }
 
 // Spill implements memory.Consumer (Spillable.spill): a forced spill when another consumer of
@@ -76,8 +119,8 @@ func (t *combiningTable[K, V, C]) addSpillFile(id storage.BlockID) {
 // close is Close for both collections: the first call, under the lock, marks the Spillable
 // closed (releasing the collection's memory; an insert waiting for memory then gives its grant
 // back and returns ErrClosed), runs closeReaders (the owner ends its iterator with ErrClosed,
-// closes its in-memory reader and drops its spill list), drops the in-memory table and deletes
-// every spill file. Later calls return nil.
+// closes its in-memory reader), drops the in-memory table and the spill list and deletes every
+// spill file. Later calls return nil.
 func (t *combiningTable[K, V, C]) close(closeReaders func() []error) error {
 	t.sp.Lock()
 	defer t.sp.Unlock()
@@ -86,7 +129,7 @@ func (t *combiningTable[K, V, C]) close(closeReaders func() []error) error {
 	}
 	t.sp.MarkClosed()
 	errs := closeReaders()
-	t.current = nil
+	t.current, t.spills = nil, nil
 	for _, id := range t.files {
 		if _, err := t.scope.Remove(id); err != nil {
 			errs = append(errs, fmt.Errorf("collection: deleting spill file %s: %w", id, err))
@@ -96,16 +139,17 @@ func (t *combiningTable[K, V, C]) close(closeReaders func() []error) error {
 	return errors.Join(errs...)
 }
 
-// mergeSpills is the read side of a bounded merge, called with the lock held. It releases the
-// lock while groups of spills are merged into larger files by merge (multiPass.reduce), then,
-// with the lock held again, calls open on every remaining file with the function releasing its
-// reader's memory, and records the passes. On error (and when Close ran meanwhile) every file
-// not handed to open is deleted and the memory is released.
-func (t *combiningTable[K, V, C]) mergeSpills(ctx context.Context, spills []spillFile,
-	merge func(context.Context, []spillFile, *reservation) (spillFile, error), open func(spillFile, func()) error) error {
-	mp := &multiPass[spillFile]{io: &t.io, cfg: t.sp.cfg, info: spillFile.info, merge: merge, remove: t.removeFile}
+// mergeSpills is the read side of a bounded merge, called with the lock held. It takes the spill
+// list over and releases the lock while groups of spills are merged into larger files
+// (multiPass.reduce with mergeFiles), then, with the lock held again, calls open on every
+// remaining file with the function releasing its reader's memory, and records the passes. On
+// error (and when Close ran meanwhile) every file not handed to open is deleted and the memory
+// is released.
+func (t *combiningTable[K, V, C]) mergeSpills(ctx context.Context, open func(spillFile, func()) error) error {
+	spills := t.spills
+	t.spills = nil
 	t.sp.Unlock()
-	files, res, passes, err := mp.reduce(ctx, spills)
+	files, res, passes, err := t.multiPass(0).reduce(ctx, spills)
 	t.sp.Lock()
 	if err != nil {
 		return err
@@ -168,13 +212,14 @@ func (t *combiningTable[K, V, C]) checkUsable() error {
 	return nil
 }
 
-// fail records err as the sticky error (unless the collection is closed) and drops the
-// in-memory table.
+// fail records err as the sticky error (unless the collection is closed), drops the in-memory
+// table and gives back the memory.
 func (t *combiningTable[K, V, C]) fail(err error) error {
 	if t.err == nil && !t.sp.Closed() {
 		t.err = err
 	}
 	t.current = nil
+	t.sp.ReleaseMemory()
 	return err
 }
 
@@ -287,7 +332,10 @@ func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h
 		if err := t.sp.admitChecked(ctx, mem, check, kb+vb, t.spill, t.currentSize); err != nil {
 			return t.fail(err)
 		}
-		// maybeSpill released the lock while acquiring memory and may have spilled: look again.
+		if err := t.compactSpills(ctx); err != nil {
+			return err
+		}
+		// maybeSpill (and a compaction) released the lock and may have spilled: look again.
 		if cur = t.current; cur == nil {
 			return t.checkUsable()
 		}

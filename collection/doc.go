@@ -187,6 +187,15 @@
 // memory.SparkAllowances nothing of this is accounted and every merge takes one pass, as in
 // Spark.
 //
+// With memory.Strict a collection also keeps a bounded number of spill files while it is
+// filled: past 128 waiting for the read (ExternalSorter: fewer with many partitions, see
+// maxLiveSpills) it merges the smallest of them into one, under the rules above, until half are
+// left. So its records of the files, the disk scope's and the DiskBlockManager's entries, and
+// the files the final merge starts from do not grow with the number of spills; each record is
+// still rewritten about log_k(spills) times, as by a multi-pass merge at the end. These merges
+// do not count in SpillMetrics.MergePasses, and an insert may then fail as a merge does. With
+// memory.SparkAllowances every spill file is kept until it is read, as in Spark.
+//
 // With memory.Strict the record writer's buffers of the in-memory collection's spill (also of a
 // forced spill while it is read) are reserved on the spill I/O consumer before the collection
 // holds data (see Spillable); after a forced spill while it is read, the reader of the file it

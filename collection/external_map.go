@@ -73,6 +73,9 @@ type ExternalMapConfig[K comparable] struct {
 //     record carries its key's hash (8 bytes), so the merge never rehashes a key it reads.
 //   - The merge is a tournament tree over the files' current pairs, not Spark's heap of
 //     per-file buffers of the current hash; the pairs it returns are the same.
+//   - With memory.Strict the map keeps at most 128 spill files waiting for the read: past that
+//     it merges the smallest ones while inserting (see the package doc), so its bookkeeping
+//     does not grow with the number of spills. Spark keeps every spill until the merge.
 type ExternalAppendOnlyMap[K comparable, V, C any] struct {
 	combiningTable[K, V, C] // the Spillable, the aggregator and the in-memory table
 	codec                   slotCodec[K, C]
@@ -80,7 +83,6 @@ type ExternalAppendOnlyMap[K comparable, V, C any] struct {
 	hasher                  Hasher[K]
 
 	// The fields below are guarded by sp's lock.
-	spills  []spillFile // spills not yet handed to a reader (Spark's spilledMaps)
 	reading *spillableIterator[K, C]
 	out     *mapIterator[K, V, C] // the iterator handed out
 }
@@ -110,8 +112,7 @@ func NewExternalAppendOnlyMap[K comparable, V, C any](tm *memory.TaskManager, sc
 		m.keep = func(s slot[K, C], buf []byte) slot[K, C] { s.key = keepKey(s.key, buf); return s }
 	}
 	m.sp.Init(tm, m, cfg.Name, cfg.SpillConfig, m.forceSpill)
-	m.io.init(tm, cfg.Name)
-	m.sp.reserveWriterOn(&m.io)
+	m.initIO(tm, cfg.Name, m.mergeGroup)
 	m.sizes = newRecordSizes[K, V](m.sp.Strict())
 	m.current = m.newMap()
 	return m, nil
@@ -248,10 +249,8 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Iterator(ctx context.Context) (Iterator
 	}
 	reading := m.newSpillableIterator(cur.destructiveSortedSlots())
 	m.reading = reading
-	spills := m.spills
-	m.spills = nil
 	streams := []Iterator[slot[K, C]]{reading}
-	err := m.mergeSpills(ctx, spills, m.mergeGroup, func(f spillFile, release func()) error {
+	err := m.mergeSpills(ctx, func(f spillFile, release func()) error {
 		r, err := openSpill(m.scope, f, m.codec, m.keep, release)
 		if err == nil {
 			streams = append(streams, r)
@@ -323,7 +322,6 @@ func (m *ExternalAppendOnlyMap[K, V, C]) Close() error {
 			errs = append(errs, m.reading.Close())
 			m.reading = nil
 		}
-		m.spills = nil
 		return errs
 	})
 }

@@ -457,7 +457,12 @@ func TestEAOM14SpillFileFormat(t *testing.T) {
 	f := m.spills[0]
 	var counts []int
 	var total int64
-	for i, b := range f.batches {
+	file, err := m.scope.Manager().Open(f.id)
+	require.NoError(t, err)
+	defer file.Close()
+	for b, err := range storage.ScanBatches(file, f.size) {
+		require.NoError(t, err)
+		i := len(counts)
 		counts = append(counts, b.Records)
 		require.Equal(t, total, b.Offset, "batch %d offset", i)
 		total += b.Size

@@ -66,7 +66,8 @@ func (l *valueList[V]) add(v V) {
 // chunks are accounted as they grow, and a value that can never fit is memory.ErrOutOfMemory.
 // With memory.SparkAllowances, as in Spark, none of the readers' and writers' buffers are
 // accounted (about 2 × (BatchBytes + 32 KiB) per spill file read at once), nor is the free
-// initial threshold (5 MiB by default).
+// initial threshold (5 MiB by default). Like the map, with memory.Strict it keeps at most 128
+// spill files waiting for the read, merging the smallest ones while inserting.
 //
 // Keys are ordered by their encoding among keys of equal hash, so the key codec must be
 // deterministic (equal keys encode to equal bytes), as every storage codec except GobCodec of
@@ -80,7 +81,6 @@ type ExternalGrouper[K comparable, V any] struct {
 	hasher                              Hasher[K]
 
 	// Guarded by sp's lock.
-	spills  []spillFile
 	reading *memGroupSource[K, V]
 	out     *groupIterator[K, V]
 }
@@ -121,8 +121,7 @@ func NewExternalGrouper[K comparable, V any](tm *memory.TaskManager, scope *stor
 	g := &ExternalGrouper[K, V]{keys: keys, vals: values, keep: keeper[K](), hasher: cfg.Hasher}
 	g.agg, g.spill, g.scope = groupingAggregator[K, V](), g.spillCurrent, scope
 	g.sp.Init(tm, g, cfg.Name, cfg.SpillConfig, g.forceSpill)
-	g.io.init(tm, cfg.Name)
-	g.sp.reserveWriterOn(&g.io)
+	g.initIO(tm, cfg.Name, g.mergeGroup)
 	g.sizes, g.keeps = newRecordSizes[K, V](g.sp.Strict()), true
 	g.current = g.newMap()
 	return g, nil
@@ -296,9 +295,7 @@ func (g *ExternalGrouper[K, V]) Iterator(ctx context.Context) (Iterator[Group[K,
 	g.reading = mem
 	out := &groupIterator[K, V]{g: g, sources: []groupSource[K, V]{mem}}
 	g.out = out
-	spills := g.spills
-	g.spills = nil
-	err := g.mergeSpills(ctx, spills, g.mergeGroup, func(f spillFile, release func()) error {
+	err := g.mergeSpills(ctx, func(f spillFile, release func()) error {
 		raw, err := openRawSpill(g.scope, f, release)
 		if err == nil {
 			out.sources = append(out.sources, &diskGroupSource[K, V]{g: g, r: raw})
@@ -370,7 +367,6 @@ func (g *ExternalGrouper[K, V]) Close() error {
 		if g.reading != nil {
 			errs = append(errs, g.reading.close())
 		}
-		g.spills = nil
 		return errs
 	})
 }

@@ -11,12 +11,13 @@ import (
 )
 
 // spillFile describes one spill file written by a spillWriter: Spark's (file, blockId,
-// batchSizes) triple given to DiskMapIterator and SpillReader.
+// batchSizes) triple given to DiskMapIterator and SpillReader, without the batch sizes, which
+// would grow with the file (the reader needs only the file's size; storage.ScanBatches lists
+// the batches).
 type spillFile struct {
 	id      storage.BlockID
 	size    int64 // bytes in the file (the writer's BytesWritten, == file length)
 	records int64
-	batches []storage.BatchInfo
 	// What a merge needs to know: a reader's buffers (storage.RecordWriter.ReadBufferBytes)
 	// and the largest record.
 	readCost int64
@@ -75,7 +76,7 @@ func (w *spillWriter[T]) Commit() (spillFile, error) {
 		return spillFile{}, errors.Join(fmt.Errorf("collection: finishing spill file %s (%d bytes written): %w",
 			w.id, w.rw.BytesWritten(), err), w.Abort())
 	}
-	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(), batches: w.rw.Batches(),
+	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(),
 		readCost: w.rw.ReadBufferBytes(), record: int64(w.rw.LargestRecord()), raw: w.rw.RawBytes()}, nil
 }
 

@@ -127,8 +127,9 @@
 // codec and length consistency, that the batch fits in the data it was given, the payload CRC,
 // that decompression yields exactly R bytes, and that the payload is exactly C well-formed
 // records. Any failure is an error wrapping ErrCorrupt with the batch offset and sizes. Given
-// the expected size (the writer's BytesWritten or a run of its Batches), a reader also reports
-// data that ends early, even on a batch boundary.
+// the expected size (the writer's BytesWritten, or a run of the batches ScanBatches lists), a
+// reader also reports data that ends early, even on a batch boundary. A writer keeps no index
+// of its batches (it would grow with the file): ScanBatches reads it from the batch headers.
 //
 // # Codecs and aliasing
 //

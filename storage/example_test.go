@@ -10,8 +10,8 @@ import (
 )
 
 // A spill: a task's Scope creates a temp file, a TypedWriter writes (key, combiner) pairs in
-// checksummed batches, and a reader streams one batch back by offset. Closing the scope deletes
-// the file.
+// checksummed batches, and a reader streams the last batch back by its offset, read from the
+// batch headers. Closing the scope deletes the file.
 func Example_spill() {
 	dm, err := storage.NewDiskBlockManager(storage.DiskConfig{})
 	if err != nil {
@@ -40,9 +40,16 @@ func Example_spill() {
 	if err := rw.Close(); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(id.Kind(), rw.Records(), "records in", len(rw.Batches()), "batches")
+	fmt.Println(id.Kind(), rw.Records(), "records in", rw.NumBatches(), "batches")
 
-	last := rw.Batches()[2]
+	// The batch index is read from the file's batch headers.
+	var last storage.BatchInfo
+	for b, err := range storage.ScanBatches(f, rw.BytesWritten()) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		last = b
+	}
 	r := storage.NewTypedReader(storage.NewRecordReader(io.NewSectionReader(f, last.Offset, last.Size), last.Size), codec)
 	defer r.Reader().Close()
 	for p, err := range r.All() {

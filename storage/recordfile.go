@@ -133,8 +133,8 @@ func (c RecordWriterConfig) withDefaults() RecordWriterConfig {
 	return c
 }
 
-// BatchInfo describes one batch a RecordWriter wrote: where it starts in the writer's output,
-// its framed size (header and payload) and how many records it holds. Open a reader on
+// BatchInfo describes one batch of a record file (see ScanBatches): where it starts, its framed
+// size (header and payload) and how many records it holds. Open a reader on
 // [Offset, Offset+Size) of the file to read just that batch (Spark's batchOffsets/batchSizes).
 type BatchInfo struct {
 	Offset  int64
@@ -166,7 +166,7 @@ type RecordWriter struct {
 	hdr     [BatchHeaderSize]byte
 	written int64
 	records int64
-	batches []BatchInfo
+	batches int
 	// For ReadBufferBytes: the largest stored batch, the largest compressed batch's raw size,
 	// whether a batch is zstd-compressed.
 	maxStored, maxDec int64
@@ -308,10 +308,10 @@ func (w *RecordWriter) EndBatch() error {
 	}
 	if w.err != nil {
 		w.err = fmt.Errorf("storage: writing batch %d (%d records, %d bytes) at offset %d: %w",
-			len(w.batches), w.count, size, w.written, w.err)
+			w.batches, w.count, size, w.written, w.err)
 		return w.err
 	}
-	w.batches = append(w.batches, BatchInfo{Offset: w.written, Size: size, Records: w.count})
+	w.batches++
 	w.maxStored = max(w.maxStored, int64(len(payload)))
 	if codec != codecNone {
 		w.maxDec = max(w.maxDec, int64(len(w.batch)))
@@ -376,8 +376,48 @@ func (w *RecordWriter) RawBytes() int64 { return w.raw }
 // LargestRecord returns the size of the largest record written so far.
 func (w *RecordWriter) LargestRecord() int { return w.maxRecord }
 
-// Batches returns the batches written so far, in order. The slice must not be modified.
-func (w *RecordWriter) Batches() []BatchInfo { return w.batches }
+// NumBatches returns the number of batches written so far. The writer keeps no index of them,
+// which would grow with the file: ScanBatches reads it from the file's batch headers.
+func (w *RecordWriter) NumBatches() int { return w.batches }
+
+// ScanBatches returns an iterator over the batches of the record file data in r, in order, read
+// from their headers alone (24 bytes each; the payloads are not read or checked), and a final
+// error: a header that is torn, altered or runs past size is an error wrapping ErrCorrupt, as
+// RecordReader reports it. size is the exact length of the data (the writer's BytesWritten).
+// It holds nothing between batches, so it lists the batches of a file of any size.
+func ScanBatches(r io.ReaderAt, size int64) iter.Seq2[BatchInfo, error] {
+	return func(yield func(BatchInfo, error) bool) {
+		crc := crc32.MakeTable(crc32.Castagnoli)
+		var hdr [BatchHeaderSize]byte
+		for at := int64(0); at < size; {
+			b, err := readBatchHeader(r, hdr[:], crc, at, size)
+			if err != nil {
+				yield(BatchInfo{}, err)
+				return
+			}
+			info := BatchInfo{Offset: at, Size: BatchHeaderSize + b.stored, Records: int(b.count)}
+			if !yield(info, nil) {
+				return
+			}
+			at += info.Size
+		}
+	}
+}
+
+// readBatchHeader reads into hdr and checks the header of the batch at offset at of r, data of
+// size bytes.
+func readBatchHeader(r io.ReaderAt, hdr []byte, crc *crc32.Table, at, size int64) (batchHeader, error) {
+	if left := size - at; left < BatchHeaderSize {
+		return batchHeader{}, corruptf("truncated batch header at offset %d: %d of %d bytes", at, left, BatchHeaderSize)
+	}
+	if n, err := r.ReadAt(hdr, at); n < len(hdr) {
+		if err == io.EOF {
+			return batchHeader{}, corruptf("truncated batch header at offset %d: %d of %d bytes", at, n, BatchHeaderSize)
+		}
+		return batchHeader{}, fmt.Errorf("storage: reading batch header at offset %d: %w", at, err)
+	}
+	return parseBatchHeader(hdr, crc, at, size)
+}
 
 // RecordReader reads a record file, or a section of one, written by RecordWriter (Spark's
 // DiskMapIterator / SpillReader deserialization streams). It verifies every batch's header and
@@ -404,10 +444,10 @@ type RecordReader struct {
 }
 
 // NewRecordReader returns a reader of the record file data in r. size is the exact number of
-// bytes to read (the writer's BytesWritten, or the sum of a run of its Batches' sizes); the reader
-// never reads past it and reports a shorter stream as ErrCorrupt. Pass size -1 when it is not
-// known: then a stream cut exactly at a batch boundary cannot be told from its end. To read a
-// section of a file: NewRecordReader(io.NewSectionReader(f, off, n), n).
+// bytes to read (the writer's BytesWritten, or the sum of a run of the sizes ScanBatches
+// lists); the reader never reads past it and reports a shorter stream as ErrCorrupt. Pass size
+// -1 when it is not known: then a stream cut exactly at a batch boundary cannot be told from
+// its end. To read a section of a file: NewRecordReader(io.NewSectionReader(f, off, n), n).
 func NewRecordReader(r io.Reader, size int64) *RecordReader {
 	buf := DefaultBufferSize
 	if size >= 0 {
@@ -462,31 +502,11 @@ func (r *RecordReader) loadBatch() error {
 	case err != nil:
 		return fmt.Errorf("storage: reading batch header at offset %d: %w", at, err)
 	}
-	h := r.hdr[:]
-	if h[0] != batchMagic0 || h[1] != batchMagic1 || h[2] != batchVersion {
-		return corruptf("bad batch magic/version %x at offset %d", h[:3], at)
+	b, err := parseBatchHeader(r.hdr[:], r.crc, at, r.size)
+	if err != nil {
+		return err
 	}
-	if got, want := crc32.Checksum(h[:20], r.crc), binary.LittleEndian.Uint32(h[20:]); got != want {
-		return corruptf("batch header checksum mismatch at offset %d: stored %08x, computed %08x", at, want, got)
-	}
-	codec := h[3]
-	stored := int64(binary.LittleEndian.Uint32(h[4:]))
-	rawLen := int64(binary.LittleEndian.Uint32(h[8:]))
-	count := int64(binary.LittleEndian.Uint32(h[12:]))
-	switch {
-	case codec > codecZstd:
-		return corruptf("unknown codec %d in batch at offset %d", codec, at)
-	case codec == codecNone && stored != rawLen, codec != codecNone && stored >= rawLen:
-		return corruptf("batch at offset %d: codec %d with %d stored and %d raw bytes", at, codec, stored, rawLen)
-	case rawLen > maxBatchRaw:
-		return corruptf("batch at offset %d claims %d raw bytes, above the limit %d", at, rawLen, maxBatchRaw)
-	case codec != codecNone && rawLen > maxCompressedRaw:
-		return corruptf("compressed batch at offset %d claims %d raw bytes, above the limit %d", at, rawLen, maxCompressedRaw)
-	case count == 0 || count > rawLen:
-		return corruptf("batch at offset %d claims %d records in %d bytes", at, count, rawLen)
-	case r.size >= 0 && at+BatchHeaderSize+stored > r.size:
-		return corruptf("batch at offset %d of %d bytes runs past the end of the %d-byte data", at, BatchHeaderSize+stored, r.size)
-	}
+	codec, stored, rawLen, count := b.codec, b.stored, b.rawLen, b.count
 	if r.size >= 0 { // the length was checked against the data's size: allocate it at once
 		r.stored = grow(r.stored, int(stored))
 	}
@@ -497,7 +517,7 @@ func (r *RecordReader) loadBatch() error {
 		}
 		return fmt.Errorf("storage: reading batch payload at offset %d: %w", at+BatchHeaderSize, err)
 	}
-	if got, want := crc32.Checksum(r.stored, r.crc), binary.LittleEndian.Uint32(h[16:]); got != want {
+	if got, want := crc32.Checksum(r.stored, r.crc), b.sum; got != want {
 		return corruptf("batch payload checksum mismatch at offset %d (%d bytes): stored %08x, computed %08x", at, stored, want, got)
 	}
 	if r.raw, err = r.decompress(codec, int(rawLen)); err != nil {
@@ -509,6 +529,44 @@ func (r *RecordReader) loadBatch() error {
 	r.off = at + BatchHeaderSize + stored
 	r.batchAt, r.pos, r.left = at, 0, int(count)
 	return nil
+}
+
+// batchHeader is a batch header's fields.
+type batchHeader struct {
+	codec                 byte
+	stored, rawLen, count int64
+	sum                   uint32 // the payload's CRC-32C
+}
+
+// parseBatchHeader checks the header h of the batch at offset at of data of size bytes (-1:
+// unknown): magic and version, its CRC, codec and length consistency, and that the batch fits
+// in the data. Any failure is an error wrapping ErrCorrupt.
+func parseBatchHeader(h []byte, crc *crc32.Table, at, size int64) (batchHeader, error) {
+	if h[0] != batchMagic0 || h[1] != batchMagic1 || h[2] != batchVersion {
+		return batchHeader{}, corruptf("bad batch magic/version %x at offset %d", h[:3], at)
+	}
+	if got, want := crc32.Checksum(h[:20], crc), binary.LittleEndian.Uint32(h[20:]); got != want {
+		return batchHeader{}, corruptf("batch header checksum mismatch at offset %d: stored %08x, computed %08x", at, want, got)
+	}
+	b := batchHeader{codec: h[3], stored: int64(binary.LittleEndian.Uint32(h[4:])),
+		rawLen: int64(binary.LittleEndian.Uint32(h[8:])), count: int64(binary.LittleEndian.Uint32(h[12:])),
+		sum: binary.LittleEndian.Uint32(h[16:])}
+	codec, stored, rawLen, count := b.codec, b.stored, b.rawLen, b.count
+	switch {
+	case codec > codecZstd:
+		return b, corruptf("unknown codec %d in batch at offset %d", codec, at)
+	case codec == codecNone && stored != rawLen, codec != codecNone && stored >= rawLen:
+		return b, corruptf("batch at offset %d: codec %d with %d stored and %d raw bytes", at, codec, stored, rawLen)
+	case rawLen > maxBatchRaw:
+		return b, corruptf("batch at offset %d claims %d raw bytes, above the limit %d", at, rawLen, maxBatchRaw)
+	case codec != codecNone && rawLen > maxCompressedRaw:
+		return b, corruptf("compressed batch at offset %d claims %d raw bytes, above the limit %d", at, rawLen, maxCompressedRaw)
+	case count == 0 || count > rawLen:
+		return b, corruptf("batch at offset %d claims %d records in %d bytes", at, count, rawLen)
+	case size >= 0 && at+BatchHeaderSize+stored > size:
+		return b, corruptf("batch at offset %d of %d bytes runs past the end of the %d-byte data", at, BatchHeaderSize+stored, size)
+	}
+	return b, nil
 }
 
 func (r *RecordReader) decompress(codec byte, rawLen int) ([]byte, error) {

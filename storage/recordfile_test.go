@@ -60,6 +60,17 @@ func readAll(r *RecordReader) ([][]byte, error) {
 	return out, nil
 }
 
+// scanBatches lists the batches of r with ScanBatches, failing on an error.
+func scanBatches(t *testing.T, r io.ReaderAt, size int64) []BatchInfo {
+	t.Helper()
+	var out []BatchInfo
+	for b, err := range ScanBatches(r, size) {
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	return out
+}
+
 func TestRecordFileRoundTrip(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
@@ -77,7 +88,9 @@ func TestRecordFileRoundTrip(t *testing.T) {
 				require.Equal(t, int64(buf.Len()), rw.BytesWritten())
 				require.Equal(t, int64(tc.n), rw.Records())
 				var sum, recSum int64
-				for i, b := range rw.Batches() {
+				batches := scanBatches(t, bytes.NewReader(buf.Bytes()), rw.BytesWritten())
+				require.Len(t, batches, rw.NumBatches())
+				for i, b := range batches {
 					require.Equal(t, sum, b.Offset, "batch %d offset", i)
 					sum += b.Size
 					recSum += int64(b.Records)
@@ -122,7 +135,11 @@ func TestSP01_SpillMetricsMatchFile(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, st.Size(), rw.BytesWritten())
 			require.Equal(t, int64(tc.n), rw.Records())
-			require.Len(t, rw.Batches(), tc.batches)
+			require.Equal(t, tc.batches, rw.NumBatches())
+			f, err = os.Open(path)
+			require.NoError(t, err)
+			defer f.Close()
+			require.Len(t, scanBatches(t, f, st.Size()), tc.batches)
 		})
 	}
 }
@@ -146,7 +163,8 @@ func TestEAOM14_SpillFileBatches(t *testing.T) {
 			require.NoError(t, err)
 			var records []int
 			var sum int64
-			for _, b := range rw.Batches() {
+			batches := scanBatches(t, f, rw.BytesWritten())
+			for _, b := range batches {
 				records = append(records, b.Records)
 				sum += b.Size
 			}
@@ -154,7 +172,7 @@ func TestEAOM14_SpillFileBatches(t *testing.T) {
 			require.Equal(t, st.Size(), sum)
 
 			next := int64(0)
-			for bi, b := range rw.Batches() {
+			for bi, b := range batches {
 				tr := NewTypedReader(NewRecordReader(io.NewSectionReader(f, b.Offset, b.Size), b.Size),
 					NewPairCodec[int64, string](VarintCodec[int64]{}, StringCodec{}))
 				n := 0
@@ -365,6 +383,14 @@ func checkRecordData(t *testing.T, data []byte) {
 				b.recs = append(b.recs, bytes.Clone(rec))
 			}
 			require.NoError(t, r.Close())
+			if size >= 0 {
+				checkScanBatches(t, data, err == io.EOF, func() (at []int64) {
+					for _, b := range batches {
+						at = append(at, b.at)
+					}
+					return at
+				}())
+			}
 			if err != io.EOF {
 				require.ErrorIs(t, err, ErrCorrupt)
 				continue
@@ -380,6 +406,25 @@ func checkRecordData(t *testing.T, data []byte) {
 			}
 			require.True(t, bytes.Equal(data, re.Bytes()), "re-encoding what was read:\n%x\n%x", data, re.Bytes())
 		}
+	}
+}
+
+// checkScanBatches checks ScanBatches over data against a reader of it: a failure wraps
+// ErrCorrupt, and when the reader read the data whole (read) it lists the batches the reader
+// read, which start at offsets at, and no error.
+func checkScanBatches(t *testing.T, data []byte, read bool, at []int64) {
+	var got []int64
+	for b, err := range ScanBatches(bytes.NewReader(data), int64(len(data))) {
+		if err != nil {
+			require.ErrorIs(t, err, ErrCorrupt)
+			require.False(t, read, "ScanBatches fails on data a reader reads: %v", err)
+			return
+		}
+		require.Positive(t, b.Records)
+		got = append(got, b.Offset)
+	}
+	if read {
+		require.Equal(t, at, got)
 	}
 }
 
@@ -507,7 +552,7 @@ func TestRecordWriterStoresLargeBatchesRaw(t *testing.T) {
 			require.NoError(t, w.Write(rec[:len(rec)-2]))
 			require.NoError(t, w.Close())
 			data := buf.Bytes()
-			second := w.Batches()[1].Offset
+			second := scanBatches(t, bytes.NewReader(data), int64(len(data)))[1].Offset
 			require.Equal(t, codecNone, data[3], "the batch above the limit is stored raw")
 			require.NotEqual(t, codecNone, data[second+3], "the batch at the limit is compressed")
 			got, err := readAll(NewRecordReader(bytes.NewReader(data), int64(len(data))))

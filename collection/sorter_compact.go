@@ -37,17 +37,9 @@ func (s *ExternalSorter[K, V, C]) compactSpills(ctx context.Context) error {
 	s.spills = nil
 	mp := &multiPass[sorterSpill]{io: &s.io, cfg: s.sp.cfg, info: func(f sorterSpill) fileInfo { return f.file.info() },
 		merge: s.mergeGroup, remove: s.removeSpill, limit: s.maxLive / 2}
-	s.sp.Unlock()
-	files, res, _, err := mp.reduce(ctx, spills)
-	s.sp.Lock()
-	if res != nil {
-		res.close()
-	}
-	if err == nil && s.sp.Closed() {
-		err = s.sp.closedError("while its spills were merged") // Close deleted the files
-	}
+	files, err := compactFiles(ctx, &s.sp, mp, spills)
 	if err != nil {
-		return s.fail(err)
+		return s.fail(err) // Close, if it was the cause, deleted the files
 	}
 	s.spills = append(files, s.spills...)
 	return nil

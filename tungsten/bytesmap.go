@@ -405,26 +405,34 @@ func (m *BytesToBytesMap) acquireNewPage(ctx context.Context, required int64) (b
 // growAndRehash doubles the slot array and reinserts every key by its stored hash. On error the
 // old array stays.
 func (m *BytesToBytesMap) growAndRehash(ctx context.Context) error {
+	return m.regrow(ctx, func(old []int64) {
+		a, mask := m.array.a, m.mask
+		for i := 0; i < len(old); i += 2 {
+			addr := old[i]
+			if addr == 0 {
+				continue
+			}
+			hash := old[i+1]
+			pos, step := int(hash)&mask, 1
+			for a[2*pos] != 0 {
+				pos = (pos + step) & mask
+				step++
+			}
+			a[2*pos], a[2*pos+1] = addr, hash
+		}
+	})
+}
+
+// regrow doubles the slot array, has rehash move the old array's slots into the new one, and
+// frees the old array. On error the old array stays.
+func (m *BytesToBytesMap) regrow(ctx context.Context, rehash func(old []int64)) error {
 	old, oldCap := m.array, m.Capacity()
 	if err := m.allocate(ctx, min(2*oldCap, MaxCapacity)); err != nil {
 		m.array, m.mask = old, oldCap-1
 		m.growthThreshold = int(float64(oldCap) * m.cfg.LoadFactor)
 		return err
 	}
-	a, mask := m.array.a, m.mask
-	for i := range oldCap {
-		addr := old.a[2*i]
-		if addr == 0 {
-			continue
-		}
-		hash := old.a[2*i+1]
-		pos, step := int(hash)&mask, 1
-		for a[2*pos] != 0 {
-			pos = (pos + step) & mask
-			step++
-		}
-		a[2*pos], a[2*pos+1] = addr, hash
-	}
+	rehash(old.a)
 	m.freeArray(old)
 	return nil
 }

@@ -47,6 +47,7 @@ type Aggregator[K, V any] struct {
 	out    storage.Iterator[Pair[K, V]]
 	read   bool
 	failed error // a failed spill leaves the map unusable: every later call returns it
+	in     inlineState
 }
 
 // NewAggregator returns an empty aggregator of task tm spilling into scope: Insert merges a value
@@ -67,7 +68,9 @@ func NewAggregator[K, V any](ctx context.Context, tm *memory.TaskManager, scope 
 		return nil, err
 	}
 	m.fullLoadFactor = aggregatorFullLoad
-	return &Aggregator[K, V]{m: m, keys: keys, values: values, merge: merge, factor: cfg.MergeFactor}, nil
+	a := &Aggregator[K, V]{m: m, keys: keys, values: values, merge: merge, factor: cfg.MergeFactor}
+	a.initInline()
+	return a, nil
 }
 
 // Used is the bytes of the pages and slot array held; the map is the task's memory.Consumer.
@@ -89,6 +92,9 @@ func (a *Aggregator[K, V]) Insert(ctx context.Context, k K, v V) error {
 	if err := a.check(); err != nil {
 		return err
 	}
+	if a.in.on {
+		return a.insertInline(ctx, inlineWord(asInt64(k)), asInt64(v))
+	}
 	a.kbuf = a.keys.Append(a.kbuf[:0], k)
 	return a.insert(ctx, a.kbuf, a.m.Hash(a.kbuf), v)
 }
@@ -100,6 +106,9 @@ func (a *Aggregator[K, V]) InsertAll(ctx context.Context, records storage.Iterat
 	defer func() { err = errors.Join(err, records.Close()) }()
 	if err := a.check(); err != nil {
 		return err
+	}
+	if a.in.on {
+		return a.insertAllInline(ctx, records)
 	}
 	var (
 		vals   [insertGroup]V
@@ -213,11 +222,21 @@ func (a *Aggregator[K, V]) spill(ctx context.Context) error {
 }
 
 func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
-	pairs, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
-	if err != nil {
-		return err
+	var (
+		src source
+		n   int
+	)
+	if a.in.on {
+		in := a.sortInline()
+		src, n = in, in.len()
+	} else {
+		pairs, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
+		if err != nil {
+			return err
+		}
+		src, n = &pairSource{b: &a.m.base, ps: pairs}, len(pairs)
 	}
-	if len(pairs) == 0 {
+	if n == 0 {
 		a.m.reset(true)
 		return nil
 	}
@@ -225,20 +244,25 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.m.writePairs(w, pairs); err != nil {
-		return errors.Join(err, w.Abort())
+	for src.next() {
+		if err := w.write(src.record(), src.prefix()); err != nil {
+			return errors.Join(err, w.Abort())
+		}
 	}
 	f, err := w.commit()
 	if err != nil {
 		return err
 	}
 	a.runs = append(a.runs, f)
-	pages := a.m.Used() - a.m.array.bytes()
+	inMemory := a.m.Used() - a.m.array.bytes() // the pages
+	if a.in.on {
+		inMemory = 16 * int64(n) // the slots
+	}
 	a.m.reset(true)
 	a.m.canGrowArray = true
 	a.m.growthThreshold = int(float64(a.m.Capacity()) * a.m.cfg.LoadFactor)
 	a.spills.Spills++
-	a.spills.MemoryBytesSpilled += pages
+	a.spills.MemoryBytesSpilled += inMemory
 	a.spills.DiskBytesSpilled += f.size
 	return nil
 }
@@ -321,6 +345,9 @@ func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[
 		return nil, err
 	}
 	a.read = true
+	if a.in.on {
+		return a.inlineIterator(ctx)
+	}
 	if len(a.runs) == 0 {
 		a.out = &mapPairs[K, V]{a: a, it: a.m.DestructiveIterator()}
 		return a.out, nil

@@ -1,0 +1,261 @@
+package tungsten
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/maphash"
+	"math/bits"
+	"unsafe"
+
+	"github.com/spillway/spillway/internal/radix"
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+)
+
+// An Aggregator whose keys and values are both Int64Key keeps them in the slots themselves: slot
+// i of the map's array is [2i] = the key word, [2i+1] = the value, so an insert touches one slot
+// and no page (a BytesToBytesMap lookup loads the slot, then the record it points to: two cache
+// misses). The key word is Int64Key's encoding read as a big-endian number: the key's sort
+// prefix, unsigned order being the keys' order. Word 0 marks an empty slot, so the one key
+// encoded as 0 (math.MinInt64) is kept beside the array (Aggregator.zero). Slots are probed
+// linearly from a multiplicative hash of the key word. The array grows as the map's does (by
+// doubling, the old and the new array held during the copy) and fills to aggregatorFullLoad once
+// it cannot grow. A spill lays the slots out as (value, key word) pairs and radix-sorts them in
+// the array, then writes the page-backed record format, so runs merge as the map's do.
+
+// inlineWord is Int64Key's encoding of k as a number.
+func inlineWord(k int64) uint64 { return uint64(k) ^ 1<<63 }
+
+// asInt64 reinterprets v, whose type is int64 (its codec is Int64Key), as an int64.
+func asInt64[T any](v T) int64 { return *(*int64)(unsafe.Pointer(&v)) }
+
+// fromInt64 is asInt64's inverse.
+func fromInt64[T any](x int64) T { return *(*T)(unsafe.Pointer(&x)) }
+
+// inlineState is an Aggregator's state for inline slots.
+type inlineState struct {
+	on      bool
+	merge   func(a, b int64) int64
+	seed    uint64
+	zero    bool // key word 0 has a value, zeroVal
+	zeroVal int64
+}
+
+// initInline turns inline slots on when keys and values are both Int64Key.
+func (a *Aggregator[K, V]) initInline() {
+	_, kOK := any(a.keys).(Int64Key)
+	_, vOK := any(a.values).(Int64Key)
+	if !kOK || !vOK {
+		return
+	}
+	a.in = inlineState{on: true, merge: *(*func(a, b int64) int64)(unsafe.Pointer(&a.merge)),
+		seed: maphash.Comparable(a.m.seed, 0)}
+}
+
+// inlinePos is the first slot probed for key word w.
+func (s *inlineState) pos(w uint64, mask int) int {
+	return int(bits.RotateLeft64((w^s.seed)*0x9e3779b97f4a7c15, 32)) & mask
+}
+
+// insertInline merges v into the value of key word w.
+func (a *Aggregator[K, V]) insertInline(ctx context.Context, w uint64, v int64) error {
+	if w == 0 {
+		if a.in.zero {
+			a.in.zeroVal = a.in.merge(a.in.zeroVal, v)
+		} else {
+			a.in.zero, a.in.zeroVal = true, v
+		}
+		return nil
+	}
+	m := a.m
+	s, mask := m.array.a, m.mask
+	pos := a.in.pos(w, mask)
+	for {
+		x := uint64(s[2*pos])
+		if x == w {
+			s[2*pos+1] = a.in.merge(s[2*pos+1], v)
+			return nil
+		}
+		if x == 0 {
+			break
+		}
+		pos = (pos + 1) & mask
+	}
+	if m.numKeys >= m.growthThreshold { // full, and it cannot grow
+		if err := a.spill(ctx); err != nil {
+			return err
+		}
+		return a.insertInline(ctx, w, v)
+	}
+	s[2*pos], s[2*pos+1] = int64(w), v
+	m.numKeys++
+	m.numValues++
+	if m.numKeys >= m.growthThreshold && m.canGrowArray {
+		if m.Capacity() >= MaxCapacity {
+			m.cannotGrow()
+			return nil
+		}
+		err := m.regrow(ctx, func(old []int64) {
+			s, mask := m.array.a, m.mask
+			for i := 0; i < len(old); i += 2 {
+				if w := old[i]; w != 0 {
+					pos := a.in.pos(uint64(w), mask)
+					for s[2*pos] != 0 {
+						pos = (pos + 1) & mask
+					}
+					s[2*pos], s[2*pos+1] = w, old[i+1]
+				}
+			}
+		})
+		if err != nil {
+			if !errors.Is(err, memory.ErrOutOfMemory) {
+				return err
+			}
+			m.cannotGrow()
+		}
+	}
+	return nil
+}
+
+// insertAllInline is InsertAll with inline slots: groups of keys have their first slots loaded
+// together, so that the cache misses overlap, before they are inserted.
+func (a *Aggregator[K, V]) insertAllInline(ctx context.Context, records storage.Iterator[Pair[K, V]]) error {
+	var (
+		ws [insertGroup]uint64
+		vs [insertGroup]int64
+	)
+	for done := false; !done; {
+		n := 0
+		for ; n < insertGroup; n++ {
+			if !records.Next() {
+				done = true
+				break
+			}
+			p := records.Value()
+			ws[n], vs[n] = inlineWord(asInt64(p.Key)), asInt64(p.Value)
+		}
+		if err := records.Err(); err != nil {
+			return err
+		}
+		s, mask := a.m.array.a, a.m.mask
+		var sink int64
+		for _, w := range ws[:n] {
+			sink |= s[2*a.in.pos(w, mask)]
+		}
+		a.m.base.touched = byte(sink)
+		for i := range n {
+			if err := a.insertInline(ctx, ws[i], vs[i]); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inlineSource yields the keys in memory in key order (after sortInline) as key-value records
+// of the page format, [4-byte key length 8][key][value] with the key as prefix, or as words.
+type inlineSource struct {
+	ps      []int64 // sorted (value, key word) pairs
+	zero    bool    // key word 0 comes first, with zeroVal
+	zeroVal int64
+	rec     [uao + 16]byte
+	w       uint64
+	v       int64
+}
+
+// sortInline moves the aggregator's slots and its zero key into a source in key order. The
+// array's slots are lost: reset the map before inserting again.
+func (a *Aggregator[K, V]) sortInline() *inlineSource {
+	s := a.m.array.a
+	n := 0
+	for i := range len(s) / 2 {
+		if w := s[2*i]; w != 0 {
+			s[2*n], s[2*n+1] = s[2*i+1], w
+			n++
+		}
+	}
+	src := &inlineSource{zero: a.in.zero, zeroVal: a.in.zeroVal}
+	a.in.zero = false
+	if 4*n <= len(s) {
+		start := radix.SortKeyPrefixArray(s, 0, n, 0, 7, false, false)
+		src.ps = s[start : start+2*n]
+	} else {
+		radix.SortKeyPrefixInPlace(s, n)
+		src.ps = s[:2*n]
+	}
+	order.PutUint32(src.rec[:], 8)
+	return src
+}
+
+// len is the number of keys left.
+func (s *inlineSource) len() int {
+	n := len(s.ps) / 2
+	if s.zero {
+		n++
+	}
+	return n
+}
+
+// nextWord moves to the next key word and value, without formatting a record.
+func (s *inlineSource) nextWord() bool {
+	switch {
+	case s.zero:
+		s.zero, s.w, s.v = false, 0, s.zeroVal
+	case len(s.ps) > 0:
+		s.v, s.w = s.ps[0], uint64(s.ps[1])
+		s.ps = s.ps[2:]
+	default:
+		return false
+	}
+	return true
+}
+
+func (s *inlineSource) next() bool {
+	if !s.nextWord() {
+		return false
+	}
+	binary.BigEndian.PutUint64(s.rec[uao:], s.w)
+	binary.BigEndian.PutUint64(s.rec[uao+8:], inlineWord(s.v))
+	return true
+}
+func (s *inlineSource) record() []byte { return s.rec[:] }
+func (s *inlineSource) prefix() int64  { return int64(s.w) }
+func (s *inlineSource) err() error     { return nil }
+func (s *inlineSource) close() error   { s.ps, s.zero = nil, false; return nil }
+
+// inlinePairs yields the keys and values of an inlineSource.
+type inlinePairs[K, V any] struct {
+	src *inlineSource
+	cur Pair[K, V]
+}
+
+func (p *inlinePairs[K, V]) Next() bool {
+	if p.src == nil || !p.src.nextWord() {
+		return false
+	}
+	p.cur = Pair[K, V]{Key: fromInt64[K](int64(inlineWord(int64(p.src.w)))), Value: fromInt64[V](p.src.v)}
+	return true
+}
+func (p *inlinePairs[K, V]) Value() Pair[K, V] { return p.cur }
+func (p *inlinePairs[K, V]) Err() error        { return nil }
+func (p *inlinePairs[K, V]) Close() error      { p.src = nil; return nil }
+
+// inlineIterator is Iterator with inline slots: the keys in key order, merged with the runs.
+func (a *Aggregator[K, V]) inlineIterator(ctx context.Context) (storage.Iterator[Pair[K, V]], error) {
+	src := a.sortInline()
+	if len(a.runs) == 0 {
+		a.out = &inlinePairs[K, V]{src: src}
+		return a.out, nil
+	}
+	merged, err := mergeRuns(ctx, a.m.scope, a.m.cfg.Spill, a.factor, a.runs, src, true, &a.spills.MergePasses)
+	a.runs = nil
+	if err != nil {
+		return nil, err
+	}
+	a.out = &combined[K, V]{ctx: ctx, a: a, src: merged}
+	return a.out, nil
+}

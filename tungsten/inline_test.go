@@ -1,0 +1,89 @@
+package tungsten
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
+)
+
+// An Aggregator of Int64Key keys and values keeps them in its slots: it must agree with a Go map
+// on every key, math.MinInt64 (whose encoding is the empty slot's word) and math.MaxInt64
+// included, in memory and spilling, through Insert and InsertAll, and yield keys in order.
+func TestAggregatorInlineSlots(t *testing.T) {
+	edges := []int64{math.MinInt64, math.MinInt64 + 1, -1, 0, 1, math.MaxInt64 - 1, math.MaxInt64}
+	for _, mode := range modes {
+		for _, tc := range []struct {
+			name             string
+			budget, page     int64
+			records, keys    int
+			insertAll, spill bool
+		}{
+			{"in memory/Insert", 64 * mib, mib, 40_000, 4_000, false, false},
+			{"in memory/InsertAll", 64 * mib, mib, 40_000, 4_000, true, false},
+			{"spilling/Insert", 512 << 10, 64 << 10, 200_000, 60_000, false, true},
+			{"spilling/InsertAll", 512 << 10, 64 << 10, 200_000, 60_000, true, true},
+		} {
+			t.Run(mode.String()+"/"+tc.name, func(t *testing.T) {
+				seed := rand.Uint64()
+				t.Logf("seed %d", seed)
+				r := rand.New(rand.NewPCG(seed, 3))
+				keys := append(slices.Clone(edges), make([]int64, tc.keys-len(edges))...)
+				for i := len(edges); i < len(keys); i++ {
+					keys[i] = int64(r.Uint64())
+				}
+				in := make([]Pair[int64, int64], tc.records)
+				want := map[int64]int64{}
+				for i := range in {
+					k := keys[r.IntN(len(keys))]
+					if i < len(edges) {
+						k = edges[i]
+					}
+					in[i] = Pair[int64, int64]{Key: k, Value: int64(r.IntN(1000)) - 500}
+					want[k] += in[i].Value
+				}
+				tm, scope := newTask(t, mode, tc.budget, tc.page), newScope(t)
+				a, err := NewAggregator(ctx, tm, scope, Int64Key{}, Int64Key{}, sum, AggregatorConfig{MergeFactor: 3})
+				require.NoError(t, err)
+				defer func() { require.NoError(t, a.Close()); require.Zero(t, a.Used()) }()
+				require.True(t, a.in.on)
+				if tc.insertAll {
+					require.NoError(t, a.InsertAll(ctx, storage.SliceIterator(in)))
+				} else {
+					for _, p := range in {
+						require.NoError(t, a.Insert(ctx, p.Key, p.Value))
+					}
+				}
+				it, err := a.Iterator(ctx)
+				require.NoError(t, err)
+				got := map[int64]int64{}
+				var order []int64
+				for _, p := range collect(t, it) {
+					_, dup := got[p.Key]
+					require.False(t, dup, "key %d twice", p.Key)
+					got[p.Key] = p.Value
+					order = append(order, p.Key)
+				}
+				require.Equal(t, want, got)
+				require.True(t, slices.IsSorted(order), "keys come back in order")
+				m := a.Metrics()
+				t.Logf("metrics %+v", m)
+				require.Equal(t, tc.spill, m.Spills > 0)
+			})
+		}
+	}
+}
+
+// Other key or value codecs keep the map's records in pages.
+func TestAggregatorInlineOnlyForInt64Keys(t *testing.T) {
+	tm, scope := newTask(t, memory.OnHeap, 64*mib, mib), newScope(t)
+	a, err := NewAggregator(ctx, tm, scope, Int64Key{}, storage.VarintCodec[int64]{}, sum, AggregatorConfig{})
+	require.NoError(t, err)
+	require.False(t, a.in.on)
+	require.NoError(t, a.Close())
+}

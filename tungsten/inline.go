@@ -18,11 +18,17 @@ import (
 // and no page (a BytesToBytesMap lookup loads the slot, then the record it points to: two cache
 // misses). The key word is Int64Key's encoding read as a big-endian number: the key's sort
 // prefix, unsigned order being the keys' order. Word 0 marks an empty slot, so the one key
-// encoded as 0 (math.MinInt64) is kept beside the array (Aggregator.zero). Slots are probed
-// linearly from a multiplicative hash of the key word. The array grows as the map's does (by
-// doubling, the old and the new array held during the copy) and fills to aggregatorFullLoad once
-// it cannot grow. A spill lays the slots out as (value, key word) pairs and radix-sorts them in
-// the array, then writes the page-backed record format, so runs merge as the map's do.
+// encoded as 0 (math.MinInt64) is kept beside the array (inlineState.zero). Slots are probed
+// linearly from a multiplicative hash of the key word, scaled to the number of slots (which need
+// not be a power of 2).
+//
+// The array grows as the map's does, by doubling with the old and the new array held during the
+// copy, and fills to aggregatorFullLoad once it cannot grow. Then a spill lays the slots out as
+// (value, key word) pairs, radix-sorts them in the array and writes them in the page record
+// format, so runs merge as the map's do. Under a budget, doubling stops at about a third of it
+// (old and new array); so after a spill, with the array empty, the aggregator frees it and takes
+// a new one of as many slots as the task grants up to twice as many, the doubling that failed,
+// until a spill finds no more to be had.
 
 // inlineWord is Int64Key's encoding of k as a number.
 func inlineWord(k int64) uint64 { return uint64(k) ^ 1<<63 }
@@ -40,6 +46,8 @@ type inlineState struct {
 	seed    uint64
 	zero    bool // key word 0 has a value, zeroVal
 	zeroVal int64
+	// settled: a resize after a spill got no more slots than it had, so the array stays.
+	settled bool
 }
 
 // initInline turns inline slots on when keys and values are both Int64Key.
@@ -53,9 +61,10 @@ func (a *Aggregator[K, V]) initInline() {
 		seed: maphash.Comparable(a.m.seed, 0)}
 }
 
-// inlinePos is the first slot probed for key word w.
-func (s *inlineState) pos(w uint64, mask int) int {
-	return int(bits.RotateLeft64((w^s.seed)*0x9e3779b97f4a7c15, 32)) & mask
+// pos is the first slot probed for key word w among n slots.
+func (s *inlineState) pos(w uint64, n int) int {
+	hi, _ := bits.Mul64((w^s.seed)*0x9e3779b97f4a7c15, uint64(n))
+	return int(hi)
 }
 
 // insertInline merges v into the value of key word w.
@@ -69,8 +78,9 @@ func (a *Aggregator[K, V]) insertInline(ctx context.Context, w uint64, v int64) 
 		return nil
 	}
 	m := a.m
-	s, mask := m.array.a, m.mask
-	pos := a.in.pos(w, mask)
+	s := m.array.a
+	n := len(s) / 2
+	pos := a.in.pos(w, n)
 	for {
 		x := uint64(s[2*pos])
 		if x == w {
@@ -80,7 +90,9 @@ func (a *Aggregator[K, V]) insertInline(ctx context.Context, w uint64, v int64) 
 		if x == 0 {
 			break
 		}
-		pos = (pos + 1) & mask
+		if pos++; pos == n {
+			pos = 0
+		}
 	}
 	if m.numKeys >= m.growthThreshold { // full, and it cannot grow
 		if err := a.spill(ctx); err != nil {
@@ -96,18 +108,7 @@ func (a *Aggregator[K, V]) insertInline(ctx context.Context, w uint64, v int64) 
 			m.cannotGrow()
 			return nil
 		}
-		err := m.regrow(ctx, func(old []int64) {
-			s, mask := m.array.a, m.mask
-			for i := 0; i < len(old); i += 2 {
-				if w := old[i]; w != 0 {
-					pos := a.in.pos(uint64(w), mask)
-					for s[2*pos] != 0 {
-						pos = (pos + 1) & mask
-					}
-					s[2*pos], s[2*pos+1] = w, old[i+1]
-				}
-			}
-		})
+		err := m.regrow(ctx, a.rehashInline)
 		if err != nil {
 			if !errors.Is(err, memory.ErrOutOfMemory) {
 				return err
@@ -116,6 +117,58 @@ func (a *Aggregator[K, V]) insertInline(ctx context.Context, w uint64, v int64) 
 		}
 	}
 	return nil
+}
+
+// rehashInline moves the slots of old into the map's (empty) array.
+func (a *Aggregator[K, V]) rehashInline(old []int64) {
+	s := a.m.array.a
+	n := len(s) / 2
+	for i := 0; i < len(old); i += 2 {
+		if w := old[i]; w != 0 {
+			pos := a.in.pos(uint64(w), n)
+			for s[2*pos] != 0 {
+				if pos++; pos == n {
+					pos = 0
+				}
+			}
+			s[2*pos], s[2*pos+1] = w, old[i+1]
+		}
+	}
+}
+
+// resizeInline runs after a spill, the array empty: unless settled, it frees the array and takes
+// one of as many slots as the task grants, up to twice as many, at least 64.
+func (a *Aggregator[K, V]) resizeInline(ctx context.Context) error {
+	m := a.m
+	if a.in.settled || m.Capacity() >= MaxCapacity/2 {
+		return nil
+	}
+	old := m.Capacity()
+	m.freeArray(m.array)
+	m.array = nil
+	arr, err := m.allocateArrayUpTo(ctx, 4*old, 128)
+	if err != nil {
+		return err
+	}
+	clear(arr.a)
+	n := len(arr.a) / 2
+	a.in.settled = n <= old
+	m.array, m.mask = arr, n-1
+	m.canGrowArray = true
+	m.growthThreshold = int(float64(n) * m.cfg.LoadFactor)
+	return nil
+}
+
+// allocateArrayUpTo allocates an array of up to want longs, as many as the task grants but at
+// least least (both even), and an even number (not zeroed).
+func (b *base) allocateArrayUpTo(ctx context.Context, want, least int) (*longArray, error) {
+	p, err := b.rawPage(ctx, 8*int64(want), 8*int64(least))
+	if err != nil {
+		return nil, err
+	}
+	data := p.Bytes()
+	n := int(p.Size()/16) * 2
+	return &longArray{page: p, a: unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(data))), n)}, nil
 }
 
 // insertAllInline is InsertAll with inline slots: groups of keys have their first slots loaded
@@ -138,10 +191,10 @@ func (a *Aggregator[K, V]) insertAllInline(ctx context.Context, records storage.
 		if err := records.Err(); err != nil {
 			return err
 		}
-		s, mask := a.m.array.a, a.m.mask
+		s := a.m.array.a
 		var sink int64
 		for _, w := range ws[:n] {
-			sink |= s[2*a.in.pos(w, mask)]
+			sink |= s[2*a.in.pos(w, len(s)/2)]
 		}
 		a.m.base.touched = byte(sink)
 		for i := range n {

@@ -264,6 +264,9 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 	a.spills.Spills++
 	a.spills.MemoryBytesSpilled += inMemory
 	a.spills.DiskBytesSpilled += f.size
+	if a.in.on {
+		return a.resizeInline(ctx)
+	}
 	return nil
 }
 

@@ -309,9 +309,8 @@ func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) ([]
 		radix.SortKeyPrefixInPlace(a, i)
 		return pairs(a[:2*i]), nil
 	}
-	ps := pairs(a[:2*i])
-	sortPairs(ps, &m.base)
-	return ps, nil
+	m.sortByKey(a[:2*i])
+	return pairs(a[:2*i]), nil
 }
 
 // pairSource reads sorted pairs of key-value records in pages.

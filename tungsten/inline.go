@@ -41,24 +41,27 @@ func fromInt64[T any](x int64) T { return *(*T)(unsafe.Pointer(&x)) }
 
 // inlineState is an Aggregator's state for inline slots.
 type inlineState struct {
-	on      bool
-	merge   func(a, b int64) int64
-	seed    uint64
-	zero    bool // key word 0 has a value, zeroVal
-	zeroVal int64
+	on bool
+	// merge is the Aggregator's merge function when its values are Int64Key (intValues), inline
+	// slots or not: values then merge in place without their codec.
+	merge     func(a, b int64) int64
+	intValues bool
+	seed      uint64
+	zero      bool // key word 0 has a value, zeroVal
+	zeroVal   int64
 	// settled: a resize after a spill got no more slots than it had, so the array stays.
 	settled bool
 }
 
 // initInline turns inline slots on when keys and values are both Int64Key.
 func (a *Aggregator[K, V]) initInline() {
-	_, kOK := any(a.keys).(Int64Key)
-	_, vOK := any(a.values).(Int64Key)
-	if !kOK || !vOK {
+	if _, ok := any(a.values).(Int64Key); !ok {
 		return
 	}
-	a.in = inlineState{on: true, merge: *(*func(a, b int64) int64)(unsafe.Pointer(&a.merge)),
-		seed: maphash.Comparable(a.m.seed, 0)}
+	a.in.intValues, a.in.merge = true, *(*func(a, b int64) int64)(unsafe.Pointer(&a.merge))
+	if _, ok := any(a.keys).(Int64Key); ok {
+		a.in.on, a.in.seed = true, maphash.Comparable(a.m.seed, 0)
+	}
 }
 
 // pos is the first slot probed for key word w among n slots.

@@ -1,6 +1,7 @@
 package tungsten
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -89,4 +90,17 @@ func TestAggregatorInlineOnlyForInt64Keys(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, a.in.on)
 	require.NoError(t, a.Close())
+}
+
+// String keys with Int64Key values keep their records in pages and merge values in place.
+func TestAggregatorIntValues(t *testing.T) {
+	strKey := func(i int) string { return fmt.Sprintf("user-1000000%d", i*7919) }
+	for _, mode := range modes {
+		t.Run(mode.String()+"/in memory", func(t *testing.T) {
+			checkAggregation(t, mode, 64*mib, mib, strKey, StringKey{}, Int64Key{}, 50_000, 5_000, false)
+		})
+		t.Run(mode.String()+"/spilling", func(t *testing.T) {
+			checkAggregation(t, mode, 512<<10, 64<<10, strKey, StringKey{}, Int64Key{}, 50_000, 20_000, true)
+		})
+	}
 }

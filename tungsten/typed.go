@@ -3,6 +3,7 @@ package tungsten
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -135,7 +136,7 @@ func (a *Aggregator[K, V]) InsertAll(ctx context.Context, records storage.Iterat
 			hashes[i] = a.m.Hash(a.kbuf[start:ends[i]])
 			start = ends[i]
 		}
-		a.m.touchSlots(hashes[:n])
+		a.m.touchSlots(hashes[:n], ends[:n])
 		start = 0
 		for i := range n {
 			if err := a.insert(ctx, a.kbuf[start:ends[i]], hashes[i], vals[i]); err != nil {
@@ -175,6 +176,10 @@ func (a *Aggregator[K, V]) check() error {
 func (a *Aggregator[K, V]) insert(ctx context.Context, kb []byte, hash uint64, v V) error {
 	loc := a.m.LookupHash(kb, hash)
 	if loc.IsDefined() {
+		if slot := loc.Value(); a.in.intValues && len(slot) == 8 { // Int64Key values, merged in place
+			binary.BigEndian.PutUint64(slot, inlineWord(a.in.merge(int64(inlineWord(int64(binary.BigEndian.Uint64(slot)))), asInt64(v))))
+			return nil
+		}
 		old, _, err := a.values.Decode(loc.Value())
 		if err != nil {
 			return fmt.Errorf("tungsten: decoding the value of a key in memory: %w", err)

@@ -96,8 +96,11 @@ type BytesToBytesMap struct {
 	cursor      int64
 	spills      []spillFile
 	destructive *MapIterator
-	metrics     SpillMetrics
-	closed      bool
+	// spillHook, when set, is Spill's work instead of destructive's (an inline Aggregator's
+	// iterator).
+	spillHook func(size int64) (int64, error)
+	metrics   SpillMetrics
+	closed    bool
 
 	loc Location
 }
@@ -451,12 +454,18 @@ func (m *BytesToBytesMap) markDead(addr int64) {
 }
 
 // Spill is memory.Consumer's Spill: a running destructive iterator writes its unread pages to
-// disk (MapIterator.spill); otherwise nothing, as in Spark (a map being built never spills).
+// disk (MapIterator.spill), an inline Aggregator's iterator its unread keys; otherwise nothing,
+// as in Spark (a map being built never spills).
 func (m *BytesToBytesMap) Spill(size int64, trigger memory.Consumer) (int64, error) {
 	m.mu.Lock()
-	it := m.destructive
+	it, hook := m.destructive, m.spillHook
 	m.mu.Unlock()
-	if it == nil || trigger == memory.Consumer(m) {
+	switch {
+	case trigger == memory.Consumer(m):
+		return 0, nil
+	case hook != nil:
+		return hook(size)
+	case it == nil:
 		return 0, nil
 	}
 	return it.Spill(size)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"math/bits"
 	"unsafe"
@@ -283,28 +284,138 @@ func (s *inlineSource) prefix() int64  { return int64(s.w) }
 func (s *inlineSource) err() error     { return nil }
 func (s *inlineSource) close() error   { s.ps, s.zero = nil, false; return nil }
 
-// inlinePairs yields the keys and values of an inlineSource.
+// inlinePairs yields the keys in memory in key order, without spills. Another consumer may
+// force the keys not yet read to disk (BytesToBytesMap.Spill calls spill): they are written as a
+// run, the array is freed, and reading goes on from the run. The array is freed once read.
 type inlinePairs[K, V any] struct {
-	src *inlineSource
-	cur Pair[K, V]
+	a      *Aggregator[K, V]
+	src    *inlineSource // nil once read or spilled; guarded by a.m.mu
+	reader *spillReader  // the forced spill's run; guarded by a.m.mu
+	batch  []int64       // (value, key word) pairs taken from src or reader
+	buf    [2 * inlineBatch]int64
+	cur    Pair[K, V]
+	err    error
+}
+
+// inlineBatch is how many pairs inlinePairs takes from the array under the map's lock at once.
+const inlineBatch = 256
+
+func newInlinePairs[K, V any](a *Aggregator[K, V], src *inlineSource) *inlinePairs[K, V] {
+	p := &inlinePairs[K, V]{a: a, src: src}
+	a.m.mu.Lock()
+	a.m.spillHook = p.spill
+	a.m.mu.Unlock()
+	return p
 }
 
 func (p *inlinePairs[K, V]) Next() bool {
-	if p.src == nil || !p.src.nextWord() {
-		return false
+	for len(p.batch) == 0 {
+		if p.err != nil || !p.refill() {
+			return false
+		}
 	}
-	p.cur = Pair[K, V]{Key: fromInt64[K](int64(inlineWord(int64(p.src.w)))), Value: fromInt64[V](p.src.v)}
+	v, w := p.batch[0], uint64(p.batch[1])
+	p.batch = p.batch[2:]
+	p.cur = Pair[K, V]{Key: fromInt64[K](int64(inlineWord(int64(w)))), Value: fromInt64[V](v)}
 	return true
 }
+
+// refill takes the next pairs from the array, or else from the forced spill's run; false at the
+// end or on error.
+func (p *inlinePairs[K, V]) refill() bool {
+	m := p.a.m
+	m.mu.Lock()
+	if src := p.src; src != nil {
+		p.batch = p.buf[:0]
+		for len(p.batch) < len(p.buf) && src.nextWord() {
+			p.batch = append(p.batch, src.v, int64(src.w))
+		}
+		if len(p.batch) > 0 {
+			m.mu.Unlock()
+			return true
+		}
+		p.src, m.spillHook = nil, nil
+		m.updatePeak()
+		m.freeArray(m.array)
+		m.array = nil
+	}
+	r := p.reader
+	m.mu.Unlock()
+	if r == nil || !r.next() {
+		if r != nil {
+			p.err = r.err
+		}
+		return false
+	}
+	rec := r.rec
+	if len(rec) != uao+16 || order.Uint32(rec) != 8 {
+		p.err = fmt.Errorf("%w: tungsten: %s: spilled record of %d bytes, want an 8-byte key and value", storage.ErrCorrupt, m.name, len(rec))
+		return false
+	}
+	p.batch = append(p.buf[:0], int64(inlineWord(int64(binary.BigEndian.Uint64(rec[uao+8:])))), int64(binary.BigEndian.Uint64(rec[uao:])))
+	return true
+}
+
+// spill writes the keys not yet taken from the array to a run and frees the array, returning
+// the bytes freed (MapIterator.spill's counterpart).
+func (p *inlinePairs[K, V]) spill(int64) (int64, error) {
+	m := p.a.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	src := p.src
+	if src == nil || m.closed || src.len() == 0 {
+		return 0, nil
+	}
+	w, err := newSpillWriter(m.scope, m.cfg.Spill)
+	if err != nil {
+		return 0, err
+	}
+	for src.next() {
+		if err := w.write(src.record(), src.prefix()); err != nil {
+			return 0, errors.Join(err, w.Abort())
+		}
+	}
+	f, err := w.commit()
+	if err != nil {
+		return 0, err
+	}
+	r, err := openSpill(m.scope, f, true)
+	if err != nil {
+		return 0, errors.Join(err, f.remove(m.scope))
+	}
+	p.src, p.reader, m.spillHook = nil, r, nil
+	m.updatePeak()
+	freed := m.array.page.Size()
+	m.freeArray(m.array)
+	m.array = nil
+	m.metrics.Spills++
+	m.metrics.ForcedSpills++
+	m.metrics.DiskBytesSpilled += f.size
+	m.metrics.MemoryBytesSpilled += freed
+	return freed, nil
+}
+
 func (p *inlinePairs[K, V]) Value() Pair[K, V] { return p.cur }
-func (p *inlinePairs[K, V]) Err() error        { return nil }
-func (p *inlinePairs[K, V]) Close() error      { p.src = nil; return nil }
+func (p *inlinePairs[K, V]) Err() error        { return p.err }
+
+// Close stops reading and deletes the forced spill's run; the aggregator's Close frees the array.
+func (p *inlinePairs[K, V]) Close() error {
+	m := p.a.m
+	m.mu.Lock()
+	r := p.reader
+	p.src, p.reader, p.batch, m.spillHook = nil, nil, nil, nil
+	m.mu.Unlock()
+	if r != nil {
+		return r.close()
+	}
+	return nil
+}
 
 // inlineIterator is Iterator with inline slots: the keys in key order, merged with the runs.
 func (a *Aggregator[K, V]) inlineIterator(ctx context.Context) (storage.Iterator[Pair[K, V]], error) {
 	src := a.sortInline()
 	if len(a.runs) == 0 {
-		a.out = &inlinePairs[K, V]{src: src}
+		a.out = newInlinePairs(a, src)
 		return a.out, nil
 	}
 	merged, err := mergeRuns(ctx, a.m.scope, a.m.cfg.Spill, a.factor, a.runs, src, true, &a.spills.MergePasses)

@@ -104,3 +104,50 @@ func TestAggregatorIntValues(t *testing.T) {
 		})
 	}
 }
+
+// Another consumer may force an inline Aggregator's unread keys to disk while they are read
+// (as a BytesToBytesMap's destructive iterator's pages): they come back from the run, in order,
+// and the array is freed. Closing the iterator halfway deletes the run.
+func TestAggregatorInlineForcedSpill(t *testing.T) {
+	for _, mode := range modes {
+		for _, readAll := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/read all %v", mode, readAll), func(t *testing.T) {
+				const budget, keys = 4 * mib, 5_000
+				tm, scope := newTask(t, mode, budget, 64<<10), newScope(t)
+				a, err := NewAggregator(ctx, tm, scope, Int64Key{}, Int64Key{}, sum, AggregatorConfig{})
+				require.NoError(t, err)
+				for i := range 3 * keys {
+					require.NoError(t, a.Insert(ctx, int64(i%keys)-keys/2, 1))
+				}
+				it, err := a.Iterator(ctx)
+				require.NoError(t, err)
+				var got []int64
+				for range 1000 {
+					require.True(t, it.Next())
+					got = append(got, it.Value().Key)
+				}
+				held := a.Used()
+				require.Positive(t, held)
+				h := newHog(tm)
+				h.use(t, budget) // all of it: the aggregator must give its array back
+				require.Zero(t, a.Used())
+				require.Equal(t, int64(1), a.Metrics().ForcedSpills)
+				require.Equal(t, 1, scope.Files())
+				if readAll {
+					for it.Next() {
+						require.Equal(t, int64(3), it.Value().Value)
+						got = append(got, it.Value().Key)
+					}
+					require.NoError(t, it.Err())
+					require.Len(t, got, keys)
+					require.True(t, slices.IsSorted(got))
+					require.Equal(t, int64(-keys/2), got[0])
+					require.Zero(t, scope.Files(), "the run is deleted once read")
+				}
+				require.NoError(t, it.Close())
+				require.NoError(t, a.Close())
+				h.Spill(0, nil)
+			})
+		}
+	}
+}

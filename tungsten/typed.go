@@ -33,6 +33,10 @@ type AggregatorConfig struct {
 // map starts again, keeping its slot array (Spark frees it and regrows from its initial
 // capacity). Reading merges the runs and the in-memory rest, combining equal keys.
 //
+// With Int64Key keys and values, each key and its value live in the slot array itself, not in
+// pages: an insert then loads one slot where the map loads a slot and a record. After a spill
+// such an array takes what memory the task grants, not only what doubling reaches.
+//
 // It mirrors collection.ExternalAppendOnlyMap's use: Insert, then Iterator once, then Close
 // (always). Not safe for concurrent use.
 type Aggregator[K, V any] struct {
@@ -177,7 +181,8 @@ func (a *Aggregator[K, V]) insert(ctx context.Context, kb []byte, hash uint64, v
 	loc := a.m.LookupHash(kb, hash)
 	if loc.IsDefined() {
 		if slot := loc.Value(); a.in.intValues && len(slot) == 8 { // Int64Key values, merged in place
-			binary.BigEndian.PutUint64(slot, inlineWord(a.in.merge(int64(inlineWord(int64(binary.BigEndian.Uint64(slot)))), asInt64(v))))
+			old := int64(inlineWord(int64(binary.BigEndian.Uint64(slot))))
+			binary.BigEndian.PutUint64(slot, inlineWord(a.in.merge(old, asInt64(v))))
 			return nil
 		}
 		old, _, err := a.values.Decode(loc.Value())
@@ -344,9 +349,10 @@ func (s *pairSource) prefix() int64  { return s.pre }
 func (s *pairSource) err() error     { return nil }
 func (s *pairSource) close() error   { s.ps = nil; return nil }
 
-// Iterator returns the keys and their merged values (once): without spills in the map's order,
-// reading it destructively (another consumer may force its unread pages to disk); with spills in
-// key order, merging the sorted runs with the sorted in-memory rest.
+// Iterator returns the keys and their merged values (once): without spills in the map's order
+// (key order with Int64Key keys and values), reading it destructively (another consumer may force
+// its unread pages or keys to disk); with spills in key order, merging the sorted runs with the
+// sorted in-memory rest.
 func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[K, V]], error) {
 	if err := a.check(); err != nil {
 		return nil, err

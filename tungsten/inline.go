@@ -163,8 +163,8 @@ func (a *Aggregator[K, V]) resizeInline(ctx context.Context) error {
 	return nil
 }
 
-// allocateArrayUpTo allocates an array of up to want longs, as many as the task grants but at
-// least least (both even), and an even number (not zeroed).
+// allocateArrayUpTo allocates an array of as many longs as the task grants, up to want and at
+// least least (both even), rounded down to an even number (not zeroed).
 func (b *base) allocateArrayUpTo(ctx context.Context, want, least int) (*longArray, error) {
 	p, err := b.rawPage(ctx, 8*int64(want), 8*int64(least))
 	if err != nil {

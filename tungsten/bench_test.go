@@ -121,9 +121,7 @@ func benchAggregate[K any](b *testing.B, codec KeyCodec[K], budget int64, key fu
 					if err != nil {
 						b.Fatal(err)
 					}
-					rows := 0
 					for it.Next() {
-						rows++
 					}
 					if err := it.Err(); err != nil {
 						b.Fatal(err)

@@ -98,8 +98,11 @@ type BytesToBytesMap struct {
 	cursor      int64
 	spills      []spillFile
 	destructive *MapIterator
-	metrics     SpillMetrics
-	closed      bool
+	// spillHook, when set, is Spill's work instead of destructive's (an inline Aggregator's
+	// iterator).
+	spillHook func(size int64) (int64, error)
+	metrics   SpillMetrics
+	closed    bool
 
 	loc Location
 }
@@ -220,10 +223,12 @@ func (m *BytesToBytesMap) safeLookup(key []byte, hash uint64, loc *Location) {
 	}
 }
 
-// touchSlots loads the first slot of each hash, then the start of the record it points to, each
-// group in a tight loop so that the cache misses overlap (Go has no prefetch instruction); the
-// lookups that follow find them in cache. It changes nothing.
-func (m *BytesToBytesMap) touchSlots(hashes []uint64) {
+// touchSlots loads the first slot of each hash, then the start of the record it points to and
+// the byte 8 past its key (the end of an 8-byte value), each group in a tight loop so that the
+// cache misses overlap (Go has no prefetch instruction); the lookups that follow find them in
+// cache. keyEnds are the keys' ends in the buffer they were encoded into, one key after
+// another. It changes nothing.
+func (m *BytesToBytesMap) touchSlots(hashes []uint64, keyEnds []int) {
 	a, mask := m.array.a, m.mask
 	var addrs [64]int64
 	hashes = hashes[:min(len(hashes), len(addrs))]
@@ -231,13 +236,17 @@ func (m *BytesToBytesMap) touchSlots(hashes []uint64) {
 		addrs[i] = a[2*(int(h)&mask)]
 	}
 	var sink byte
-	for _, addr := range addrs[:len(hashes)] {
+	start := 0
+	for i, addr := range addrs[:len(hashes)] {
+		klen := int64(keyEnds[i] - start)
+		start = keyEnds[i]
 		if addr == 0 {
 			continue
 		}
 		if n := memory.DecodePageNumber(addr); n < len(m.table) {
-			if data := m.table[n]; uint64(memory.DecodeOffset(addr)) < uint64(len(data)) {
-				sink |= data[memory.DecodeOffset(addr)]
+			data, off := m.table[n], memory.DecodeOffset(addr)
+			if end := off + 2*uao + klen + 7; uint64(end) < uint64(len(data)) {
+				sink |= data[off] | data[end]
 			}
 		}
 	}
@@ -411,26 +420,34 @@ func (m *BytesToBytesMap) acquireNewPage(ctx context.Context, required int64) (b
 // growAndRehash doubles the slot array and reinserts every key by its stored hash. On error the
 // old array stays.
 func (m *BytesToBytesMap) growAndRehash(ctx context.Context) error {
+	return m.regrow(ctx, func(old []int64) {
+		a, mask := m.array.a, m.mask
+		for i := 0; i < len(old); i += 2 {
+			addr := old[i]
+			if addr == 0 {
+				continue
+			}
+			hash := old[i+1]
+			pos, step := int(hash)&mask, 1
+			for a[2*pos] != 0 {
+				pos = (pos + step) & mask
+				step++
+			}
+			a[2*pos], a[2*pos+1] = addr, hash
+		}
+	})
+}
+
+// regrow doubles the slot array, has rehash move the old array's slots into the new one, and
+// frees the old array. On error the old array stays.
+func (m *BytesToBytesMap) regrow(ctx context.Context, rehash func(old []int64)) error {
 	old, oldCap := m.array, m.Capacity()
 	if err := m.allocate(ctx, min(2*oldCap, MaxCapacity)); err != nil {
 		m.array, m.mask = old, oldCap-1
 		m.growthThreshold = int(float64(oldCap) * m.cfg.LoadFactor)
 		return err
 	}
-	a, mask := m.array.a, m.mask
-	for i := range oldCap {
-		addr := old.a[2*i]
-		if addr == 0 {
-			continue
-		}
-		hash := old.a[2*i+1]
-		pos, step := int(hash)&mask, 1
-		for a[2*pos] != 0 {
-			pos = (pos + step) & mask
-			step++
-		}
-		a[2*pos], a[2*pos+1] = addr, hash
-	}
+	rehash(old.a)
 	m.freeArray(old)
 	return nil
 }
@@ -443,12 +460,18 @@ func (m *BytesToBytesMap) markDead(addr int64) {
 }
 
 // Spill is memory.Consumer's Spill: a running destructive iterator writes its unread pages to
-// disk (MapIterator.spill); otherwise nothing, as in Spark (a map being built never spills).
+// disk (MapIterator.spill), an inline Aggregator's iterator its unread keys; otherwise nothing,
+// as in Spark (a map being built never spills).
 func (m *BytesToBytesMap) Spill(size int64, trigger memory.Consumer) (int64, error) {
 	m.mu.Lock()
-	it := m.destructive
+	it, hook := m.destructive, m.spillHook
 	m.mu.Unlock()
-	if it == nil || trigger == memory.Consumer(m) {
+	switch {
+	case trigger == memory.Consumer(m):
+		return 0, nil
+	case hook != nil:
+		return hook(size)
+	case it == nil:
 		return 0, nil
 	}
 	return it.Spill(size)

@@ -12,16 +12,6 @@ import (
 	"github.com/spillway/spillway/storage"
 )
 
-// sortPairs sorts (address, prefix) pairs of key-value records by unsigned prefix, then key.
-func sortPairs(ps []pair, b *base) {
-	slices.SortFunc(ps, func(x, y pair) int {
-		if c := PrefixBinary.Compare(x.prefix, y.prefix); c != 0 {
-			return c
-		}
-		return compareKeys(b.record(x.addr), b.record(y.addr))
-	})
-}
-
 // mergePlan merges sorted runs (UnsafeSorterSpillMerger, bounded as UnsafeSorterBoundedSpillMerger
 // bounds it, and by memory).
 type mergePlan struct {

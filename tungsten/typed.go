@@ -3,6 +3,7 @@ package tungsten
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -32,6 +33,10 @@ type AggregatorConfig struct {
 // map starts again, keeping its slot array (Spark frees it and regrows from its initial
 // capacity). Reading merges the runs and the in-memory rest, combining equal keys.
 //
+// With Int64Key keys and values, each key and its value live in the slot array itself, not in
+// pages: an insert then loads one slot where the map loads a slot and a record. After a spill
+// such an array takes what memory the task grants, not only what doubling reaches.
+//
 // It mirrors collection.ExternalAppendOnlyMap's use: Insert, then Iterator once, then Close
 // (always). Not safe for concurrent use.
 type Aggregator[K, V any] struct {
@@ -47,6 +52,7 @@ type Aggregator[K, V any] struct {
 	out    storage.Iterator[Pair[K, V]]
 	read   bool
 	failed error // a failed spill leaves the map unusable: every later call returns it
+	in     inlineState
 }
 
 // NewAggregator returns an empty aggregator of task tm spilling into scope: Insert merges a value
@@ -67,7 +73,9 @@ func NewAggregator[K, V any](ctx context.Context, tm *memory.TaskManager, scope 
 		return nil, err
 	}
 	m.fullLoadFactor = aggregatorFullLoad
-	return &Aggregator[K, V]{m: m, keys: keys, values: values, merge: merge, factor: cfg.MergeFactor}, nil
+	a := &Aggregator[K, V]{m: m, keys: keys, values: values, merge: merge, factor: cfg.MergeFactor}
+	a.initInline()
+	return a, nil
 }
 
 // Used is the bytes of the pages and slot array held; the map is the task's memory.Consumer.
@@ -89,6 +97,9 @@ func (a *Aggregator[K, V]) Insert(ctx context.Context, k K, v V) error {
 	if err := a.check(); err != nil {
 		return err
 	}
+	if a.in.on {
+		return a.insertInline(ctx, inlineWord(asInt64(k)), asInt64(v))
+	}
 	a.kbuf = a.keys.Append(a.kbuf[:0], k)
 	return a.insert(ctx, a.kbuf, a.m.Hash(a.kbuf), v)
 }
@@ -100,6 +111,9 @@ func (a *Aggregator[K, V]) InsertAll(ctx context.Context, records storage.Iterat
 	defer func() { err = errors.Join(err, records.Close()) }()
 	if err := a.check(); err != nil {
 		return err
+	}
+	if a.in.on {
+		return a.insertAllInline(ctx, records)
 	}
 	var (
 		vals   [insertGroup]V
@@ -126,7 +140,7 @@ func (a *Aggregator[K, V]) InsertAll(ctx context.Context, records storage.Iterat
 			hashes[i] = a.m.Hash(a.kbuf[start:ends[i]])
 			start = ends[i]
 		}
-		a.m.touchSlots(hashes[:n])
+		a.m.touchSlots(hashes[:n], ends[:n])
 		start = 0
 		for i := range n {
 			if err := a.insert(ctx, a.kbuf[start:ends[i]], hashes[i], vals[i]); err != nil {
@@ -166,6 +180,11 @@ func (a *Aggregator[K, V]) check() error {
 func (a *Aggregator[K, V]) insert(ctx context.Context, kb []byte, hash uint64, v V) error {
 	loc := a.m.LookupHash(kb, hash)
 	if loc.IsDefined() {
+		if slot := loc.Value(); a.in.intValues && len(slot) == 8 { // Int64Key values, merged in place
+			old := int64(inlineWord(int64(binary.BigEndian.Uint64(slot))))
+			binary.BigEndian.PutUint64(slot, inlineWord(a.in.merge(old, asInt64(v))))
+			return nil
+		}
 		old, _, err := a.values.Decode(loc.Value())
 		if err != nil {
 			return fmt.Errorf("tungsten: decoding the value of a key in memory: %w", err)
@@ -213,11 +232,21 @@ func (a *Aggregator[K, V]) spill(ctx context.Context) error {
 }
 
 func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
-	pairs, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
-	if err != nil {
-		return err
+	var (
+		src source
+		n   int
+	)
+	if a.in.on {
+		in := a.sortInline()
+		src, n = in, in.len()
+	} else {
+		pairs, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
+		if err != nil {
+			return err
+		}
+		src, n = &pairSource{b: &a.m.base, ps: pairs}, len(pairs)
 	}
-	if len(pairs) == 0 {
+	if n == 0 {
 		a.m.reset(true)
 		return nil
 	}
@@ -225,21 +254,29 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.m.writePairs(w, pairs); err != nil {
-		return errors.Join(err, w.Abort())
+	for src.next() {
+		if err := w.write(src.record(), src.prefix()); err != nil {
+			return errors.Join(err, w.Abort())
+		}
 	}
 	f, err := w.commit()
 	if err != nil {
 		return err
 	}
 	a.runs = append(a.runs, f)
-	pages := a.m.Used() - a.m.array.bytes()
+	inMemory := a.m.Used() - a.m.array.bytes() // the pages
+	if a.in.on {
+		inMemory = 16 * int64(n) // the slots
+	}
 	a.m.reset(true)
 	a.m.canGrowArray = true
 	a.m.growthThreshold = int(float64(a.m.Capacity()) * a.m.cfg.LoadFactor)
 	a.spills.Spills++
-	a.spills.MemoryBytesSpilled += pages
+	a.spills.MemoryBytesSpilled += inMemory
 	a.spills.DiskBytesSpilled += f.size
+	if a.in.on {
+		return a.resizeInline(ctx)
+	}
 	return nil
 }
 
@@ -282,9 +319,8 @@ func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) ([]
 		radix.SortKeyPrefixInPlace(a, i)
 		return pairs(a[:2*i]), nil
 	}
-	ps := pairs(a[:2*i])
-	sortPairs(ps, &m.base)
-	return ps, nil
+	m.sortByKey(a[:2*i])
+	return pairs(a[:2*i]), nil
 }
 
 // pairSource reads sorted pairs of key-value records in pages.
@@ -313,14 +349,18 @@ func (s *pairSource) prefix() int64  { return s.pre }
 func (s *pairSource) err() error     { return nil }
 func (s *pairSource) close() error   { s.ps = nil; return nil }
 
-// Iterator returns the keys and their merged values (once): without spills in the map's order,
-// reading it destructively (another consumer may force its unread pages to disk); with spills in
-// key order, merging the sorted runs with the sorted in-memory rest.
+// Iterator returns the keys and their merged values (once): without spills in the map's order
+// (key order with Int64Key keys and values), reading it destructively (another consumer may force
+// its unread pages or keys to disk); with spills in key order, merging the sorted runs with the
+// sorted in-memory rest.
 func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[K, V]], error) {
 	if err := a.check(); err != nil {
 		return nil, err
 	}
 	a.read = true
+	if a.in.on {
+		return a.inlineIterator(ctx)
+	}
 	if len(a.runs) == 0 {
 		a.out = &mapPairs[K, V]{a: a, it: a.m.DestructiveIterator(ctx)}
 		return a.out, nil
@@ -343,7 +383,8 @@ func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[
 // the merge's readers (up to its merge share) beside them, as Spark's UnsafeKVExternalSorter
 // spills its in-memory part when the merge needs the memory.
 func (a *Aggregator[K, V]) sortedRest(ctx context.Context) (source, error) {
-	if io := &a.m.writer.io; io.strict && a.m.numValues > 0 {
+	held := a.m.numValues > 0 || a.in.zero // the inline path keeps key 0 beside its slots
+	if io := &a.m.writer.io; io.strict && held {
 		var readers int64
 		for _, f := range a.runs {
 			readers += f.readCost
@@ -360,9 +401,12 @@ func (a *Aggregator[K, V]) sortedRest(ctx context.Context) (source, error) {
 			}
 		}
 	}
-	if a.m.numValues == 0 {
+	if held = a.m.numValues > 0 || a.in.zero; !held {
 		a.m.reset(false) // nothing left in memory: the slot array goes too
 		return nil, nil
+	}
+	if a.in.on {
+		return a.sortInline(), nil
 	}
 	ps, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
 	if err != nil {

@@ -22,14 +22,20 @@ func tungstenEnv(t *testing.T, offHeap bool, onHeap int64) (*env, error) {
 }
 
 // tungstenAggregate sums n int64 records over n/2 keys seen round robin in a tungsten.Aggregator
-// (pages of its BytesToBytesMap, spilled as sorted runs) and reads them back merged.
-func tungstenAggregate(ctx context.Context, t *testing.T, n int, offHeap bool, onHeap int64) (err error) {
+// and reads them back merged. With inline, values are tungsten.Int64Key, so keys and values live
+// in the slot array (the Aggregator's fast path); otherwise they are varints in the pages of its
+// BytesToBytesMap. Either way they spill as sorted runs.
+func tungstenAggregate(ctx context.Context, t *testing.T, n int, offHeap, inline bool, onHeap int64) (err error) {
 	e, err := tungstenEnv(t, offHeap, onHeap)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, e.close()) }()
-	a, err := tungsten.NewAggregator(ctx, e.tm, e.scope, tungsten.Int64Key{}, tungsten.Int64Key{}, sum, tungsten.AggregatorConfig{})
+	var values storage.Codec[int64] = storage.VarintCodec[int64]{}
+	if inline {
+		values = tungsten.Int64Key{}
+	}
+	a, err := tungsten.NewAggregator(ctx, e.tm, e.scope, tungsten.Int64Key{}, values, sum, tungsten.AggregatorConfig{})
 	if err != nil {
 		return err
 	}
@@ -61,20 +67,32 @@ func tungstenAggregate(ctx context.Context, t *testing.T, n int, offHeap bool, o
 }
 
 // TestTungstenAggregator: a tungsten.Aggregator with pages on the Go heap sums n int64 records
-// over n/2 keys; both sizes spill many times the budget.
+// over n/2 keys; both sizes spill many times the budget. Keys and values in the slots hold 16
+// bytes a key where pages hold about 24, so that path takes twice the records to spill as often.
 func TestTungstenAggregator(t *testing.T) {
-	requireBound(t, budget, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) error {
-		return tungstenAggregate(ctx, t, n, false, 0)
-	})
+	for _, tc := range []struct {
+		name   string
+		inline bool
+		sizes  [2]int
+	}{
+		{"pages", false, [2]int{300_000, 3_000_000}},
+		{"inline slots", true, [2]int{600_000, 6_000_000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			requireBound(t, budget, tc.sizes, func(ctx context.Context, t *testing.T, n int) error {
+				return tungstenAggregate(ctx, t, n, false, tc.inline, 0)
+			})
+		})
+	}
 }
 
-// TestTungstenAggregatorOffHeap: the same aggregation with the pages off the Go heap. What the
+// TestTungstenAggregatorOffHeap: the aggregation with keys and values in slots off the Go heap. What the
 // Go heap holds is the spill readers' and writers' buffers, charged to a small on-heap region
 // (2 MiB): the live heap stays within that region's bound whatever the data.
 func TestTungstenAggregatorOffHeap(t *testing.T) {
 	const onHeap = 2 << 20
-	requireBound(t, onHeap, [2]int{300_000, 3_000_000}, func(ctx context.Context, t *testing.T, n int) error {
-		return tungstenAggregate(ctx, t, n, true, onHeap)
+	requireBound(t, onHeap, [2]int{600_000, 6_000_000}, func(ctx context.Context, t *testing.T, n int) error {
+		return tungstenAggregate(ctx, t, n, true, true, onHeap)
 	})
 }
 

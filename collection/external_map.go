@@ -1,7 +1,6 @@
 package collection
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -530,7 +529,7 @@ func (c slotCodec[K, C]) Decode(src []byte) (slot[K, C], int, error) {
 // hashes come with the slots (stored in the table and in the spill records), so nothing is
 // rehashed.
 //
-// The streams' current slots meet in a loserTree ordered by hash. Next takes every slot of the
+// The streams' current slots meet in a loserTree keyed by hash. Next takes every slot of the
 // smallest hash, from all streams (replaying the tree once per slot taken: about log2(streams)
 // comparisons), then combines the slots of equal keys: usually they all share one key, the one
 // it returns; keys that merely share the hash are returned by the next calls. Spark instead
@@ -547,11 +546,8 @@ type hashMerge[K comparable, C any] struct {
 }
 
 func newHashMerge[K comparable, C any](merge func(a, b C) C, streams []Iterator[slot[K, C]]) *hashMerge[K, C] {
-	return &hashMerge[K, C]{merge: merge, streams: streams, tree: newLoserTree(len(streams), compareHashes[K, C])}
+	return &hashMerge[K, C]{merge: merge, streams: streams, tree: newLoserTree[slot[K, C]](len(streams), nil)}
 }
-
-// compareHashes orders slots by hash.
-func compareHashes[K comparable, C any](a, b slot[K, C]) int { return cmp.Compare(a.hash, b.hash) }
 
 // advance reads stream i's next slot into the tree, closing the stream at its end. It reports
 // an error of the stream, or a stream out of hash order.
@@ -562,7 +558,7 @@ func (m *hashMerge[K, C]) advance(i int) error {
 		if prev := m.tree.heads[i].hash; s.hash < prev {
 			return fmt.Errorf("collection: merge input %d not sorted by hash: %#x after %#x: %w", i, s.hash, prev, storage.ErrCorrupt)
 		}
-		m.tree.set(i, s)
+		m.tree.set(i, s.hash, s)
 		return nil
 	}
 	m.tree.drop(i)

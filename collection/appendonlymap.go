@@ -245,9 +245,12 @@ func (m *AppendOnlyMap[K, V]) incrementSize() {
 
 // growTable doubles the table and re-inserts every key at its stored hash (Spark's growTable; no
 // equality checks are needed since keys are distinct).
-func (m *AppendOnlyMap[K, V]) growTable() {
+func (m *AppendOnlyMap[K, V]) growTable() { m.growTo(2 * len(m.data)) }
+
+// growTo is growTable to capacity slots, a power of two above the current capacity.
+func (m *AppendOnlyMap[K, V]) growTo(capacity int) {
 	old := m.data
-	m.allocate(2 * len(old))
+	m.allocate(capacity)
 	data, mask := m.data, m.mask
 	for j := range old {
 		s := &old[j]

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/spillway/spillway/storage"
 )
 
 const (
@@ -255,4 +257,19 @@ func BenchmarkPartitionedPairBufferSort(b *testing.B) {
 			})
 		}
 	})
+}
+
+// BenchmarkExternalMapSpills aggregates 1M int64 records over 100k keys in an
+// ExternalAppendOnlyMap on budgets that make it spill 4 and 16 times, where the growth of
+// each table started by a spill shows.
+func BenchmarkExternalMapSpills(b *testing.B) {
+	in := makeAggInput(1_000_000, 100_000)
+	for _, c := range []struct {
+		name   string
+		budget int64
+	}{{"spills=4", 6 << 20}, {"spills=16", 4608 << 10}} {
+		b.Run(c.name, func(b *testing.B) {
+			benchExternal(b, c.budget, storage.CompressionNone, storage.VarintCodec[int64]{}, in.ints, in)
+		})
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/spillway/spillway/estimator"
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
@@ -39,6 +41,7 @@ type combiningTable[K comparable, V, C any] struct {
 	spills   []spillFile       // spills not yet handed to a reader (Spark's spilledMaps)
 	files    []storage.BlockID // the spill files written and maybe live, deleted by Close
 	numSpill int               // spill files written
+	regrowTo int               // capacity of the table the last spill wrote (0: none); see regrow
 }
 
 // initIO sets up the collection's spill I/O memory and its merges of spill files (merge): see
@@ -316,6 +319,15 @@ func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h
 		return t.checkUsable()
 	}
 	est := cur.EstimateSize()
+	if t.regrowTo > 0 && cur.AtGrowThreshold() {
+		if err := t.regrow(ctx, cur, est); err != nil {
+			return t.fail(err)
+		}
+		if cur = t.current; cur == nil { // regrow released the lock while acquiring
+			return t.checkUsable()
+		}
+		est = cur.EstimateSize()
+	}
 	t.sp.UpdatePeak(est)
 	var doubling int64
 	if cur.AtGrowThreshold() {
@@ -351,6 +363,41 @@ func (t *combiningTable[K, V, C]) insertHashedLocked(ctx context.Context, k K, h
 		t.sp.retain(vb)
 	}
 	t.sp.AddElementsRead()
+	return nil
+}
+
+// regrow is the first growth of a table started by a spill: rather than doubling again from
+// DefaultInitialCapacity slots (each doubling re-inserting every key), the table goes straight to
+// the capacity of the table the spill wrote, if the task grants the memory that takes (acquired
+// before the table is allocated: in memory.Strict both arrays are live while the keys move).
+// The spill released the collection's memory, as Spark's does, so the task's other consumers
+// had their chance at it. If the task grants less, the grant stays and the table doubles as
+// usual. Call with the lock held; it releases it while acquiring.
+func (t *combiningTable[K, V, C]) regrow(ctx context.Context, cur *SizeTrackingMap[K, C], est int64) error {
+	capacity := t.regrowTo
+	t.regrowTo = 0
+	if capacity <= 2*cur.Capacity() {
+		return nil
+	}
+	slotBytes := int64(unsafe.Sizeof(slot[K, C]{}))
+	need := est + int64(capacity-cur.Capacity())*slotBytes
+	if t.sp.strict {
+		need = max(est, t.sp.floor) + int64(capacity)*slotBytes
+	}
+	gen := t.sp.forcedGen
+	short, err := t.sp.grow(ctx, need)
+	switch {
+	case errors.Is(err, ErrClosed):
+		return err
+	case err != nil:
+		return fmt.Errorf("collection: %s acquiring %s of execution memory to grow its table to %d slots: %w",
+			t.sp.name, humanize.IBytes(uint64(need)), capacity, err)
+	case gen != t.sp.forcedGen:
+		// A forced spill emptied the table while it waited: the grant was for data now on disk.
+		t.sp.ReleaseMemory()
+	case !short && t.current == cur:
+		cur.growTo(capacity)
+	}
 	return nil
 }
 

@@ -350,7 +350,7 @@ func (it *groupIterator[K, V]) advance(i int) bool {
 	s := it.sources[i]
 	if s.advance() {
 		h, enc, _ := s.head()
-		it.tree.set(i, groupHead{hash: h, enc: enc})
+		it.tree.set(i, h, groupHead{hash: h, enc: enc})
 		return true
 	}
 	it.tree.drop(i)
@@ -398,11 +398,15 @@ func (it *groupIterator[K, V]) Next() bool {
 		return false
 	}
 	first := it.tree.heads[w]
+	shared := it.tree.winnerKeyShared() // else w is alone on its key, and still the winner when Next advances it
 	for w >= 0 && !it.tree.heads[w].parked && compareGroupHeads(it.tree.heads[w], first) == 0 {
 		it.group = append(it.group, w)
+		if !shared {
+			break
+		}
 		h := it.tree.heads[w]
 		h.parked = true
-		it.tree.set(w, h)
+		it.tree.set(w, h.hash, h)
 		w = it.tree.winner()
 	}
 	_, _, key := it.sources[it.group[0]].head()

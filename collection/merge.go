@@ -110,6 +110,13 @@ type mergeIterator[T any] struct {
 }
 
 func (m *mergeIterator[T]) Next() bool {
+	if m.last >= 0 { // the common case, inlined: the last input has a next element
+		if it := m.its[m.last]; it.Next() {
+			m.tree.set(m.last, 0, it.Value())
+			m.last = m.tree.winner()
+			return true
+		}
+	}
 	if m.closed || m.err != nil {
 		return false
 	}
@@ -120,7 +127,7 @@ func (m *mergeIterator[T]) Next() bool {
 				return false
 			}
 		}
-	} else if m.last >= 0 && !m.advance(m.last) {
+	} else if m.last >= 0 && !m.finish(m.last) {
 		return false
 	}
 	m.last = m.tree.winner()
@@ -132,9 +139,15 @@ func (m *mergeIterator[T]) Next() bool {
 func (m *mergeIterator[T]) advance(i int) bool {
 	it := m.its[i]
 	if it.Next() {
-		m.tree.set(i, it.Value())
+		m.tree.set(i, 0, it.Value())
 		return true
 	}
+	return m.finish(i)
+}
+
+// finish closes the exhausted input i and records its error; it reports whether merging goes on.
+func (m *mergeIterator[T]) finish(i int) bool {
+	it := m.its[i]
 	m.tree.drop(i)
 	m.its[i] = nil
 	err := it.Err()

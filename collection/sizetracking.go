@@ -83,6 +83,13 @@ func (m *SizeTrackingMap[K, V]) afterUpdate(capacityBefore int) {
 	m.tracker.AfterUpdate()
 }
 
+// growTo grows the table to capacity slots, a power of two above its capacity, and resets the
+// samples as a growth does.
+func (m *SizeTrackingMap[K, V]) growTo(capacity int) {
+	m.AppendOnlyMap.growTo(capacity)
+	m.tracker.ResetSamples()
+}
+
 // EstimateSize returns the tracker's estimate of the map's size in bytes (Spark's
 // estimateSize).
 func (m *SizeTrackingMap[K, V]) EstimateSize() int64 { return m.tracker.EstimateSize() }

@@ -184,6 +184,7 @@ type groupEntry[K comparable, V any] struct {
 func (g *ExternalGrouper[K, V]) spillCurrent() (int64, error) {
 	cur := g.current
 	g.current = nil
+	g.regrowTo = cur.Capacity() // the next table's first growth goes straight back to it
 	entries := g.sortedEntries(cur)
 	src := &memGroupSource[K, V]{g: g, entries: entries, pos: -1}
 	f, err := g.writeSource(src, false)
@@ -272,6 +273,7 @@ func (g *ExternalGrouper[K, V]) forceSpill() (bool, int64, error) {
 	if err != nil {
 		return false, 0, g.fail(err)
 	}
+	g.regrowTo = 0 // the task is short of memory: the next table doubles from the start
 	return true, disk, nil
 }
 

@@ -77,3 +77,43 @@ func TestExternalMapRegrow(t *testing.T) {
 		})
 	}
 }
+
+// TestExternalGrouperRegrow: the grouper's table regrows as the map's does, straight to the
+// spilled table's capacity after its own spill, doubling from 64 slots after a forced one.
+func TestExternalGrouperRegrow(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		force bool
+		want  int
+	}{
+		{"own spill", false, 2048},
+		{"forced spill", true, 256},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tm := newTestTaskAccounting(t, 4<<20, memory.Strict)
+			cfg := SpillConfig{ForceSpillElements: 1000, InitialThreshold: NoInitialThreshold}
+			if tc.force {
+				cfg.ForceSpillElements = 0
+			}
+			g, err := NewExternalGrouper(tm, newTestScope(t, nil), int64Codec, int64Codec, ExternalMapConfig[int64]{SpillConfig: cfg})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, g.Close()) }()
+			for k := range int64(1001) {
+				require.NoError(t, g.Insert(ctx, k, 1))
+			}
+			if tc.force {
+				_, err := g.Spill(1, newTestConsumer(tm))
+				require.NoError(t, err)
+			}
+			for k := int64(1001); k < 1102; k++ {
+				require.NoError(t, g.Insert(ctx, k, 1))
+			}
+			require.Equal(t, 1, g.NumSpills())
+			g.sp.Lock()
+			capacity := g.current.Capacity()
+			g.sp.Unlock()
+			require.Equal(t, tc.want, capacity)
+		})
+	}
+}

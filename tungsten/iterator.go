@@ -33,6 +33,7 @@ type memIterator struct {
 	e        error
 	// untouched counts the records left of the group touch loaded.
 	untouched int
+	buf       [inlineRecordBytes]byte // the current record of inline pairs
 }
 
 // touchGroup is how many records the in-memory iterator loads at once (see touch).
@@ -92,6 +93,13 @@ func (it *memIterator) next() bool {
 		it.runs[0], it.runs[1] = it.runs[1], nil
 	}
 	run := it.runs[0]
+	if s.inline {
+		w := uint64(run[0].prefix) ^ s.flip
+		putInlineRecord(&it.buf, w, run[0].addr)
+		it.runs[0] = run[1:]
+		it.rec, it.pre = it.buf[:], int64(w)
+		return true
+	}
 	if it.untouched == 0 {
 		it.untouched = s.touch(run)
 	}
@@ -431,6 +439,9 @@ func (s *ExternalSorter) iterator(ctx context.Context, merge bool, skip int) (*S
 		var passes int64
 		plan := mergePlan{scope: s.scope, io: &s.writer.io, spill: s.spill, factor: s.cfg.MergeFactor, prefix: s.cfg.Prefix,
 			records: s.cfg.Records}
+		if s.inline { // the prefix is the whole key, and never null
+			plan.records = nil
+		}
 		var extra source
 		if it.mem != nil {
 			extra = it.mem

@@ -13,7 +13,9 @@ import (
 // Sorter sorts key-value pairs by key on an ExternalSorter: each pair is encoded into a page as
 // [4-byte key length][key][value] with its key prefix (the key's first 8 bytes), so the task's
 // memory is the exact bytes of its pages and pointer array. Keys whose prefix is the whole key
-// (Int64Key) sort by radix sort alone; others compare the key bytes when prefixes tie.
+// (Int64Key) sort by radix sort alone; others compare the key bytes when prefixes tie. With
+// Int64Key keys and values each pair is kept in the sort array itself, 16 bytes, with no page
+// (inlinesorter.go).
 //
 // It mirrors collection.ExternalSorter's use: Insert, then Iterator once, then Close (always).
 // Equal keys come back in no particular order. Not safe for concurrent use.

@@ -176,3 +176,15 @@ func TestSorterInlineForcedSpill(t *testing.T) {
 		}
 	}
 }
+
+// The ExternalSorter of a Sorter of inline pairs holds no pages: inserting a record into it is a
+// programmer error.
+func TestSorterInlineInsertRecordPanics(t *testing.T) {
+	tm, scope := newTask(t, memory.OnHeap, 4*mib, 64<<10), newScope(t)
+	s, err := NewSorter(ctx, tm, scope, Int64Key{}, Int64Key{}, SorterConfig{})
+	require.NoError(t, err)
+	require.PanicsWithValue(t, "tungsten: InsertRecord into a Sorter's ExternalSorter of inline pairs", func() {
+		_ = s.Unwrap().InsertRecord(ctx, make([]byte, 20), 0, false)
+	})
+	require.NoError(t, s.Close())
+}

@@ -1,6 +1,7 @@
 package tungsten
 
 import (
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -149,4 +150,56 @@ func BenchmarkAggregateString(b *testing.B) {
 	benchAggregate(b, BytesKey{}, 48<<20, func(buf []byte, k int64) []byte {
 		return strconv.AppendInt(append(buf, "user-"...), 100_000_000_000+k, 10)
 	})
+}
+
+// BenchmarkSortInt64 sorts n (int64, int64) pairs of scattered distinct keys (bench/peers's
+// sort-mem, and sort-spill at 32 MiB) with a Sorter of Int64Key keys and values.
+func BenchmarkSortInt64(b *testing.B) {
+	n := benchRecords(b)
+	for _, spill := range []bool{false, true} {
+		for _, mode := range modes {
+			name := "mem"
+			limit := int64(1 << 30)
+			if spill {
+				name, limit = "spill", 32<<20
+			}
+			b.Run(name+"/"+mode.String(), func(b *testing.B) {
+				cpu0 := cpuTime(b)
+				for b.Loop() {
+					tm, scope := newTask(b, mode, limit, 0), newScope(b)
+					s, err := NewSorter(ctx, tm, scope, Int64Key{}, Int64Key{}, SorterConfig{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					in := &benchPairs[int64]{n: n, key: func(i int64) int64 {
+						return int64(uint64(benchKey(i, 1<<32))<<31 ^ uint64(benchKey(i^0x55555555, 1<<31)))
+					}}
+					if err := s.InsertAll(ctx, in); err != nil {
+						b.Fatal(err)
+					}
+					it, err := s.Iterator(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					prev := int64(math.MinInt64)
+					for it.Next() {
+						if k := it.Value().Key; k < prev {
+							b.Fatalf("key %d after %d", k, prev)
+						} else {
+							prev = k
+						}
+					}
+					if err := it.Err(); err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(s.Metrics().Spills), "spills")
+					_ = it.Close()
+					_ = s.Close()
+					tm.Close()
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*n), "ns/record")
+				b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(int64(b.N)*n), "cpu-ns/record")
+			})
+		}
+	}
 }

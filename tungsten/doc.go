@@ -17,7 +17,9 @@
 //     collection.ExternalSorter (Insert or InsertAll with a context, Iterator, Close, Metrics):
 //     keys and values are encoded with codecs into pages, so a user never handles bytes.
 //     Int64Key and StringKey are the fast paths: order-preserving encodings whose first 8 bytes
-//     are the key prefix.
+//     are the key prefix. With Int64Key keys and values both keep each key and value in the
+//     array itself (no page): the Aggregator's hash slots (inline.go), the Sorter's sort array
+//     (inlinesorter.go); their runs are in the page record format.
 //
 // # Layouts
 //

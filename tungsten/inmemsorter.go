@@ -26,7 +26,10 @@ type inMemorySorter struct {
 	prefix      PrefixComparator
 	records     RecordComparator // nil: no sort, insertion order
 	radix       bool
-	usable      int // usableCapacity, in longs
+	// inline: the pairs are (value, key word) of a Sorter of Int64Key keys and values, sorted by
+	// key word in the whole array (see inlineSort).
+	inline bool
+	usable int // usableCapacity, in longs
 }
 
 func newInMemorySorter(owner *base, array *longArray, initialSize int, prefix PrefixComparator, records RecordComparator, canUseRadix bool) *inMemorySorter {
@@ -42,7 +45,9 @@ func (s *inMemorySorter) setArray(a *longArray) {
 		s.usable = 0
 		return
 	}
-	if s.radix {
+	if s.inline {
+		s.usable = a.size()
+	} else if s.radix {
 		s.usable = a.size() / 2
 	} else {
 		s.usable = int(float64(a.size()) / 1.5)
@@ -120,6 +125,9 @@ func (s *inMemorySorter) sortedPairs() (first, second []pair) {
 	a := s.array.a
 	if s.records == nil {
 		return pairs(a[:s.pos]), nil
+	}
+	if s.inline {
+		return inlineSort(a, s.pos/2), nil
 	}
 	if s.radix {
 		n := (s.pos - s.nullBoundry) / 2

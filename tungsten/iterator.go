@@ -33,6 +33,7 @@ type memIterator struct {
 	e        error
 	// untouched counts the records left of the group touch loaded.
 	untouched int
+	buf       [inlineRecordBytes]byte // the current record of inline pairs
 }
 
 // touchGroup is how many records the in-memory iterator loads at once (see touch).
@@ -92,6 +93,13 @@ func (it *memIterator) next() bool {
 		it.runs[0], it.runs[1] = it.runs[1], nil
 	}
 	run := it.runs[0]
+	if s.inline {
+		w := uint64(run[0].prefix) ^ s.flip
+		putInlineRecord(&it.buf, w, run[0].addr)
+		it.runs[0] = run[1:]
+		it.rec, it.pre = it.buf[:], int64(w)
+		return true
+	}
 	if it.untouched == 0 {
 		it.untouched = s.touch(run)
 	}
@@ -156,22 +164,30 @@ func (f fileSource) err() error     { return f.spillReader.err }
 
 // merger is Spark's UnsafeSorterSpillMerger: a binary heap of sources ordered by prefix, then
 // record comparator, holding each source at its current record. The source of the record last
-// returned advances on the following call, so that record stays valid until then.
+// returned stays at the top and advances on the following call (its new record replacing it at
+// the top), so that record stays valid until then. Each entry keeps its prefix as a number whose
+// unsigned order is the prefix comparator's, so most comparisons touch no source.
 type merger struct {
-	heap   []source
-	less   func(a, b source) bool
-	cur    source
-	e      error
-	sorted []source // all sources, for close
+	heap    []mergeEntry
+	xor     uint64 // an entry's key is its prefix XOR xor
+	records RecordComparator
+	cur     bool // heap[0] holds the record last returned
+	e       error
+	sorted  []source // all sources, for close
+}
+
+type mergeEntry struct {
+	key uint64
+	src source
 }
 
 func newMerger(prefix PrefixComparator, records RecordComparator, sources []source) (*merger, error) {
-	m := &merger{sorted: sources}
-	m.less = func(a, b source) bool {
-		if c := prefix.Compare(a.prefix(), b.prefix()); c != 0 {
-			return c < 0
-		}
-		return records != nil && records(a.record(), b.record()) < 0
+	m := &merger{sorted: sources, records: records}
+	if prefix.Signed {
+		m.xor = 1 << 63
+	}
+	if prefix.Descending {
+		m.xor = ^m.xor
 	}
 	for _, s := range sources {
 		if s.next() {
@@ -183,71 +199,83 @@ func newMerger(prefix PrefixComparator, records RecordComparator, sources []sour
 	return m, nil
 }
 
+func (m *merger) less(a, b *mergeEntry) bool {
+	if a.key != b.key {
+		return a.key < b.key
+	}
+	return m.records != nil && m.records(a.src.record(), b.src.record()) < 0
+}
+
 func (m *merger) push(s source) {
-	m.heap = append(m.heap, s)
-	for i := len(m.heap) - 1; i > 0; {
+	m.heap = append(m.heap, mergeEntry{key: uint64(s.prefix()) ^ m.xor, src: s})
+	h := m.heap
+	for i := len(h) - 1; i > 0; {
 		p := (i - 1) / 2
-		if !m.less(m.heap[i], m.heap[p]) {
+		if !m.less(&h[i], &h[p]) {
 			break
 		}
-		m.heap[i], m.heap[p] = m.heap[p], m.heap[i]
+		h[i], h[p] = h[p], h[i]
 		i = p
 	}
 }
 
-func (m *merger) pop() source {
+// down moves the top entry down to its place.
+func (m *merger) down() {
 	h := m.heap
-	top := h[0]
-	n := len(h) - 1
-	h[0] = h[n]
-	h[n] = nil
-	h = h[:n]
+	n := len(h)
 	for i := 0; ; {
-		l, r, min := 2*i+1, 2*i+2, i
-		if l < n && m.less(h[l], h[min]) {
-			min = l
+		l, r, least := 2*i+1, 2*i+2, i
+		if l < n && m.less(&h[l], &h[least]) {
+			least = l
 		}
-		if r < n && m.less(h[r], h[min]) {
-			min = r
+		if r < n && m.less(&h[r], &h[least]) {
+			least = r
 		}
-		if min == i {
-			break
+		if least == i {
+			return
 		}
-		h[i], h[min] = h[min], h[i]
-		i = min
+		h[i], h[least] = h[least], h[i]
+		i = least
 	}
-	m.heap = h
-	return top
 }
 
 func (m *merger) next() bool {
 	if m.e != nil {
 		return false
 	}
-	if m.cur != nil {
-		if m.cur.next() {
-			m.push(m.cur)
-		} else if m.e = m.cur.err(); m.e != nil {
+	if m.cur {
+		m.cur = false
+		top := &m.heap[0]
+		if top.src.next() {
+			top.key = uint64(top.src.prefix()) ^ m.xor
+		} else if m.e = top.src.err(); m.e != nil {
 			return false
+		} else {
+			n := len(m.heap) - 1
+			m.heap[0] = m.heap[n]
+			m.heap[n] = mergeEntry{}
+			m.heap = m.heap[:n]
 		}
-		m.cur = nil
+		if len(m.heap) > 1 {
+			m.down()
+		}
 	}
 	if len(m.heap) == 0 {
 		return false
 	}
-	m.cur = m.pop()
+	m.cur = true
 	return true
 }
 
-func (m *merger) record() []byte { return m.cur.record() }
-func (m *merger) prefix() int64  { return m.cur.prefix() }
+func (m *merger) record() []byte { return m.heap[0].src.record() }
+func (m *merger) prefix() int64  { return m.heap[0].src.prefix() }
 func (m *merger) err() error     { return m.e }
 func (m *merger) close() error {
 	var errs []error
 	for _, s := range m.sorted {
 		errs = append(errs, s.close())
 	}
-	m.heap, m.cur, m.sorted = nil, nil, nil
+	m.heap, m.cur, m.sorted = nil, false, nil
 	return errors.Join(errs...)
 }
 
@@ -431,6 +459,9 @@ func (s *ExternalSorter) iterator(ctx context.Context, merge bool, skip int) (*S
 		var passes int64
 		plan := mergePlan{scope: s.scope, io: &s.writer.io, spill: s.spill, factor: s.cfg.MergeFactor, prefix: s.cfg.Prefix,
 			records: s.cfg.Records}
+		if s.inline { // the prefix is the whole key, and never null
+			plan.records = nil
+		}
 		var extra source
 		if it.mem != nil {
 			extra = it.mem

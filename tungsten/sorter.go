@@ -162,6 +162,11 @@ type ExternalSorter struct {
 	metrics SpillMetrics
 	read    bool
 	closed  bool
+	// inline: the array holds the pairs of a Sorter of Int64Key keys and values (inlinesorter.go),
+	// their key words XOR flip; lastArray is the longs of the array the last self-spill freed.
+	inline    bool
+	flip      uint64
+	lastArray int
 }
 
 // NewExternalSorter returns an empty sorter of task tm that spills into scope, with its pointer
@@ -219,7 +224,29 @@ func (s *ExternalSorter) PeakMemoryUsedBytes() int64 { return s.peak.Load() }
 // PrefixComparator.NullsFirst. It may spill the sorter (its thresholds, or memory short) and
 // may block acquiring memory (ctx cancels).
 func (s *ExternalSorter) InsertRecord(ctx context.Context, rec []byte, prefix int64, prefixIsNull bool) error {
-	if err := s.checkWritable(len(rec)); err != nil {
+	if s.inline {
+		panic("tungsten: InsertRecord into a Sorter's ExternalSorter of inline pairs")
+	}
+	if err := s.beforeInsert(ctx, len(rec)); err != nil {
+		return err
+	}
+	required := int64(len(rec)) + uao
+	if err := s.allocateMemoryForRecordIfNecessary(ctx, required); err != nil {
+		return err
+	}
+	data := s.cur.Bytes()
+	order.PutUint32(data[s.cursor:], uint32(len(rec)))
+	copy(data[s.cursor+uao:], rec)
+	addr := memory.EncodePageNumberAndOffset(s.cur.Number(), s.cursor)
+	s.cursor += required
+	s.inMem.insertRecord(addr, prefix, prefixIsNull)
+	return nil
+}
+
+// beforeInsert checks a record of n bytes can be inserted, spills at the thresholds and reserves
+// the spill writer's buffers for it.
+func (s *ExternalSorter) beforeInsert(ctx context.Context, n int) error {
+	if err := s.checkWritable(n); err != nil {
 		return err
 	}
 	if s.inMem.numRecords() >= s.cfg.NumElementsForSpillThreshold {
@@ -235,19 +262,9 @@ func (s *ExternalSorter) InsertRecord(ctx context.Context, rec []byte, prefix in
 	}
 	// The spill writer's buffers for such a record come first: the acquisition spills the
 	// sorter if memory is short, within the reservation held so far.
-	if ok, err := s.reserveWriter(ctx, int64(len(rec))); err != nil || !ok {
-		return errors.Join(err, s.outOfMemoryForWriter(len(rec)))
+	if ok, err := s.reserveWriter(ctx, int64(n)); err != nil || !ok {
+		return errors.Join(err, s.outOfMemoryForWriter(n))
 	}
-	required := int64(len(rec)) + uao
-	if err := s.allocateMemoryForRecordIfNecessary(ctx, required); err != nil {
-		return err
-	}
-	data := s.cur.Bytes()
-	order.PutUint32(data[s.cursor:], uint32(len(rec)))
-	copy(data[s.cursor+uao:], rec)
-	addr := memory.EncodePageNumberAndOffset(s.cur.Number(), s.cursor)
-	s.cursor += required
-	s.inMem.insertRecord(addr, prefix, prefixIsNull)
 	return nil
 }
 
@@ -303,7 +320,7 @@ func (s *ExternalSorter) growPointerArrayIfNecessary(ctx context.Context) error 
 		}
 	}
 	if in.numRecords() == 0 { // a spill freed the array
-		a, err := s.allocateArray(ctx, 2*s.cfg.InitialSize)
+		a, err := s.firstArray(ctx)
 		if err != nil {
 			return err
 		}
@@ -324,7 +341,7 @@ func (s *ExternalSorter) growPointerArrayIfNecessary(ctx context.Context) error 
 		if a != nil {
 			s.freeArray(a)
 		}
-		if a, err = s.allocateArray(ctx, 2*s.cfg.InitialSize); err != nil {
+		if a, err = s.firstArray(ctx); err != nil {
 			return err
 		}
 	}
@@ -366,6 +383,7 @@ func (s *ExternalSorter) spillSelf() (int64, error) {
 	s.spills = append(s.spills, f)
 	pages := s.freePagesLocked(-1)
 	array := s.inMem.memoryUsage()
+	s.lastArray = s.inMem.array.size()
 	s.inMem.freeMemory()
 	s.metrics.Spills++
 	s.metrics.MemoryBytesSpilled += pages
@@ -380,7 +398,11 @@ func (s *ExternalSorter) writeRun(runs ...[]pair) (spillFile, error) {
 		return spillFile{}, err
 	}
 	for _, run := range runs {
-		if err := s.writePairs(w, run); err != nil {
+		write := s.writePairs
+		if s.inline {
+			write = s.writeInlinePairs
+		}
+		if err := write(w, run); err != nil {
 			return spillFile{}, errors.Join(err, w.Abort())
 		}
 	}

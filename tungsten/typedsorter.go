@@ -2,7 +2,9 @@ package tungsten
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
@@ -11,7 +13,9 @@ import (
 // Sorter sorts key-value pairs by key on an ExternalSorter: each pair is encoded into a page as
 // [4-byte key length][key][value] with its key prefix (the key's first 8 bytes), so the task's
 // memory is the exact bytes of its pages and pointer array. Keys whose prefix is the whole key
-// (Int64Key) sort by radix sort alone; others compare the key bytes when prefixes tie.
+// (Int64Key) sort by radix sort alone; others compare the key bytes when prefixes tie. With
+// Int64Key keys and values each pair is kept in the sort array itself, 16 bytes, with no page
+// (inlinesorter.go).
 //
 // It mirrors collection.ExternalSorter's use: Insert, then Iterator once, then Close (always).
 // Equal keys come back in no particular order. Not safe for concurrent use.
@@ -42,11 +46,19 @@ func NewSorter[K, V any](ctx context.Context, tm *memory.TaskManager, scope *sto
 	if err != nil {
 		return nil, err
 	}
-	return &Sorter[K, V]{s: s, keys: keys, values: values}, nil
+	out := &Sorter[K, V]{s: s, keys: keys, values: values}
+	_, intKeys := any(keys).(Int64Key)
+	if _, ok := any(values).(Int64Key); ok && intKeys {
+		s.setInline()
+	}
+	return out, nil
 }
 
 // Insert adds a pair. It may spill the sorter and may block acquiring memory (ctx cancels).
 func (s *Sorter[K, V]) Insert(ctx context.Context, k K, v V) error {
+	if s.s.inline {
+		return s.s.insertInline(ctx, inlineWord(asInt64(k)), asInt64(v))
+	}
 	b := append(s.buf[:0], 0, 0, 0, 0)
 	b = s.keys.Append(b, k)
 	klen := len(b) - uao
@@ -109,7 +121,17 @@ func (p *sortedPairs[K, V]) Next() bool {
 		}
 		return false
 	}
-	kb, vb, err := splitKV(p.it.Record())
+	rec := p.it.Record()
+	if p.s.s.inline {
+		if len(rec) != inlineRecordBytes || order.Uint32(rec) != 8 {
+			p.err = fmt.Errorf("%w: tungsten: %s: record of %d bytes, want an 8-byte key and value", storage.ErrCorrupt, p.s.s.name, len(rec))
+			return false
+		}
+		p.cur = Pair[K, V]{Key: fromInt64[K](int64(inlineWord(int64(binary.BigEndian.Uint64(rec[uao:]))))),
+			Value: fromInt64[V](int64(inlineWord(int64(binary.BigEndian.Uint64(rec[uao+8:])))))}
+		return true
+	}
+	kb, vb, err := splitKV(rec)
 	if err == nil {
 		p.cur, err = decodePair(p.s.keys, p.s.values, kb, vb)
 	}

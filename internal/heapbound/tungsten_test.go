@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/spillway/spillway/memory"
@@ -121,6 +122,48 @@ func TestTungstenSorter(t *testing.T) {
 		}
 		count, last := 0, int64(-1)
 		if err := drain(it, func(p tungsten.Pair[int64, string]) error {
+			if p.Key < last {
+				return fmt.Errorf("key %d after %d", p.Key, last)
+			}
+			count, last = count+1, p.Key
+			return nil
+		}); err != nil {
+			return err
+		}
+		m := s.Metrics()
+		t.Logf("%d records: %d spills, %d merge passes", n, m.Spills, m.MergePasses)
+		if count != n || m.Spills == 0 {
+			return fmt.Errorf("read %d records after %d spills, want %d after some", count, m.Spills, n)
+		}
+		return nil
+	})
+}
+
+// TestTungstenSorterInt64: a tungsten.Sorter of int64 keys and values, kept in its sort array
+// (no pages), sorts n records and is read back in key order after many spills.
+func TestTungstenSorterInt64(t *testing.T) {
+	requireBound(t, budget, [2]int{400_000, 4_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
+		e, err := tungstenEnv(t, false, 0)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, e.close()) }()
+		s, err := tungsten.NewSorter(ctx, e.tm, e.scope, tungsten.Int64Key{}, tungsten.Int64Key{}, tungsten.SorterConfig{})
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, s.Close()) }()
+		if err := s.InsertAll(ctx, generate(n, func(i int) tungsten.Pair[int64, int64] {
+			return tungsten.Pair[int64, int64]{Key: mix(i), Value: int64(i)}
+		})); err != nil {
+			return err
+		}
+		it, err := s.Iterator(ctx)
+		if err != nil {
+			return err
+		}
+		count, last := 0, int64(math.MinInt64)
+		if err := drain(it, func(p tungsten.Pair[int64, int64]) error {
 			if p.Key < last {
 				return fmt.Errorf("key %d after %d", p.Key, last)
 			}

@@ -38,6 +38,30 @@ type SorterConfig[K comparable, V, C any] struct {
 	Hasher Hasher[K]
 	// Name names the sorter in logs and memory usage reports. "" means "ExternalSorter".
 	Name string
+	// Overlap is whether the sorter uses a second core: a background goroutine sorts and writes
+	// each spill while the caller goes on inserting, and the final merge reads its spill files
+	// ahead, one batch each, in the background. OverlapAuto (the zero value) turns it on when
+	// runtime.GOMAXPROCS(0) > 1 at NewExternalSorter. Spark has no counterpart: its
+	// ExternalSorter spills and merges on the task's thread, which is what OverlapOff does.
+	Overlap Overlap
+}
+
+// Overlap says whether an ExternalSorter overlaps its spills and merges with the caller's work
+// (see SorterConfig.Overlap).
+type Overlap int8
+
+const (
+	// OverlapAuto overlaps when runtime.GOMAXPROCS(0) > 1.
+	OverlapAuto Overlap = iota
+	// OverlapOn always overlaps, even on one core (tests use it).
+	OverlapOn
+	// OverlapOff spills and merges on the caller's goroutine, as Spark does.
+	OverlapOff
+)
+
+// on reports whether o means overlapping, given the GOMAXPROCS setting.
+func (o Overlap) on(procs int) bool {
+	return o == OverlapOn || o == OverlapAuto && procs > 1
 }
 
 // Validate reports every invalid field, naming it and its value.
@@ -59,6 +83,9 @@ func (c SorterConfig[K, V, C]) Validate() error {
 	}
 	if c.ValueCodec == nil {
 		errs = append(errs, errors.New("collection: SorterConfig.ValueCodec is nil"))
+	}
+	if c.Overlap < OverlapAuto || c.Overlap > OverlapOff {
+		errs = append(errs, fmt.Errorf("collection: SorterConfig.Overlap is %d, not one of OverlapAuto, OverlapOn, OverlapOff", c.Overlap))
 	}
 	return errors.Join(append(errs, c.Spill.Validate())...)
 }

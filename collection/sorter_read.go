@@ -38,6 +38,12 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	if err := s.checkUsable(); err != nil {
 		return nil, err
 	}
+	if err := s.waitSpill(ctx); err != nil { // the spill in flight (SorterConfig.Overlap)
+		return nil, err
+	}
+	if err := s.checkUsable(); err != nil { // the lock may have been released
+		return nil, err
+	}
 	if s.sp.strict {
 		// The in-memory records may now be spilled (below, or by a forced spill while they are
 		// read): their spill writer's buffers are reserved first.

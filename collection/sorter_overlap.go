@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Overlapped spills (SorterConfig.Overlap). When the sorter's in-memory collection must spill
@@ -308,4 +310,125 @@ func (s *ExternalSorter[K, V, C]) beforeGrowth(ctx context.Context, doubling *in
 		}
 	}
 	return nil
+}
+
+// Read-ahead in the final merge (SorterConfig.Overlap): each spill file's records are decoded by a
+// goroutine of their own one block ahead of the merge (double buffering), so that decoding and
+// decompressing overlap with merging. Only for pointer-free K and C, whose decoded records take
+// exactly their slots: the blocks' memory is acquired on the spill I/O consumer before they are
+// allocated (aheadBlock records, two blocks per file), and without it the merge reads as usual.
+
+// aheadBlock is the records per read-ahead block.
+const aheadBlock = 1024
+
+// aheadCost is the memory of one file's read-ahead blocks, 0 if K or C holds pointers.
+func aheadCost[K comparable, C any]() int64 {
+	if hasPointers(reflect.TypeFor[PartitionedPair[K, C]]()) {
+		return 0
+	}
+	return 2 * aheadBlock * int64(unsafe.Sizeof(PartitionedPair[K, C]{}))
+}
+
+// aheadSource is a spillSource read ahead by a goroutine: it fills one block while the merge
+// consumes the other.
+type aheadSource[K comparable, C any] struct {
+	src     *spillSource[K, C]
+	ready   chan []PartitionedPair[K, C] // filled blocks; an empty one at the end
+	free    chan []PartitionedPair[K, C] // blocks to fill
+	stop    chan struct{}
+	done    chan struct{}
+	cur     []PartitionedPair[K, C] // the block being consumed
+	i       int
+	ended   bool
+	release func() // gives back the blocks' memory (at Close)
+}
+
+func newAheadSource[K comparable, C any](src *spillSource[K, C], release func()) *aheadSource[K, C] {
+	a := &aheadSource[K, C]{src: src, release: release, ready: make(chan []PartitionedPair[K, C], 1), free: make(chan []PartitionedPair[K, C], 2),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	a.free <- make([]PartitionedPair[K, C], aheadBlock)
+	a.free <- make([]PartitionedPair[K, C], aheadBlock)
+	go a.run()
+	return a
+}
+
+func (a *aheadSource[K, C]) run() {
+	defer close(a.done)
+	for {
+		var b []PartitionedPair[K, C]
+		select {
+		case b = <-a.free:
+		case <-a.stop:
+			return
+		}
+		n := a.src.fill(b)
+		select {
+		case a.ready <- b[:n]:
+		case <-a.stop:
+			return
+		}
+		if n == 0 {
+			return // the source's Err tells why
+		}
+	}
+}
+
+func (a *aheadSource[K, C]) fill(dst []PartitionedPair[K, C]) int {
+	n := 0
+	for n < len(dst) && !a.ended {
+		if a.i == len(a.cur) {
+			if a.cur != nil {
+				a.free <- a.cur[:cap(a.cur)]
+			}
+			a.cur, a.i = <-a.ready, 0
+			if len(a.cur) == 0 {
+				<-a.done
+				a.cur, a.ended = nil, true
+				break
+			}
+		}
+		k := copy(dst[n:], a.cur[a.i:])
+		n += k
+		a.i += k
+	}
+	return n
+}
+
+// Err is the source's error once the read-ahead ended (nil before).
+func (a *aheadSource[K, C]) Err() error {
+	if !a.ended {
+		return nil
+	}
+	return a.src.Err()
+}
+
+// Close stops the goroutine, waits for it and closes the source.
+func (a *aheadSource[K, C]) Close() error {
+	if !a.ended {
+		close(a.stop)
+		<-a.done
+		a.ended = true
+	}
+	a.cur = nil
+	if a.release != nil {
+		a.release()
+		a.release = nil
+	}
+	return a.src.Close()
+}
+
+// aheadMemory acquires the read-ahead blocks of n files on the spill I/O consumer and returns
+// what it acquired: all of it, or 0 (read-ahead off) when K or C holds pointers or the task
+// grants less. Call without the lock.
+func (s *ExternalSorter[K, V, C]) aheadMemory(ctx context.Context, n int) int64 {
+	need := aheadCost[K, C]() * int64(n)
+	if !s.overlap || n < 2 || need == 0 {
+		return 0
+	}
+	got, err := s.io.acquire(ctx, need)
+	if err != nil || got < need {
+		s.io.release(got)
+		return 0
+	}
+	return need
 }

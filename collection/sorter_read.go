@@ -75,6 +75,10 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 		merge: s.mergeGroup, remove: s.removeSpill}
 	s.sp.Unlock()
 	files, res, passes, err := mp.reduce(ctx, spills)
+	var ahead, cost int64 // SorterConfig.Overlap: the spill files' read-ahead memory
+	if err == nil {
+		ahead, cost = s.aheadMemory(ctx, len(files)), aheadCost[K, C]()
+	}
 	s.sp.Lock()
 	if err == nil && s.sp.Closed() {
 		err = s.sp.closedError("while its spills were merged")
@@ -86,7 +90,12 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 		var src *spillSource[K, C]
 		if err == nil {
 			if src, err = s.openSpill(f, res.take(f.file.readCost)); err == nil {
-				pi.sources = append(pi.sources, newCursor[K, C](src))
+				var rs recordSource[K, C] = src
+				if ahead >= cost && cost > 0 {
+					ahead -= cost
+					rs = newAheadSource(src, func() { s.io.release(cost) })
+				}
+				pi.sources = append(pi.sources, newCursor(rs))
 				continue
 			}
 		}
@@ -95,6 +104,7 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	if res != nil {
 		res.close()
 	}
+	s.io.release(ahead)
 	if err != nil {
 		for _, c := range pi.sources {
 			err = errors.Join(err, c.close())

@@ -322,7 +322,7 @@ func (s *ExternalSorter[K, V, C]) afterInsert(ctx context.Context, est int64) er
 	}
 	if check := s.sp.checkDue(); s.sp.spillDue(est, check) {
 		spill := s.spillCollection
-		if s.overlap {
+		if s.overlap && s.agg == nil {
 			spill = func() (int64, error) { return s.handOff(ctx) }
 		}
 		if _, err := s.sp.maybeSpill(ctx, est, check, spill); err != nil {
@@ -337,12 +337,6 @@ func (s *ExternalSorter[K, V, C]) insertCombined(ctx context.Context, p int32, r
 	if tbl := s.m.m; tbl.AtGrowThreshold() {
 		// The next new key doubles the table: ask for the memory it will take now.
 		doubling = int64(tbl.Capacity()) * int64(unsafe.Sizeof(slot[partKey[K], C]{}))
-		if est := s.m.EstimateSize(); s.overCap(est, doubling) {
-			if err := s.spillOverCap(ctx, est); err != nil {
-				return err
-			}
-			doubling = 0
-		}
 	}
 	kb, vb := s.sizes.of(r.Key, r.Value)
 	if err := s.beforeInsert(ctx, s.m.EstimateSize(), doubling, kb+vb); err != nil {
@@ -392,7 +386,7 @@ func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pa
 // memory.Strict it runs the whole check (Spillable.admit), the periodic one included.
 func (s *ExternalSorter[K, V, C]) beforeInsert(ctx context.Context, est, doubling, rec int64) error {
 	spill := s.spillCollection
-	if s.overlap {
+	if s.overlap && s.agg == nil {
 		spill = func() (int64, error) { return s.handOff(ctx) }
 	}
 	var err error

@@ -38,11 +38,13 @@ type SorterConfig[K comparable, V, C any] struct {
 	Hasher Hasher[K]
 	// Name names the sorter in logs and memory usage reports. "" means "ExternalSorter".
 	Name string
-	// Overlap is whether the sorter uses a second core: a background goroutine sorts and writes
-	// each spill while the caller goes on inserting, and the final merge reads its spill files
-	// ahead, one batch each, in the background. OverlapAuto (the zero value) turns it on when
-	// runtime.GOMAXPROCS(0) > 1 at NewExternalSorter. Spark has no counterpart: its
-	// ExternalSorter spills and merges on the task's thread, which is what OverlapOff does.
+	// Overlap is whether the sorter uses a second core: without an Aggregator, a background
+	// goroutine sorts and writes each spill while the caller goes on inserting into a second
+	// buffer (the two share the task's memory: each holds about half of it); and with records
+	// free of pointers, the final merge decodes each spill file one block ahead in a goroutine
+	// of its own. OverlapAuto (the zero value) turns it on when runtime.GOMAXPROCS(0) > 1 at
+	// NewExternalSorter. Spark has no counterpart: its ExternalSorter spills and merges on the
+	// task's thread, which is what OverlapOff does.
 	Overlap Overlap
 }
 

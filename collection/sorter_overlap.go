@@ -11,14 +11,15 @@ import (
 	"unsafe"
 )
 
-// Overlapped spills (SorterConfig.Overlap). When the sorter's in-memory collection must spill
-// while it is filled, handOff gives the collection to a spillJob: a goroutine sorts it and
+// Overlapped spills (SorterConfig.Overlap), without aggregation. When the sorter's buffer must
+// spill while it is filled, handOff gives it to a spillJob: a goroutine sorts it and
 // writes the spill file while the caller inserts into a new collection. The job keeps the
 // memory of the collection it writes (and its spill writer's reservation) until the file is
 // written, and gives it back itself; the new collection fills what the task has left. So that
 // two collections alternate within the budget, once the sorter has spilled a buffer is sized at
 // once for the records half the task's fair share holds (spillTarget) and spills when full
-// instead of doubling; a map spills instead of doubling past that size. At most one job is in
+// instead of doubling. (A map aggregating records would have to spill at half its size, combining
+// less; it spills as Spark's does.) At most one job is in
 // flight: a spill due while one runs waits for it (ctx cancels the wait), and so does an
 // acquisition the task cannot grant (the sorter's Spill waits for the job and reports the memory
 // it gave back), which is also how a forced spill from another consumer frees memory. A job's
@@ -127,32 +128,15 @@ func (it *stoppable[K, C]) Err() error {
 // the task's fair share of execution memory less a spill writer's reservation and a 1/64 margin
 // (for the columns being copied and the records' sizes), so that the buffer being written and the
 // one being filled fit in the task's share together; fewer if ForceSpillElements or
-// ForceSpillBytes spill it before. 0 (grow by doubling) for a map, and when that would not be
-// more than a buffer's initial capacity.
+// ForceSpillBytes spill it before. 0 (grow by doubling) when that would not be more than a
+// buffer's initial capacity.
 func (s *ExternalSorter[K, V, C]) spillTarget() int {
-	if s.buf == nil {
-		return 0
-	}
 	share, cfg := s.io.mergeShare(), s.sp.cfg
 	n := min((share-share/64-s.sp.writerNeed())/s.buf.recordSize(), min(cfg.ForceSpillElements, math.MaxInt64-1)+1, cfg.ForceSpillBytes/s.buf.recordSize()+1)
 	if n <= DefaultVectorCapacity {
 		return 0
 	}
 	return int(min(n, int64(s.buf.vec.maxCapacity)))
-}
-
-// overCap reports whether an overlapped collection of estimated size est, about to double an
-// array of doubling bytes, should spill instead: once the sorter has spilled, when the doubled
-// collection would take more than half the task's fair share (what spillTarget sizes a buffer
-// for), or when a buffer is full at its target size.
-func (s *ExternalSorter[K, V, C]) overCap(est, doubling int64) bool {
-	if !s.overlap || doubling == 0 || s.numSpill == 0 && s.job == nil {
-		return false
-	}
-	if s.buf != nil && s.target > 0 {
-		return s.buf.capacity() >= s.target
-	}
-	return est+doubling > s.io.mergeShare()
 }
 
 // presize grows a full overlapped buffer to its target size at once, instead of doubling, if the
@@ -275,39 +259,28 @@ func (s *ExternalSorter[K, V, C]) stopSpill() error {
 	return s.removeSpill(j.f)
 }
 
-// spillOverCap spills the overlapped collection of estimated size est (a spill counted as
-// MaybeSpill's are) instead of doubling it. Call with the lock held.
-func (s *ExternalSorter[K, V, C]) spillOverCap(ctx context.Context, est int64) error {
-	if err := s.sp.spillNow(max(est, s.sp.floor), func() (int64, error) { return s.handOff(ctx) }); err != nil {
-		return s.fail(err)
-	}
-	return s.checkUsable()
-}
-
 // beforeGrowth decides, for a full buffer of rec-byte records about to double its doubling
-// bytes of columns, whether an overlapped sorter spills it (full at its target size), grows it
-// at once to its target size, or lets it double; *doubling becomes 0 when the buffer will not
-// double. Call with the lock held.
+// bytes of columns, whether an overlapped sorter that has spilled spills it (full at its target
+// size), grows it at once to its target size, or lets it double (no target); *doubling becomes 0
+// when the buffer will not double. Call with the lock held.
 func (s *ExternalSorter[K, V, C]) beforeGrowth(ctx context.Context, doubling *int64, rec int64) error {
-	if !s.overlap {
+	switch {
+	case !s.overlap || s.target == 0:
 		return nil
-	}
-	est := s.buf.EstimateSize()
-	if s.overCap(est, *doubling) {
-		if err := s.spillOverCap(ctx, est); err != nil {
-			return err
-		}
-		*doubling = 0
-		return nil
-	}
-	if s.target > s.buf.capacity() {
-		grown, err := s.presize(ctx, est, rec)
-		if err != nil {
+	case s.buf.capacity() >= s.target:
+		est := s.buf.EstimateSize()
+		if err := s.sp.spillNow(max(est, s.sp.floor), func() (int64, error) { return s.handOff(ctx) }); err != nil {
 			return s.fail(err)
 		}
-		if grown {
-			*doubling = 0
-		}
+		*doubling = 0
+		return s.checkUsable()
+	}
+	grown, err := s.presize(ctx, s.buf.EstimateSize(), rec)
+	if err != nil {
+		return s.fail(err)
+	}
+	if grown {
+		*doubling = 0
 	}
 	return nil
 }

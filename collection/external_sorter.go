@@ -57,6 +57,13 @@ const insertBatch = 64
 // arrays are live during the copy; memory.Strict asks for both).
 //
 // Differences from Spark, all deliberate:
+//   - With SorterConfig.Overlap (on by default when GOMAXPROCS > 1), spills without aggregation
+//     are sorted and written by a background goroutine while inserting goes on into a second
+//     buffer, and the final merge decodes each spill file a block ahead in a goroutine of its
+//     own. A spill keeps its memory until its file is written; once the sorter has spilled, each
+//     buffer is sized at once to half the task's fair share instead of doubling (see
+//     sorter_overlap.go). With memory.SparkAllowances each of the two buffers has the free
+//     initial threshold.
 //   - Before the in-memory collection doubles, the sorter asks for the memory the doubled
 //     collection will take (as ExternalAppendOnlyMap does), so it never grows past its grant.
 //   - With aggregation and an Ordering, keys the Ordering calls equal are combined only if they

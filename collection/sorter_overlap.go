@@ -12,30 +12,29 @@ import (
 )
 
 // Overlapped spills (SorterConfig.Overlap), without aggregation. When the sorter's buffer must
-// spill while it is filled, handOff gives it to a spillJob: a goroutine sorts it and
-// writes the spill file while the caller inserts into a new collection. The job keeps the
-// memory of the collection it writes (and its spill writer's reservation) until the file is
-// written, and gives it back itself; the new collection fills what the task has left. So that
-// two collections alternate within the budget, once the sorter has spilled a buffer is sized at
-// once for the records half the task's fair share holds (spillTarget) and spills when full
-// instead of doubling. (A map aggregating records would have to spill at half its size, combining
-// less; it spills as Spark's does.) At most one job is in
-// flight: a spill due while one runs waits for it (ctx cancels the wait), and so does an
-// acquisition the task cannot grant (the sorter's Spill waits for the job and reports the memory
-// it gave back), which is also how a forced spill from another consumer frees memory. A job's
-// result — the file, or its error, which breaks the sorter — is collected with the lock held at
-// the next insert batch or spill, and at the end of InsertAll, which waits for it (callers
-// insert once and then read, which would wait anyway; so the spill files are all written when
-// InsertAll returns). A sorter that breaks, and Close, stop the job, wait for it and delete its
-// file.
+// spill while it is filled, handOff gives it to a spillJob: a goroutine sorts it and writes the
+// spill file while the caller inserts into a new buffer. The job keeps the memory of the buffer
+// it writes (and its spill writer's reservation) until the file is written, and gives it back
+// itself; the new buffer fills what the task has left. So that two buffers alternate within the
+// budget, once the sorter has spilled each buffer is sized at once for the records half the
+// task's fair share holds (spillTarget) and spills when full instead of doubling. (A map that
+// aggregates would have to spill at half its size and combine less: it spills as Spark's does.)
+// At most one job is in flight: a spill due while one runs waits for it (ctx cancels the wait),
+// and so does an acquisition the task cannot grant (the sorter's Spill waits for the job and
+// reports the memory it gave back), which is also how a forced spill from another consumer frees
+// memory. A job's result — the file, or its error, which breaks the sorter — is collected with
+// the lock held at the next insert batch or spill, and at the end of InsertAll, which waits for
+// it (callers insert once and then read, which would wait anyway; so every spill file is written
+// when InsertAll returns). A sorter that breaks, and Close, stop the job, wait for it and delete
+// its file.
 
-// errSpillStopped is the error of a spill job that Close stopped.
-var errSpillStopped = errors.New("collection: spill stopped by Close")
+// errSpillStopped is the error of a spill job stopped by Close or by a failure of the sorter.
+var errSpillStopped = errors.New("collection: spill stopped")
 
 // spillJob is a spill being sorted and written in the background.
 type spillJob[K comparable, C any] struct {
 	done   chan struct{} // closed when the job has ended and given back its memory
-	stop   atomic.Bool   // set by Close: end as soon as possible
+	stop   atomic.Bool   // set by stopSpill: end as soon as possible
 	held   int64         // the collection's execution memory, given back when the job ends
 	writer int64         // the spill writer's reservation on the sorter's spill I/O consumer, likewise
 	bytes  int64         // the collection's estimated size, for the log

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"github.com/spillway/spillway/memory"
@@ -56,6 +57,13 @@ const insertBatch = 64
 // arrays are live during the copy; memory.Strict asks for both).
 //
 // Differences from Spark, all deliberate:
+//   - With SorterConfig.Overlap set (off by default: see its doc), spills without aggregation
+//     are sorted and written by a background goroutine while inserting goes on into a second
+//     buffer, and the final merge decodes each spill file a block ahead in a goroutine of its
+//     own. A spill keeps its memory until its file is written; once the sorter has spilled, each
+//     buffer is sized at once to half the task's fair share instead of doubling (see
+//     sorter_overlap.go). With memory.SparkAllowances each of the two buffers has the free
+//     initial threshold.
 //   - Before the in-memory collection doubles, the sorter asks for the memory the doubled
 //     collection will take (as ExternalAppendOnlyMap does), so it never grows past its grant.
 //   - With aggregation and an Ordering, keys the Ordering calls equal are combined only if they
@@ -98,6 +106,11 @@ type ExternalSorter[K comparable, V, C any] struct {
 	readUse  bool                      // Iterator was called: forced spills spill the reader
 	err      error                     // sticky: a failed spill
 	io       ioMemory                  // the spill readers' and merge writers' memory
+	job      *spillJob[K, C]           // overlap: the spill being written in the background
+	target   int                       // overlap: the records a buffer is sized for (see spillTarget)
+
+	overlap  bool   // SorterConfig.Overlap is on (see sorter_overlap.go)
+	jobStart func() // test hook: run by each spill job before it starts
 }
 
 // NewExternalSorter returns an empty sorter of task tm that spills into disk (normally the
@@ -154,6 +167,7 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 	s.sp.reserveWriterOn(&s.io)
 	s.sp.writerAtCheck = true // forceSpill spills only the reading iterator
 	s.sizes = newRecordSizes[K, V](s.sp.Strict())
+	s.overlap = cfg.Overlap.on(runtime.GOMAXPROCS(0))
 	if s.io.strict {
 		s.maxLive = maxLiveSpills(s.n)
 	}
@@ -170,9 +184,14 @@ func (s *ExternalSorter[K, V, C]) newCollection() {
 }
 
 // Spill implements memory.Consumer (Spillable.spill): a forced spill when another consumer of
-// the task is short of memory. It spills only while the sorter is read through Iterator.
+// the task is short of memory. It spills only while the sorter is read through Iterator. With a
+// spill being written in the background (SorterConfig.Overlap), it first waits for it and
+// counts the memory it gave back, also when the sorter itself asked for memory (trigger is the
+// sorter).
 func (s *ExternalSorter[K, V, C]) Spill(size int64, trigger memory.Consumer) (int64, error) {
-	return s.sp.Spill(size, trigger)
+	released := s.awaitSpill()
+	n, err := s.sp.Spill(size, trigger)
+	return released + n, err
 }
 
 // Used implements memory.Consumer: the execution memory the sorter holds beyond its free
@@ -221,7 +240,9 @@ func (s *ExternalSorter[K, V, C]) checkUsable() error {
 // when aggregating and spilling when memory is short, and closes records. Acquiring memory may
 // block (ctx cancels) and may spill other consumers of the task. It returns ErrIterated after a
 // reader was created, ErrClosed after Close, an error for a key whose partition is out of range,
-// the error of records, and the error of a failed spill (which breaks the sorter).
+// the error of records, and the error of a failed spill (which breaks the sorter). With
+// SorterConfig.Overlap, spills are sorted and written in the background while the insert goes
+// on, and InsertAll waits for the last one before it returns.
 func (s *ExternalSorter[K, V, C]) InsertAll(ctx context.Context, records Iterator[Pair[K, V]]) error {
 	s.sp.Lock()
 	err := s.checkUsable()
@@ -230,15 +251,26 @@ func (s *ExternalSorter[K, V, C]) InsertAll(ctx context.Context, records Iterato
 		_ = records.Close()
 		return err
 	}
-	return insertBatches(ctx, &s.sp, records, s.input, func(batch []Pair[K, V]) error {
+	err = insertBatches(ctx, &s.sp, records, s.input, func(batch []Pair[K, V]) error {
 		return s.insertLocked(ctx, batch)
 	})
+	if err == nil && s.overlap {
+		// The last spill ends before InsertAll returns: its error is InsertAll's, and every spill
+		// is a file when the sorter is read (which would wait for it anyway).
+		s.sp.Lock()
+		err = s.waitSpill(ctx)
+		s.sp.Unlock()
+	}
+	return err
 }
 
 // insertLocked inserts a batch of records with the lock held: for each, Spark's
 // addElementsRead, the insert into the map or buffer, then maybeSpillCollection.
 func (s *ExternalSorter[K, V, C]) insertLocked(ctx context.Context, batch []Pair[K, V]) error {
 	if err := s.checkUsable(); err != nil { // the lock was released since the last look
+		return err
+	}
+	if err := s.pollSpill(); err != nil {
 		return err
 	}
 	if s.agg == nil {
@@ -306,7 +338,11 @@ func (s *ExternalSorter[K, V, C]) afterInsert(ctx context.Context, est int64) er
 		return nil // checked before the insert (beforeInsert)
 	}
 	if check := s.sp.checkDue(); s.sp.spillDue(est, check) {
-		if _, err := s.sp.maybeSpill(ctx, est, check, s.spillCollection); err != nil {
+		spill := s.spillCollection
+		if s.overlap && s.agg == nil {
+			spill = func() (int64, error) { return s.handOff(ctx) }
+		}
+		if _, err := s.sp.maybeSpill(ctx, est, check, spill); err != nil {
 			return s.fail(err)
 		}
 	}
@@ -341,12 +377,15 @@ func (s *ExternalSorter[K, V, C]) insertCombined(ctx context.Context, p int32, r
 
 func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pair[K, C]) error {
 	var doubling int64
+	kb, vb := s.sizes.of(r.Key, *(*V)(unsafe.Pointer(&r.Value))) // C is V without an Aggregator
+	rec := kb + vb
 	if buf := s.buf; buf.Len() == buf.capacity() {
 		// The next record doubles the buffer: ask for the memory it will take now.
 		doubling = int64(buf.capacity()) * buf.recordSize()
+		if err := s.beforeGrowth(ctx, &doubling, rec); err != nil {
+			return err
+		}
 	}
-	kb, vb := s.sizes.of(r.Key, *(*V)(unsafe.Pointer(&r.Value))) // C is V without an Aggregator
-	rec := kb + vb
 	if err := s.beforeInsert(ctx, s.buf.EstimateSize(), doubling, rec); err != nil {
 		return err
 	}
@@ -363,12 +402,16 @@ func (s *ExternalSorter[K, V, C]) insertPlain(ctx context.Context, p int32, r Pa
 // of the collection after a doubling (the periodic check follows the insert, as in Spark); in
 // memory.Strict it runs the whole check (Spillable.admit), the periodic one included.
 func (s *ExternalSorter[K, V, C]) beforeInsert(ctx context.Context, est, doubling, rec int64) error {
+	spill := s.spillCollection
+	if s.overlap && s.agg == nil {
+		spill = func() (int64, error) { return s.handOff(ctx) }
+	}
 	var err error
 	switch {
 	case s.sp.strict:
-		err = s.sp.admit(ctx, est, doubling, rec, s.spillCollection, s.collectionSize)
+		err = s.sp.admit(ctx, est, doubling, rec, spill, s.collectionSize)
 	case doubling > 0:
-		_, err = s.sp.MaybeSpillNow(ctx, s.sp.GrowthMemory(est, doubling), s.spillCollection)
+		_, err = s.sp.MaybeSpillNow(ctx, s.sp.GrowthMemory(est, doubling), spill)
 	default:
 		return nil
 	}
@@ -397,6 +440,9 @@ func (s *ExternalSorter[K, V, C]) fail(err error) error {
 	}
 	s.m, s.buf = nil, nil
 	s.sp.ReleaseMemory()
+	if serr := s.stopSpill(); serr != nil {
+		err = errors.Join(err, serr)
+	}
 	return err
 }
 
@@ -406,17 +452,21 @@ func (s *ExternalSorter[K, V, C]) fail(err error) error {
 // partitionedDestructiveSortedIterator with the comparator it picks). The sorter no longer
 // references the collection.
 func (s *ExternalSorter[K, V, C]) takeSorted(byHash bool) Iterator[PartitionedPair[K, C]] {
+	m, buf := s.m, s.buf
+	s.m, s.buf = nil, nil
+	return s.sorted(m, buf, byHash)
+}
+
+// sorted is takeSorted on a collection the sorter no longer references: the map m when
+// aggregating, else the buffer buf.
+func (s *ExternalSorter[K, V, C]) sorted(m *PartitionedAppendOnlyMap[K, C], buf *PartitionedPairBuffer[K, C], byHash bool) Iterator[PartitionedPair[K, C]] {
 	if s.agg != nil {
-		m := s.m
-		s.m = nil
 		if s.order == nil && byHash {
 			return m.PartitionedDestructiveSortedByHash()
 		}
 		return m.PartitionedDestructiveSortedIterator(s.order)
 	}
-	b := s.buf
-	s.buf = nil
-	return b.PartitionedDestructiveSortedIterator(s.order)
+	return buf.PartitionedDestructiveSortedIterator(s.order)
 }
 
 // spillCollection writes the in-memory collection to a spill file and starts a new one (Spark's
@@ -481,6 +531,7 @@ func (s *ExternalSorter[K, V, C]) Close() error {
 	}
 	s.sp.Lock()
 	defer s.sp.Unlock()
+	errs = append(errs, s.stopSpill())
 	if s.reading != nil {
 		errs = append(errs, s.reading.finishLocked())
 	}

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/spillway/spillway/memory"
@@ -52,20 +54,52 @@ func BenchmarkExternalSorter(b *testing.B) {
 	}
 }
 
+// BenchmarkExternalSorterSpill32 is the spilling sort of bench/peers' sort-spill row: pairs with
+// random int64 keys sorted in a 32 MiB budget (Spark's default 5 MiB initial threshold),
+// overlapped (SorterConfig.Overlap) and not, interleaved with -count. The number of pairs is
+// SPILLWAY_SORT_N (default 10M). cpu-ms/op is the process's CPU time (user and system) per
+// sort: on a loaded machine a fairer figure than the wall time.
+func BenchmarkExternalSorterSpill32(b *testing.B) {
+	n := 10_000_000
+	if v := os.Getenv("SPILLWAY_SORT_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("SPILLWAY_SORT_N=%q is not a positive number of pairs", v)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	in := pairsOf(n, func(int) int64 { return int64(rng.Uint64() >> 1) }, func(i int) int64 { return int64(i) })
+	for _, o := range []struct {
+		name    string
+		overlap Overlap
+	}{{"off", OverlapOff}, {"on", OverlapOn}} {
+		b.Run("overlap="+o.name, func(b *testing.B) {
+			benchSorterWith(b, in, 32<<20, func(c *SorterConfig[int64, int64, int64]) { c.Overlap = o.overlap })
+		})
+	}
+}
+
 func benchSorter(b *testing.B, in int64Pairs, budget int64) {
+	benchSorterWith(b, in, budget, func(c *SorterConfig[int64, int64, int64]) {
+		if budget < 1<<40 {
+			c.Spill.InitialThreshold = budget / 8 // Spark's 5 MiB, scaled to the budget
+		}
+	})
+}
+
+func benchSorterWith(b *testing.B, in int64Pairs, budget int64, config func(*SorterConfig[int64, int64, int64])) {
 	mm, dbm := benchSorterEnv(b, budget)
 	ctx := context.Background()
 	var spills int
 	base := uint64(liveHeap()) // the input
 	hs := startHeapSampler()
+	cpu := processCPU()
 	b.ReportAllocs()
 	for b.Loop() {
 		tm := memory.NewTaskManager(mm, 1, memory.TaskConfig{})
 		scope := dbm.NewScope()
 		cfg := SorterConfig[int64, int64, int64]{Ordering: cmp.Compare[int64]}
-		if budget < 1<<40 {
-			cfg.Spill.InitialThreshold = budget / 8 // Spark's 5 MiB, scaled to the budget
-		}
+		config(&cfg)
 		s, err := NewExternalSorter(tm, scope, int64Codec, int64Codec, cfg)
 		if err != nil {
 			b.Fatal(err)
@@ -92,6 +126,7 @@ func benchSorter(b *testing.B, in int64Pairs, budget int64) {
 		_ = scope.Close()
 		tm.Close()
 	}
+	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
 	peak := max(hs.finish(), base) - base
 	b.ReportMetric(float64(spills), "spills")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-live-MiB") // above the input's

@@ -35,19 +35,35 @@ func (p modPartitioner) Partition(k int64) int {
 	return m
 }
 
-// sorterCase is one of the four combinations ExternalSorterSuite runs: aggregation (sums) or
-// not, key ordering (ascending) or not.
+// sorterCase is one of the four combinations ExternalSorterSuite runs — aggregation (sums) or
+// not, key ordering (ascending) or not — with spills and merges overlapped (SorterConfig.Overlap)
+// or not.
 type sorterCase struct {
 	name       string
 	agg, order bool
+	overlap    Overlap
 }
 
-var sorterCases = []sorterCase{
-	{"aggregation and ordering", true, true},
-	{"aggregation only", true, false},
-	{"ordering only", false, true},
-	{"neither", false, false},
-}
+// sorterCases are the four combinations overlapped, then the same four not overlapped.
+var sorterCases = func() []sorterCase {
+	four := []sorterCase{
+		{name: "aggregation and ordering", agg: true, order: true},
+		{name: "aggregation only", agg: true},
+		{name: "ordering only", order: true},
+		{name: "neither"},
+	}
+	var out []sorterCase
+	for _, o := range []struct {
+		name    string
+		overlap Overlap
+	}{{"overlap", OverlapOn}, {"serial", OverlapOff}} {
+		for _, c := range four {
+			c.name, c.overlap = c.name+" "+o.name, o.overlap
+			out = append(out, c)
+		}
+	}
+	return out
+}()
 
 type int64Sorter = ExternalSorter[int64, int64, int64]
 
@@ -65,6 +81,9 @@ func newInt64Sorter(t testing.TB, tm *memory.TaskManager, scope *storage.Scope, 
 	}
 	if partitions > 0 {
 		cfg.Partitioner = modPartitioner{partitions}
+	}
+	if cfg.Overlap == OverlapOff {
+		cfg.Overlap = c.overlap
 	}
 	s, err := NewExternalSorter(tm, scope, int64Codec, int64Codec, cfg)
 	require.NoError(t, err)
@@ -318,7 +337,7 @@ func TestES06SortingWithOrdering(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 6))
 	in := pairsOf(20000, func(int) int64 { return rng.Int64N(3000) - 1000 }, func(int) int64 { return rng.Int64N(100) })
-	for _, c := range []sorterCase{sorterCases[0], sorterCases[2]} {
+	for _, c := range []sorterCase{sorterCases[0], sorterCases[2], sorterCases[4], sorterCases[6]} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := SorterConfig[int64, int64, int64]{Spill: SpillConfig{ForceSpillElements: 2500, BatchSize: 100}}
 			s := newInt64Sorter(t, newTestTask(t, 256<<20), newTestScope(t, nil), c, 4, cfg)
@@ -490,21 +509,23 @@ func TestExternalSorterCleanup(t *testing.T) {
 		require.Zero(t, s.Used())
 	})
 
-	t.Run("spill write error", func(t *testing.T) {
-		tm := newTestTask(t, 256<<20)
-		scope := newTestScope(t, faultfs.New(nil, 0, faultfs.Rule{Op: faultfs.Write, AfterBytes: 40 << 10}))
-		s := newInt64Sorter(t, tm, scope, sorterCases[0], 3, spilling)
-		err := s.InsertAll(ctx, SliceIterator(in))
-		require.ErrorIs(t, err, faultfs.ErrInjected)
-		require.Positive(t, s.NumSpills(), "the first spills fit")
-		require.Equal(t, s.NumSpills(), scope.Files(), "the failed spill file is deleted at once")
-		require.Zero(t, s.Used())
-		require.ErrorIs(t, s.InsertAll(ctx, SliceIterator(in)), faultfs.ErrInjected, "the error sticks")
-		_, err = s.Iterator(ctx)
-		require.ErrorIs(t, err, faultfs.ErrInjected)
-		require.NoError(t, s.Close())
-		require.Zero(t, scope.Files())
-	})
+	for _, c := range []sorterCase{sorterCases[0], sorterCases[2], sorterCases[4], sorterCases[6]} {
+		t.Run(c.name+"/spill write error", func(t *testing.T) {
+			tm := newTestTask(t, 256<<20)
+			scope := newTestScope(t, faultfs.New(nil, 0, faultfs.Rule{Op: faultfs.Write, AfterBytes: 40 << 10}))
+			s := newInt64Sorter(t, tm, scope, c, 3, spilling)
+			err := s.InsertAll(ctx, SliceIterator(in))
+			require.ErrorIs(t, err, faultfs.ErrInjected)
+			require.Positive(t, s.NumSpills(), "the first spills fit")
+			require.Equal(t, s.NumSpills(), scope.Files(), "the failed spill file is deleted at once")
+			require.Zero(t, s.Used())
+			require.ErrorIs(t, s.InsertAll(ctx, SliceIterator(in)), faultfs.ErrInjected, "the error sticks")
+			_, err = s.Iterator(ctx)
+			require.ErrorIs(t, err, faultfs.ErrInjected)
+			require.NoError(t, s.Close())
+			require.Zero(t, scope.Files())
+		})
+	}
 
 	t.Run("corrupt spill file", func(t *testing.T) {
 		scope := newTestScope(t, nil)

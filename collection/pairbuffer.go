@@ -111,13 +111,19 @@ func (b *PartitionedPairBuffer[K, V]) grow() error {
 	if n >= b.vec.maxCapacity {
 		return fmt.Errorf("%w: can't insert more than %d elements", ErrBufferFull, b.vec.maxCapacity)
 	}
-	newCap := min(max(2*n, 1), b.vec.maxCapacity)
-	d.pairs = append(make([]Pair[K, V], 0, newCap), d.pairs...)
+	b.growTo(min(max(2*n, 1), b.vec.maxCapacity))
+	return nil
+}
+
+// growTo makes room for n records in both columns (n above the capacity, at most the maximum)
+// and resets the size samples.
+func (b *PartitionedPairBuffer[K, V]) growTo(n int) {
+	d := &b.vec.data
+	d.pairs = append(make([]Pair[K, V], 0, n), d.pairs...)
 	if d.parts != nil {
-		d.parts = append(make([]int32, 0, newCap), d.parts...)
+		d.parts = append(make([]int32, 0, n), d.parts...)
 	}
 	b.tracker.ResetSamples()
-	return nil
 }
 
 // Len returns the number of records.

@@ -31,6 +31,33 @@ type SorterConfig[K comparable, V, C any] struct {
 	Hasher Hasher[K]
 	// Name names the sorter in logs and memory usage reports. "" means "ExternalSorter".
 	Name string
+	// Overlap is whether the sorter uses a second core: without an Aggregator, a background
+	// goroutine sorts and writes each spill while the caller goes on inserting into a second
+	// buffer (the two share the task's memory: each holds about half of it); and with records
+	// free of pointers, the final merge decodes each spill file one block ahead in a goroutine
+	// of its own. OverlapOff (the zero value) spills and merges on the caller's goroutine, as
+	// Spark's ExternalSorter does on the task's thread. Measured on a shared 2-core machine
+	// (BenchmarkExternalSorterSpill32, 10M pairs in 32 MiB), overlapping cost 2–5% more CPU and
+	// gained no wall time, which is why it is not the default: turn it on where a core is idle.
+	Overlap Overlap
+}
+
+// Overlap says whether an ExternalSorter overlaps its spills and merges with the caller's work
+// (see SorterConfig.Overlap).
+type Overlap int8
+
+const (
+	// OverlapOff spills and merges on the caller's goroutine, as Spark does.
+	OverlapOff Overlap = iota
+	// OverlapOn always overlaps, even on one core (tests use it).
+	OverlapOn
+	// OverlapAuto overlaps when runtime.GOMAXPROCS(0) > 1 at NewExternalSorter.
+	OverlapAuto
+)
+
+// on reports whether o means overlapping, given the GOMAXPROCS setting.
+func (o Overlap) on(procs int) bool {
+	return o == OverlapOn || o == OverlapAuto && procs > 1
 }
 
 // Validate reports every invalid field, naming it and its value.
@@ -46,6 +73,9 @@ func (c SorterConfig[K, V, C]) Validate() error {
 		if n := c.Partitioner.NumPartitions(); n < 1 || n > math.MaxInt32 {
 			errs = append(errs, fmt.Errorf("collection: SorterConfig.Partitioner has %d partitions, outside [1, %d]", n, math.MaxInt32))
 		}
+	}
+	if c.Overlap < OverlapOff || c.Overlap > OverlapAuto {
+		errs = append(errs, fmt.Errorf("collection: SorterConfig.Overlap is %d, not one of OverlapOff, OverlapOn, OverlapAuto", c.Overlap))
 	}
 	return errors.Join(append(errs, c.Spill.Validate())...)
 }

@@ -38,6 +38,12 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	if err := s.checkUsable(); err != nil {
 		return nil, err
 	}
+	if err := s.waitSpill(ctx); err != nil { // the spill in flight (SorterConfig.Overlap)
+		return nil, err
+	}
+	if err := s.checkUsable(); err != nil { // the lock may have been released
+		return nil, err
+	}
 	if s.sp.strict {
 		// The in-memory records may now be spilled (below, or by a forced spill while they are
 		// read): their spill writer's buffers are reserved first.
@@ -69,6 +75,10 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 		merge: s.mergeGroup, remove: s.removeSpill}
 	s.sp.Unlock()
 	files, res, passes, err := mp.reduce(ctx, spills)
+	var ahead, cost int64 // SorterConfig.Overlap: the spill files' read-ahead memory
+	if err == nil {
+		ahead, cost = s.aheadMemory(ctx, len(files)), aheadCost[K, C]()
+	}
 	s.sp.Lock()
 	if err == nil && s.sp.Closed() {
 		err = s.sp.closedError("while its spills were merged")
@@ -80,7 +90,12 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 		var src *spillSource[K, C]
 		if err == nil {
 			if src, err = s.openSpill(f, res.take(f.file.readCost)); err == nil {
-				pi.sources = append(pi.sources, newCursor[K, C](src))
+				var rs recordSource[K, C] = src
+				if ahead >= cost && cost > 0 {
+					ahead -= cost
+					rs = newAheadSource(src, func() { s.io.release(cost) })
+				}
+				pi.sources = append(pi.sources, newCursor(rs))
 				continue
 			}
 		}
@@ -89,6 +104,7 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	if res != nil {
 		res.close()
 	}
+	s.io.release(ahead)
 	if err != nil {
 		for _, c := range pi.sources {
 			err = errors.Join(err, c.close())

@@ -59,7 +59,7 @@ func (a *Aggregator[K, V]) initInline() {
 	if _, ok := any(a.values).(Int64Key); !ok {
 		return
 	}
-	a.in.intValues, a.in.merge = true, *(*func(a, b int64) int64)(unsafe.Pointer(&a.merge))
+	a.in.intValues, a.in.merge = true, any(a.merge).(func(a, b int64) int64) // V is int64: its codec is Int64Key
 	if _, ok := any(a.keys).(Int64Key); ok {
 		a.in.on, a.in.seed = true, maphash.Comparable(a.m.seed, 0)
 	}

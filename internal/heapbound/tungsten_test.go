@@ -97,86 +97,58 @@ func TestTungstenAggregatorOffHeap(t *testing.T) {
 	})
 }
 
-// TestTungstenSorter: a tungsten.Sorter with pages on the Go heap sorts n records (random int64
-// keys, 48-byte values) and is read back in key order after many spills.
-func TestTungstenSorter(t *testing.T) {
-	requireBound(t, budget, [2]int{200_000, 2_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
-		e, err := tungstenEnv(t, false, 0)
-		if err != nil {
-			return err
+// tungstenSort sorts n records of random int64 keys in a tungsten.Sorter with pages on the Go
+// heap and checks they are read back in key order after some spills.
+func tungstenSort[V any](ctx context.Context, t *testing.T, n int, values storage.Codec[V], value func(i int) V) (err error) {
+	e, err := tungstenEnv(t, false, 0)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, e.close()) }()
+	s, err := tungsten.NewSorter(ctx, e.tm, e.scope, tungsten.Int64Key{}, values, tungsten.SorterConfig{})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.Close()) }()
+	if err := s.InsertAll(ctx, generate(n, func(i int) tungsten.Pair[int64, V] {
+		return tungsten.Pair[int64, V]{Key: mix(i), Value: value(i)}
+	})); err != nil {
+		return err
+	}
+	it, err := s.Iterator(ctx)
+	if err != nil {
+		return err
+	}
+	count, last := 0, int64(math.MinInt64)
+	if err := drain(it, func(p tungsten.Pair[int64, V]) error {
+		if p.Key < last {
+			return fmt.Errorf("key %d after %d", p.Key, last)
 		}
-		defer func() { err = errors.Join(err, e.close()) }()
-		s, err := tungsten.NewSorter(ctx, e.tm, e.scope, tungsten.Int64Key{}, storage.StringCodec{}, tungsten.SorterConfig{})
-		if err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, s.Close()) }()
-		if err := s.InsertAll(ctx, generate(n, func(i int) tungsten.Pair[int64, string] {
-			return tungsten.Pair[int64, string]{Key: mix(i), Value: payload(i)}
-		})); err != nil {
-			return err
-		}
-		it, err := s.Iterator(ctx)
-		if err != nil {
-			return err
-		}
-		count, last := 0, int64(-1)
-		if err := drain(it, func(p tungsten.Pair[int64, string]) error {
-			if p.Key < last {
-				return fmt.Errorf("key %d after %d", p.Key, last)
-			}
-			count, last = count+1, p.Key
-			return nil
-		}); err != nil {
-			return err
-		}
-		m := s.Metrics()
-		t.Logf("%d records: %d spills, %d merge passes", n, m.Spills, m.MergePasses)
-		if count != n || m.Spills == 0 {
-			return fmt.Errorf("read %d records after %d spills, want %d after some", count, m.Spills, n)
-		}
+		count, last = count+1, p.Key
 		return nil
+	}); err != nil {
+		return err
+	}
+	m := s.Metrics()
+	t.Logf("%d records: %d spills, %d merge passes", n, m.Spills, m.MergePasses)
+	if count != n || m.Spills == 0 {
+		return fmt.Errorf("read %d records after %d spills, want %d after some", count, m.Spills, n)
+	}
+	return nil
+}
+
+// TestTungstenSorter: a tungsten.Sorter sorts n records (random int64 keys, 48-byte values) in
+// its pages, and is read back in key order after many spills.
+func TestTungstenSorter(t *testing.T) {
+	requireBound(t, budget, [2]int{200_000, 2_000_000}, func(ctx context.Context, t *testing.T, n int) error {
+		return tungstenSort(ctx, t, n, storage.StringCodec{}, payload)
 	})
 }
 
 // TestTungstenSorterInt64: a tungsten.Sorter of int64 keys and values, kept in its sort array
 // (no pages), sorts n records and is read back in key order after many spills.
 func TestTungstenSorterInt64(t *testing.T) {
-	requireBound(t, budget, [2]int{400_000, 4_000_000}, func(ctx context.Context, t *testing.T, n int) (err error) {
-		e, err := tungstenEnv(t, false, 0)
-		if err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, e.close()) }()
-		s, err := tungsten.NewSorter(ctx, e.tm, e.scope, tungsten.Int64Key{}, tungsten.Int64Key{}, tungsten.SorterConfig{})
-		if err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, s.Close()) }()
-		if err := s.InsertAll(ctx, generate(n, func(i int) tungsten.Pair[int64, int64] {
-			return tungsten.Pair[int64, int64]{Key: mix(i), Value: int64(i)}
-		})); err != nil {
-			return err
-		}
-		it, err := s.Iterator(ctx)
-		if err != nil {
-			return err
-		}
-		count, last := 0, int64(math.MinInt64)
-		if err := drain(it, func(p tungsten.Pair[int64, int64]) error {
-			if p.Key < last {
-				return fmt.Errorf("key %d after %d", p.Key, last)
-			}
-			count, last = count+1, p.Key
-			return nil
-		}); err != nil {
-			return err
-		}
-		m := s.Metrics()
-		t.Logf("%d records: %d spills, %d merge passes", n, m.Spills, m.MergePasses)
-		if count != n || m.Spills == 0 {
-			return fmt.Errorf("read %d records after %d spills, want %d after some", count, m.Spills, n)
-		}
-		return nil
+	requireBound(t, budget, [2]int{400_000, 4_000_000}, func(ctx context.Context, t *testing.T, n int) error {
+		return tungstenSort(ctx, t, n, tungsten.Int64Key{}, func(i int) int64 { return int64(i) })
 	})
 }

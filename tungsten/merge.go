@@ -156,6 +156,9 @@ func (p mergePlan) open(runs []spillFile, extra source, held int64) (source, err
 	if extra != nil {
 		srcs = append(srcs, extra)
 	}
+	if len(srcs) == 1 {
+		return srcs[0], nil // one sorted source: nothing to merge (an in-memory sort)
+	}
 	m, err := newMerger(p.prefix, p.records, srcs)
 	if err != nil {
 		return nil, errors.Join(err, m.close())

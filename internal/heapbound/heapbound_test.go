@@ -155,6 +155,15 @@ func drain[T any](it collection.Iterator[T], f func(T) error) error {
 	return errors.Join(it.Err(), it.Close())
 }
 
+// sums drains an aggregation's output: how many keys it has and the sum of their values.
+func sums[K any](it collection.Iterator[collection.Pair[K, int64]]) (distinct, total int, err error) {
+	err = drain(it, func(p collection.Pair[K, int64]) error {
+		distinct, total = distinct+1, total+int(p.Value)
+		return nil
+	})
+	return distinct, total, err
+}
+
 func key(k int) string { return "key-" + strconv.Itoa(k) }
 
 // longKey is a 48-byte key.
@@ -199,11 +208,8 @@ func TestAggregatingMap(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		var distinct, total int
-		if err := drain(it, func(p collection.Pair[string, int64]) error {
-			distinct, total = distinct+1, total+int(p.Value)
-			return nil
-		}); err != nil {
+		distinct, total, err := sums(it)
+		if err != nil {
 			return err
 		}
 		if distinct != keys || total != n || m.Metrics().Spills == 0 {

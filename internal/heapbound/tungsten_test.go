@@ -51,11 +51,8 @@ func tungstenAggregate(ctx context.Context, t *testing.T, n int, offHeap, inline
 	if err != nil {
 		return err
 	}
-	var distinct, total int
-	if err := drain(it, func(p tungsten.Pair[int64, int64]) error {
-		distinct, total = distinct+1, total+int(p.Value)
-		return nil
-	}); err != nil {
+	distinct, total, err := sums(it)
+	if err != nil {
 		return err
 	}
 	m := a.Metrics()

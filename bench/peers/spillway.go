@@ -14,13 +14,35 @@ import (
 // runSpillway runs the work on Spillway's public API: one task of a UnifiedManager whose whole
 // unified region is the budget (strict accounting, no reserved memory), spilling into a
 // DiskBlockManager under the run's directory with the default spill settings (S2-compressed).
-func runSpillway(ctx context.Context, w kind, p params) (_ outcome, err error) {
-	mm, err := memory.NewUnifiedManager(memory.Config{
-		SystemMemory: p.Budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1,
+func runSpillway(ctx context.Context, w kind, p params) (outcome, error) {
+	return inTask(budgetConfig(p), p, "spillway", func(tm *memory.TaskManager, scope *storage.Scope) (outcome, error) {
+		switch w {
+		case aggInt:
+			return spillwayAgg(ctx, tm, scope, storage.VarintCodec[int64]{}, p,
+				func(_ []byte, k int64) int64 { return k }, func(k int64) uint64 { return uint64(k) })
+		case aggStr:
+			return spillwayAgg(ctx, tm, scope, storage.StringCodec{}, p,
+				func(b []byte, k int64) string { return string(appendStrKey(b[:0], k)) }, strID[string])
+		default:
+			return spillwaySort(ctx, tm, scope, p)
+		}
 	})
+}
+
+// budgetConfig is a memory manager whose whole unified region is the budget (strict accounting,
+// no reserved memory, one core).
+func budgetConfig(p params) memory.Config {
+	return memory.Config{SystemMemory: p.Budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1}
+}
+
+// inTask runs f in one task of a memory manager of cfg, spilling into a DiskBlockManager under
+// the run's directory; the engine names it in the error of a task that leaks memory.
+func inTask(cfg memory.Config, p params, engine string, f func(*memory.TaskManager, *storage.Scope) (outcome, error)) (_ outcome, err error) {
+	mm, err := memory.NewUnifiedManager(cfg)
 	if err != nil {
 		return outcome{}, err
 	}
+	defer func() { err = errors.Join(err, mm.Close()) }()
 	disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{p.Dir}})
 	if err != nil {
 		return outcome{}, err
@@ -31,19 +53,10 @@ func runSpillway(ctx context.Context, w kind, p params) (_ outcome, err error) {
 	tm := memory.NewTaskManager(mm, 1, memory.TaskConfig{})
 	defer func() {
 		if leaked := tm.Close(); leaked != 0 {
-			err = errors.Join(err, fmt.Errorf("spillway: the task leaked %d bytes", leaked))
+			err = errors.Join(err, fmt.Errorf("%s: the task leaked %d bytes", engine, leaked))
 		}
 	}()
-	switch w {
-	case aggInt:
-		return spillwayAgg(ctx, tm, scope, storage.VarintCodec[int64]{}, p,
-			func(_ []byte, k int64) int64 { return k }, func(k int64) uint64 { return uint64(k) })
-	case aggStr:
-		return spillwayAgg(ctx, tm, scope, storage.StringCodec{}, p,
-			func(b []byte, k int64) string { return string(appendStrKey(b[:0], k)) }, strID[string])
-	default:
-		return spillwaySort(ctx, tm, scope, p)
-	}
+	return f(tm, scope)
 }
 
 // sum is reduceByKey(_ + _).

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
@@ -15,40 +14,24 @@ import (
 // and spill directory as runSpillway. Off-heap, the budget is the off-heap region
 // (Config.OffHeapSize) and the on-heap region is the same size, unused by tungsten.
 func runTungsten(offHeap bool) func(context.Context, kind, params) (outcome, error) {
-	return func(ctx context.Context, w kind, p params) (_ outcome, err error) {
-		cfg := memory.Config{SystemMemory: p.Budget, ReservedMemory: memory.NoReservedMemory, Fraction: 1, NumCores: 1}
+	return func(ctx context.Context, w kind, p params) (outcome, error) {
+		cfg := budgetConfig(p)
 		if offHeap {
 			cfg.OffHeapEnabled, cfg.OffHeapSize = true, p.Budget
 		}
-		mm, err := memory.NewUnifiedManager(cfg)
-		if err != nil {
-			return outcome{}, err
-		}
-		defer func() { err = errors.Join(err, mm.Close()) }()
-		disk, err := storage.NewDiskBlockManager(storage.DiskConfig{Dirs: []string{p.Dir}})
-		if err != nil {
-			return outcome{}, err
-		}
-		defer func() { err = errors.Join(err, disk.Close()) }()
-		scope := disk.NewScope()
-		defer func() { err = errors.Join(err, scope.Close()) }()
-		tm := memory.NewTaskManager(mm, 1, memory.TaskConfig{})
-		defer func() {
-			if leaked := tm.Close(); leaked != 0 {
-				err = errors.Join(err, fmt.Errorf("tungsten: the task leaked %d bytes", leaked))
+		return inTask(cfg, p, "tungsten", func(tm *memory.TaskManager, scope *storage.Scope) (outcome, error) {
+			switch w {
+			case aggInt:
+				return tungstenAgg(ctx, tm, scope, tungsten.Int64Key{}, p,
+					func(_ []byte, k int64) int64 { return k }, func(k int64) uint64 { return uint64(k) })
+			case aggStr:
+				// The key is appended to a reused buffer: BytesKey encodes it into the aggregator's
+				// own buffer at once, so no record allocates.
+				return tungstenAgg(ctx, tm, scope, tungsten.BytesKey{}, p, appendStrKey, strID[[]byte])
+			default:
+				return tungstenSort(ctx, tm, scope, p)
 			}
-		}()
-		switch w {
-		case aggInt:
-			return tungstenAgg(ctx, tm, scope, tungsten.Int64Key{}, p,
-				func(_ []byte, k int64) int64 { return k }, func(k int64) uint64 { return uint64(k) })
-		case aggStr:
-			// The key is appended to a reused buffer: BytesKey encodes it into the aggregator's
-			// own buffer at once, so no record allocates.
-			return tungstenAgg(ctx, tm, scope, tungsten.BytesKey{}, p, appendStrKey, strID[[]byte])
-		default:
-			return tungstenSort(ctx, tm, scope, p)
-		}
+		})
 	}
 }
 

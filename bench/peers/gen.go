@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/spillway/spillway/storage"
 )
 
 // The input of every work is a pure function of the record number i, so that DuckDB computes it
@@ -91,6 +93,18 @@ func (c check) String() string {
 type sortCheck struct {
 	check
 	prev int64
+}
+
+// checkSorted reads a sort's output, checking its order, and returns its check.
+func checkSorted(it storage.Iterator[storage.Pair[int64, int64]]) (check, error) {
+	var c sortCheck
+	for it.Next() {
+		kv := it.Value()
+		if err := c.add(kv.Key, kv.Value); err != nil {
+			return check{}, err
+		}
+	}
+	return c.check, it.Err()
 }
 
 func (c *sortCheck) add(k, v int64) error {

@@ -128,13 +128,10 @@ func spillwaySort(ctx context.Context, tm *memory.TaskManager, scope *storage.Sc
 		return outcome{}, err
 	}
 	defer func() { err = errors.Join(err, it.Close()) }()
-	var c sortCheck
-	for it.Next() {
-		kv := it.Value()
-		if err := c.add(kv.Key, kv.Value); err != nil {
-			return outcome{}, err
-		}
+	c, err := checkSorted(it)
+	if err != nil {
+		return outcome{}, err
 	}
 	met := s.Metrics()
-	return outcome{Check: c.check, Spills: met.Spills + met.ForcedSpills}, it.Err()
+	return outcome{Check: c, Spills: met.Spills + met.ForcedSpills}, nil
 }

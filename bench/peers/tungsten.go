@@ -97,12 +97,9 @@ func tungstenSort(ctx context.Context, tm *memory.TaskManager, scope *storage.Sc
 		return outcome{}, err
 	}
 	defer func() { err = errors.Join(err, it.Close()) }()
-	var c sortCheck
-	for it.Next() {
-		kv := it.Value()
-		if err := c.add(kv.Key, kv.Value); err != nil {
-			return outcome{}, err
-		}
+	c, err := checkSorted(it)
+	if err != nil {
+		return outcome{}, err
 	}
-	return outcome{Check: c.check, Spills: s.Metrics().Spills}, it.Err()
+	return outcome{Check: c, Spills: s.Metrics().Spills}, nil
 }

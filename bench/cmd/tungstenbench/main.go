@@ -105,22 +105,16 @@ func collectionAgg[K comparable](keys func(*input) []K, codec storage.Codec[K], 
 			return result{}, err
 		}
 		defer m.Close()
-		if err := m.InsertAll(ctx, &aggIter[K, collection.Pair[K, int64]]{in: in, keys: keys(in), i: -1, probe: e.probe,
-			pair: func(k K, v int64) collection.Pair[K, int64] { return collection.Pair[K, int64]{Key: k, Value: v} }}); err != nil {
+		if err := m.InsertAll(ctx, &aggIter[K]{in: in, keys: keys(in), i: -1, probe: e.probe}); err != nil {
 			return result{}, err
 		}
 		it, err := m.Iterator(ctx)
 		if err != nil {
 			return result{}, err
 		}
-		var r result
-		for it.Next() {
-			e.probe.tick(int(r.keys) * 10)
-			r.sum += it.Value().Value
-			r.keys++
-		}
+		r, err := sumValues(it, e.probe)
 		r.spills = int64(m.NumSpills())
-		return r, errors.Join(it.Err(), it.Close(), m.Close())
+		return r, errors.Join(err, it.Close(), m.Close())
 	}
 }
 
@@ -132,22 +126,16 @@ func tungstenAgg[K any](keys func(*input) []K, codec tungsten.KeyCodec[K]) impl 
 			return result{}, err
 		}
 		defer a.Close()
-		if err := a.InsertAll(ctx, &aggIter[K, tungsten.Pair[K, int64]]{in: in, keys: keys(in), i: -1, probe: e.probe,
-			pair: func(k K, v int64) tungsten.Pair[K, int64] { return tungsten.Pair[K, int64]{Key: k, Value: v} }}); err != nil {
+		if err := a.InsertAll(ctx, &aggIter[K]{in: in, keys: keys(in), i: -1, probe: e.probe}); err != nil {
 			return result{}, err
 		}
 		it, err := a.Iterator(ctx)
 		if err != nil {
 			return result{}, err
 		}
-		var r result
-		for it.Next() {
-			e.probe.tick(int(r.keys) * 10)
-			r.sum += it.Value().Value
-			r.keys++
-		}
+		r, err := sumValues(it, e.probe)
 		r.spills = a.Metrics().Spills
-		return r, errors.Join(it.Err(), it.Close(), a.Close())
+		return r, errors.Join(err, it.Close(), a.Close())
 	}
 }
 
@@ -162,55 +150,55 @@ func collectionSort(budget int64) impl {
 			return result{}, err
 		}
 		defer s.Close()
-		pairs := &sortIter[collection.Pair[int64, int64]]{in: in, i: -1, probe: e.probe,
-			pair: func(k, v int64) collection.Pair[int64, int64] { return collection.Pair[int64, int64]{Key: k, Value: v} }}
-		if err := s.InsertAll(ctx, pairs); err != nil {
+		if err := s.InsertAll(ctx, &sortIter{in: in, i: -1, probe: e.probe}); err != nil {
 			return result{}, err
 		}
 		it, err := s.Iterator(ctx)
 		if err != nil {
 			return result{}, err
 		}
-		r, err := checkSorted(it, e.probe, func(p collection.Pair[int64, int64]) (int64, int64) { return p.Key, p.Value })
+		r, err := checkSorted(it, e.probe)
 		r.spills = int64(s.NumSpills())
 		return r, errors.Join(err, it.Close(), s.Close())
 	}
 }
 
 // aggIter is the aggregations' input: record i is (keys[idx[i]], vals[i]).
-type aggIter[K, P any] struct {
+type aggIter[K any] struct {
 	in    *input
 	keys  []K
 	i     int
 	probe *probe
-	pair  func(K, int64) P
 }
 
-func (p *aggIter[K, P]) Next() bool {
+func (p *aggIter[K]) Next() bool {
 	p.i++
 	p.probe.tick(p.i)
 	return p.i < len(p.in.idx)
 }
-func (p *aggIter[K, P]) Value() P     { return p.pair(p.keys[p.in.idx[p.i]], p.in.vals[p.i]) }
-func (p *aggIter[K, P]) Err() error   { return nil }
-func (p *aggIter[K, P]) Close() error { return nil }
+func (p *aggIter[K]) Value() storage.Pair[K, int64] {
+	return storage.Pair[K, int64]{Key: p.keys[p.in.idx[p.i]], Value: p.in.vals[p.i]}
+}
+func (p *aggIter[K]) Err() error   { return nil }
+func (p *aggIter[K]) Close() error { return nil }
 
 // sortIter is the sort's input: record i is (sortKey[i], vals[i]).
-type sortIter[P any] struct {
+type sortIter struct {
 	in    *input
 	i     int
 	probe *probe
-	pair  func(k, v int64) P
 }
 
-func (p *sortIter[P]) Next() bool {
+func (p *sortIter) Next() bool {
 	p.i++
 	p.probe.tick(p.i)
 	return p.i < len(p.in.sortKey)
 }
-func (p *sortIter[P]) Value() P     { return p.pair(p.in.sortKey[p.i], p.in.vals[p.i]) }
-func (p *sortIter[P]) Err() error   { return nil }
-func (p *sortIter[P]) Close() error { return nil }
+func (p *sortIter) Value() storage.Pair[int64, int64] {
+	return storage.Pair[int64, int64]{Key: p.in.sortKey[p.i], Value: p.in.vals[p.i]}
+}
+func (p *sortIter) Err() error   { return nil }
+func (p *sortIter) Close() error { return nil }
 
 func tungstenSort(ctx context.Context, e env, in *input) (result, error) {
 	s, err := tungsten.NewSorter(ctx, e.tm, e.scope, tungsten.Int64Key{}, tungsten.Int64Key{}, tungsten.SorterConfig{})
@@ -218,25 +206,36 @@ func tungstenSort(ctx context.Context, e env, in *input) (result, error) {
 		return result{}, err
 	}
 	defer s.Close()
-	if err := s.InsertAll(ctx, &sortIter[tungsten.Pair[int64, int64]]{in: in, i: -1, probe: e.probe,
-		pair: func(k, v int64) tungsten.Pair[int64, int64] { return tungsten.Pair[int64, int64]{Key: k, Value: v} }}); err != nil {
+	if err := s.InsertAll(ctx, &sortIter{in: in, i: -1, probe: e.probe}); err != nil {
 		return result{}, err
 	}
 	it, err := s.Iterator(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	r, err := checkSorted(it, e.probe, func(p tungsten.Pair[int64, int64]) (int64, int64) { return p.Key, p.Value })
+	r, err := checkSorted(it, e.probe)
 	r.spills = s.Metrics().Spills
 	return r, errors.Join(err, it.Close(), s.Close())
 }
 
-func checkSorted[P any](it storage.Iterator[P], pr *probe, kv func(P) (int64, int64)) (result, error) {
+// sumValues reads an aggregation's output: its keys and the sum of their values.
+func sumValues[K any](it storage.Iterator[storage.Pair[K, int64]], pr *probe) (result, error) {
+	var r result
+	for it.Next() {
+		pr.tick(int(r.keys) * 10)
+		r.sum += it.Value().Value
+		r.keys++
+	}
+	return r, it.Err()
+}
+
+// checkSorted reads a sort's output, checking its order: its records and the sum of their values.
+func checkSorted(it storage.Iterator[storage.Pair[int64, int64]], pr *probe) (result, error) {
 	var r result
 	last := int64(-1 << 63)
 	for it.Next() {
 		pr.tick(int(r.keys))
-		k, v := kv(it.Value())
+		k, v := it.Value().Key, it.Value().Value
 		if k < last {
 			return r, fmt.Errorf("output not sorted: %d after %d", k, last)
 		}

@@ -91,6 +91,18 @@ func (b *ConsumerBase) AllocatePage(ctx context.Context, required int64) (*Page,
 	return p, nil
 }
 
+// GrowPage enlarges a page this consumer allocated to size bytes, keeping its bytes and number
+// (TaskManager.GrowPage); Used grows by the difference. It returns false, the page unchanged,
+// when the task grants too little or a spill of this consumer freed the page meanwhile.
+func (b *ConsumerBase) GrowPage(ctx context.Context, p *Page, size int64) (bool, error) {
+	old := p.Size()
+	ok, err := b.tm.GrowPage(ctx, p, size, b.self)
+	if ok {
+		b.used.Add(size - old)
+	}
+	return ok, err
+}
+
 // FreePage frees a page this consumer allocated (MemoryConsumer.freePage).
 func (b *ConsumerBase) FreePage(p *Page) {
 	size := p.Size()

@@ -1,23 +1,28 @@
-//go:build unix
+//go:build unix && !linux
 
 package memory
 
 import "syscall"
 
-// hugePageSize is the size from which a mapping asks for transparent huge pages.
-const hugePageSize = 2 << 20
-
-// mapAnonymous returns size bytes of private anonymous memory, outside the Go heap. A mapping of
-// at least hugePageSize asks for transparent huge pages (MADV_HUGEPAGE: a hint, ignored where
-// they are off): a hash map's slot array is read at random, and with 4 KiB pages nearly every
-// probe of a large array also misses the TLB.
+// mapAnonymous returns size bytes of private anonymous memory, outside the Go heap.
 func mapAnonymous(size int64) ([]byte, error) {
-	b, err := syscall.Mmap(-1, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
-	if err == nil && size >= hugePageSize {
-		_ = madviseHuge(b)
-	}
-	return b, err
+	return syscall.Mmap(-1, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 }
 
-// unmap gives a mapping from mapAnonymous back to the system.
+// unmap gives a mapping from mapAnonymous or remap back to the system.
 func unmap(b []byte) error { return syscall.Munmap(b) }
+
+// remapCopies says remap holds b and the new mapping at once (it copies).
+const remapCopies = true
+
+// remap grows the mapping b to size bytes, keeping its contents: without Linux's mremap it maps
+// new memory, copies and unmaps b, so both are mapped during the copy. b must not be used
+// afterwards.
+func remap(b []byte, size int64) ([]byte, error) {
+	nb, err := mapAnonymous(size)
+	if err != nil {
+		return nil, err
+	}
+	copy(nb, b)
+	return nb, unmap(b)
+}

@@ -240,6 +240,94 @@ func (t *TaskManager) takePageNumberLocked() int {
 	return -1
 }
 
+// GrowPage enlarges p, a page c allocated through this TaskManager, to size bytes, keeping its
+// bytes and its page number. Spark has no such call (a LongArray grows by copying into a new
+// page); it lets an array that only ever grows, like a sorter's pointer array, grow without
+// being held twice:
+//   - off-heap on Linux the mapping grows in place or moves without a copy (mremap), so only
+//     the difference is acquired;
+//   - on-heap (and off-heap elsewhere) the bytes are copied into new memory, so size bytes are
+//     acquired first and p's old size released after the copy, as an allocation of a new page
+//     and a free of the old one would.
+//
+// Acquiring may spill c, or any consumer of the task. It returns false, p unchanged and nothing
+// acquired, when the task grants less than it needs or when p was freed while it acquired (by a
+// spill of c). The caller must not free p concurrently. It panics when size is not larger than
+// p's size, and for a page that is not one of the task's; it returns ErrPageTooLarge above
+// MaxPageSize.
+func (t *TaskManager) GrowPage(ctx context.Context, p *Page, size int64, c Consumer) (bool, error) {
+	if m := c.Mode(); m != t.mode || p.mode != t.mode {
+		panic(fmt.Sprintf("memory: GrowPage of a %s page for %s consumer %v in a task whose pages are %s", p.mode, m, c, t.mode))
+	}
+	if size <= p.size {
+		panic(fmt.Sprintf("memory: GrowPage of a page of %d bytes to %d bytes", p.size, size))
+	}
+	if size > MaxPageSize {
+		return false, fmt.Errorf("%w: cannot grow a page to %d bytes, the maximum is %d bytes", ErrPageTooLarge, size, MaxPageSize)
+	}
+	if !t.holds(p) {
+		panic("memory: GrowPage of a page this task does not hold")
+	}
+	copies := p.mode == OnHeap || remapCopies
+	need := size - p.size
+	if copies {
+		need = size
+	}
+	got, err := t.AcquireExecution(ctx, need, c)
+	if err != nil {
+		return false, err
+	}
+	if got < need || !t.holds(p) {
+		t.ReleaseExecution(got, c)
+		return false, nil
+	}
+	old := p.size
+	if p.mode == OnHeap {
+		data := t.m.pages.get(OnHeap, size)
+		if data == nil {
+			data = make([]byte, size)
+		}
+		copyPreemptibly(data, p.data)
+		t.m.freeTaskPage(&Page{mode: OnHeap, number: NoPageNumber, size: old, data: p.data})
+		p.data, p.size = data, size
+	} else {
+		t.m.unmapAll(t.m.pages.trim(t.m.offHeapFree())) // the acquisition may have taken memory the pool counted on
+		data, err := remap(p.data, size)
+		if err != nil {
+			t.ReleaseExecution(got, c)
+			return false, fmt.Errorf("memory: task %d: growing an off-heap page of %s to %s: %w", t.id, ibytes(old), ibytes(size), err)
+		}
+		p.data, p.size = data, size
+	}
+	if copies {
+		t.ReleaseExecution(old, c)
+	}
+	return true, nil
+}
+
+// holds reports whether p is in the task's page table.
+func (t *TaskManager) holds(p *Page) bool {
+	t.state.Lock()
+	defer t.state.Unlock()
+	return p.number >= 0 && p.owner == t && t.pages[p.number] == p
+}
+
+// copyPreemptibly copies src into dst a megabyte at a time. One memmove of hundreds of megabytes
+// cannot be preempted, and a collection starting meanwhile spins on the other core until it ends
+// (an asynchronous preemption signal almost always lands inside memmove, where it cannot stop
+// the goroutine); each chunk is copied by a call whose prologue is a synchronous preemption
+// point, as the runtime clears large allocations in chunks.
+func copyPreemptibly(dst, src []byte) {
+	const chunk = 1 << 20
+	for len(src) > 0 {
+		n := copyChunk(dst, src[:min(chunk, len(src))])
+		dst, src = dst[n:], src[n:]
+	}
+}
+
+//go:noinline
+func copyChunk(dst, src []byte) int { return copy(dst, src) }
+
 // FreePage frees a page c allocated through this TaskManager and releases its memory
 // (TaskMemoryManager.freePage). It panics for a page not allocated by AllocatePage, a page
 // already freed, and a page of another task.

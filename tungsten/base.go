@@ -141,10 +141,28 @@ func (b *base) allocateArray(ctx context.Context, n int) (*longArray, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := p.Bytes()
-	// Pages are 8-byte aligned: Go allocates large []byte on size-class (≥ 8) boundaries and
-	// off-heap pages are mmap'ed on OS page boundaries.
-	return &longArray{page: p, a: unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(data))), n)}, nil
+	return &longArray{page: p, a: longs(p.Bytes())}, nil
+}
+
+// longs views a page's bytes as longs. Pages are 8-byte aligned: Go allocates large []byte on
+// size-class (≥ 8) boundaries and off-heap pages are mmap'ed on OS page boundaries.
+func longs(data []byte) []int64 {
+	return unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(data))), len(data)/8)
+}
+
+// growArray grows a to n longs keeping its contents (memory.TaskManager.GrowPage: off-heap
+// without a copy). It returns false, a unchanged, when the task grants too little or the
+// acquisition spilled this consumer and so freed a.
+func (b *base) growArray(ctx context.Context, a *longArray, n int) (bool, error) {
+	old := a.page.Size()
+	ok, err := b.tm.GrowPage(ctx, a.page, 8*int64(n), b.self)
+	if !ok {
+		return false, err
+	}
+	b.used.Add(a.page.Size() - old)
+	b.updatePeak()
+	a.a = longs(a.page.Bytes())
+	return true, nil
 }
 
 func (b *base) freeArray(a *longArray) {

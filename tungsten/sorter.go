@@ -312,38 +312,32 @@ func (s *ExternalSorter) growPointerArrayIfNecessary(ctx context.Context) error 
 		return nil
 	}
 	if in.numRecords() > 0 {
-		// Acquire the doubled array's memory before allocating it: when the acquisition spills
-		// the sorter, a small array is all it needs, and the large one is never allocated
-		// (Spark allocates it and frees it at once: a budget-sized garbage array per spill).
-		if got, err := s.tm.AcquireExecution(ctx, in.memoryUsage()*2, s); err == nil {
-			s.tm.ReleaseExecution(got, s)
-		}
-	}
-	if in.numRecords() == 0 { // a spill freed the array
-		a, err := s.firstArray(ctx)
-		if err != nil {
+		// The array doubles in place (memory.TaskManager.GrowPage), its memory acquired first:
+		// when the acquisition spills the sorter, the spill frees the array and a small one is
+		// all it needs. Spark copies into a new array, allocated before it knows whether the
+		// acquisition spilled (a budget-sized garbage array per spill).
+		size := in.array.size()
+		ok, err := s.growArray(ctx, in.array, 2*size)
+		switch {
+		case errors.Is(err, memory.ErrPageTooLarge):
+			if _, err := s.spillSelf(); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case ok:
+			in.setArray(in.array)
+			return nil
+		case in.numRecords() > 0:
+			err := fmt.Errorf("tungsten: %s: unable to grow the pointer array from %d to %d bytes: %w\n%s",
+				s.name, 8*size, 16*size, memory.ErrOutOfMemory, s.tm.UsageReport())
+			s.log.Error("unable to grow the pointer array", zap.Error(err))
 			return err
 		}
-		in.expandPointerArray(a)
-		return nil
 	}
-	a, err := s.allocateArray(ctx, int(in.memoryUsage()/8*2))
-	switch {
-	case errors.Is(err, memory.ErrPageTooLarge):
-		if _, err := s.spillSelf(); err != nil {
-			return err
-		}
-	case err != nil && in.numRecords() > 0:
-		s.log.Error("unable to grow the pointer array", zap.Error(err))
+	a, err := s.firstArray(ctx) // a spill freed the array
+	if err != nil {
 		return err
-	}
-	if in.numRecords() == 0 { // the allocation spilled the sorter: start again small
-		if a != nil {
-			s.freeArray(a)
-		}
-		if a, err = s.firstArray(ctx); err != nil {
-			return err
-		}
 	}
 	in.expandPointerArray(a)
 	return nil

@@ -300,7 +300,8 @@ type inlinePairs[K, V any] struct {
 	err    error
 }
 
-// inlineBatch is how many pairs inlinePairs takes from the array under the map's lock at once.
+// inlineBatch is how many pairs an iterator of inline pairs (inlinePairs, and the Sorter's
+// memIterator) takes from the array under one lock.
 const inlineBatch = 256
 
 func newInlinePairs[K, V any](a *Aggregator[K, V], src *inlineSource) *inlinePairs[K, V] {

@@ -13,7 +13,8 @@ import (
 // the key word (Int64Key's encoding read as a big-endian number, its sort prefix), so a pair
 // costs 16 bytes and no data page, where a record in a page costs its 16-byte array entry, a
 // length header and the encoded record. The whole array holds pairs: it is sorted with the
-// radix sort's scratch half when it is at most half full, else in place. In descending order the
+// radix sort's scratch half when it is at most half full, else in place with the free tail as
+// scratch (radix.SortKeyPrefixWithin). In descending order the
 // array holds the complemented key words, so the sort is always ascending.
 //
 // Runs and the iterator's records are in the page record format, [4-byte key length 8][key]
@@ -53,13 +54,25 @@ func (s *ExternalSorter) insertInline(ctx context.Context, w uint64, v int64) er
 	return nil
 }
 
+// inlineRoom is how many more inline pairs can go straight into the array after an
+// insertInline, with none of its checks due: none once the size threshold is reached, else the
+// pairs the array holds before it must grow, and the record threshold allows. The spill writer's
+// reservation already covers their record size, and nothing else changes between inserts.
+func (s *ExternalSorter) inlineRoom() int {
+	in := s.inMem
+	if in.array == nil || s.Used() >= s.cfg.SizeInBytesForSpillThreshold {
+		return 0
+	}
+	return max(0, min((in.usable-in.pos)/2, s.cfg.NumElementsForSpillThreshold-in.numRecords()))
+}
+
 // inlineSort sorts the n inline pairs of a by (possibly complemented) key word.
 func inlineSort(a []int64, n int) []pair {
 	if 4*n <= len(a) {
 		start := radix.SortKeyPrefixArray(a, 0, n, 0, 7, false, false)
 		return pairs(a[start : start+2*n])
 	}
-	radix.SortKeyPrefixInPlace(a, n)
+	radix.SortKeyPrefixWithin(a, n) // in place, the free tail of the array as scratch
 	return pairs(a[:2*n])
 }
 

@@ -105,6 +105,14 @@ func (s *inMemorySorter) insertRecord(addr, prefix int64, prefixIsNull bool) {
 	s.pos += 2
 }
 
+// appendInline adds the inline pair (value v, key word w) where the caller counted room for it
+// (ExternalSorter.inlineRoom).
+func (s *inMemorySorter) appendInline(v, w int64) {
+	a := s.array.a[s.pos : s.pos+2]
+	a[0], a[1] = v, w
+	s.pos += 2
+}
+
 // pair is a (record address, prefix) entry viewed in place.
 type pair struct{ addr, prefix int64 }
 

@@ -34,8 +34,12 @@ type memIterator struct {
 	// untouched counts the records left of the group touch loaded.
 	untouched int
 	buf       [inlineRecordBytes]byte // the current record of inline pairs
+	// batch is the inline pairs taken out of the runs together, under one lock, and not yet
+	// returned: a forced spill writes the runs only, and these 4 KiB (within the package's
+	// stated slack) are served from here without the lock.
+	batch    []pair
+	batchBuf [inlineBatch]pair
 }
-
 // touchGroup is how many records the in-memory iterator loads at once (see touch).
 const touchGroup = 16
 
@@ -65,6 +69,11 @@ func newMemIterator(s *ExternalSorter) *memIterator {
 }
 
 func (it *memIterator) next() bool {
+	if len(it.batch) > 0 {
+		it.setInline(it.batch[0])
+		it.batch = it.batch[1:]
+		return true
+	}
 	s := it.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,10 +103,10 @@ func (it *memIterator) next() bool {
 	}
 	run := it.runs[0]
 	if s.inline {
-		w := uint64(run[0].prefix) ^ s.flip
-		putInlineRecord(&it.buf, w, run[0].addr)
-		it.runs[0] = run[1:]
-		it.rec, it.pre = it.buf[:], int64(w)
+		n := copy(it.batchBuf[:], run)
+		it.runs[0] = run[n:]
+		it.batch = it.batchBuf[1:n]
+		it.setInline(it.batchBuf[0])
 		return true
 	}
 	if it.untouched == 0 {
@@ -108,6 +117,13 @@ func (it *memIterator) next() bool {
 	it.runs[0] = run[1:]
 	it.rec, it.pre, it.curPage = s.record(p.addr), p.prefix, memory.DecodePageNumber(p.addr)
 	return true
+}
+
+// setInline makes the inline pair p the current record.
+func (it *memIterator) setInline(p pair) {
+	w := uint64(p.prefix) ^ it.s.flip
+	putInlineRecord(&it.buf, w, p.addr)
+	it.rec, it.pre, it.curPage = it.buf[:], int64(w), -1
 }
 
 // spill writes the unread records to a file and reads on from it, freeing every page but the

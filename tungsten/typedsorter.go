@@ -71,10 +71,39 @@ func (s *Sorter[K, V]) Insert(ctx context.Context, k K, v V) error {
 // InsertAll inserts every pair of records (and closes it), as Insert does.
 func (s *Sorter[K, V]) InsertAll(ctx context.Context, records storage.Iterator[Pair[K, V]]) (err error) {
 	defer func() { err = errors.Join(err, records.Close()) }()
+	if s.s.inline {
+		return s.insertInlineAll(ctx, records)
+	}
 	for n := 1; records.Next(); n++ {
 		p := records.Value()
 		if err := s.Insert(ctx, p.Key, p.Value); err != nil {
 			return err
+		}
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return records.Err()
+}
+
+// insertInlineAll is InsertAll for inline pairs: after each insert that checks everything, the
+// pairs that fit the array before a threshold or a growth is due go straight into it.
+func (s *Sorter[K, V]) insertInlineAll(ctx context.Context, records storage.Iterator[Pair[K, V]]) error {
+	es := s.s
+	room := 0
+	for n := 1; records.Next(); n++ {
+		p := records.Value()
+		w, v := inlineWord(asInt64(p.Key)), asInt64(p.Value)
+		if room > 0 {
+			es.inMem.appendInline(v, int64(w^es.flip))
+			room--
+		} else {
+			if err := es.insertInline(ctx, w, v); err != nil {
+				return err
+			}
+			room = es.inlineRoom()
 		}
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {

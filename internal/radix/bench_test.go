@@ -2,6 +2,7 @@ package radix
 
 import (
 	"cmp"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -87,4 +88,22 @@ func BenchmarkSortKeyPrefixArray(b *testing.B) {
 			slices.SortStableFunc(pairs, func(x, y pair) int { return cmp.Compare(x.prefix, y.prefix) })
 		}
 	})
+}
+
+// BenchmarkSortKeyPrefixWithin sorts 1 Mi pairs whose prefixes vary in their low 20 bits (a
+// million keys) with no scratch, with half the array's length, and with all of it.
+func BenchmarkSortKeyPrefixWithin(b *testing.B) {
+	keys := benchKeys(1<<20 - 1)
+	buf := make([]int64, 4*benchN)
+	for _, spare := range []int{0, benchN, 2 * benchN} {
+		b.Run(fmt.Sprintf("spare=%d", spare), func(b *testing.B) {
+			b.SetBytes(16 * benchN)
+			for b.Loop() {
+				for i, k := range keys {
+					buf[2*i], buf[2*i+1] = int64(i), k
+				}
+				SortKeyPrefixWithin(buf[:2*benchN+spare], benchN)
+			}
+		})
+	}
 }

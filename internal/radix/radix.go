@@ -8,7 +8,10 @@
 // directions are stable: records with equal keys keep their input order.
 package radix
 
-import "fmt"
+import (
+	"fmt"
+	"math/bits"
+)
 
 // Sort sorts the n words array[0:n) by their bytes startByte..endByte (0 is the least significant
 // byte, 7 the most), using array[n:2n) as scratch. It returns where the sorted words start: 0 or
@@ -148,24 +151,64 @@ func sortPairsAtByte(in, out []int64, counts *[256]int, b int, desc, signed bool
 // SortKeyPrefixInPlace sorts the n 16-byte records (pointer, prefix) of array[0:2n) by their
 // unsigned prefix, ascending, with no scratch space: a most-significant-byte-first radix sort
 // that permutes records within the array (an "American flag sort"), for when there is no room for
-// Sort's second half. Unlike SortKeyPrefixArray it is not stable.
+// SortKeyPrefixArray's second half. Unlike SortKeyPrefixArray it is not stable.
 func SortKeyPrefixInPlace(array []int64, n int) {
 	if n < 0 || 2*n > len(array) {
 		panic(fmt.Sprintf("radix: SortKeyPrefixInPlace of %d records needs an array of at least %d words, got %d", n, 2*n, len(array)))
 	}
-	flagSort(array[:2*n], 7)
+	SortKeyPrefixWithin(array[:2*n], n)
 }
 
-func flagSort(a []int64, b int) {
+// SortKeyPrefixWithin is SortKeyPrefixInPlace using whatever array holds past the records,
+// array[2n:), as scratch: the most significant bytes are sorted in place until a bucket of
+// records fits the scratch, and each such bucket is then sorted by least-significant-byte passes
+// through it (sequential passes, several times faster per byte than the in-place permutation).
+// With at least 2n words of scratch it is one in-place pass short of SortKeyPrefixArray. Not
+// stable.
+func SortKeyPrefixWithin(array []int64, n int) {
+	if n < 0 || 2*n > len(array) {
+		panic(fmt.Sprintf("radix: SortKeyPrefixWithin of %d records needs an array of at least %d words, got %d", n, 2*n, len(array)))
+	}
+	a, spare := array[:2*n], array[2*n:]
+	if n < 2 {
+		return
+	}
+	changed := varyingBits(a)
+	if changed == 0 {
+		return
+	}
+	hi, lo := (63-bits.LeadingZeros64(changed))/8, bits.TrailingZeros64(changed)/8
+	hybridSort(a, spare, hi, lo)
+}
+
+// varyingBits is the bits in which the prefixes of the records of a are not all the same.
+func varyingBits(a []int64) uint64 {
+	var or, and uint64 = 0, ^uint64(0)
+	for i := 1; i < len(a); i += 2 {
+		v := uint64(a[i])
+		or |= v
+		and &= v
+	}
+	return or ^ and
+}
+
+// minLSDRecords is the smallest bucket sorted through the scratch: below it, a pass's 256-bucket
+// bookkeeping costs more than the in-place permutation of a bucket that fits the cache.
+const minLSDRecords = 1 << 12
+
+// hybridSort sorts the records of a by prefix bytes b down to lo (the bytes below lo are the same
+// in every record): through spare when a fits it, else by one in-place pass on byte b and a
+// recursion into each bucket.
+func hybridSort(a, spare []int64, b, lo int) {
 	n := len(a) / 2
 	if n < 32 {
-		for i := 1; i < n; i++ { // insertion sort
-			p, v := a[2*i], a[2*i+1]
-			j := i
-			for ; j > 0 && uint64(a[2*j-1]) > uint64(v); j-- {
-				a[2*j], a[2*j+1] = a[2*j-2], a[2*j-1]
-			}
-			a[2*j], a[2*j+1] = p, v
+		insertionSort(a)
+		return
+	}
+	if n >= minLSDRecords && len(a) <= len(spare) {
+		out := spare[:len(a)]
+		if lsdPairs(a, out, lo, b) {
+			copy(a, out)
 		}
 		return
 	}
@@ -174,18 +217,18 @@ func flagSort(a []int64, b int) {
 	for i := 1; i < len(a); i += 2 {
 		count[(uint64(a[i])>>shift)&0xff]++
 	}
+	if count[(uint64(a[1])>>shift)&0xff] == n { // one bucket: this byte is the same in all
+		if b > lo {
+			hybridSort(a, spare, b-1, lo)
+		}
+		return
+	}
 	var next, end [256]int
 	sum := 0
 	for k, c := range count {
 		next[k] = sum
 		sum += c
 		end[k] = sum
-	}
-	if count[(uint64(a[1])>>shift)&0xff] == n { // one bucket: this byte is the same in all
-		if b > 0 {
-			flagSort(a, b-1)
-		}
-		return
 	}
 	for k := range 256 {
 		for next[k] < end[k] {
@@ -201,14 +244,42 @@ func flagSort(a []int64, b int) {
 			a[2*i+1], a[2*j+1] = a[2*j+1], a[2*i+1]
 		}
 	}
-	if b == 0 {
+	if b == lo {
 		return
 	}
 	start := 0
 	for k := range 256 {
 		if count[k] > 1 {
-			flagSort(a[2*start:2*end[k]], b-1)
+			hybridSort(a[2*start:2*end[k]], spare, b-1, lo)
 		}
 		start = end[k]
 	}
+}
+
+// insertionSort sorts a few records by unsigned prefix.
+func insertionSort(a []int64) {
+	for i := 1; i < len(a)/2; i++ {
+		p, v := a[2*i], a[2*i+1]
+		j := i
+		for ; j > 0 && uint64(a[2*j-1]) > uint64(v); j-- {
+			a[2*j], a[2*j+1] = a[2*j-2], a[2*j-1]
+		}
+		a[2*j], a[2*j+1] = p, v
+	}
+}
+
+// lsdPairs sorts the records of in by unsigned prefix bytes lo..hi, ascending, ping-ponging
+// between in and out (of the same length), and reports whether the result is in out.
+func lsdPairs(in, out []int64, lo, hi int) bool {
+	counts := countBytes(in[1:], 2, lo, hi)
+	inOut := false
+	for b := lo; b <= hi; b++ {
+		if counts[b] == nil {
+			continue
+		}
+		sortPairsAtByte(in, out, counts[b], b, false, false)
+		in, out = out, in
+		inOut = !inOut
+	}
+	return inOut
 }

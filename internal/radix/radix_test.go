@@ -188,24 +188,41 @@ func TestMisusePanics(t *testing.T) {
 	})
 }
 
-func TestSortKeyPrefixInPlace(t *testing.T) {
+// SortKeyPrefixInPlace and SortKeyPrefixWithin, with no scratch, some (so that buckets below a
+// size go through it) and enough for the whole array, order the pairs by prefix and keep each
+// pointer with its prefix.
+func TestSortKeyPrefixWithin(t *testing.T) {
 	for seed := range uint64(11) {
 		r := newRand(t, seed)
 		keys := randomKeys(r, int(seed%4))
-		if seed == 10 {
+		switch {
+		case seed == 10:
 			keys = keys[:20] // insertion sort only
+		case seed < 4: // buckets larger than minLSDRecords go through a spare of n/2 words
+			for range 4 {
+				keys = append(keys, randomKeys(r, int(seed%4))...)
+			}
 		}
-		buf := make([]int64, 2*len(keys)+3)
-		for i, k := range keys {
-			buf[2*i], buf[2*i+1] = int64(i), k
+		for _, spare := range []int{-1, 0, 3, len(keys) / 2, 2 * len(keys)} {
+			buf := make([]int64, 2*len(keys)+max(spare, 3))
+			for i, k := range keys {
+				buf[2*i], buf[2*i+1] = int64(i), k
+			}
+			if spare < 0 {
+				SortKeyPrefixInPlace(buf, len(keys))
+			} else {
+				SortKeyPrefixWithin(buf[:2*len(keys)+spare], len(keys))
+			}
+			got := pairsOf(buf[:2*len(keys)])
+			require.True(t, slices.IsSortedFunc(got, func(a, b [2]int64) int { return unsigned(a[1], b[1]) }), "spare %d", spare)
+			seen := make([]bool, len(keys))
+			for _, p := range got {
+				require.Equal(t, keys[p[0]], p[1], "pointers travel with their prefixes")
+				require.False(t, seen[p[0]], "record %d twice", p[0])
+				seen[p[0]] = true
+			}
+			require.Len(t, got, len(keys))
 		}
-		SortKeyPrefixInPlace(buf, len(keys))
-		got := pairsOf(buf[:2*len(keys)])
-		require.True(t, slices.IsSortedFunc(got, func(a, b [2]int64) int { return unsigned(a[1], b[1]) }))
-		for _, p := range got {
-			require.Equal(t, keys[p[0]], p[1], "pointers travel with their prefixes")
-		}
-		require.Len(t, got, len(keys))
 	}
 }
 

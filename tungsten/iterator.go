@@ -40,6 +40,7 @@ type memIterator struct {
 	batch    []pair
 	batchBuf [inlineBatch]pair
 }
+
 // touchGroup is how many records the in-memory iterator loads at once (see touch).
 const touchGroup = 16
 

@@ -244,7 +244,7 @@ func (a *Aggregator[K, V]) sortInline() *inlineSource {
 		start := radix.SortKeyPrefixArray(s, 0, n, 0, 7, false, false)
 		src.ps = s[start : start+2*n]
 	} else {
-		radix.SortKeyPrefixInPlace(s, n)
+		radix.SortKeyPrefixWithin(s, n) // the slots past the pairs are free: scratch
 		src.ps = s[:2*n]
 	}
 	order.PutUint32(src.rec[:], 8)
@@ -374,8 +374,8 @@ func (p *inlinePairs[K, V]) spill(int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for src.next() {
-		if err := w.write(src.record(), src.prefix()); err != nil {
+	for src.nextWord() {
+		if err := w.writeInline(src.w, src.v); err != nil {
 			return 0, errors.Join(err, w.Abort())
 		}
 	}

@@ -78,11 +78,8 @@ func inlineSort(a []int64, n int) []pair {
 
 // writeInlinePairs writes sorted inline pairs as records.
 func (s *ExternalSorter) writeInlinePairs(w *spillWriter, ps []pair) error {
-	var rec [inlineRecordBytes]byte
 	for _, p := range ps {
-		k := uint64(p.prefix) ^ s.flip
-		putInlineRecord(&rec, k, p.addr)
-		if err := w.write(rec[:], int64(k)); err != nil {
+		if err := w.writeInline(uint64(p.prefix)^s.flip, p.addr); err != nil {
 			return err
 		}
 	}

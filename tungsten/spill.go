@@ -12,11 +12,14 @@ import (
 
 // spillFile is one sorted run on disk (Spark's UnsafeSorterSpillWriter output): a storage record
 // file (checksummed batches, compressed per SpillConfig) whose records are an 8-byte big-endian
-// key prefix followed by the record's bytes.
+// key prefix followed by the record's bytes. A run of inline pairs (inline) holds 16-byte records
+// instead, the key word and the value word of a record in the page format (putInlineRecord): its
+// key word is its prefix, and the length word is always 8, so neither is written twice.
 type spillFile struct {
 	id      storage.BlockID
 	size    int64
 	records int64
+	inline  bool
 	// readCost is a reader's buffers (storage.RecordWriter.ReadBufferBytes), record the
 	// largest record (its prefix included).
 	readCost, record int64
@@ -29,7 +32,17 @@ type spillWriter struct {
 	f     storage.File
 	rw    *storage.RecordWriter
 	buf   []byte
+	// kind is the run's records: those of write or of writeInline, set by the first write.
+	kind writeKind
 }
+
+type writeKind uint8
+
+const (
+	noWrites writeKind = iota
+	recordWrites
+	inlineWrites
+)
 
 // defaultSpillBatchBytes is the batch size of spill files unless configured: a reader holds one
 // batch (twice, compressed), and a merge holds one reader per run, so batches are smaller than
@@ -63,8 +76,31 @@ func newSpillWriter(scope *storage.Scope, cfg storage.RecordWriterConfig) (*spil
 }
 
 func (w *spillWriter) write(rec []byte, prefix int64) error {
+	w.setKind(recordWrites)
 	w.buf = binary.BigEndian.AppendUint64(w.buf[:0], uint64(prefix))
 	w.buf = append(w.buf, rec...)
+	return w.put()
+}
+
+// writeInline writes the inline pair of key word k and value v: the record putInlineRecord
+// formats, stored as its last 16 bytes.
+func (w *spillWriter) writeInline(k uint64, v int64) error {
+	w.setKind(inlineWrites)
+	w.buf = binary.BigEndian.AppendUint64(w.buf[:0], k)
+	w.buf = binary.BigEndian.AppendUint64(w.buf, inlineWord(v))
+	return w.put()
+}
+
+func (w *spillWriter) setKind(k writeKind) {
+	if w.kind != k {
+		if w.kind != noWrites {
+			panic("tungsten: a spill file of records and inline pairs")
+		}
+		w.kind = k
+	}
+}
+
+func (w *spillWriter) put() error {
 	if err := w.rw.Write(w.buf); err != nil {
 		return fmt.Errorf("tungsten: writing spill file %s after %d records: %w", w.id, w.rw.Records(), err)
 	}
@@ -80,7 +116,7 @@ func (w *spillWriter) commit() (spillFile, error) {
 	if err != nil {
 		return spillFile{}, errors.Join(fmt.Errorf("tungsten: finishing spill file %s: %w", w.id, err), w.Abort())
 	}
-	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(),
+	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(), inline: w.kind == inlineWrites,
 		readCost: w.rw.ReadBufferBytes(), record: int64(w.rw.LargestRecord())}, nil
 }
 
@@ -112,6 +148,17 @@ func decodeSpillRecord(rec []byte) (prefix int64, data []byte, err error) {
 	return int64(binary.BigEndian.Uint64(rec)), rec[8:], nil
 }
 
+// decodeInlineSpillRecord turns a record of an inline run into the record in the page format,
+// written into buf, and its prefix.
+func decodeInlineSpillRecord(rec []byte, buf *[inlineRecordBytes]byte) (prefix int64, data []byte, err error) {
+	if len(rec) != inlineRecordBytes-uao {
+		return 0, nil, fmt.Errorf("%w: tungsten: inline spill record of %d bytes, want %d", storage.ErrCorrupt, len(rec), inlineRecordBytes-uao)
+	}
+	order.PutUint32(buf[:], 8)
+	copy(buf[uao:], rec)
+	return int64(binary.BigEndian.Uint64(rec)), buf[:], nil
+}
+
 // spillReader reads a run back (Spark's UnsafeSorterSpillReader). The record it returns aliases
 // its buffer until the next call. It checks the run holds exactly the records written: fewer or
 // more is storage.ErrCorrupt. With del, the file is deleted when the reader ends or closes.
@@ -128,6 +175,7 @@ type spillReader struct {
 	prefix  int64
 	err     error
 	release func()
+	buf     [inlineRecordBytes]byte // the current record of an inline run
 }
 
 // openSpill opens a reader of file; on error it calls release.
@@ -164,7 +212,11 @@ func (r *spillReader) next() bool {
 		r.err = fmt.Errorf("%w: tungsten: spill file %s holds more than the %d records written", storage.ErrCorrupt, r.file.id, r.file.records)
 		return false
 	}
-	r.prefix, r.rec, r.err = decodeSpillRecord(rec)
+	if r.file.inline {
+		r.prefix, r.rec, r.err = decodeInlineSpillRecord(rec, &r.buf)
+	} else {
+		r.prefix, r.rec, r.err = decodeSpillRecord(rec)
+	}
 	return r.err == nil
 }
 

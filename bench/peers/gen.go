@@ -115,3 +115,25 @@ func (c *sortCheck) add(k, v int64) error {
 	c.check.add(uint64(k), v)
 	return nil
 }
+
+// genIter is the input as the InsertAll of the collections and typed front ends takes it: pair i
+// of n.
+type genIter[K any] struct {
+	i, n int64
+	buf  []byte
+	key  func(buf []byte, i int64) K
+	val  func(i int64) int64
+	cur  storage.Pair[K, int64]
+}
+
+func (g *genIter[K]) Next() bool {
+	if g.i >= g.n {
+		return false
+	}
+	g.cur = storage.Pair[K, int64]{Key: g.key(g.buf, g.i), Value: g.val(g.i)}
+	g.i++
+	return true
+}
+func (g *genIter[K]) Value() storage.Pair[K, int64] { return g.cur }
+func (g *genIter[K]) Err() error                     { return nil }
+func (g *genIter[K]) Close() error                   { return nil }

@@ -75,11 +75,10 @@ func spillwayAgg[K comparable](ctx context.Context, tm *memory.TaskManager, scop
 		return outcome{}, err
 	}
 	defer func() { err = errors.Join(err, m.Close()) }()
-	buf := make([]byte, 0, 32)
-	for i := range p.Records {
-		if err := m.Insert(ctx, key(buf, aggKey(i, p.Keys)), aggValue(i)); err != nil {
-			return outcome{}, err
-		}
+	in := &genIter[K]{n: p.Records, buf: make([]byte, 0, 32),
+		key: func(buf []byte, i int64) K { return key(buf[:0], aggKey(i, p.Keys)) }, val: aggValue}
+	if err := m.InsertAll(ctx, in); err != nil {
+		return outcome{}, err
 	}
 	it, err := m.Iterator(ctx)
 	if err != nil {
@@ -95,24 +94,6 @@ func spillwayAgg[K comparable](ctx context.Context, tm *memory.TaskManager, scop
 	return outcome{Check: c, Spills: met.Spills + met.ForcedSpills}, it.Err()
 }
 
-// pairGen generates the sort's input as the Iterator ExternalSorter.InsertAll takes.
-type pairGen struct {
-	i, n int64
-	cur  collection.Pair[int64, int64]
-}
-
-func (g *pairGen) Next() bool {
-	if g.i >= g.n {
-		return false
-	}
-	g.cur = collection.Pair[int64, int64]{Key: sortKey(g.i), Value: g.i}
-	g.i++
-	return true
-}
-func (g *pairGen) Value() collection.Pair[int64, int64] { return g.cur }
-func (g *pairGen) Err() error                           { return nil }
-func (g *pairGen) Close() error                         { return nil }
-
 func spillwaySort(ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, p params) (_ outcome, err error) {
 	s, err := collection.NewExternalSorter(tm, scope, storage.VarintCodec[int64]{}, storage.VarintCodec[int64]{},
 		collection.SorterConfig[int64, int64, int64]{Ordering: cmp.Compare[int64]})
@@ -120,7 +101,8 @@ func spillwaySort(ctx context.Context, tm *memory.TaskManager, scope *storage.Sc
 		return outcome{}, err
 	}
 	defer func() { err = errors.Join(err, s.Close()) }()
-	if err := s.InsertAll(ctx, &pairGen{n: p.Records}); err != nil {
+	in := &genIter[int64]{n: p.Records, key: func(_ []byte, i int64) int64 { return sortKey(i) }, val: func(i int64) int64 { return i }}
+	if err := s.InsertAll(ctx, in); err != nil {
 		return outcome{}, err
 	}
 	it, err := s.Iterator(ctx)

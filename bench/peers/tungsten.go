@@ -35,27 +35,6 @@ func runTungsten(offHeap bool) func(context.Context, kind, params) (outcome, err
 	}
 }
 
-// genIter is the input as the typed front ends' InsertAll takes it: pair i of n.
-type genIter[K any] struct {
-	i, n int64
-	buf  []byte
-	key  func(buf []byte, i int64) K
-	val  func(i int64) int64
-	cur  tungsten.Pair[K, int64]
-}
-
-func (g *genIter[K]) Next() bool {
-	if g.i >= g.n {
-		return false
-	}
-	g.cur = tungsten.Pair[K, int64]{Key: g.key(g.buf, g.i), Value: g.val(g.i)}
-	g.i++
-	return true
-}
-func (g *genIter[K]) Value() tungsten.Pair[K, int64] { return g.cur }
-func (g *genIter[K]) Err() error                     { return nil }
-func (g *genIter[K]) Close() error                   { return nil }
-
 func tungstenAgg[K any](ctx context.Context, tm *memory.TaskManager, scope *storage.Scope, codec tungsten.KeyCodec[K], p params,
 	key func(buf []byte, k int64) K, id func(K) uint64) (_ outcome, err error) {
 	a, err := tungsten.NewAggregator(ctx, tm, scope, codec, tungsten.Int64Key{}, func(a, b int64) int64 { return a + b },

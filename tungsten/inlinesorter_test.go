@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/spillway/spillway/memory"
+	"github.com/spillway/spillway/storage"
 )
 
 // inlineInput returns n random pairs whose keys include math.MinInt64, math.MaxInt64, 0, -1 and
@@ -187,4 +189,46 @@ func TestSorterInlineInsertRecordPanics(t *testing.T) {
 		_ = s.Unwrap().InsertRecord(ctx, make([]byte, 20), 0, false)
 	})
 	require.NoError(t, s.Close())
+}
+
+// A damaged run of inline pairs is storage.ErrCorrupt, as is a run whose records are not the
+// 16 bytes of a pair.
+func TestSorterInlineCorruptRun(t *testing.T) {
+	for _, damage := range []string{"flip", "truncate", "not inline"} {
+		t.Run(damage, func(t *testing.T) {
+			tm, scope := newTask(t, memory.OnHeap, 16*mib, 64<<10), newScope(t)
+			s, err := NewSorter(ctx, tm, scope, Int64Key{}, Int64Key{}, SorterConfig{})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, s.Close()) }()
+			for i := range 10_000 {
+				require.NoError(t, s.Insert(ctx, int64(i*7919%10_000), int64(i)))
+			}
+			spill(t, s.Unwrap())
+			require.NoError(t, s.Insert(ctx, 1, 1))
+			runs := s.Unwrap().spills
+			require.Len(t, runs, 1)
+			require.True(t, runs[0].inline)
+			path, err := scope.Manager().File(runs[0].id)
+			require.NoError(t, err)
+			data, err := os.ReadFile(path)
+			require.NoError(t, err)
+			switch damage {
+			case "flip":
+				data[len(data)/2] ^= 0xff
+			case "truncate":
+				data = data[:len(data)-10]
+			default:
+				runs[0].inline = false // its 16-byte records then lack a 4-byte length word
+			}
+			require.NoError(t, os.WriteFile(path, data, 0o600))
+			it, err := s.Iterator(ctx)
+			if err == nil { // the damage may show when the first record of the run is loaded
+				for it.Next() {
+				}
+				err = it.Err()
+				require.NoError(t, it.Close())
+			}
+			require.ErrorIs(t, err, storage.ErrCorrupt)
+		})
+	}
 }

@@ -21,6 +21,10 @@ type mergePlan struct {
 	factor  int                        // most files merged at once; <= 0: all
 	prefix  PrefixComparator
 	records RecordComparator
+	// skip, when positive, is a start every key of the key-value records merged shares: the
+	// final merge orders them by their 8 bytes past it (sharedStart) rather than by the runs'
+	// prefixes, the keys' first 8 bytes.
+	skip int
 }
 
 func removeAll(scope *storage.Scope, runs []spillFile) error {
@@ -60,7 +64,7 @@ func (p mergePlan) merge(ctx context.Context, runs []spillFile, extra source, pa
 			return nil, errors.Join(err, removeAll(p.scope, runs))
 		}
 		if fits && got >= total {
-			return p.open(runs, extra, got)
+			return p.open(runs, extra, got, true)
 		}
 		k := len(runs)
 		if p.factor > 0 {
@@ -136,8 +140,9 @@ func (p mergePlan) round(ctx context.Context, runs []spillFile, k int) ([]spillF
 }
 
 // open merges a reader of every run with extra. The readers take held bytes of spill I/O memory,
-// each releasing its file's readCost when it ends; the rest is released now.
-func (p mergePlan) open(runs []spillFile, extra source, held int64) (source, error) {
+// each releasing its file's readCost when it ends; the rest is released now. The final merge
+// orders key-value records by their bytes past p.skip.
+func (p mergePlan) open(runs []spillFile, extra source, held int64, final bool) (source, error) {
 	srcs := make([]source, 0, len(runs)+1)
 	for i, f := range runs {
 		n := min(f.readCost, held)
@@ -159,6 +164,11 @@ func (p mergePlan) open(runs []spillFile, extra source, held int64) (source, err
 	if len(srcs) == 1 {
 		return srcs[0], nil // one sorted source: nothing to merge (an in-memory sort)
 	}
+	if final && p.skip > 0 {
+		for i, s := range srcs {
+			srcs[i] = &sharedStart{source: s, skip: p.skip}
+		}
+	}
 	m, err := newMerger(p.prefix, p.records, srcs)
 	if err != nil {
 		return nil, errors.Join(err, m.close())
@@ -169,7 +179,7 @@ func (p mergePlan) open(runs []spillFile, extra source, held int64) (source, err
 // mergeGroup merges runs into a new run, deleting them; merge's grant covers its readers and
 // writer.
 func (p mergePlan) mergeGroup(ctx context.Context, group []spillFile) (spillFile, error) {
-	src, err := p.open(group, nil, 0)
+	src, err := p.open(group, nil, 0, false)
 	if err != nil {
 		return spillFile{}, err
 	}
@@ -200,3 +210,37 @@ func mergeRuns(ctx context.Context, scope *storage.Scope, b *base, factor int, r
 	}
 	return plan.merge(ctx, runs, extra, passes)
 }
+
+// mergeKeyRuns merges key-value runs by key, every key sharing its first skip bytes (a start
+// the runs' prefixes, the keys' first 8 bytes, do not tell apart): the final merge orders the
+// records by their key's 8 bytes past it, then by key.
+func mergeKeyRuns(ctx context.Context, scope *storage.Scope, b *base, factor int, runs []spillFile, extra source, skip int,
+	passes *int64) (source, error) {
+	plan := mergePlan{scope: scope, io: &b.writer.io, spill: b.spill, factor: factor, prefix: PrefixBinary, records: compareKeys, skip: skip}
+	return plan.merge(ctx, runs, extra, passes)
+}
+
+// sharedStart is a source of key-value records whose keys share their first skip bytes, with
+// the prefix of each record the key's 8 bytes past them (BytesPrefix(key[skip:])): ordered by
+// it, then by key, the records are in key order. A record too short for it has prefix 0 (a
+// corrupt one: splitKV reports it).
+type sharedStart struct {
+	source
+	skip int
+	pre  int64
+}
+
+func (s *sharedStart) next() bool {
+	if !s.source.next() {
+		return false
+	}
+	s.pre = 0
+	if rec := s.source.record(); len(rec) >= uao {
+		if klen := int(order.Uint32(rec) &^ deadKey); s.skip <= klen && klen <= len(rec)-uao {
+			s.pre = BytesPrefix(rec[uao+s.skip : uao+klen])
+		}
+	}
+	return true
+}
+
+func (s *sharedStart) prefix() int64 { return s.pre }

@@ -52,6 +52,10 @@ type Aggregator[K, V any] struct {
 	out    storage.Iterator[Pair[K, V]]
 	read   bool
 	failed error // a failed spill leaves the map unusable: every later call returns it
+	// shared is the start every key sorted so far (spilled, or sorted for the final merge)
+	// shares, once sharing: the final merge orders the keys by their bytes past it.
+	shared  []byte
+	sharing bool
 	in     inlineState
 }
 
@@ -240,11 +244,12 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 		in := a.sortInline()
 		src, n = in, in.len()
 	} else {
-		pairs, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
+		pairs, common, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
 		if err != nil {
 			return err
 		}
-		src, n = &pairSource{b: &a.m.base, ps: pairs}, len(pairs)
+		a.share(common)
+		src, n = &pairSource{b: &a.m.base, ps: pairs, keyPrefix: len(common) > 0}, len(pairs)
 	}
 	if n == 0 {
 		a.m.reset(true)
@@ -282,18 +287,25 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 
 // sortInPlace lays the live records out as (address, key prefix) pairs in the slot array and
 // sorts them by key; the array's slots are lost (reset the map before use). It allocates a
-// larger array only when the records outnumber a quarter of the slots' words.
-func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) ([]pair, error) {
+// larger array only when the records outnumber a quarter of the slots' words. It also returns
+// the start every live key shares (aliasing a page: valid until the map is reset), and the
+// prefixes are the keys' 8 bytes past it, BytesPrefix(key[len(common):]): a long start that every
+// key shares ("user-1000…") is then skipped at no cost, where a sort by the keys' first 8 bytes
+// would load every record again to break the ties. With prefixIsKey, common is empty.
+func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) (ps []pair, common []byte, err error) {
 	n := m.numValues // live records
 	if 2*n > m.array.size() {
 		bigger, err := m.allocateArray(ctx, 4*n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		m.freeArray(m.array)
 		m.array = bigger
 	}
-	radixSort := prefixIsKey && 4*n <= m.array.size()
+	if !prefixIsKey {
+		common = m.commonStart()
+	}
+	skip := int64(len(common))
 	a := m.array.a
 	i := 0
 	for _, p := range m.dataPages {
@@ -301,32 +313,71 @@ func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) ([]
 		off := int64(uao)
 		for range order.Uint32(data) {
 			total := int64(order.Uint32(data[off:]))
-			klen := order.Uint32(data[off+uao:])
+			klen := int64(order.Uint32(data[off+uao:]))
 			if klen&deadKey == 0 {
 				ks := off + 2*uao
 				a[2*i] = memory.EncodePageNumberAndOffset(p.Number(), off)
-				a[2*i+1] = BytesPrefix(data[ks : ks+int64(klen)])
+				a[2*i+1] = BytesPrefix(data[ks+skip : ks+klen])
 				i++
 			}
 			off += uao + total + 8
 		}
 	}
-	if radixSort {
-		start := radix.SortKeyPrefixArray(a, 0, i, 0, 7, false, false)
-		return pairs(a[start : start+2*i]), nil
-	}
-	if prefixIsKey { // no room for radix sort's scratch: sort in place by the prefixes
+	if prefixIsKey {
+		if 4*n <= m.array.size() {
+			start := radix.SortKeyPrefixArray(a, 0, i, 0, 7, false, false)
+			return pairs(a[start : start+2*i]), nil, nil
+		}
+		// no room for radix sort's scratch: sort in place by the prefixes
 		radix.SortKeyPrefixInPlace(a, i)
-		return pairs(a[:2*i]), nil
+		return pairs(a[:2*i]), nil, nil
 	}
-	m.sortByKey(a[:2*i])
-	return pairs(a[:2*i]), nil
+	m.sortByKey(a[:2*i], len(common))
+	return pairs(a[:2*i]), common, nil
 }
 
-// pairSource reads sorted pairs of key-value records in pages.
+// commonStart is the longest start every live key shares (empty without keys), aliasing the
+// first live key's page.
+func (m *BytesToBytesMap) commonStart() []byte {
+	var common []byte
+	first := true
+	for _, p := range m.dataPages {
+		data := p.Bytes()
+		off := int64(uao)
+		for range order.Uint32(data) {
+			total := int64(order.Uint32(data[off:]))
+			klen := int64(order.Uint32(data[off+uao:]))
+			if klen&deadKey == 0 {
+				key := data[off+2*uao : off+2*uao+klen]
+				if first {
+					common, first = key, false
+				} else {
+					common = common[:commonPrefixLen(common, key)]
+				}
+			}
+			off += uao + total + 8
+		}
+	}
+	return common
+}
+
+// share narrows a.shared, the start every key sorted so far shares, to its common start with
+// common, the start the keys being sorted share.
+func (a *Aggregator[K, V]) share(common []byte) {
+	if !a.sharing {
+		a.shared, a.sharing = append(a.shared[:0], common...), true
+		return
+	}
+	a.shared = a.shared[:commonPrefixLen(a.shared, common)]
+}
+
+// pairSource reads sorted pairs of key-value records in pages. With keyPrefix, the pairs'
+// prefixes are not the keys' (sortInPlace skipped a common start): the prefix is then the key's,
+// BytesPrefix(key), as every run's must be.
 type pairSource struct {
 	b         *base
 	ps        []pair
+	keyPrefix bool
 	rec       []byte
 	pre       int64
 	untouched int
@@ -341,6 +392,9 @@ func (s *pairSource) next() bool {
 	}
 	s.untouched--
 	s.rec, s.pre = s.b.record(s.ps[0].addr), s.ps[0].prefix
+	if s.keyPrefix {
+		s.pre = BytesPrefix(s.rec[uao : uao+order.Uint32(s.rec)&^deadKey])
+	}
 	s.ps = s.ps[1:]
 	return true
 }
@@ -369,7 +423,7 @@ func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[
 	if err != nil {
 		return nil, err
 	}
-	src, err := mergeRuns(ctx, a.m.scope, &a.m.base, a.factor, a.runs, rest, a.keys.PrefixIsKey(), &a.spills.MergePasses)
+	src, err := mergeKeyRuns(ctx, a.m.scope, &a.m.base, a.factor, a.runs, rest, len(a.shared), &a.spills.MergePasses)
 	a.runs = nil
 	if err != nil {
 		return nil, err
@@ -408,11 +462,12 @@ func (a *Aggregator[K, V]) sortedRest(ctx context.Context) (source, error) {
 	if a.in.on {
 		return a.sortInline(), nil
 	}
-	ps, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
+	ps, common, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
 	if err != nil {
 		return nil, err
 	}
-	return &pairSource{b: &a.m.base, ps: ps}, nil
+	a.share(common)
+	return &pairSource{b: &a.m.base, ps: ps, keyPrefix: len(common) > 0}, nil
 }
 
 // Close frees the memory and deletes the spill files. It is idempotent.

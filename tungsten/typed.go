@@ -56,7 +56,7 @@ type Aggregator[K, V any] struct {
 	// shares, once sharing: the final merge orders the keys by their bytes past it.
 	shared  []byte
 	sharing bool
-	in     inlineState
+	in      inlineState
 }
 
 // NewAggregator returns an empty aggregator of task tm spilling into scope: Insert merges a value

@@ -183,7 +183,13 @@ func (p mergePlan) mergeGroup(ctx context.Context, group []spillFile) (spillFile
 	if err != nil {
 		return spillFile{}, err
 	}
-	w, err := newSpillWriter(p.scope, p.spill)
+	newWriter := newKeyedSpillWriter // the merge of keyed runs is keyed
+	for _, f := range group {
+		if !f.keyed {
+			newWriter = newSpillWriter
+		}
+	}
+	w, err := newWriter(p.scope, p.spill)
 	if err != nil {
 		return spillFile{}, errors.Join(err, src.close())
 	}
@@ -237,7 +243,7 @@ func (s *sharedStart) next() bool {
 	s.pre = 0
 	if rec := s.source.record(); len(rec) >= uao {
 		if klen := int(order.Uint32(rec) &^ deadKey); s.skip <= klen && klen <= len(rec)-uao {
-			s.pre = BytesPrefix(rec[uao+s.skip : uao+klen])
+			s.pre = prefixAt(rec, uao+s.skip, uao+klen)
 		}
 	}
 	return true

@@ -249,13 +249,18 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 			return err
 		}
 		a.share(common)
-		src, n = &pairSource{b: &a.m.base, ps: pairs, keyPrefix: len(common) > 0}, len(pairs)
+		// The file is keyed: its reader computes the prefixes, so the pairs' are not written.
+		src, n = &pairSource{b: &a.m.base, ps: pairs}, len(pairs)
 	}
 	if n == 0 {
 		a.m.reset(true)
 		return nil
 	}
-	w, err := newSpillWriter(a.m.scope, a.m.spill)
+	newWriter := newSpillWriter
+	if !a.in.on {
+		newWriter = newKeyedSpillWriter // key-value records whose prefix is their key's
+	}
+	w, err := newWriter(a.m.scope, a.m.spill)
 	if err != nil {
 		return err
 	}
@@ -317,7 +322,7 @@ func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) (ps
 			if klen&deadKey == 0 {
 				ks := off + 2*uao
 				a[2*i] = memory.EncodePageNumberAndOffset(p.Number(), off)
-				a[2*i+1] = BytesPrefix(data[ks+skip : ks+klen])
+				a[2*i+1] = prefixAt(data, int(ks+skip), int(ks+klen))
 				i++
 			}
 			off += uao + total + 8
@@ -393,7 +398,7 @@ func (s *pairSource) next() bool {
 	s.untouched--
 	s.rec, s.pre = s.b.record(s.ps[0].addr), s.ps[0].prefix
 	if s.keyPrefix {
-		s.pre = BytesPrefix(s.rec[uao : uao+order.Uint32(s.rec)&^deadKey])
+		s.pre = prefixAt(s.rec, uao, uao+int(order.Uint32(s.rec)&^deadKey))
 	}
 	s.ps = s.ps[1:]
 	return true

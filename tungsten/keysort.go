@@ -5,7 +5,6 @@ import (
 	"math/bits"
 	"slices"
 
-	"github.com/spillway/spillway/internal/radix"
 	"github.com/spillway/spillway/memory"
 )
 
@@ -15,9 +14,10 @@ import (
 // equal prefixes, a radix sort of the keys' next 8 bytes, and so on (a multikey radix sort, 8
 // bytes a level). Keys sharing a long start (such as "user-1000…") then cost one record load per
 // key and level, where a comparison sort loads two records per comparison; a start that every key
-// shares costs none when from skips it. Not stable; the prefixes are left as they were.
+// shares costs none when from skips it. Not stable; the prefixes are left in an order-preserving
+// form (sortPrefixes): equal where they were equal.
 func (b *base) sortByKey(a []int64, from int) {
-	radix.SortKeyPrefixInPlace(a, len(a)/2)
+	sortPrefixes(a)
 	b.refineTies(a, from+8)
 }
 
@@ -51,7 +51,7 @@ func (b *base) sortRun(run []int64, from int) {
 		}
 	}
 	if longer {
-		radix.SortKeyPrefixInPlace(run, len(run)/2)
+		sortPrefixes(run)
 		b.refineTies(run, from+8)
 	} else { // equal but for trailing zero bytes: by length
 		ps := pairs(run)

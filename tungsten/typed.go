@@ -249,7 +249,6 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 			return err
 		}
 		a.share(common)
-		// The file is keyed: its reader computes the prefixes, so the pairs' are not written.
 		src, n = &pairSource{b: &a.m.base, ps: pairs}, len(pairs)
 	}
 	if n == 0 {
@@ -294,9 +293,11 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 // sorts them by key; the array's slots are lost (reset the map before use). It allocates a
 // larger array only when the records outnumber a quarter of the slots' words. It also returns
 // the start every live key shares (aliasing a page: valid until the map is reset), and the
-// prefixes are the keys' 8 bytes past it, BytesPrefix(key[len(common):]): a long start that every
-// key shares ("user-1000…") is then skipped at no cost, where a sort by the keys' first 8 bytes
-// would load every record again to break the ties. With prefixIsKey, common is empty.
+// prefixes sorted are the keys' 8 bytes past it, BytesPrefix(key[len(common):]): a long start
+// that every key shares ("user-1000…") is then skipped at no cost, where a sort by the keys'
+// first 8 bytes would load every record again to break the ties. With prefixIsKey, common is
+// empty and the pairs' prefixes the keys'; without, the pairs are left with an order-preserving
+// form of the prefixes sorted (sortByKey).
 func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) (ps []pair, common []byte, err error) {
 	n := m.numValues // live records
 	if 2*n > m.array.size() {
@@ -376,13 +377,12 @@ func (a *Aggregator[K, V]) share(common []byte) {
 	a.shared = a.shared[:commonPrefixLen(a.shared, common)]
 }
 
-// pairSource reads sorted pairs of key-value records in pages. With keyPrefix, the pairs'
-// prefixes are not the keys' (sortInPlace skipped a common start): the prefix is then the key's,
-// BytesPrefix(key), as every run's must be.
+// pairSource reads sorted pairs of key-value records in pages. The prefix of a record is its
+// key's, BytesPrefix(key), as every run's must be, whatever the pairs' prefixes (sortInPlace
+// leaves other numbers there).
 type pairSource struct {
 	b         *base
 	ps        []pair
-	keyPrefix bool
 	rec       []byte
 	pre       int64
 	untouched int
@@ -396,10 +396,8 @@ func (s *pairSource) next() bool {
 		s.untouched = s.b.touch(s.ps)
 	}
 	s.untouched--
-	s.rec, s.pre = s.b.record(s.ps[0].addr), s.ps[0].prefix
-	if s.keyPrefix {
-		s.pre = prefixAt(s.rec, uao, uao+int(order.Uint32(s.rec)&^deadKey))
-	}
+	s.rec = s.b.record(s.ps[0].addr)
+	s.pre = prefixAt(s.rec, uao, uao+int(order.Uint32(s.rec)&^deadKey))
 	s.ps = s.ps[1:]
 	return true
 }
@@ -472,7 +470,7 @@ func (a *Aggregator[K, V]) sortedRest(ctx context.Context) (source, error) {
 		return nil, err
 	}
 	a.share(common)
-	return &pairSource{b: &a.m.base, ps: ps, keyPrefix: len(common) > 0}, nil
+	return &pairSource{b: &a.m.base, ps: ps}, nil
 }
 
 // Close frees the memory and deletes the spill files. It is idempotent.

@@ -21,10 +21,11 @@ type mergePlan struct {
 	factor  int                        // most files merged at once; <= 0: all
 	prefix  PrefixComparator
 	records RecordComparator
-	// skip, when positive, is a start every key of the key-value records merged shares: the
-	// final merge orders them by their 8 bytes past it (sharedStart) rather than by the runs'
-	// prefixes, the keys' first 8 bytes.
-	skip int
+	// keyed: the records are key-value records ordered by key, every key sharing its first skip
+	// bytes; the final merge is a keyMerger, which orders them by their 8 bytes past those
+	// rather than by the runs' prefixes, the keys' first 8 bytes.
+	keyed bool
+	skip  int
 }
 
 func removeAll(scope *storage.Scope, runs []spillFile) error {
@@ -164,10 +165,12 @@ func (p mergePlan) open(runs []spillFile, extra source, held int64, final bool) 
 	if len(srcs) == 1 {
 		return srcs[0], nil // one sorted source: nothing to merge (an in-memory sort)
 	}
-	if final && p.skip > 0 {
-		for i, s := range srcs {
-			srcs[i] = &sharedStart{source: s, skip: p.skip}
+	if final && p.keyed {
+		m, err := newKeyMerger(srcs, p.skip)
+		if err != nil {
+			return nil, errors.Join(err, m.close())
 		}
+		return m, nil
 	}
 	m, err := newMerger(p.prefix, p.records, srcs)
 	if err != nil {
@@ -218,35 +221,11 @@ func mergeRuns(ctx context.Context, scope *storage.Scope, b *base, factor int, r
 }
 
 // mergeKeyRuns merges key-value runs by key, every key sharing its first skip bytes (a start
-// the runs' prefixes, the keys' first 8 bytes, do not tell apart): the final merge orders the
-// records by their key's 8 bytes past it, then by key.
+// the runs' prefixes, the keys' first 8 bytes, do not tell apart): the final merge (keyMerger)
+// orders the records by their key's 8 bytes past it, then by key.
 func mergeKeyRuns(ctx context.Context, scope *storage.Scope, b *base, factor int, runs []spillFile, extra source, skip int,
 	passes *int64) (source, error) {
-	plan := mergePlan{scope: scope, io: &b.writer.io, spill: b.spill, factor: factor, prefix: PrefixBinary, records: compareKeys, skip: skip}
+	plan := mergePlan{scope: scope, io: &b.writer.io, spill: b.spill, factor: factor, prefix: PrefixBinary, records: compareKeys,
+		keyed: true, skip: skip}
 	return plan.merge(ctx, runs, extra, passes)
 }
-
-// sharedStart is a source of key-value records whose keys share their first skip bytes, with
-// the prefix of each record the key's 8 bytes past them (BytesPrefix(key[skip:])): ordered by
-// it, then by key, the records are in key order. A record too short for it has prefix 0 (a
-// corrupt one: splitKV reports it).
-type sharedStart struct {
-	source
-	skip int
-	pre  int64
-}
-
-func (s *sharedStart) next() bool {
-	if !s.source.next() {
-		return false
-	}
-	s.pre = 0
-	if rec := s.source.record(); len(rec) >= uao {
-		if klen := int(order.Uint32(rec) &^ deadKey); s.skip <= klen && klen <= len(rec)-uao {
-			s.pre = prefixAt(rec, uao+s.skip, uao+klen)
-		}
-	}
-	return true
-}
-
-func (s *sharedStart) prefix() int64 { return s.pre }

@@ -88,6 +88,9 @@ type BytesToBytesMap struct {
 	fullLoadFactor float64
 	numKeys        int
 	numValues      int
+	// link is the size of a record's trailing address of the key's previous record: 8, or 0 in
+	// a single-valued map (singleValued), whose records are not chained.
+	link int64
 	numProbes      int64
 	numKeyLookups  int64
 
@@ -128,7 +131,7 @@ func NewBytesToBytesMap(ctx context.Context, tm *memory.TaskManager, scope *stor
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	m := &BytesToBytesMap{cfg: cfg, scope: scope, log: cfg.Logger.Named("tungsten"), seed: maphash.MakeSeed(), canGrowArray: true}
+	m := &BytesToBytesMap{cfg: cfg, scope: scope, log: cfg.Logger.Named("tungsten"), seed: maphash.MakeSeed(), canGrowArray: true, link: 8}
 	m.base.init(tm, m, cfg.Name, cfg.PageSize, cfg.Spill)
 	m.loc.m = m
 	if err := m.allocate(ctx, cfg.InitialCapacity); err != nil {
@@ -147,6 +150,17 @@ func (m *BytesToBytesMap) allocate(ctx context.Context, capacity int) error {
 	m.array, m.mask = a, capacity-1
 	m.growthThreshold = int(float64(capacity) * m.cfg.LoadFactor)
 	return nil
+}
+
+// singleValued makes the empty map's records [key+value+4][key length][key][value], without the
+// address of the key's previous record (8 bytes less a record): an Append of a defined key then
+// points its slot at the new record, leaving the old one unreachable but to iterators (the
+// Aggregator marks it dead), and NextValue finds none.
+func (m *BytesToBytesMap) singleValued() {
+	if m.numValues > 0 || m.cur != nil {
+		panic("tungsten: singleValued on a map holding records")
+	}
+	m.link = 0
 }
 
 // NumKeys is the number of distinct keys; NumValues the number of records.
@@ -287,6 +301,9 @@ func (l *Location) KeyIndex() int { return l.pos }
 // NextValue moves to the key's previous value and reports whether there is one (values are
 // chained newest to oldest).
 func (l *Location) NextValue() bool {
+	if l.m.link == 0 {
+		return false
+	}
 	_, page, off := l.m.locate(l.addr)
 	next := int64(order.Uint64(page[off+uao+int64(order.Uint32(page[off:])):]))
 	if next == 0 {
@@ -320,7 +337,7 @@ func (m *BytesToBytesMap) kv(addr int64) (key, value []byte) {
 	total := int64(order.Uint32(data[off:]))
 	klen := int64(order.Uint32(data[off+uao:]) &^ deadKey)
 	end := off + uao + total
-	if klen+uao > total || end+8 > int64(len(data)) {
+	if klen+uao > total || end+m.link > int64(len(data)) {
 		panic(fmt.Sprintf("tungsten: %s: address %#x: record of %d bytes (key %d) at offset %d overruns page of %d bytes",
 			m.name, addr, total, klen, off, len(data)))
 	}
@@ -347,7 +364,7 @@ func (l *Location) Append(ctx context.Context, key, value []byte) (bool, error) 
 	if ok, err := m.reserveWriter(ctx, int64(uao+len(key)+len(value))); !ok {
 		return false, err
 	}
-	recordLength := int64(2*uao + len(key) + len(value) + 8)
+	recordLength := int64(2*uao+len(key)+len(value)) + m.link
 	if m.cur == nil || m.cur.Size()-m.cursor < recordLength {
 		ok, err := m.acquireNewPage(ctx, recordLength+uao)
 		if !ok {
@@ -360,11 +377,13 @@ func (l *Location) Append(ctx context.Context, key, value []byte) (bool, error) 
 	order.PutUint32(data[off+uao:], uint32(len(key)))
 	copy(data[off+2*uao:], key)
 	copy(data[off+2*uao+int64(len(key)):], value)
-	var next int64
-	if l.defined {
-		next = m.array.a[2*l.pos]
+	if m.link > 0 {
+		var next int64
+		if l.defined {
+			next = m.array.a[2*l.pos]
+		}
+		order.PutUint64(data[off+recordLength-8:], uint64(next))
 	}
-	order.PutUint64(data[off+recordLength-8:], uint64(next))
 	order.PutUint32(data, order.Uint32(data)+1)
 	m.cursor += recordLength
 	addr := memory.EncodePageNumberAndOffset(m.cur.Number(), off)

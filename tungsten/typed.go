@@ -76,9 +76,13 @@ func NewAggregator[K, V any](ctx context.Context, tm *memory.TaskManager, scope 
 	if err != nil {
 		return nil, err
 	}
-	m.fullLoadFactor = aggregatorFullLoad
+	m.singleValued() // a key's value is merged in place or replaced, never chained
 	a := &Aggregator[K, V]{m: m, keys: keys, values: values, merge: merge, factor: cfg.MergeFactor}
 	a.initInline()
+	m.fullLoadFactor = aggregatorFullLoad
+	if a.in.on {
+		m.fullLoadFactor = inlineFullLoad
+	}
 	return a, nil
 }
 
@@ -162,8 +166,14 @@ func (a *Aggregator[K, V]) InsertAll(ctx context.Context, records storage.Iterat
 // aggregatorFullLoad is the load an Aggregator's slot array may reach once it cannot grow: the
 // map then spills when its pages run out rather than at half the slots, with far fewer spills.
 // The records no longer leave the array room for radix sort's scratch then, so such a spill
-// sorts in place (radix.SortKeyPrefixInPlace, or by comparisons for keys longer than 8 bytes).
-const aggregatorFullLoad = 0.75
+// sorts in place (sortPrefixes, or radix.SortKeyPrefixInPlace when the prefix is the key).
+// Triangular probing and the full hash in each slot keep lookups cheap at that load (a key
+// found takes under 3 probes on average, each a slot, not a record). The inline slots, probed
+// linearly, stop at inlineFullLoad.
+const (
+	aggregatorFullLoad = 0.9
+	inlineFullLoad     = 0.75
+)
 
 // insertGroup is how many pairs InsertAll looks up together.
 const insertGroup = 32
@@ -326,7 +336,7 @@ func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) (ps
 				a[2*i+1] = prefixAt(data, int(ks+skip), int(ks+klen))
 				i++
 			}
-			off += uao + total + 8
+			off += uao + total + m.link
 		}
 	}
 	if prefixIsKey {
@@ -361,7 +371,7 @@ func (m *BytesToBytesMap) commonStart() []byte {
 					common = common[:commonPrefixLen(common, key)]
 				}
 			}
-			off += uao + total + 8
+			off += uao + total + m.link
 		}
 	}
 	return common

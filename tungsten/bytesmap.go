@@ -90,9 +90,9 @@ type BytesToBytesMap struct {
 	numValues      int
 	// link is the size of a record's trailing address of the key's previous record: 8, or 0 in
 	// a single-valued map (singleValued), whose records are not chained.
-	link int64
-	numProbes      int64
-	numKeyLookups  int64
+	link          int64
+	numProbes     int64
+	numKeyLookups int64
 
 	// mu guards the pages and spill files against a forced spill of the destructive iterator.
 	mu          sync.Mutex

@@ -237,7 +237,8 @@ func (m *BytesToBytesMap) safeLookup(key []byte, hash uint64, loc *Location) {
 	}
 }
 
-// touchSlots loads the first slot of each hash, then the start of the record it points to and
+// touchSlots loads the first slot of each hash, then follows each one's probe sequence to the
+// slot of that hash (a few probes at most) and loads the start of the record it points to and
 // the byte 8 past its key (the end of an 8-byte value), each group in a tight loop so that the
 // cache misses overlap (Go has no prefetch instruction); the lookups that follow find them in
 // cache. keyEnds are the keys' ends in the buffer they were encoded into, one key after
@@ -248,6 +249,14 @@ func (m *BytesToBytesMap) touchSlots(hashes []uint64, keyEnds []int) {
 	hashes = hashes[:min(len(hashes), len(addrs))]
 	for i, h := range hashes {
 		addrs[i] = a[2*(int(h)&mask)]
+	}
+	for i, h := range hashes {
+		addr := addrs[i]
+		for pos, step := int(h)&mask, 1; addr != 0 && uint64(a[2*pos+1]) != h && step <= touchProbes; step++ {
+			pos = (pos + step) & mask
+			addr = a[2*pos]
+		}
+		addrs[i] = addr
 	}
 	var sink byte
 	start := 0
@@ -266,6 +275,9 @@ func (m *BytesToBytesMap) touchSlots(hashes []uint64, keyEnds []int) {
 	}
 	m.base.touched = sink
 }
+
+// touchProbes is how many slots past the first touchSlots follows a probe sequence.
+const touchProbes = 3
 
 // Location is a slot of the map and, when defined, the record it points to (Spark's Location).
 type Location struct {

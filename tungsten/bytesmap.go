@@ -88,8 +88,11 @@ type BytesToBytesMap struct {
 	fullLoadFactor float64
 	numKeys        int
 	numValues      int
-	numProbes      int64
-	numKeyLookups  int64
+	// link is the size of a record's trailing address of the key's previous record: 8, or 0 in
+	// a single-valued map (singleValued), whose records are not chained.
+	link          int64
+	numProbes     int64
+	numKeyLookups int64
 
 	// mu guards the pages and spill files against a forced spill of the destructive iterator.
 	mu          sync.Mutex
@@ -128,7 +131,7 @@ func NewBytesToBytesMap(ctx context.Context, tm *memory.TaskManager, scope *stor
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	m := &BytesToBytesMap{cfg: cfg, scope: scope, log: cfg.Logger.Named("tungsten"), seed: maphash.MakeSeed(), canGrowArray: true}
+	m := &BytesToBytesMap{cfg: cfg, scope: scope, log: cfg.Logger.Named("tungsten"), seed: maphash.MakeSeed(), canGrowArray: true, link: 8}
 	m.base.init(tm, m, cfg.Name, cfg.PageSize, cfg.Spill)
 	m.loc.m = m
 	if err := m.allocate(ctx, cfg.InitialCapacity); err != nil {
@@ -147,6 +150,17 @@ func (m *BytesToBytesMap) allocate(ctx context.Context, capacity int) error {
 	m.array, m.mask = a, capacity-1
 	m.growthThreshold = int(float64(capacity) * m.cfg.LoadFactor)
 	return nil
+}
+
+// singleValued makes the empty map's records [key+value+4][key length][key][value], without the
+// address of the key's previous record (8 bytes less a record): an Append of a defined key then
+// points its slot at the new record, leaving the old one unreachable but to iterators (the
+// Aggregator marks it dead), and NextValue finds none.
+func (m *BytesToBytesMap) singleValued() {
+	if m.numValues > 0 || m.cur != nil {
+		panic("tungsten: singleValued on a map holding records")
+	}
+	m.link = 0
 }
 
 // NumKeys is the number of distinct keys; NumValues the number of records.
@@ -223,7 +237,8 @@ func (m *BytesToBytesMap) safeLookup(key []byte, hash uint64, loc *Location) {
 	}
 }
 
-// touchSlots loads the first slot of each hash, then the start of the record it points to and
+// touchSlots loads the first slot of each hash, then follows each one's probe sequence to the
+// slot of that hash (a few probes at most) and loads the start of the record it points to and
 // the byte 8 past its key (the end of an 8-byte value), each group in a tight loop so that the
 // cache misses overlap (Go has no prefetch instruction); the lookups that follow find them in
 // cache. keyEnds are the keys' ends in the buffer they were encoded into, one key after
@@ -234,6 +249,14 @@ func (m *BytesToBytesMap) touchSlots(hashes []uint64, keyEnds []int) {
 	hashes = hashes[:min(len(hashes), len(addrs))]
 	for i, h := range hashes {
 		addrs[i] = a[2*(int(h)&mask)]
+	}
+	for i, h := range hashes {
+		addr := addrs[i]
+		for pos, step := int(h)&mask, 1; addr != 0 && uint64(a[2*pos+1]) != h && step <= touchProbes; step++ {
+			pos = (pos + step) & mask
+			addr = a[2*pos]
+		}
+		addrs[i] = addr
 	}
 	var sink byte
 	start := 0
@@ -252,6 +275,9 @@ func (m *BytesToBytesMap) touchSlots(hashes []uint64, keyEnds []int) {
 	}
 	m.base.touched = sink
 }
+
+// touchProbes is how many slots past the first touchSlots follows a probe sequence.
+const touchProbes = 3
 
 // Location is a slot of the map and, when defined, the record it points to (Spark's Location).
 type Location struct {
@@ -287,6 +313,9 @@ func (l *Location) KeyIndex() int { return l.pos }
 // NextValue moves to the key's previous value and reports whether there is one (values are
 // chained newest to oldest).
 func (l *Location) NextValue() bool {
+	if l.m.link == 0 {
+		return false
+	}
 	_, page, off := l.m.locate(l.addr)
 	next := int64(order.Uint64(page[off+uao+int64(order.Uint32(page[off:])):]))
 	if next == 0 {
@@ -320,7 +349,7 @@ func (m *BytesToBytesMap) kv(addr int64) (key, value []byte) {
 	total := int64(order.Uint32(data[off:]))
 	klen := int64(order.Uint32(data[off+uao:]) &^ deadKey)
 	end := off + uao + total
-	if klen+uao > total || end+8 > int64(len(data)) {
+	if klen+uao > total || end+m.link > int64(len(data)) {
 		panic(fmt.Sprintf("tungsten: %s: address %#x: record of %d bytes (key %d) at offset %d overruns page of %d bytes",
 			m.name, addr, total, klen, off, len(data)))
 	}
@@ -347,7 +376,7 @@ func (l *Location) Append(ctx context.Context, key, value []byte) (bool, error) 
 	if ok, err := m.reserveWriter(ctx, int64(uao+len(key)+len(value))); !ok {
 		return false, err
 	}
-	recordLength := int64(2*uao + len(key) + len(value) + 8)
+	recordLength := int64(2*uao+len(key)+len(value)) + m.link
 	if m.cur == nil || m.cur.Size()-m.cursor < recordLength {
 		ok, err := m.acquireNewPage(ctx, recordLength+uao)
 		if !ok {
@@ -360,11 +389,13 @@ func (l *Location) Append(ctx context.Context, key, value []byte) (bool, error) 
 	order.PutUint32(data[off+uao:], uint32(len(key)))
 	copy(data[off+2*uao:], key)
 	copy(data[off+2*uao+int64(len(key)):], value)
-	var next int64
-	if l.defined {
-		next = m.array.a[2*l.pos]
+	if m.link > 0 {
+		var next int64
+		if l.defined {
+			next = m.array.a[2*l.pos]
+		}
+		order.PutUint64(data[off+recordLength-8:], uint64(next))
 	}
-	order.PutUint64(data[off+recordLength-8:], uint64(next))
 	order.PutUint32(data, order.Uint32(data)+1)
 	m.cursor += recordLength
 	addr := memory.EncodePageNumberAndOffset(m.cur.Number(), off)

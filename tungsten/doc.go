@@ -25,8 +25,9 @@
 //
 // Length words inside pages are 4 bytes (Spark's UnsafeAlignedOffset on x86-64 and arm64),
 // little-endian. A sorter record is [length][bytes]; a map record is [key+value+4][key length]
-// [key][value][8-byte address of the key's previous value], and a map page starts with its
-// record count, so address 0 never names a record. Spill files are storage record files
+// [key][value][8-byte address of the key's previous value] (an Aggregator's map, whose keys have
+// one value each, leaves the address out), and a map page starts with its record count, so
+// address 0 never names a record. Spill files are storage record files
 // (checksummed, compressed batches) of [8-byte big-endian prefix][record]; a torn, truncated or
 // altered file reads as an error wrapping storage.ErrCorrupt. An address whose page the
 // collection does not hold, or whose record would run past its page, panics ("tungsten: ..."),

@@ -54,8 +54,8 @@ func ExampleAggregator() {
 		panic(err)
 	}
 	defer agg.Close()
-	for i := range 100_000 {
-		if err := agg.Insert(ctx, fmt.Sprintf("user-%05d", i%20_000), 1); err != nil {
+	for i := range 125_000 {
+		if err := agg.Insert(ctx, fmt.Sprintf("user-%05d", i%25_000), 1); err != nil {
 			panic(err)
 		}
 	}
@@ -78,7 +78,7 @@ func ExampleAggregator() {
 	// Output:
 	// user-00000 5
 	// user-00001 5
-	// 20000 keys; spilled: true
+	// 25000 keys; spilled: true
 }
 
 // Sorting int64 keys: the key prefix is the whole key, so the pointer array is radix sorted.

@@ -1,26 +1,29 @@
 package tungsten
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"slices"
 
-	"github.com/spillway/spillway/internal/radix"
 	"github.com/spillway/spillway/memory"
 )
 
 // sortByKey sorts (address, prefix) pairs of map records (addresses of their total-length word)
-// by key, the prefixes being the keys' first 8 bytes: a radix sort of the prefixes, then, within
-// each run of equal prefixes, a radix sort of the keys' next 8 bytes, and so on (a multikey radix
-// sort, 8 bytes a level). Keys sharing a long start (such as "user-1000…") then cost one record
-// load per key and level, where a comparison sort loads two records per comparison. Not stable;
-// the prefixes are left as they were.
-func (b *base) sortByKey(a []int64) {
-	radix.SortKeyPrefixInPlace(a, len(a)/2)
-	b.refineTies(a, 1)
+// by key, every key sharing its first from bytes and the prefixes being the keys' 8 bytes from
+// there on (BytesPrefix(key[from:])): a radix sort of the prefixes, then, within each run of
+// equal prefixes, a radix sort of the keys' next 8 bytes, and so on (a multikey radix sort, 8
+// bytes a level). Keys sharing a long start (such as "user-1000…") then cost one record load per
+// key and level, where a comparison sort loads two records per comparison; a start that every key
+// shares costs none when from skips it. Not stable; the prefixes are left in an order-preserving
+// form (sortPrefixes): equal where they were equal.
+func (b *base) sortByKey(a []int64, from int) {
+	sortPrefixes(a)
+	b.refineTies(a, from+8)
 }
 
-// refineTies sorts, within every run of a (sorted by the prefix at level-1, bytes 8·(level−1)
-// on), the keys by their bytes from 8·level on, restoring the run's prefix afterwards.
-func (b *base) refineTies(a []int64, level int) {
+// refineTies sorts, within every run of a (sorted by a prefix of the keys' bytes up to from), the
+// keys by their bytes from from on, restoring the run's prefix afterwards.
+func (b *base) refineTies(a []int64, from int) {
 	n := len(a) / 2
 	for i := 0; i < n; {
 		j := i + 1
@@ -28,15 +31,15 @@ func (b *base) refineTies(a []int64, level int) {
 			j++
 		}
 		if j-i > 1 {
-			b.sortRun(a[2*i:2*j], level)
+			b.sortRun(a[2*i:2*j], from)
 		}
 		i = j
 	}
 }
 
-// sortRun sorts a run of keys equal in their first 8·level bytes (zero-padded).
-func (b *base) sortRun(run []int64, level int) {
-	shared, from := run[1], 8*level
+// sortRun sorts a run of keys equal in their first from bytes (zero-padded).
+func (b *base) sortRun(run []int64, from int) {
+	shared := run[1]
 	longer := false
 	for i := 0; i < len(run); i += 2 {
 		k := b.mapKey(run[i])
@@ -48,8 +51,8 @@ func (b *base) sortRun(run []int64, level int) {
 		}
 	}
 	if longer {
-		radix.SortKeyPrefixInPlace(run, len(run)/2)
-		b.refineTies(run, level+1)
+		sortPrefixes(run)
+		b.refineTies(run, from+8)
 	} else { // equal but for trailing zero bytes: by length
 		ps := pairs(run)
 		slices.SortFunc(ps, func(x, y pair) int { return len(b.mapKey(x.addr)) - len(b.mapKey(y.addr)) })
@@ -65,4 +68,18 @@ func (b *base) mapKey(addr int64) []byte {
 	off := memory.DecodeOffset(addr)
 	klen := int64(order.Uint32(data[off+uao:]) &^ deadKey)
 	return data[off+2*uao : off+2*uao+klen]
+}
+
+// commonPrefixLen is the length of the longest common start of a and b.
+func commonPrefixLen(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		if x := binary.LittleEndian.Uint64(a[i:]) ^ binary.LittleEndian.Uint64(b[i:]); x != 0 {
+			return i + bits.TrailingZeros64(x)/8
+		}
+	}
+	for ; i < n && a[i] == b[i]; i++ {
+	}
+	return i
 }

@@ -81,7 +81,7 @@ func (it *MapIterator) readInPage() bool {
 	data, off := it.data, it.off
 	total := int64(order.Uint32(data[off:]))
 	klenWord := order.Uint32(data[off+uao:])
-	it.off += uao + total + 8
+	it.off += uao + total + it.m.link
 	it.left--
 	if klenWord&deadKey != 0 {
 		return false
@@ -224,7 +224,7 @@ func (m *BytesToBytesMap) spillPage(p *memory.Page) (spillFile, error) {
 				return spillFile{}, errors.Join(err, w.Abort())
 			}
 		}
-		off += uao + total + 8
+		off += uao + total + m.link
 	}
 	return w.commit()
 }

@@ -21,6 +21,11 @@ type mergePlan struct {
 	factor  int                        // most files merged at once; <= 0: all
 	prefix  PrefixComparator
 	records RecordComparator
+	// keyed: the records are key-value records ordered by key, every key sharing its first skip
+	// bytes; the final merge is a keyMerger, which orders them by their 8 bytes past those
+	// rather than by the runs' prefixes, the keys' first 8 bytes.
+	keyed bool
+	skip  int
 }
 
 func removeAll(scope *storage.Scope, runs []spillFile) error {
@@ -60,7 +65,7 @@ func (p mergePlan) merge(ctx context.Context, runs []spillFile, extra source, pa
 			return nil, errors.Join(err, removeAll(p.scope, runs))
 		}
 		if fits && got >= total {
-			return p.open(runs, extra, got)
+			return p.open(runs, extra, got, true)
 		}
 		k := len(runs)
 		if p.factor > 0 {
@@ -136,8 +141,9 @@ func (p mergePlan) round(ctx context.Context, runs []spillFile, k int) ([]spillF
 }
 
 // open merges a reader of every run with extra. The readers take held bytes of spill I/O memory,
-// each releasing its file's readCost when it ends; the rest is released now.
-func (p mergePlan) open(runs []spillFile, extra source, held int64) (source, error) {
+// each releasing its file's readCost when it ends; the rest is released now. The final merge
+// orders key-value records by their bytes past p.skip.
+func (p mergePlan) open(runs []spillFile, extra source, held int64, final bool) (source, error) {
 	srcs := make([]source, 0, len(runs)+1)
 	for i, f := range runs {
 		n := min(f.readCost, held)
@@ -159,6 +165,13 @@ func (p mergePlan) open(runs []spillFile, extra source, held int64) (source, err
 	if len(srcs) == 1 {
 		return srcs[0], nil // one sorted source: nothing to merge (an in-memory sort)
 	}
+	if final && p.keyed {
+		m, err := newKeyMerger(srcs, p.skip)
+		if err != nil {
+			return nil, errors.Join(err, m.close())
+		}
+		return m, nil
+	}
 	m, err := newMerger(p.prefix, p.records, srcs)
 	if err != nil {
 		return nil, errors.Join(err, m.close())
@@ -169,11 +182,17 @@ func (p mergePlan) open(runs []spillFile, extra source, held int64) (source, err
 // mergeGroup merges runs into a new run, deleting them; merge's grant covers its readers and
 // writer.
 func (p mergePlan) mergeGroup(ctx context.Context, group []spillFile) (spillFile, error) {
-	src, err := p.open(group, nil, 0)
+	src, err := p.open(group, nil, 0, false)
 	if err != nil {
 		return spillFile{}, err
 	}
-	w, err := newSpillWriter(p.scope, p.spill)
+	newWriter := newKeyedSpillWriter // the merge of keyed runs is keyed
+	for _, f := range group {
+		if !f.keyed {
+			newWriter = newSpillWriter
+		}
+	}
+	w, err := newWriter(p.scope, p.spill)
 	if err != nil {
 		return spillFile{}, errors.Join(err, src.close())
 	}
@@ -198,5 +217,15 @@ func mergeRuns(ctx context.Context, scope *storage.Scope, b *base, factor int, r
 	if prefixIsKey {
 		plan.records = nil
 	}
+	return plan.merge(ctx, runs, extra, passes)
+}
+
+// mergeKeyRuns merges key-value runs by key, every key sharing its first skip bytes (a start
+// the runs' prefixes, the keys' first 8 bytes, do not tell apart): the final merge (keyMerger)
+// orders the records by their key's 8 bytes past it, then by key.
+func mergeKeyRuns(ctx context.Context, scope *storage.Scope, b *base, factor int, runs []spillFile, extra source, skip int,
+	passes *int64) (source, error) {
+	plan := mergePlan{scope: scope, io: &b.writer.io, spill: b.spill, factor: factor, prefix: PrefixBinary, records: compareKeys,
+		keyed: true, skip: skip}
 	return plan.merge(ctx, runs, extra, passes)
 }

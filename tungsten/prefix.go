@@ -79,3 +79,17 @@ func DoublePrefix(f float64) int64 {
 	mask := -(bits >> 63) | 0x8000000000000000
 	return int64(bits ^ mask)
 }
+
+// prefixAt is BytesPrefix(b[start:end]) for start <= end <= len(b): when b holds 8 bytes from
+// start (a key followed by its value, in a page or a spill record), one load with the bytes past
+// end cleared rather than a byte at a time.
+func prefixAt(b []byte, start, end int) int64 {
+	if len(b)-start < 8 {
+		return BytesPrefix(b[start:end])
+	}
+	v := binary.BigEndian.Uint64(b[start:])
+	if n := end - start; n < 8 {
+		v &^= math.MaxUint64 >> (8 * n)
+	}
+	return int64(v)
+}

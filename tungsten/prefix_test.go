@@ -55,3 +55,14 @@ func TestPrefixes(t *testing.T) {
 	require.True(t, slices.IsSortedFunc(prefixes, PrefixBinary.Compare))
 	require.Equal(t, DoublePrefix(0), DoublePrefix(math.Copysign(0, -1)))
 }
+
+// prefixAt is BytesPrefix of b[start:end] whatever follows end.
+func TestPrefixAt(t *testing.T) {
+	b := []byte("user-100000123456\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8")
+	for start := 0; start <= 17; start++ {
+		for end := start; end <= 17; end++ {
+			require.Equal(t, BytesPrefix(b[start:end]), prefixAt(b, start, end), "[%d:%d]", start, end)
+			require.Equal(t, BytesPrefix(b[start:end]), prefixAt(b[:end], start, end), "[%d:%d] at the end", start, end)
+		}
+	}
+}

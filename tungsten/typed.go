@@ -52,7 +52,11 @@ type Aggregator[K, V any] struct {
 	out    storage.Iterator[Pair[K, V]]
 	read   bool
 	failed error // a failed spill leaves the map unusable: every later call returns it
-	in     inlineState
+	// shared is the start every key sorted so far (spilled, or sorted for the final merge)
+	// shares, once sharing: the final merge orders the keys by their bytes past it.
+	shared  []byte
+	sharing bool
+	in      inlineState
 }
 
 // NewAggregator returns an empty aggregator of task tm spilling into scope: Insert merges a value
@@ -72,9 +76,13 @@ func NewAggregator[K, V any](ctx context.Context, tm *memory.TaskManager, scope 
 	if err != nil {
 		return nil, err
 	}
-	m.fullLoadFactor = aggregatorFullLoad
+	m.singleValued() // a key's value is merged in place or replaced, never chained
 	a := &Aggregator[K, V]{m: m, keys: keys, values: values, merge: merge, factor: cfg.MergeFactor}
 	a.initInline()
+	m.fullLoadFactor = aggregatorFullLoad
+	if a.in.on {
+		m.fullLoadFactor = inlineFullLoad
+	}
 	return a, nil
 }
 
@@ -158,8 +166,14 @@ func (a *Aggregator[K, V]) InsertAll(ctx context.Context, records storage.Iterat
 // aggregatorFullLoad is the load an Aggregator's slot array may reach once it cannot grow: the
 // map then spills when its pages run out rather than at half the slots, with far fewer spills.
 // The records no longer leave the array room for radix sort's scratch then, so such a spill
-// sorts in place (radix.SortKeyPrefixInPlace, or by comparisons for keys longer than 8 bytes).
-const aggregatorFullLoad = 0.75
+// sorts in place (sortPrefixes, or radix.SortKeyPrefixInPlace when the prefix is the key).
+// Triangular probing and the full hash in each slot keep lookups cheap at that load (a key
+// found takes under 3 probes on average, each a slot, not a record). The inline slots, probed
+// linearly, stop at inlineFullLoad.
+const (
+	aggregatorFullLoad = 0.9
+	inlineFullLoad     = 0.75
+)
 
 // insertGroup is how many pairs InsertAll looks up together.
 const insertGroup = 32
@@ -231,37 +245,61 @@ func (a *Aggregator[K, V]) spill(ctx context.Context) error {
 	return nil
 }
 
-func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
+// writeRun sorts the keys in memory and writes them to *f, returning how many: inline pairs as
+// an inline run, the map's records as a keyed run (key-value records whose prefix is their
+// key's). No keys write no file.
+func (a *Aggregator[K, V]) writeRun(ctx context.Context, f *spillFile) (n int, err error) {
 	var (
-		src source
-		n   int
+		inline *inlineSource
+		pairs  *pairSource
 	)
 	if a.in.on {
-		in := a.sortInline()
-		src, n = in, in.len()
+		inline = a.sortInline()
+		n = inline.len()
 	} else {
-		pairs, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
+		ps, common, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
 		if err != nil {
-			return err
+			return 0, err
 		}
-		src, n = &pairSource{b: &a.m.base, ps: pairs}, len(pairs)
+		a.share(common)
+		pairs, n = &pairSource{b: &a.m.base, ps: ps}, len(ps)
 	}
 	if n == 0 {
-		a.m.reset(true)
-		return nil
+		return 0, nil
 	}
-	w, err := newSpillWriter(a.m.scope, a.m.spill)
+	newWriter := newKeyedSpillWriter
+	if a.in.on {
+		newWriter = newSpillWriter
+	}
+	w, err := newWriter(a.m.scope, a.m.spill)
 	if err != nil {
-		return err
+		return n, err
 	}
-	for src.next() {
-		if err := w.write(src.record(), src.prefix()); err != nil {
-			return errors.Join(err, w.Abort())
+	if a.in.on {
+		for err == nil && inline.nextWord() {
+			err = w.writeInline(inline.w, inline.v)
+		}
+	} else {
+		for err == nil && pairs.next() {
+			err = w.write(pairs.record(), pairs.prefix())
 		}
 	}
-	f, err := w.commit()
 	if err != nil {
+		return n, errors.Join(err, w.Abort())
+	}
+	*f, err = w.commit()
+	return n, err
+}
+
+func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
+	var f spillFile
+	n, err := a.writeRun(ctx, &f)
+	switch {
+	case err != nil:
 		return err
+	case n == 0:
+		a.m.reset(true)
+		return nil
 	}
 	a.runs = append(a.runs, f)
 	inMemory := a.m.Used() - a.m.array.bytes() // the pages
@@ -282,18 +320,27 @@ func (a *Aggregator[K, V]) spillRun(ctx context.Context) error {
 
 // sortInPlace lays the live records out as (address, key prefix) pairs in the slot array and
 // sorts them by key; the array's slots are lost (reset the map before use). It allocates a
-// larger array only when the records outnumber a quarter of the slots' words.
-func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) ([]pair, error) {
+// larger array only when the records outnumber a quarter of the slots' words. It also returns
+// the start every live key shares (aliasing a page: valid until the map is reset), and the
+// prefixes sorted are the keys' 8 bytes past it, BytesPrefix(key[len(common):]): a long start
+// that every key shares ("user-1000…") is then skipped at no cost, where a sort by the keys'
+// first 8 bytes would load every record again to break the ties. With prefixIsKey, common is
+// empty and the pairs' prefixes the keys'; without, the pairs are left with an order-preserving
+// form of the prefixes sorted (sortByKey).
+func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) (ps []pair, common []byte, err error) {
 	n := m.numValues // live records
 	if 2*n > m.array.size() {
 		bigger, err := m.allocateArray(ctx, 4*n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		m.freeArray(m.array)
 		m.array = bigger
 	}
-	radixSort := prefixIsKey && 4*n <= m.array.size()
+	if !prefixIsKey {
+		common = m.commonStart()
+	}
+	skip := int64(len(common))
 	a := m.array.a
 	i := 0
 	for _, p := range m.dataPages {
@@ -301,29 +348,67 @@ func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) ([]
 		off := int64(uao)
 		for range order.Uint32(data) {
 			total := int64(order.Uint32(data[off:]))
-			klen := order.Uint32(data[off+uao:])
+			klen := int64(order.Uint32(data[off+uao:]))
 			if klen&deadKey == 0 {
 				ks := off + 2*uao
 				a[2*i] = memory.EncodePageNumberAndOffset(p.Number(), off)
-				a[2*i+1] = BytesPrefix(data[ks : ks+int64(klen)])
+				a[2*i+1] = prefixAt(data, int(ks+skip), int(ks+klen))
 				i++
 			}
-			off += uao + total + 8
+			off += uao + total + m.link
 		}
 	}
-	if radixSort {
-		start := radix.SortKeyPrefixArray(a, 0, i, 0, 7, false, false)
-		return pairs(a[start : start+2*i]), nil
-	}
-	if prefixIsKey { // no room for radix sort's scratch: sort in place by the prefixes
+	if prefixIsKey {
+		if 4*n <= m.array.size() {
+			start := radix.SortKeyPrefixArray(a, 0, i, 0, 7, false, false)
+			return pairs(a[start : start+2*i]), nil, nil
+		}
+		// no room for radix sort's scratch: sort in place by the prefixes
 		radix.SortKeyPrefixInPlace(a, i)
-		return pairs(a[:2*i]), nil
+		return pairs(a[:2*i]), nil, nil
 	}
-	m.sortByKey(a[:2*i])
-	return pairs(a[:2*i]), nil
+	m.sortByKey(a[:2*i], len(common))
+	return pairs(a[:2*i]), common, nil
 }
 
-// pairSource reads sorted pairs of key-value records in pages.
+// commonStart is the longest start every live key shares (empty without keys), aliasing the
+// first live key's page.
+func (m *BytesToBytesMap) commonStart() []byte {
+	var common []byte
+	first := true
+	for _, p := range m.dataPages {
+		data := p.Bytes()
+		off := int64(uao)
+		for range order.Uint32(data) {
+			total := int64(order.Uint32(data[off:]))
+			klen := int64(order.Uint32(data[off+uao:]))
+			if klen&deadKey == 0 {
+				key := data[off+2*uao : off+2*uao+klen]
+				if first {
+					common, first = key, false
+				} else {
+					common = common[:commonPrefixLen(common, key)]
+				}
+			}
+			off += uao + total + m.link
+		}
+	}
+	return common
+}
+
+// share narrows a.shared, the start every key sorted so far shares, to its common start with
+// common, the start the keys being sorted share.
+func (a *Aggregator[K, V]) share(common []byte) {
+	if !a.sharing {
+		a.shared, a.sharing = append(a.shared[:0], common...), true
+		return
+	}
+	a.shared = a.shared[:commonPrefixLen(a.shared, common)]
+}
+
+// pairSource reads sorted pairs of key-value records in pages. The prefix of a record is its
+// key's, BytesPrefix(key), as every run's must be, whatever the pairs' prefixes (sortInPlace
+// leaves other numbers there).
 type pairSource struct {
 	b         *base
 	ps        []pair
@@ -340,7 +425,8 @@ func (s *pairSource) next() bool {
 		s.untouched = s.b.touch(s.ps)
 	}
 	s.untouched--
-	s.rec, s.pre = s.b.record(s.ps[0].addr), s.ps[0].prefix
+	s.rec = s.b.record(s.ps[0].addr)
+	s.pre = prefixAt(s.rec, uao, uao+int(order.Uint32(s.rec)&^deadKey))
 	s.ps = s.ps[1:]
 	return true
 }
@@ -369,7 +455,7 @@ func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[
 	if err != nil {
 		return nil, err
 	}
-	src, err := mergeRuns(ctx, a.m.scope, &a.m.base, a.factor, a.runs, rest, a.keys.PrefixIsKey(), &a.spills.MergePasses)
+	src, err := mergeKeyRuns(ctx, a.m.scope, &a.m.base, a.factor, a.runs, rest, len(a.shared), &a.spills.MergePasses)
 	a.runs = nil
 	if err != nil {
 		return nil, err
@@ -408,10 +494,11 @@ func (a *Aggregator[K, V]) sortedRest(ctx context.Context) (source, error) {
 	if a.in.on {
 		return a.sortInline(), nil
 	}
-	ps, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
+	ps, common, err := a.m.sortInPlace(ctx, a.keys.PrefixIsKey())
 	if err != nil {
 		return nil, err
 	}
+	a.share(common)
 	return &pairSource{b: &a.m.base, ps: ps}, nil
 }
 

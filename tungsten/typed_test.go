@@ -264,3 +264,53 @@ func TestAggregatorSpillFailure(t *testing.T) {
 	require.NoError(t, a.Close())
 	require.Zero(t, a.Used())
 }
+
+// Spilled runs whose keys share a long start, then a shorter one, then none (keys that are
+// starts of others, the empty key): the merge orders the keys by their bytes past the start
+// all share, whatever each run's, and combines equal keys, in rounds or at once.
+func TestAggregatorSharedStarts(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	for _, mode := range modes {
+		for _, factor := range []int{2, 64} {
+			t.Run(fmt.Sprintf("%s/merge factor %d", mode, factor), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(seed, 6))
+				tm, scope := newTask(t, mode, 512<<10, 64<<10), newScope(t)
+				a, err := NewAggregator(ctx, tm, scope, StringKey{}, Int64Key{}, sum, AggregatorConfig{MergeFactor: factor})
+				require.NoError(t, err)
+				defer func() { require.NoError(t, a.Close()) }()
+				want := map[string]int64{}
+				phases := []func() string{
+					func() string { return fmt.Sprintf("user-100000%06d", r.IntN(30_000)) },
+					func() string { return fmt.Sprintf("user-100000%06d", r.IntN(30_000))[:11+r.IntN(7)] },
+					func() string { return fmt.Sprintf("user-1%d", r.IntN(30_000)) },
+					func() string { return []string{"", "u", "user-", "user-100000", "zz\x00", "zz"}[r.IntN(6)] },
+				}
+				for _, key := range phases {
+					for range 20_000 {
+						k, v := key(), int64(r.IntN(1000))
+						want[k] += v
+						require.NoError(t, a.Insert(ctx, k, v))
+					}
+				}
+				it, err := a.Iterator(ctx)
+				require.NoError(t, err)
+				got := map[string]int64{}
+				var order []string
+				for _, p := range collect(t, it) {
+					got[p.Key] = p.Value
+					order = append(order, p.Key)
+				}
+				require.Equal(t, want, got)
+				require.Len(t, order, len(want), "each key once")
+				require.True(t, slices.IsSorted(order), "key order")
+				m := a.Metrics()
+				t.Logf("metrics %+v", m)
+				require.Greater(t, m.Spills, int64(2))
+				if factor == 2 {
+					require.Positive(t, m.MergePasses)
+				}
+			})
+		}
+	}
+}

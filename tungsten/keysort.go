@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"slices"
 
+	"github.com/spillway/spillway/internal/radix"
 	"github.com/spillway/spillway/memory"
 )
 
@@ -15,9 +16,9 @@ import (
 // bytes a level). Keys sharing a long start (such as "user-1000…") then cost one record load per
 // key and level, where a comparison sort loads two records per comparison; a start that every key
 // shares costs none when from skips it. Not stable; the prefixes are left in an order-preserving
-// form (sortPrefixes): equal where they were equal.
+// form (radix.SortKeyPrefixDense): equal where they were equal.
 func (b *base) sortByKey(a []int64, from int) {
-	sortPrefixes(a)
+	radix.SortKeyPrefixDense(a)
 	b.refineTies(a, from+8)
 }
 
@@ -51,7 +52,7 @@ func (b *base) sortRun(run []int64, from int) {
 		}
 	}
 	if longer {
-		sortPrefixes(run)
+		radix.SortKeyPrefixDense(run)
 		b.refineTies(run, from+8)
 	} else { // equal but for trailing zero bytes: by length
 		ps := pairs(run)

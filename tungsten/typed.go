@@ -166,7 +166,7 @@ func (a *Aggregator[K, V]) InsertAll(ctx context.Context, records storage.Iterat
 // aggregatorFullLoad is the load an Aggregator's slot array may reach once it cannot grow: the
 // map then spills when its pages run out rather than at half the slots, with far fewer spills.
 // The records no longer leave the array room for radix sort's scratch then, so such a spill
-// sorts in place (sortPrefixes, or radix.SortKeyPrefixInPlace when the prefix is the key).
+// sorts in place (radix.SortKeyPrefixDense, or radix.SortKeyPrefixInPlace when the prefix is the key).
 // Triangular probing and the full hash in each slot keep lookups cheap at that load (a key
 // found takes under 3 probes on average, each a slot, not a record). The inline slots, probed
 // linearly, stop at inlineFullLoad.

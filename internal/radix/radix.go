@@ -230,20 +230,7 @@ func hybridSort(a, spare []int64, b, lo int) {
 		sum += c
 		end[k] = sum
 	}
-	for k := range 256 {
-		for next[k] < end[k] {
-			i := next[k]
-			kk := int((uint64(a[2*i+1]) >> shift) & 0xff)
-			if kk == k {
-				next[k]++
-				continue
-			}
-			j := next[kk]
-			next[kk]++
-			a[2*i], a[2*j] = a[2*j], a[2*i]
-			a[2*i+1], a[2*j+1] = a[2*j+1], a[2*i+1]
-		}
-	}
+	permute(a, shift, 0xff, next[:], end[:])
 	if b == lo {
 		return
 	}
@@ -253,6 +240,25 @@ func hybridSort(a, spare []int64, b, lo int) {
 			hybridSort(a[2*start:2*end[k]], spare, b-1, lo)
 		}
 		start = end[k]
+	}
+}
+
+// permute moves the records of a to their buckets, by the digit (prefix >> shift) & mask, in place
+// (a pass of an American flag sort): next[k] and end[k] are where bucket k starts and ends.
+func permute(a []int64, shift uint, mask uint64, next, end []int) {
+	for k := range end {
+		for next[k] < end[k] {
+			i := next[k]
+			kk := int((uint64(a[2*i+1]) >> shift) & mask)
+			if kk == k {
+				next[k]++
+				continue
+			}
+			j := next[kk]
+			next[kk]++
+			a[2*i], a[2*j] = a[2*j], a[2*i]
+			a[2*i+1], a[2*j+1] = a[2*j+1], a[2*i+1]
+		}
 	}
 }
 

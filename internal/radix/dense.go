@@ -1,16 +1,16 @@
-package tungsten
+package radix
 
 import "math/bits"
 
-// sortPrefixes sorts the (address, prefix) pairs of a by their unsigned prefix, in place, and
+// SortKeyPrefixDense sorts the (pointer, prefix) pairs of a by their unsigned prefix, in place, and
 // leaves in place of each prefix its dense form: the bits in which the prefixes differ, gathered
-// (compactPrefixes). Equal prefixes have equal dense forms, and the dense forms order as the
+// (compactPrefixes), so the prefixes are lost. Equal prefixes have equal dense forms, and the dense forms order as the
 // prefixes do. Prefixes of keys such as "user-100000123456" differ in a few bits of each byte
 // (a decimal digit is 10 of the 256 values a byte can take): sorted by bytes, each level of a
 // radix sort splits them ten ways; gathered, their 24 bits split 2048 ways, then 256.
 // Fewer than 4096 pairs are sorted 8 bits a level as they are (building the tables would cost
 // more than it saves), their prefixes unchanged.
-func sortPrefixes(a []int64) {
+func SortKeyPrefixDense(a []int64) {
 	if len(a)/2 < 1<<12 {
 		flagSortPairs(a, 64)
 		return
@@ -95,43 +95,26 @@ func sortDense(a []int64, width int) {
 	}
 	d := min(denseTopBits, width)
 	shift := uint(width - d)
-	var start, next [1 << denseTopBits]int
+	var next, end [1 << denseTopBits]int
 	for i := 1; i < len(a); i += 2 {
-		start[uint64(a[i])>>shift]++
+		end[uint64(a[i])>>shift]++
 	}
 	sum := 0
-	for k := range 1 << d {
-		c := start[k]
-		start[k], next[k] = sum, sum
+	for k, c := range end[:1<<d] {
+		next[k] = sum
 		sum += c
+		end[k] = sum
 	}
-	end := func(k int) int {
-		if k+1 < 1<<d {
-			return start[k+1]
-		}
-		return n
-	}
-	for k := range 1 << d {
-		for e := end(k); next[k] < e; {
-			i := next[k]
-			kk := uint64(a[2*i+1]) >> shift
-			if int(kk) == k {
-				next[k]++
-				continue
-			}
-			j := next[kk]
-			next[kk]++
-			a[2*i], a[2*j] = a[2*j], a[2*i]
-			a[2*i+1], a[2*j+1] = a[2*j+1], a[2*i+1]
-		}
-	}
+	permute(a, shift, 1<<d-1, next[:1<<d], end[:1<<d])
 	if shift == 0 {
 		return
 	}
-	for k := range 1 << d {
-		if s, e := start[k], end(k); e-s > 1 {
+	s := 0
+	for _, e := range end[:1<<d] {
+		if e-s > 1 {
 			flagSortPairs(a[2*s:2*e], int(shift))
 		}
+		s = e
 	}
 }
 
@@ -140,7 +123,7 @@ func sortDense(a []int64, width int) {
 func flagSortPairs(a []int64, width int) {
 	n := len(a) / 2
 	if n < 32 {
-		insertionSortPairs(a)
+		insertionSort(a)
 		return
 	}
 	for width > 0 {
@@ -162,20 +145,7 @@ func flagSortPairs(a []int64, width int) {
 			sum += c
 			end[k] = sum
 		}
-		for k := range 1 << d {
-			for next[k] < end[k] {
-				i := next[k]
-				kk := (uint64(a[2*i+1]) >> shift) & mask
-				if int(kk) == k {
-					next[k]++
-					continue
-				}
-				j := next[kk]
-				next[kk]++
-				a[2*i], a[2*j] = a[2*j], a[2*i]
-				a[2*i+1], a[2*j+1] = a[2*j+1], a[2*i+1]
-			}
-		}
+		permute(a, shift, mask, next[:1<<d], end[:1<<d])
 		if shift > 0 {
 			s := 0
 			for k := range 1 << d {
@@ -186,17 +156,5 @@ func flagSortPairs(a []int64, width int) {
 			}
 		}
 		return
-	}
-}
-
-// insertionSortPairs sorts the pairs of a by their unsigned keys.
-func insertionSortPairs(a []int64) {
-	for i := 1; i < len(a)/2; i++ {
-		p, v := a[2*i], a[2*i+1]
-		j := i
-		for ; j > 0 && uint64(a[2*j-1]) > uint64(v); j-- {
-			a[2*j], a[2*j+1] = a[2*j-2], a[2*j-1]
-		}
-		a[2*j], a[2*j+1] = p, v
 	}
 }

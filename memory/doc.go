@@ -236,6 +236,9 @@
 //   - Waiting is cancelled through ctx instead of a thread interrupt; it returns ctx.Err(). A
 //     failed or cancelled acquire also removes an empty entry the task had (Spark leaves it until
 //     the task ends), so idle tasks do not shrink others' shares (invariant 5).
+//   - TaskManager.GrowPage enlarges a page keeping its bytes and number (Spark copies a LongArray
+//     into a new page): off-heap on Linux by mremap, acquiring only the difference; elsewhere by
+//     a copy in 1 MiB calls, between which the collector can stop the goroutine.
 //   - A request of 0 bytes returns 0 at once (Spark's pool asserts n > 0); negative sizes,
 //     invalid modes, double and foreign page frees panic with a "memory: " prefix.
 //   - The Evictor returns the bytes it freed and the manager releases them, instead of the store

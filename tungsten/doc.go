@@ -74,7 +74,9 @@
 // non-radix sort is pattern-defeating quicksort (not stable, as equal keys of different runs are
 // not ordered in Spark's merge either); spill files are not Spark's format; the Aggregator keeps
 // its slot array after a spill instead of regrowing from the initial capacity, a value whose
-// encoding grows is appended as a new record that replaces the old one, and ExternalSorter
-// acquires a doubled pointer array's memory before allocating it (a growth that spills the sorter
-// then allocates only the small array it needs).
+// encoding grows is appended as a new record that replaces the old one, and ExternalSorter's
+// pointer array doubles in place (memory.TaskManager.GrowPage: off-heap without a copy), its
+// memory acquired first (a growth that spills the sorter then allocates only the small array it
+// needs). Reading inline pairs takes 256 of them (4 KiB) out of the array at once, outside the
+// accounting and within the slack.
 package tungsten

@@ -48,10 +48,10 @@ type combiningTable[K comparable, V, C any] struct {
 // ioMemory and multiPass. Call after sp.Init.
 func (t *combiningTable[K, V, C]) initIO(tm *memory.TaskManager, name string,
 	merge func(context.Context, []spillFile, *reservation) (spillFile, error)) {
-	t.io.init(tm, name)
+	t.io.Init(tm, name)
 	t.sp.reserveWriterOn(&t.io)
 	t.mergeFiles = merge
-	if t.io.strict {
+	if t.io.Strict() {
 		t.maxLive = maxLiveSpills(1)
 	}
 }

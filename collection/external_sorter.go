@@ -163,12 +163,12 @@ func NewExternalSorter[K comparable, V, C any](tm *memory.TaskManager, disk *sto
 		name = "ExternalSorter"
 	}
 	s.sp.Init(tm, s, name, cfg.Spill, s.forceSpill)
-	s.io.init(tm, name)
+	s.io.Init(tm, name)
 	s.sp.reserveWriterOn(&s.io)
 	s.sp.writerAtCheck = true // forceSpill spills only the reading iterator
 	s.sizes = newRecordSizes[K, V](s.sp.Strict())
 	s.overlap = cfg.Overlap.on(runtime.GOMAXPROCS(0))
-	if s.io.strict {
+	if s.io.Strict() {
 		s.maxLive = maxLiveSpills(s.n)
 	}
 	s.newCollection()

@@ -14,70 +14,15 @@ import (
 	"github.com/spillway/spillway/storage"
 )
 
-// ioMemory is the execution memory of a collection's spill readers and merge writers: a
-// memory.Consumer of the collection's task, named "<collection> spill I/O", that holds the
-// buffers of the files the collection has open and cannot spill (Spill returns 0). In Strict
-// accounting every reader's and merge writer's buffers are acquired through it before they are
-// allocated and released when they are closed; with memory.SparkAllowances it acquires nothing,
-// as in Spark, which does not account them.
-type ioMemory struct {
-	base   memory.ConsumerBase
-	strict bool
-}
-
-func (m *ioMemory) init(tm *memory.TaskManager, name string) {
-	m.base.Init(tm, memory.OnHeap, name+" spill I/O", m)
-	m.strict = tm.Manager().Accounting() == memory.Strict
-}
-
-// Spill implements memory.Consumer: open files' buffers cannot be given back.
-func (m *ioMemory) Spill(int64, memory.Consumer) (int64, error) { return 0, nil }
-
-// Used implements memory.Consumer.
-func (m *ioMemory) Used() int64 { return m.base.Used() }
-
-// Mode implements memory.Consumer: memory.OnHeap.
-func (m *ioMemory) Mode() memory.Mode { return m.base.Mode() }
-
-func (m *ioMemory) String() string { return m.base.String() }
-
-// acquire asks for n bytes and returns the grant, possibly less (n when not accounting). It
-// must not be called with the collection's lock held: it may spill the collection.
-func (m *ioMemory) acquire(ctx context.Context, n int64) (int64, error) {
-	if !m.strict || n <= 0 {
-		return max(n, 0), nil
-	}
-	return m.base.Acquire(ctx, n)
-}
-
-// mergeShare is the most a merge asks for its readers (and writer) at once: half of the task's
-// fair share of the execution memory (the pool it could reach by evicting, divided by the
-// active tasks, this one included), so that whatever consumes the merged records (a map or
-// sorter filling from them, the next operator of a pipeline) still has room: a merge that
-// took the task's whole share would leave that consumer nothing and make it spill a tiny file
-// every few records. The files beyond it are merged in passes first (spark.shuffle.sort's
-// merge fan-in plays the same part in Hadoop-style merges).
-func (m *ioMemory) mergeShare() int64 {
-	tm := m.base.TaskManager()
-	p := tm.Manager().Metrics().Pools[m.base.Mode()]
-	n := int64(len(p.Tasks))
-	if _, ok := p.Tasks[tm.ID()]; !ok {
-		n++
-	}
-	return (p.Max - min(p.StorageUsed, p.StorageRegion)) / n / 2
-}
-
-func (m *ioMemory) release(n int64) {
-	if m.strict && n > 0 {
-		m.base.Free(n)
-	}
-}
+// ioMemory is a collection's memory.IOConsumer: the execution memory of its spill readers'
+// and merge writers, acquired before they are allocated in Strict accounting.
+type ioMemory struct{ memory.IOConsumer }
 
 // outOfMemory is the error of a merge that cannot get memory for two readers (and a writer):
 // it wraps memory.ErrOutOfMemory and carries the task's usage report.
 func (m *ioMemory) outOfMemory(what string, need, got int64) error {
 	return fmt.Errorf("%w: collection: %s needs %s for %s, got %s\n%s", memory.ErrOutOfMemory, m,
-		humanize.IBytes(uint64(need)), what, humanize.IBytes(uint64(got)), m.base.TaskManager().UsageReport())
+		humanize.IBytes(uint64(need)), what, humanize.IBytes(uint64(got)), m.TaskManager().UsageReport())
 }
 
 // reservation is memory acquired through an ioMemory and handed out piecewise to readers and
@@ -94,14 +39,14 @@ func (r *reservation) take(n int64) func() {
 	r.left -= n
 	io := r.io
 	return func() {
-		io.release(n)
+		io.Release(n)
 		n = 0
 	}
 }
 
 // close releases what was not taken.
 func (r *reservation) close() {
-	r.io.release(r.left)
+	r.io.Release(r.left)
 	r.left = 0
 }
 
@@ -204,15 +149,15 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 		}
 		want := total
 		switch {
-		case p.io.strict:
-			if share := p.io.mergeShare(); over || total > share {
+		case p.io.Strict():
+			if share := p.io.MergeShare(); over || total > share {
 				p.sortRuns(runs)
 				want = max(share, p.mergeCost(runs))
 			}
 		case over:
 			want = math.MaxInt64 // not accounted: the group is as large as the limit asks
 		}
-		got, err := p.io.acquire(ctx, want)
+		got, err := p.io.Acquire(ctx, want)
 		if err != nil {
 			return fail(err)
 		}
@@ -241,11 +186,11 @@ func (p *multiPass[F]) reduce(ctx context.Context, files []F) ([]F, *reservation
 			readers, record, raw = readers+r.info.readCost, max(record, r.info.record), raw+r.info.raw
 		}
 		if n < 2 {
-			p.io.release(got)
+			p.io.Release(got)
 			return fail(p.io.outOfMemory(fmt.Sprintf("merging %d spill files (%s on disk; readers of all need %s)",
 				len(runs), humanize.IBytes(uint64(sizeOf(runs))), humanize.IBytes(uint64(total))), p.mergeCost(runs), got))
 		}
-		p.io.release(got - need)
+		p.io.Release(got - need)
 		res := &reservation{io: p.io, left: need}
 		group := make([]F, n)
 		gen := 0

@@ -96,7 +96,7 @@ func (s *ExternalSorter[K, V, C]) runSpill(j *spillJob[K, C], m *PartitionedAppe
 		j.f, j.err = writeSorterSpill(s.disk, s.sp.cfg, s.codec, s.n, it) // drops the records as it goes
 	}
 	s.sp.base.Free(j.held)
-	s.io.release(j.writer)
+	s.io.Release(j.writer)
 }
 
 // stoppable ends an iteration with errSpillStopped once stop is set (checked every
@@ -130,7 +130,7 @@ func (it *stoppable[K, C]) Err() error {
 // ForceSpillBytes spill it before. 0 (grow by doubling) when that would not be more than a
 // buffer's initial capacity.
 func (s *ExternalSorter[K, V, C]) spillTarget() int {
-	share, cfg := s.io.mergeShare(), s.sp.cfg
+	share, cfg := s.io.MergeShare(), s.sp.cfg
 	n := min((share-share/64-s.sp.writerNeed())/s.buf.recordSize(), min(cfg.ForceSpillElements, math.MaxInt64-1)+1, cfg.ForceSpillBytes/s.buf.recordSize()+1)
 	if n <= DefaultVectorCapacity {
 		return 0
@@ -397,9 +397,9 @@ func (s *ExternalSorter[K, V, C]) aheadMemory(ctx context.Context, n int) int64 
 	if !s.overlap || n < 2 || need == 0 {
 		return 0
 	}
-	got, err := s.io.acquire(ctx, need)
+	got, err := s.io.Acquire(ctx, need)
 	if err != nil || got < need {
-		s.io.release(got)
+		s.io.Release(got)
 		return 0
 	}
 	return need

@@ -55,7 +55,7 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 		}
 	}
 	s.started, s.readUse = true, readUse
-	if !readUse && s.io.strict && len(s.spills) > 0 {
+	if !readUse && s.io.Strict() && len(s.spills) > 0 {
 		// No forced spill can free the in-memory records while they are merged for a shuffle
 		// writer: spill them too, so their memory can hold the merge's readers.
 		if _, err := s.spillCollection(); err != nil {
@@ -93,7 +93,7 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 				var rs recordSource[K, C] = src
 				if ahead >= cost && cost > 0 {
 					ahead -= cost
-					rs = newAheadSource(src, func() { s.io.release(cost) })
+					rs = newAheadSource(src, func() { s.io.Release(cost) })
 				}
 				pi.sources = append(pi.sources, newCursor(rs))
 				continue
@@ -104,7 +104,7 @@ func (s *ExternalSorter[K, V, C]) newReader(ctx context.Context, readUse bool) (
 	if res != nil {
 		res.close()
 	}
-	s.io.release(ahead)
+	s.io.Release(ahead)
 	if err != nil {
 		for _, c := range pi.sources {
 			err = errors.Join(err, c.close())

@@ -321,7 +321,7 @@ func (s *Spillable) writerShort() bool {
 // lock held.
 func (s *Spillable) reserveWriter(ctx context.Context) (bool, error) {
 	request := s.writerNeed() - s.writerHeld
-	granted, err := s.acquireUnlocked(ctx, request, "for its spill writer", s.io.acquire, s.io.release)
+	granted, err := s.acquireUnlocked(ctx, request, "for its spill writer", s.io.Acquire, s.io.Release)
 	if errors.Is(err, ErrClosed) {
 		return false, err
 	}
@@ -696,7 +696,7 @@ func (s *Spillable) writerToReader(n int64) func() {
 	s.writerHeld -= n
 	io := s.io
 	return func() {
-		io.release(n)
+		io.Release(n)
 		n = 0
 	}
 }
@@ -710,7 +710,7 @@ func (s *Spillable) ReleaseMemory() {
 		s.base.Free(acquired)
 	}
 	if s.io != nil {
-		s.io.release(s.writerHeld)
+		s.io.Release(s.writerHeld)
 		s.writerHeld = 0
 	}
 	s.threshold = s.allowance

@@ -68,7 +68,7 @@ func TestForcedSpillDuringAcquisitionKeepsWriter(t *testing.T) {
 	ctx := context.Background()
 	tm := newTestTask(t, budget)
 	f := &writerColl{}
-	f.io.init(tm, "fake")
+	f.io.Init(tm, "fake")
 	f.sp.Init(tm, f, "fake", SpillConfig{InitialThreshold: NoInitialThreshold}, f.force)
 	f.sp.reserveWriterOn(&f.io)
 	writer := writerCost(f.sp.Config(), rec, 1<<62)

@@ -46,7 +46,7 @@ func (b *base) init(tm *memory.TaskManager, self memory.Consumer, name string, p
 	}
 	b.tm, b.self, b.name, b.pageSize = tm, self, name, pageSize
 	b.spill = spillDefaults(spill, tm.Manager())
-	b.writer.io.init(tm, name)
+	b.writer.io.Init(tm, name)
 	b.writer.record = -1
 }
 
@@ -61,7 +61,9 @@ func (b *base) reserveWriter(ctx context.Context, n int64) (bool, error) {
 
 // isSpillIO reports whether c is this collection's spill I/O consumer, whose acquisitions
 // spill the collection as its own do.
-func (b *base) isSpillIO(c memory.Consumer) bool { return c == memory.Consumer(&b.writer.io) }
+func (b *base) isSpillIO(c memory.Consumer) bool {
+	return c == memory.Consumer(&b.writer.io.IOConsumer)
+}
 
 // Used is the bytes of the pages and arrays held (MemoryConsumer.getUsed).
 func (b *base) Used() int64 { return b.used.Load() }

@@ -311,9 +311,9 @@ type lazyFile struct {
 func (l *lazyFile) next() bool {
 	if l.r == nil && !l.done {
 		l.done = true
-		got, err := l.io.acquire(l.ctx, l.file.readCost)
+		got, err := l.io.Acquire(l.ctx, l.file.readCost)
 		if err == nil && got < l.file.readCost {
-			l.io.release(got)
+			l.io.Release(got)
 			err = l.io.outOfMemory("a spill file's reader", l.file.readCost, got)
 		}
 		if err == nil {

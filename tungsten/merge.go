@@ -57,10 +57,10 @@ func (p mergePlan) merge(ctx context.Context, runs []spillFile, extra source, pa
 		}
 		fits := p.factor <= 0 || len(runs) <= p.factor
 		want := total
-		if p.io.strict && (!fits || total > p.io.mergeShare()) {
-			want = max(p.io.mergeShare(), p.groupCost(runs, 2))
+		if p.io.Strict() && (!fits || total > p.io.MergeShare()) {
+			want = max(p.io.MergeShare(), p.groupCost(runs, 2))
 		}
-		got, err := p.io.acquire(ctx, want)
+		got, err := p.io.Acquire(ctx, want)
 		if err != nil {
 			return nil, errors.Join(err, removeAll(p.scope, runs))
 		}
@@ -71,16 +71,16 @@ func (p mergePlan) merge(ctx context.Context, runs []spillFile, extra source, pa
 		if p.factor > 0 {
 			k = min(k, p.factor)
 		}
-		if p.io.strict {
+		if p.io.Strict() {
 			k = min(k, p.groupSize(runs, got))
 		}
 		if k < 2 {
-			p.io.release(got)
+			p.io.Release(got)
 			return nil, errors.Join(p.io.outOfMemory(fmt.Sprintf("merging %d spill files (readers of all need %s)",
 				len(runs), humanize.IBytes(uint64(total))), p.groupCost(runs, 2), got), removeAll(p.scope, runs))
 		}
 		runs, err = p.round(ctx, runs, k)
-		p.io.release(got)
+		p.io.Release(got)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +150,7 @@ func (p mergePlan) open(runs []spillFile, extra source, held int64, final bool) 
 		held -= n
 		r, err := openSpill(p.scope, f, true, p.io.piece(n))
 		if err != nil {
-			p.io.release(held)
+			p.io.Release(held)
 			for _, s := range srcs {
 				err = errors.Join(err, s.close())
 			}
@@ -158,7 +158,7 @@ func (p mergePlan) open(runs []spillFile, extra source, held int64, final bool) 
 		}
 		srcs = append(srcs, fileSource{r})
 	}
-	p.io.release(held)
+	p.io.Release(held)
 	if extra != nil {
 		srcs = append(srcs, extra)
 	}

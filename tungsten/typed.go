@@ -470,14 +470,14 @@ func (a *Aggregator[K, V]) Iterator(ctx context.Context) (storage.Iterator[Pair[
 // spills its in-memory part when the merge needs the memory.
 func (a *Aggregator[K, V]) sortedRest(ctx context.Context) (source, error) {
 	held := a.m.numValues > 0 || a.in.zero // the inline path keeps key 0 beside its slots
-	if io := &a.m.writer.io; io.strict && held {
+	if io := &a.m.writer.io; io.Strict() && held {
 		var readers int64
 		for _, f := range a.runs {
 			readers += f.readCost
 		}
-		want := min(readers, io.mergeShare())
-		got, err := io.acquire(ctx, want)
-		io.release(got)
+		want := min(readers, io.MergeShare())
+		got, err := io.Acquire(ctx, want)
+		io.Release(got)
 		if err != nil {
 			return nil, err
 		}

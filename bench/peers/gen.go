@@ -135,5 +135,5 @@ func (g *genIter[K]) Next() bool {
 	return true
 }
 func (g *genIter[K]) Value() storage.Pair[K, int64] { return g.cur }
-func (g *genIter[K]) Err() error                     { return nil }
-func (g *genIter[K]) Close() error                   { return nil }
+func (g *genIter[K]) Err() error                    { return nil }
+func (g *genIter[K]) Close() error                  { return nil }

@@ -14,11 +14,12 @@ import (
 // costs 16 bytes and no data page, where a record in a page costs its 16-byte array entry, a
 // length header and the encoded record. The whole array holds pairs: it is sorted with the
 // radix sort's scratch half when it is at most half full, else in place with the free tail as
-// scratch (radix.SortKeyPrefixWithin). In descending order the
-// array holds the complemented key words, so the sort is always ascending.
+// scratch (radix.SortKeyPrefixWithin). In descending order the array holds the complemented key
+// words, so the sort is always ascending.
 //
-// Runs and the iterator's records are in the page record format, [4-byte key length 8][key]
-// [value] with the key word as prefix, so spills merge as the other sorters' do. After a spill
+// The iterator's records are in the page record format, [4-byte key length 8][key][value] with
+// the key word as prefix; runs store only the 16 bytes of each pair (an inline run, spill.go)
+// and read back as those records, so spills merge as the other sorters' do. After a spill
 // the array is allocated as large as the task grants, up to twice the array the spill freed: the
 // doubling that failed (the pointer array of the page path restarts at InitialSize).
 

@@ -38,18 +38,9 @@ type spillWriter struct {
 	f     storage.File
 	rw    *storage.RecordWriter
 	buf   []byte
-	keyed bool // a keyed file: write ignores the prefixes, the keys' (see spillFile)
-	// kind is the run's records: those of write or of writeInline, set by the first write.
-	kind writeKind
+	keyed  bool // a keyed file: write ignores the prefixes, the keys' (see spillFile)
+	inline bool // an inline run: its first record came from writeInline
 }
-
-type writeKind uint8
-
-const (
-	noWrites writeKind = iota
-	recordWrites
-	inlineWrites
-)
 
 // defaultSpillBatchBytes is the batch size of spill files unless configured: a reader holds one
 // batch (twice, compressed), and a merge holds one reader per run, so batches are smaller than
@@ -93,7 +84,9 @@ func newKeyedSpillWriter(scope *storage.Scope, cfg storage.RecordWriterConfig) (
 }
 
 func (w *spillWriter) write(rec []byte, prefix int64) error {
-	w.setKind(recordWrites)
+	if w.inline {
+		panic("tungsten: a record written to a run of inline pairs")
+	}
 	out := rec
 	if !w.keyed {
 		w.buf = binary.BigEndian.AppendUint64(w.buf[:0], uint64(prefix))
@@ -106,19 +99,15 @@ func (w *spillWriter) write(rec []byte, prefix int64) error {
 // writeInline writes the inline pair of key word k and value v: the record putInlineRecord
 // formats, stored as its last 16 bytes.
 func (w *spillWriter) writeInline(k uint64, v int64) error {
-	w.setKind(inlineWrites)
+	if !w.inline {
+		if w.keyed || w.rw.Records() > 0 {
+			panic("tungsten: an inline pair written to a run of records")
+		}
+		w.inline = true
+	}
 	w.buf = binary.BigEndian.AppendUint64(w.buf[:0], k)
 	w.buf = binary.BigEndian.AppendUint64(w.buf, inlineWord(v))
 	return w.put(w.buf)
-}
-
-func (w *spillWriter) setKind(k writeKind) {
-	if w.kind != k {
-		if w.kind != noWrites || w.keyed && k == inlineWrites {
-			panic("tungsten: a spill file of records and inline pairs")
-		}
-		w.kind = k
-	}
 }
 
 func (w *spillWriter) put(rec []byte) error {
@@ -137,7 +126,7 @@ func (w *spillWriter) commit() (spillFile, error) {
 	if err != nil {
 		return spillFile{}, errors.Join(fmt.Errorf("tungsten: finishing spill file %s: %w", w.id, err), w.Abort())
 	}
-	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(), inline: w.kind == inlineWrites,
+	return spillFile{id: w.id, size: w.rw.BytesWritten(), records: w.rw.Records(), inline: w.inline,
 		readCost: w.rw.ReadBufferBytes(), record: int64(w.rw.LargestRecord()), keyed: w.keyed}, nil
 }
 

@@ -33,11 +33,11 @@ type spillFile struct {
 
 // spillWriter writes one run. Abort (or a failed Commit) deletes the file.
 type spillWriter struct {
-	scope *storage.Scope
-	id    storage.BlockID
-	f     storage.File
-	rw    *storage.RecordWriter
-	buf   []byte
+	scope  *storage.Scope
+	id     storage.BlockID
+	f      storage.File
+	rw     *storage.RecordWriter
+	buf    []byte
 	keyed  bool // a keyed file: write ignores the prefixes, the keys' (see spillFile)
 	inline bool // an inline run: its first record came from writeInline
 }

@@ -47,16 +47,19 @@ func TestSortKeyPrefixDense(t *testing.T) {
 			seen := make([]bool, tc.n)
 			for i := range tc.n {
 				addr := a[2*i]
-				require.False(t, seen[addr], "address %d twice", addr)
+				if seen[addr] {
+					require.Failf(t, "record twice", "address %d twice", addr)
+				}
 				seen[addr] = true
 				if i == 0 {
 					continue
 				}
 				prevAddr := a[2*i-2]
 				was, is := uint64(orig[2*prevAddr+1]), uint64(orig[2*addr+1])
-				require.LessOrEqual(t, was, is, "prefixes %#x and %#x out of order at %d", was, is, i)
-				require.Equal(t, was == is, a[2*i-1] == a[2*i+1], "equal prefixes %#x %#x, equal dense forms", was, is)
-				require.Equal(t, was < is, uint64(a[2*i-1]) < uint64(a[2*i+1]), "dense forms ordered as the prefixes %#x %#x", was, is)
+				if was > is || (was == is) != (a[2*i-1] == a[2*i+1]) || (was < is) != (uint64(a[2*i-1]) < uint64(a[2*i+1])) {
+					require.Failf(t, "order lost", "at %d: prefixes %#x, %#x have dense forms %#x, %#x: want the prefixes ordered, and the "+
+						"dense forms equal and ordered as they are", i, was, is, a[2*i-1], a[2*i+1])
+				}
 			}
 		})
 	}

@@ -252,7 +252,8 @@ func (t *TaskManager) takePageNumberLocked() int {
 //
 // Acquiring may spill c, or any consumer of the task. It returns false, p unchanged and nothing
 // acquired, when the task grants less than it needs or when p was freed while it acquired (by a
-// spill of c). The caller must not free p concurrently. It panics when size is not larger than
+// spill of c). The bytes may move: a slice from p.Bytes() taken before the call must not be
+// used after it, and nothing may read or free p while it runs. It panics when size is not larger than
 // p's size, and for a page that is not one of the task's; it returns ErrPageTooLarge above
 // MaxPageSize.
 func (t *TaskManager) GrowPage(ctx context.Context, p *Page, size int64, c Consumer) (bool, error) {

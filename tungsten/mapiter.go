@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 
 	"github.com/spillway/spillway/memory"
 	"github.com/spillway/spillway/storage"
@@ -215,18 +216,28 @@ func (m *BytesToBytesMap) spillPage(p *memory.Page) (spillFile, error) {
 	if err != nil {
 		return spillFile{}, err
 	}
-	data := p.Bytes()
-	off := int64(uao)
-	for range order.Uint32(data) {
-		total := int64(order.Uint32(data[off:]))
-		if order.Uint32(data[off+uao:])&deadKey == 0 {
-			if err := w.write(data[off+uao:off+uao+total], 0); err != nil {
-				return spillFile{}, errors.Join(err, w.Abort())
-			}
+	for _, rec := range m.liveRecords(p) {
+		if err := w.write(rec, 0); err != nil {
+			return spillFile{}, errors.Join(err, w.Abort())
 		}
-		off += uao + total + m.link
 	}
 	return w.commit()
+}
+
+// liveRecords yields the records of data page p whose key is live, each as the offset of its
+// total-length word and its [4-byte key length][key][value] bytes (aliasing the page).
+func (m *BytesToBytesMap) liveRecords(p *memory.Page) iter.Seq2[int64, []byte] {
+	return func(yield func(int64, []byte) bool) {
+		data := p.Bytes()
+		off := int64(uao)
+		for range order.Uint32(data) {
+			total := int64(order.Uint32(data[off:]))
+			if order.Uint32(data[off+uao:])&deadKey == 0 && !yield(off, data[off+uao:off+uao+total]) {
+				return
+			}
+			off += uao + total + m.link
+		}
+	}
 }
 
 // Close releases a spill file being read. The map's Close calls it.

@@ -344,18 +344,10 @@ func (m *BytesToBytesMap) sortInPlace(ctx context.Context, prefixIsKey bool) (ps
 	a := m.array.a
 	i := 0
 	for _, p := range m.dataPages {
-		data := p.Bytes()
-		off := int64(uao)
-		for range order.Uint32(data) {
-			total := int64(order.Uint32(data[off:]))
-			klen := int64(order.Uint32(data[off+uao:]))
-			if klen&deadKey == 0 {
-				ks := off + 2*uao
-				a[2*i] = memory.EncodePageNumberAndOffset(p.Number(), off)
-				a[2*i+1] = prefixAt(data, int(ks+skip), int(ks+klen))
-				i++
-			}
-			off += uao + total + m.link
+		for off, rec := range m.liveRecords(p) {
+			a[2*i] = memory.EncodePageNumberAndOffset(p.Number(), off)
+			a[2*i+1] = prefixAt(rec, uao+int(skip), uao+int(order.Uint32(rec)))
+			i++
 		}
 	}
 	if prefixIsKey {
@@ -377,20 +369,13 @@ func (m *BytesToBytesMap) commonStart() []byte {
 	var common []byte
 	first := true
 	for _, p := range m.dataPages {
-		data := p.Bytes()
-		off := int64(uao)
-		for range order.Uint32(data) {
-			total := int64(order.Uint32(data[off:]))
-			klen := int64(order.Uint32(data[off+uao:]))
-			if klen&deadKey == 0 {
-				key := data[off+2*uao : off+2*uao+klen]
-				if first {
-					common, first = key, false
-				} else {
-					common = common[:commonPrefixLen(common, key)]
-				}
+		for _, rec := range m.liveRecords(p) {
+			key := rec[uao : uao+order.Uint32(rec)]
+			if first {
+				common, first = key, false
+			} else {
+				common = common[:commonPrefixLen(common, key)]
 			}
-			off += uao + total + m.link
 		}
 	}
 	return common
